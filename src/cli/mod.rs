@@ -1,0 +1,635 @@
+//! The command line: clap definitions, dispatch, output and error rendering.
+//!
+//! Only this module prints, reads the environment (`LODE_HOME`, `LODE_LOCK_TIMEOUT_MS`) or
+//! draws progress. stdout carries data (text, or one JSON document with `--json`); stderr
+//! carries messages. Errors are one line: `error: WHAT; hint: WHAT TO DO`.
+
+mod progress;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lode::keys::{key_to_hex, Home};
+use lode::ops::{self, add::AddOptions, status::Change};
+use lode::store::ImportMode;
+use lode::{Error, Repo, RepoOptions};
+use serde::Serialize;
+
+use progress::Bar;
+
+/// Version-control datasets like git; every file is named by its BLAKE3 hash.
+#[derive(Parser)]
+#[command(name = "lode", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text (fields: docs/JSON.md).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository (and the dataset key) in DIR, default the current directory.
+    #[command(after_help = "Example:\n  lode init worm-tracks && cd worm-tracks")]
+    Init { dir: Option<PathBuf> },
+    /// Print this device's public key (its identity).
+    #[command(after_help = "Example:\n  lode id")]
+    Id,
+    /// Stage files and directories (recursively; honours .lodeignore).
+    #[command(after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying")]
+    Add {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Hard-link files into the store instead of copying them (no second copy on disk;
+        /// the files become read-only, and editing one in place damages the stored object).
+        #[arg(long)]
+        link: bool,
+    },
+    /// Unstage paths and delete them from the working tree.
+    #[command(after_help = "Example:\n  lode rm old/ --cached")]
+    Rm {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Keep the files in the working tree.
+        #[arg(long)]
+        cached: bool,
+        /// Delete even files with changes that were never added.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show staged, modified, deleted and untracked paths.
+    #[command(after_help = "Example:\n  lode status --json")]
+    Status,
+    /// Record the staged tree and pending metadata as a commit signed by this device.
+    #[command(after_help = "Example:\n  lode commit -m \"add day 3 recordings\"")]
+    Commit {
+        #[arg(short, long)]
+        message: String,
+        /// Commit even if nothing changed.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// List commits, newest first.
+    #[command(after_help = "Example:\n  lode log -n 5")]
+    Log {
+        rev: Option<String>,
+        #[arg(short = 'n', long)]
+        limit: Option<usize>,
+    },
+    /// Show the dataset id and a commit (default HEAD) with its changes.
+    #[command(after_help = "Example:\n  lode show HEAD~1")]
+    Show { rev: Option<String> },
+    /// List changed files: HEAD vs working tree, REV vs working tree, or REV vs REV.
+    #[command(after_help = "Example:\n  lode diff v1 HEAD")]
+    Diff { revs: Vec<String> },
+    /// Write a revision (or some of its paths) into the working tree.
+    #[command(after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main")]
+    Checkout {
+        rev: String,
+        paths: Vec<PathBuf>,
+        /// Overwrite uncommitted changes.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// List tags, or create one at REV (default HEAD).
+    #[command(after_help = "Example:\n  lode tag v1.0")]
+    Tag {
+        name: Option<String>,
+        rev: Option<String>,
+        /// Move an existing tag.
+        #[arg(short, long)]
+        force: bool,
+        /// Delete the tag.
+        #[arg(short, long)]
+        delete: bool,
+    },
+    /// List the files of a revision (default HEAD) with sizes and BLAKE3 ids.
+    #[command(after_help = "Example:\n  lode ls HEAD tables --json")]
+    Ls { rev: Option<String>, path: Option<PathBuf> },
+    /// Write a file of a revision to stdout (checked against its hash first).
+    #[command(after_help = "Example:\n  lode cat v1:tables/neurons.csv | head")]
+    Cat {
+        /// REV:PATH
+        spec: String,
+    },
+    /// Show or set dataset metadata (title, description, license, authors, keywords, any
+    /// other key); the next commit records changes.
+    #[command(after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta authors \"A. Lee, B. Ortiz\"\n  lode meta --unset strain")]
+    Meta {
+        key: Option<String>,
+        value: Option<String>,
+        /// Remove KEY.
+        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "value"])]
+        unset: Option<String>,
+    },
+    /// Re-hash every object; report damage by id and path; exit 1 on any.
+    #[command(after_help = "Example:\n  lode verify")]
+    Verify,
+    /// Delete objects that no commit, tag or staged file uses.
+    #[command(after_help = "Example:\n  lode gc --dry-run")]
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// A failed command, as the user sees it.
+enum CliError {
+    Core(Error),
+    /// Output already printed; just exit 1 (verify found damage).
+    Failed,
+    /// stdout was closed by the reader (`lode cat | head`): not an error.
+    BrokenPipe,
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Io { path, source, .. }
+                if source.kind() == io::ErrorKind::BrokenPipe && path == Path::new("stdout") =>
+            {
+                CliError::BrokenPipe
+            }
+            _ => CliError::Core(e),
+        }
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            CliError::BrokenPipe
+        } else {
+            CliError::Core(Error::io("cannot write", "stdout", e))
+        }
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+/// Output: data on stdout, messages on stderr, as text or JSON.
+struct Ui {
+    json: bool,
+    quiet: bool,
+    progress: bool,
+    out: io::StdoutLock<'static>,
+}
+
+impl Ui {
+    fn line(&mut self, s: impl AsRef<str>) -> io::Result<()> {
+        writeln!(self.out, "{}", s.as_ref())
+    }
+    fn json<T: Serialize>(&mut self, v: &T) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut self.out, v).map_err(io::Error::other)?;
+        writeln!(self.out)
+    }
+    #[allow(clippy::print_stderr)]
+    fn note(&self, s: impl AsRef<str>) {
+        if !self.quiet && !self.json {
+            eprintln!("{}", s.as_ref());
+        }
+    }
+    fn bar(&self, label: &str) -> Bar {
+        Bar::new(label, self.progress)
+    }
+}
+
+/// Quotes a path for text output when it holds control characters or quotes.
+fn qp(p: &str) -> String {
+    if p.chars().any(|c| c.is_control() || c == '"') {
+        format!("{p:?}")
+    } else {
+        p.to_string()
+    }
+}
+
+fn human(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}
+
+struct Ctx {
+    cwd: PathBuf,
+    home: Home,
+    opts: RepoOptions,
+}
+
+impl Ctx {
+    fn repo(&self) -> Result<Repo, Error> {
+        Repo::discover(&self.cwd, self.home.clone(), self.opts.clone())
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+fn context(global: &Global) -> Result<Ctx, Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io("cannot read", ".", e))?;
+    let cwd = match &global.chdir {
+        Some(d) => cwd.join(d),
+        None => cwd,
+    };
+    let home = match std::env::var_os("LODE_HOME") {
+        Some(h) if !h.is_empty() => PathBuf::from(h),
+        _ => dirs::config_dir()
+            .map(|d| d.join("lode"))
+            .ok_or_else(|| Error::Other("cannot find a config directory; set LODE_HOME".into()))?,
+    };
+    let mut opts = RepoOptions::default();
+    if let Some(ms) = std::env::var("LODE_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
+        opts.lock_timeout = Duration::from_millis(ms);
+    }
+    Ok(Ctx { cwd, home: Home::new(home), opts })
+}
+
+/// Runs the command line and returns the process exit code.
+#[allow(clippy::print_stderr)]
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error: {msg}{at}; hint: this is a bug, please report it");
+    }));
+    let cli = Cli::parse();
+    let ui = Ui {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        progress: !cli.global.quiet
+            && !cli.global.json
+            && !cli.global.no_progress
+            && io::stderr().is_terminal(),
+        out: io::stdout().lock(),
+    };
+    match run(cli, ui) {
+        Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(CliError::Failed) => ExitCode::from(1),
+        Err(CliError::Core(e)) => {
+            let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
+            eprintln!("error: {}{hint}", one_line(&e.to_string()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', "\\n")
+}
+
+fn run(cli: Cli, mut ui: Ui) -> CliResult {
+    let ctx = context(&cli.global)?;
+    match cli.command {
+        Command::Init { dir } => {
+            let dir = ctx.cwd.join(dir.unwrap_or_else(|| PathBuf::from(".")));
+            let repo = Repo::init(&dir, ctx.home.clone(), ctx.opts.clone())?;
+            let dataset = key_to_hex(&repo.dataset_id()?);
+            let device = key_to_hex(&repo.device_key()?.verifying_key());
+            if ui.json {
+                #[derive(Serialize)]
+                struct J<'a> { root: String, dataset: &'a str, device: &'a str }
+                ui.json(&J { root: repo.root().display().to_string(), dataset: &dataset, device: &device })?;
+            } else if !ui.quiet {
+                ui.line(format!("Initialized lode repository in {}", repo.root().join(".lode").display()))?;
+                ui.line(format!("dataset id: {dataset}"))?;
+            }
+        }
+        Command::Id => {
+            let key = ctx.home.device_key()?;
+            let id = key_to_hex(&key.verifying_key());
+            if ui.json {
+                #[derive(Serialize)]
+                struct J { device: String }
+                ui.json(&J { device: id })?;
+            } else {
+                ui.line(id)?;
+            }
+        }
+        Command::Add { paths, link } => {
+            let repo = ctx.repo()?;
+            let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
+            let opts = AddOptions { mode: if link { ImportMode::Link } else { ImportMode::Copy } };
+            let bar = ui.bar("add");
+            let r = ops::add::add(&repo, &rels, opts, &bar)?;
+            drop(bar);
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!(
+                    "{} added, {} updated, {} removed; {} stored",
+                    r.added.len(), r.updated.len(), r.removed.len(), human(r.bytes_stored)
+                ));
+            }
+        }
+        Command::Rm { paths, cached, force } => {
+            let repo = ctx.repo()?;
+            let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
+            let r = ops::add::rm(&repo, &rels, cached, force)?;
+            if ui.json {
+                ui.json(&r)?;
+            } else if !ui.quiet {
+                for p in &r.removed {
+                    ui.line(format!("rm {}", qp(p)))?;
+                }
+            }
+        }
+        Command::Status => {
+            let repo = ctx.repo()?;
+            let s = ops::status::status(&repo)?;
+            if ui.json {
+                ui.json(&s)?;
+            } else {
+                print_status(&mut ui, &s)?;
+            }
+        }
+        Command::Commit { message, allow_empty } => {
+            let repo = ctx.repo()?;
+            let r = ops::commit::commit(&repo, &message, allow_empty)?;
+            if ui.json {
+                ui.json(&r)?;
+            } else if !ui.quiet {
+                ui.line(format!("[{}] {} ({} files, {})", &r.commit[..12], first_line(&message), r.files, human(r.bytes)))?;
+            }
+        }
+        Command::Log { rev, limit } => {
+            let repo = ctx.repo()?;
+            let commits = ops::history::log(&repo, rev.as_deref(), limit)?;
+            if ui.json {
+                ui.json(&commits)?;
+            } else {
+                for c in commits {
+                    ui.line(format!("commit {}", c.id))?;
+                    ui.line(format!("Author: {}{}", c.author, if c.signature_valid { "" } else { " (BAD SIGNATURE)" }))?;
+                    ui.line(format!("Date:   {}", fmt_time(c.time)))?;
+                    ui.line("")?;
+                    for l in c.message.lines() {
+                        ui.line(format!("    {l}"))?;
+                    }
+                    ui.line("")?;
+                }
+            }
+        }
+        Command::Show { rev } => {
+            let repo = ctx.repo()?;
+            let s = ops::history::show(&repo, rev.as_deref())?;
+            if ui.json {
+                ui.json(&s)?;
+            } else {
+                ui.line(format!("dataset {}", s.dataset))?;
+                if let Some(c) = &s.commit {
+                    ui.line(format!("commit  {}", c.id))?;
+                    ui.line(format!("tree    {}", c.tree))?;
+                    for p in &c.parents {
+                        ui.line(format!("parent  {p}"))?;
+                    }
+                    ui.line(format!("author  {}{}", c.author, if c.signature_valid { "" } else { " (BAD SIGNATURE)" }))?;
+                    ui.line(format!("date    {}", fmt_time(c.time)))?;
+                    ui.line(format!("files   {} ({})", s.files, human(s.bytes)))?;
+                    print_meta(&mut ui, &c.metadata)?;
+                    ui.line("")?;
+                    for l in c.message.lines() {
+                        ui.line(format!("    {l}"))?;
+                    }
+                    ui.line("")?;
+                    print_changes(&mut ui, &s.changes)?;
+                } else {
+                    ui.line("no commits yet")?;
+                }
+            }
+        }
+        Command::Diff { revs } => {
+            if revs.len() > 2 {
+                return Err(Error::Other("diff takes at most two revisions".into()).into());
+            }
+            let repo = ctx.repo()?;
+            let changes = ops::history::diff(&repo, revs.first().map(String::as_str), revs.get(1).map(String::as_str))?;
+            if ui.json {
+                ui.json(&changes)?;
+            } else {
+                print_changes(&mut ui, &changes)?;
+            }
+        }
+        Command::Checkout { rev, paths, force } => {
+            let repo = ctx.repo()?;
+            let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
+            let bar = ui.bar("checkout");
+            let r = ops::checkout::checkout(&repo, &rev, &rels, force, &bar)?;
+            drop(bar);
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!("checked out {} ({} written, {} removed, {})", &r.commit[..12], r.written, r.removed, human(r.bytes_written)));
+            }
+        }
+        Command::Tag { name, rev, force, delete } => {
+            let repo = ctx.repo()?;
+            match (name, delete) {
+                (None, _) => {
+                    let tags = ops::history::tags(&repo)?;
+                    if ui.json {
+                        let m: std::collections::BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.to_hex())).collect();
+                        ui.json(&m)?;
+                    } else {
+                        for (t, _) in tags {
+                            ui.line(t)?;
+                        }
+                    }
+                }
+                (Some(n), true) => ops::history::delete_tag(&repo, &n)?,
+                (Some(n), false) => {
+                    let id = ops::history::tag(&repo, &n, rev.as_deref(), force)?;
+                    ui.note(format!("tag {n} -> {}", id.short()));
+                }
+            }
+        }
+        Command::Ls { rev, path } => {
+            let repo = ctx.repo()?;
+            let prefix = match &path {
+                Some(p) => repo.repo_path(&ctx.cwd, p)?,
+                None => String::new(),
+            };
+            let entries = ops::history::ls(&repo, rev.as_deref(), &prefix)?;
+            if ui.json {
+                ui.json(&entries)?;
+            } else {
+                for e in entries {
+                    ui.line(format!("{} {:>7} {:>10}  {}", &e.id[..12], e.kind, e.size, qp(&e.path)))?;
+                }
+            }
+        }
+        Command::Cat { spec } => {
+            let repo = ctx.repo()?;
+            let (rev, path) = spec
+                .split_once(':')
+                .ok_or_else(|| Error::Other(format!("{spec:?} is not REV:PATH (for example HEAD:data.csv)")))?;
+            let rev = if rev.is_empty() { "HEAD" } else { rev };
+            let mut out = io::BufWriter::with_capacity(1 << 20, &mut ui.out);
+            ops::history::cat(&repo, rev, path.trim_start_matches("./"), &mut out)?;
+            out.flush()?;
+        }
+        Command::Meta { key, value, unset } => {
+            let repo = ctx.repo()?;
+            let m = match (&key, &value, &unset) {
+                (_, _, Some(k)) => Some(ops::meta::set(&repo, k, None)?),
+                (Some(k), Some(v), None) => Some(ops::meta::set(&repo, k, Some(v))?),
+                _ => None,
+            };
+            let m = match m {
+                Some(m) => m,
+                None => repo.pending_metadata()?,
+            };
+            match (&key, &value, &unset) {
+                (Some(k), None, None) => {
+                    let v = ops::meta::get(&m, k)?;
+                    if ui.json {
+                        ui.json(&v)?;
+                    } else if let Some(v) = v {
+                        ui.line(v)?;
+                    }
+                }
+                _ if ui.json => ui.json(&m)?,
+                (None, None, None) => print_meta(&mut ui, &m)?,
+                _ => {}
+            }
+        }
+        Command::Verify => {
+            let repo = ctx.repo()?;
+            let bar = ui.bar("verify");
+            let r = ops::maintain::verify(&repo, &bar)?;
+            drop(bar);
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                for d in &r.damaged {
+                    ui.line(format!("damaged {} {}: {}", d.id, d.path.as_deref().map(qp).unwrap_or_else(|| "(no path)".into()), d.problem))?;
+                }
+                ui.note(format!("{} objects ({}) checked, {} damaged", r.objects, human(r.bytes), r.damaged.len()));
+            }
+            if !r.damaged.is_empty() {
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!("error: {} damaged object(s) in {}; hint: fetch them again from a peer or restore .lode from a backup", r.damaged.len(), repo.root().display());
+                }
+                return Err(CliError::Failed);
+            }
+        }
+        Command::Gc { dry_run } => {
+            let repo = ctx.repo()?;
+            let r = ops::maintain::gc(&repo, dry_run)?;
+            if ui.json {
+                ui.json(&r)?;
+            } else if !ui.quiet {
+                let verb = if dry_run { "would free" } else { "freed" };
+                ui.line(format!("{verb} {} ({} objects, {} temp files); {} objects kept", human(r.bytes_freed), r.objects_removed, r.temp_files_removed, r.objects_kept))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn repo_paths(repo: &Repo, cwd: &Path, paths: &[PathBuf]) -> Result<Vec<String>, Error> {
+    paths.iter().map(|p| repo.repo_path(cwd, p)).collect()
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+fn fmt_time(t: i64) -> String {
+    // Seconds since the epoch to a UTC date, without a time-zone database.
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
+    use lode::ops::status::ChangeKind::*;
+    for c in changes {
+        let (tag, size) = match c.change {
+            Added => ("added:   ", human(c.new_size.unwrap_or(0))),
+            Deleted => ("removed: ", human(c.old_size.unwrap_or(0))),
+            Modified => ("modified:", format!("{} -> {}", human(c.old_size.unwrap_or(0)), human(c.new_size.unwrap_or(0)))),
+        };
+        ui.line(format!("{tag} {} ({size})", qp(&c.path)))?;
+    }
+    Ok(())
+}
+
+fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
+    match (&s.branch, &s.head) {
+        (Some(b), _) => ui.line(format!("On branch {b}"))?,
+        (None, Some(h)) => ui.line(format!("HEAD detached at {}", &h[..12]))?,
+        _ => {}
+    }
+    if s.head.is_none() {
+        ui.line("No commits yet")?;
+    }
+    if !s.staged.is_empty() || s.metadata_changed {
+        ui.line("\nChanges to be committed:")?;
+        if s.metadata_changed {
+            ui.line("  metadata changed (lode meta)")?;
+        }
+        for c in &s.staged {
+            ui.line(format!("  {:<9} {}", format!("{:?}:", c.change).to_lowercase(), qp(&c.path)))?;
+        }
+    }
+    if !s.unstaged.is_empty() {
+        ui.line("\nChanges not staged for commit (use `lode add`):")?;
+        for c in &s.unstaged {
+            ui.line(format!("  {:<9} {}", format!("{:?}:", c.change).to_lowercase(), qp(&c.path)))?;
+        }
+    }
+    if !s.untracked.is_empty() {
+        ui.line("\nUntracked files (use `lode add`):")?;
+        for p in &s.untracked {
+            ui.line(format!("  {}", qp(p)))?;
+        }
+    }
+    if s.is_clean() && s.untracked.is_empty() {
+        ui.line("nothing to commit, working tree clean")?;
+    }
+    Ok(())
+}
+
+fn print_meta(ui: &mut Ui, m: &lode::object::Metadata) -> io::Result<()> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    ui.line(format!("title:       {}", opt(&m.title)))?;
+    ui.line(format!("description: {}", opt(&m.description)))?;
+    ui.line(format!("license:     {}", opt(&m.license)))?;
+    ui.line(format!("authors:     {}", m.authors.join(", ")))?;
+    ui.line(format!("keywords:    {}", m.keywords.join(", ")))?;
+    for (k, v) in &m.extra {
+        ui.line(format!("{k}: {v}"))?;
+    }
+    Ok(())
+}

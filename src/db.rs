@@ -1,0 +1,154 @@
+//! The repository database (`.lode/lode.redb`): refs, the staging index and config, in
+//! versioned redb tables; and the writer lock (`.lode/lock`).
+//!
+//! Concurrency: redb lets one process open a database at a time, so every command opens it
+//! only for the length of one transaction and retries briefly while another process holds it
+//! ([`Db::open`]). Commands that write take the writer lock for their whole run first
+//! ([`WriteLock`]); a second writer waits up to the lock timeout, then fails with a message
+//! naming the holder. Readers never take the writer lock, so `status`, `log` and `ls` keep
+//! working while `add` runs.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use redb::{Database, TableDefinition};
+
+use crate::error::{Error, Result};
+use crate::object::EntryKind;
+use crate::store::Stat;
+use crate::ObjectId;
+
+/// `name -> value`: `HEAD` (`ref:heads/main` or a commit id), `heads/NAME`, `tags/NAME`.
+pub const REFS: TableDefinition<&str, &str> = TableDefinition::new("refs-v1");
+/// Repository path (`/`-separated, relative) -> postcard-encoded [`IndexEntry`].
+pub const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index-v1");
+/// Settings and state: `format`, `dataset`, `metadata` (pending), `index-time`.
+pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config-v1");
+
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One staged path: what the next commit records, plus the stat cache.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    /// `File`, `Executable`, `Symlink`, or `Dir` for an empty directory.
+    pub kind: EntryKind,
+    pub id: ObjectId,
+    pub size: u64,
+    pub stat: Option<Stat>,
+}
+
+impl IndexEntry {
+    /// Encodes for the index table.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encodes in-memory values")
+    }
+
+    /// Decodes from the index table.
+    pub fn decode(path: &str, bytes: &[u8]) -> Result<IndexEntry> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| Error::Db(format!("index entry {path:?} is malformed: {e}")))
+    }
+}
+
+/// An open repository database, held for one short stretch of work.
+pub struct Db {
+    pub db: Database,
+}
+
+impl Db {
+    /// Opens the database, retrying while another process holds it, for up to `timeout`.
+    pub fn open(path: &Path, timeout: Duration) -> Result<Db> {
+        let start = Instant::now();
+        loop {
+            match Database::open(path) {
+                Ok(db) => return Ok(Db { db }),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(Error::DbBusy(path.to_path_buf()))
+                }
+                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) => {
+                    return Err(Error::io("cannot open repository database", path, e))
+                }
+                Err(e) => {
+                    return Err(Error::DbCorrupt { path: path.to_path_buf(), msg: e.to_string() })
+                }
+            }
+        }
+    }
+
+    /// Creates a new database with empty tables.
+    pub fn create(path: &Path) -> Result<Db> {
+        let db = Database::create(path)
+            .map_err(|e| Error::DbCorrupt { path: path.to_path_buf(), msg: e.to_string() })?;
+        let tx = db.begin_write()?;
+        tx.open_table(REFS)?;
+        tx.open_table(INDEX)?;
+        tx.open_table(CONFIG)?.insert("format", &FORMAT_VERSION.to_le_bytes()[..])?;
+        tx.commit()?;
+        Ok(Db { db })
+    }
+}
+
+/// Reads one config value in a read transaction.
+pub fn get_config(tx: &redb::ReadTransaction, key: &str) -> Result<Option<Vec<u8>>> {
+    let t = tx.open_table(CONFIG)?;
+    Ok(t.get(key)?.map(|v| v.value().to_vec()))
+}
+
+/// Reads one ref in a read transaction.
+pub fn get_ref(tx: &redb::ReadTransaction, name: &str) -> Result<Option<String>> {
+    let t = tx.open_table(REFS)?;
+    Ok(t.get(name)?.map(|v| v.value().to_string()))
+}
+
+/// Holds the exclusive writer lock of a repository until dropped.
+pub struct WriteLock {
+    _file: File,
+}
+
+impl WriteLock {
+    /// Takes the lock, waiting up to `timeout` for another writer to finish.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<WriteLock> {
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("cannot open lock file", path, e))?;
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = match holder.trim() {
+                        "" => "another process".to_string(),
+                        pid => format!("pid {pid}"),
+                    };
+                    return Err(Error::Locked { path: lock_repo(path), holder });
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::io("cannot lock", path, e));
+                }
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        Ok(WriteLock { _file: file })
+    }
+}
+
+fn lock_repo(lock: &Path) -> PathBuf {
+    lock.parent().and_then(Path::parent).unwrap_or(lock).to_path_buf()
+}

@@ -1,0 +1,180 @@
+//! The core error type. Every variant carries the path, object or revision it is about, and
+//! [`Error::hint`] says what the user can do; the CLI prints both on one line.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::id::ObjectId;
+
+/// Result alias for the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a repository operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not a lode repository (or any parent up to /): {}", .0.display())]
+    NotARepo(PathBuf),
+    #[error("a lode repository already exists at {}", .0.display())]
+    AlreadyRepo(PathBuf),
+    #[error("path {} is outside the repository at {}", .path.display(), .root.display())]
+    OutsideRepo { path: PathBuf, root: PathBuf },
+    #[error("path {} is inside the repository's own .lode directory", .0.display())]
+    InsideLodeDir(PathBuf),
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("file {} changed while it was being added", .0.display())]
+    FileChanged(PathBuf),
+    #[error("file name {} is not valid UTF-8", .0.display())]
+    NonUtf8Name(PathBuf),
+    #[error("{} is not a regular file, directory or symlink", .0.display())]
+    SpecialFile(PathBuf),
+    #[error("pathspec {0:?} did not match any file")]
+    NoMatch(String),
+    #[error("another lode command is writing to the repository at {} ({holder})", .path.display())]
+    Locked { path: PathBuf, holder: String },
+    #[error("the repository database {} is busy", .0.display())]
+    DbBusy(PathBuf),
+    #[error("the repository database {} is unreadable or corrupt: {msg}", .path.display())]
+    DbCorrupt { path: PathBuf, msg: String },
+    #[error("repository database error: {0}")]
+    Db(String),
+    #[error("object {id} is corrupt (its bytes do not hash to its id){}", fmt_path(.path))]
+    ObjectCorrupt { id: ObjectId, path: Option<String> },
+    #[error("object {id} is missing from the store{}", fmt_path(.path))]
+    ObjectMissing { id: ObjectId, path: Option<String> },
+    #[error("object {id} is not a valid {what}: {msg}")]
+    BadObject { id: ObjectId, what: &'static str, msg: String },
+    #[error("unknown revision {0:?}")]
+    UnknownRev(String),
+    #[error("revision {rev:?} is ambiguous: {count} commits start with it")]
+    AmbiguousRev { rev: String, count: usize },
+    #[error("revision {rev:?} has no ancestor {n} steps back")]
+    RevTooFarBack { rev: String, n: usize },
+    #[error("the repository has no commits yet")]
+    NoCommits,
+    #[error("path {path:?} does not exist in {rev}")]
+    PathNotInRev { path: String, rev: String },
+    #[error("{path:?} in {rev} is a {kind}, not a file")]
+    NotAFile { path: String, rev: String, kind: &'static str },
+    #[error("nothing to commit: the staged tree and metadata equal HEAD")]
+    NothingToCommit,
+    #[error("empty commit message")]
+    EmptyMessage,
+    #[error("checkout would overwrite uncommitted changes in {}", list(.0))]
+    Dirty(Vec<String>),
+    #[error("checkout would overwrite untracked files {}", list(.0))]
+    UntrackedInTheWay(Vec<String>),
+    #[error("{0} in the working tree is in the way (a symlink or file where a directory must be)")]
+    PathInTheWay(String),
+    #[error("tag {0:?} already exists")]
+    TagExists(String),
+    #[error("invalid tag name {0:?}")]
+    BadTagName(String),
+    #[error("unknown metadata key {0:?}")]
+    BadMetaKey(String),
+    #[error("key file {}: {msg}", .path.display())]
+    Key { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn fmt_path(p: &Option<String>) -> String {
+    p.as_ref().map(|p| format!(" at {p:?}")).unwrap_or_default()
+}
+
+fn list(paths: &[String]) -> String {
+    let mut s: Vec<String> = paths.iter().take(5).map(|p| format!("{p:?}")).collect();
+    if paths.len() > 5 {
+        s.push(format!("and {} more", paths.len() - 5));
+    }
+    s.join(", ")
+}
+
+impl Error {
+    /// Builds an I/O error that names what was being done and to which path.
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { what, path: path.into(), source }
+    }
+
+    /// Says what the user can do about this error.
+    pub fn hint(&self) -> Option<String> {
+        use std::io::ErrorKind;
+        Some(match self {
+            Error::NotARepo(_) => "run `lode init` to create one, or `cd` into a dataset".into(),
+            Error::AlreadyRepo(_) => "use the existing repository, or choose another directory".into(),
+            Error::OutsideRepo { .. } => "give paths inside the dataset directory".into(),
+            Error::InsideLodeDir(_) => "lode manages .lode itself; add the dataset's files instead".into(),
+            Error::Io { source, .. } => match source.kind() {
+                ErrorKind::PermissionDenied => {
+                    "fix the permissions, or list the path in .lodeignore".into()
+                }
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                    "free disk space and run the command again; nothing was half-written".into()
+                }
+                ErrorKind::NotFound => "check that the path exists".into(),
+                _ => return None,
+            },
+            Error::FileChanged(_) => {
+                "wait until the file is no longer being written, then add it again".into()
+            }
+            Error::NonUtf8Name(_) => "rename the file to a UTF-8 name, or list it in .lodeignore".into(),
+            Error::SpecialFile(_) => "list it in .lodeignore".into(),
+            Error::NoMatch(_) => "check the path; `lode status` lists what is tracked".into(),
+            Error::Locked { .. } | Error::DbBusy(_) => {
+                "wait for the other command to finish, then try again".into()
+            }
+            Error::DbCorrupt { .. } | Error::Db(_) => {
+                "restore .lode from a backup or clone the dataset again; `lode verify` checks the objects".into()
+            }
+            Error::ObjectCorrupt { .. } | Error::ObjectMissing { .. } | Error::BadObject { .. } => {
+                "run `lode verify` to list damaged objects; fetch them again from a peer or restore them from a backup".into()
+            }
+            Error::UnknownRev(_) | Error::AmbiguousRev { .. } | Error::RevTooFarBack { .. } => {
+                "use a commit id (or a longer prefix), a tag, HEAD or HEAD~N; `lode log` lists commits".into()
+            }
+            Error::NoCommits => "run `lode add` and `lode commit` first".into(),
+            Error::PathNotInRev { .. } | Error::NotAFile { .. } => {
+                "`lode ls REV` lists the files of a revision".into()
+            }
+            Error::NothingToCommit => "change files and `lode add` them, or edit `lode meta`".into(),
+            Error::EmptyMessage => "pass a message with -m".into(),
+            Error::Dirty(_) | Error::UntrackedInTheWay(_) | Error::PathInTheWay(_) => {
+                "commit or move your changes first, or pass --force to discard them".into()
+            }
+            Error::TagExists(_) => "choose another name, or pass --force to move the tag".into(),
+            Error::BadTagName(_) => "tag names use letters, digits, '.', '_', '-' and '/'".into(),
+            Error::BadMetaKey(_) => {
+                "keys are title, description, license, authors, keywords, or extra.NAME".into()
+            }
+            Error::Key { .. } => "check LODE_HOME and the key file's permissions (0600)".into(),
+            Error::Other(_) => return None,
+        })
+    }
+}
+
+impl From<redb::Error> for Error {
+    fn from(e: redb::Error) -> Self {
+        Error::Db(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Db(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

@@ -1,0 +1,141 @@
+//! Device identity and dataset keys: ed25519 secret keys kept as files (mode 0600) under the
+//! lode home directory (`$LODE_HOME`, else the user's config directory + `lode`).
+//!
+//! Layout: `HOME/identity.key` (this device; its public key is the device id and, later, the
+//! iroh endpoint id) and `HOME/datasets/<dataset-id>.key` (the key made by `lode init`; its
+//! public key is the dataset id). A key file is `lode-ed25519-secret-v1 <64 hex>\n`.
+//!
+//! Invariant: secret keys never implement `Debug`/`Display`; files are written to a temp file
+//! with mode 0600, fsynced and renamed, so a key is either whole or absent.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rand::rngs::OsRng;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+const KEY_PREFIX: &str = "lode-ed25519-secret-v1 ";
+
+/// The directory that holds this user's keys.
+#[derive(Clone, Debug)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+/// Formats a public key the way lode prints ids (lowercase hex).
+pub fn key_to_hex(key: &VerifyingKey) -> String {
+    hex::encode(key.as_bytes())
+}
+
+impl Home {
+    /// Uses `dir` as the key directory (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Home {
+        Home { dir: dir.into() }
+    }
+
+    /// Returns the key directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn device_path(&self) -> PathBuf {
+        self.dir.join("identity.key")
+    }
+
+    fn dataset_path(&self, dataset: &VerifyingKey) -> PathBuf {
+        self.dir.join("datasets").join(format!("{}.key", key_to_hex(dataset)))
+    }
+
+    /// Loads the device key, creating it when missing.
+    pub fn device_key(&self) -> Result<SigningKey> {
+        let path = self.device_path();
+        match read_key(&path)? {
+            Some(k) => Ok(k),
+            None => {
+                let key = SigningKey::generate(&mut OsRng);
+                write_key(&path, &key)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// Loads the device key if it exists, without creating it.
+    pub fn existing_device_key(&self) -> Result<Option<SigningKey>> {
+        read_key(&self.device_path())
+    }
+
+    /// Makes and stores a new dataset key.
+    pub fn new_dataset_key(&self) -> Result<SigningKey> {
+        let key = SigningKey::generate(&mut OsRng);
+        write_key(&self.dataset_path(&key.verifying_key()), &key)?;
+        Ok(key)
+    }
+
+    /// Loads the secret key of a dataset, if this user holds it.
+    pub fn dataset_key(&self, dataset: &VerifyingKey) -> Result<Option<SigningKey>> {
+        read_key(&self.dataset_path(dataset))
+    }
+}
+
+fn read_key(path: &Path) -> Result<Option<SigningKey>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => Zeroizing::new(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("cannot read key file", path, e)),
+    };
+    let bad = |msg: &str| Error::Key { path: path.to_path_buf(), msg: msg.to_string() };
+    let hex_part = text
+        .trim_end()
+        .strip_prefix(KEY_PREFIX)
+        .ok_or_else(|| bad("not a lode key file"))?;
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(hex_part, &mut bytes[..]).map_err(|_| bad("malformed key"))?;
+    Ok(Some(SigningKey::from_bytes(&bytes)))
+}
+
+fn write_key(path: &Path, key: &SigningKey) -> Result<()> {
+    let dir = path.parent().expect("key paths have a parent");
+    fs::create_dir_all(dir).map_err(|e| Error::io("cannot create key directory", dir, e))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let text = Zeroizing::new(format!("{KEY_PREFIX}{}\n", hex::encode(key.to_bytes())));
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write key file", path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        let a = home.device_key().unwrap();
+        let b = home.device_key().unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        let mode = fs::metadata(home.device_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let d = home.new_dataset_key().unwrap();
+        let again = home.dataset_key(&d.verifying_key()).unwrap().unwrap();
+        assert_eq!(again.to_bytes(), d.to_bytes());
+    }
+}

@@ -1,0 +1,314 @@
+//! `add` and `rm`: stage files, symlinks and empty directories into the index.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::db::IndexEntry;
+use crate::error::{Error, Result};
+use crate::object::EntryKind;
+use crate::progress::Progress;
+use crate::repo::Repo;
+use crate::store::{ImportMode, Stat};
+use crate::worktree::{self, under, WalkKind};
+
+use super::{parent, racy, write_index};
+
+/// What `add` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct AddReport {
+    /// Paths newly tracked.
+    pub added: Vec<String>,
+    /// Tracked paths whose content changed.
+    pub updated: Vec<String>,
+    /// Tracked paths gone from the working tree, now unstaged.
+    pub removed: Vec<String>,
+    /// Files read and hashed (the others matched the stat cache).
+    pub files_hashed: u64,
+    /// Bytes newly written to the store.
+    pub bytes_stored: u64,
+}
+
+/// Options of `add`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddOptions {
+    pub mode: ImportMode,
+}
+
+/// What staging one path found.
+enum Outcome {
+    /// The stat cache says the path is as staged.
+    Unchanged,
+    /// A new index entry, and whether new bytes went into the store.
+    Staged(IndexEntry, bool),
+    /// A directory (its entries are walked separately).
+    Dir,
+}
+
+/// Stages one walked path.
+fn stage_path(
+    repo: &Repo,
+    abs: &Path,
+    meta: &fs::Metadata,
+    old: Option<&IndexEntry>,
+    index_time: i64,
+    opts: AddOptions,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let stat = Stat::of(meta);
+    let kind = kind_of(meta);
+    if kind != WalkKind::Dir {
+        if let Some(old) = old {
+            if old.stat == Some(stat) && !racy(stat.mtime_ns, index_time) {
+                return Ok(Outcome::Unchanged);
+            }
+        }
+    }
+    match kind {
+        WalkKind::File => {
+            let imp = repo.store().import_file(abs, &stat, opts.mode)?;
+            progress.inc(stat.size);
+            let kind = if stat.executable() { EntryKind::Executable } else { EntryKind::File };
+            let e = IndexEntry { kind, id: imp.id, size: stat.size, stat: Some(imp.stat) };
+            Ok(Outcome::Staged(e, imp.stored))
+        }
+        WalkKind::Symlink => {
+            let target = fs::read_link(abs).map_err(|e| Error::io("cannot read link", abs, e))?;
+            let bytes = target.as_os_str().as_bytes();
+            let id = repo.store().put_bytes(bytes)?;
+            let e = IndexEntry {
+                kind: EntryKind::Symlink,
+                id,
+                size: bytes.len() as u64,
+                stat: Some(stat),
+            };
+            Ok(Outcome::Staged(e, true))
+        }
+        WalkKind::Dir => Ok(Outcome::Dir),
+        WalkKind::Other => Err(Error::SpecialFile(abs.to_path_buf())),
+    }
+}
+
+/// Stages `paths` (repository paths; "" is the whole tree), recursively, like
+/// `git add -A PATH`: new and changed files are stored, vanished ones unstaged.
+pub fn add(
+    repo: &Repo,
+    paths: &[String],
+    opts: AddOptions,
+    progress: &dyn Progress,
+) -> Result<AddReport> {
+    let _lock = repo.lock()?;
+    let (index, index_time) = repo.load_index()?;
+    let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
+    let record = |rel: String, outcome: Outcome| {
+        results.lock().expect("not poisoned").push((rel, outcome));
+    };
+    // Named files are staged directly (even when ignored, as git does); directories walked.
+    let mut walk_targets = Vec::new();
+    for p in paths {
+        let abs = repo.abs(p);
+        match fs::symlink_metadata(&abs) {
+            Ok(m) if m.is_dir() => walk_targets.push(p.clone()),
+            Ok(m) => record(p.clone(), stage_path(repo, &abs, &m, index.get(p), index_time, opts, progress)?),
+            Err(_) if index.keys().any(|k| under(k, p)) => {}
+            Err(_) => return Err(Error::NoMatch(p.clone())),
+        }
+    }
+    if !walk_targets.is_empty() {
+        worktree::walk(repo.root(), &walk_targets, |item| {
+            let old = index.get(&item.rel);
+            let outcome = stage_path(repo, &item.abs, &item.meta, old, index_time, opts, progress)?;
+            record(item.rel, outcome);
+            Ok(())
+        })?;
+    }
+    let mut results = results.into_inner().expect("walk ended");
+    let seen: HashSet<String> = results.iter().map(|(p, _)| p.clone()).collect();
+
+    // Tracked paths under the targets that the walk did not meet: ignored but tracked
+    // (staged like named files), or gone (unstaged).
+    let mut report = AddReport::default();
+    let mut changes: BTreeMap<String, Option<IndexEntry>> = BTreeMap::new();
+    for (path, old) in index.iter().filter(|(k, _)| paths.iter().any(|p| under(k, p))) {
+        if seen.contains(path) {
+            continue;
+        }
+        let abs = repo.abs(path);
+        match fs::symlink_metadata(&abs) {
+            Ok(m) if m.is_dir() && old.kind == EntryKind::Dir => {}
+            Ok(m) if !m.is_dir() => {
+                let outcome = stage_path(repo, &abs, &m, Some(old), index_time, opts, progress)?;
+                results.push((path.clone(), outcome));
+            }
+            _ => {
+                changes.insert(path.clone(), None);
+                report.removed.push(path.clone());
+            }
+        }
+    }
+
+    let mut nonempty: HashSet<&str> = HashSet::new();
+    for (p, _) in &results {
+        mark_parents(p, &mut nonempty);
+    }
+    let empty_tree = crate::ObjectId::of(&crate::object::Tree::default().encode());
+    let mut new_paths = Vec::new();
+    for (path, outcome) in &results {
+        let old = index.get(path);
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::Dir => {
+                let empty = !nonempty.contains(path.as_str());
+                match old {
+                    // A file where a directory now is, or an empty directory that filled up.
+                    Some(e) if e.kind != EntryKind::Dir || !empty => {
+                        changes.insert(path.clone(), None);
+                        if e.kind != EntryKind::Dir {
+                            report.removed.push(path.clone());
+                        }
+                    }
+                    None if empty => {
+                        let e = IndexEntry { kind: EntryKind::Dir, id: empty_tree, size: 0, stat: None };
+                        changes.insert(path.clone(), Some(e));
+                        report.added.push(path.clone());
+                        new_paths.push(path.clone());
+                    }
+                    _ => {}
+                }
+            }
+            Outcome::Staged(entry, stored) => {
+                if *stored {
+                    report.bytes_stored += entry.size;
+                }
+                if matches!(entry.kind, EntryKind::File | EntryKind::Executable) {
+                    report.files_hashed += 1;
+                }
+                match old {
+                    Some(o) if o.id == entry.id && o.kind == entry.kind => {}
+                    Some(_) => report.updated.push(path.clone()),
+                    None => report.added.push(path.clone()),
+                }
+                changes.insert(path.clone(), Some(entry.clone()));
+                new_paths.push(path.clone());
+            }
+        }
+    }
+    // Entries above a new path must be directories: drop tracked files or empty-directory
+    // markers that stand there.
+    for p in &new_paths {
+        let mut cur = parent(p);
+        while !cur.is_empty() {
+            if let Some(e) = index.get(cur) {
+                if !changes.contains_key(cur) {
+                    changes.insert(cur.to_string(), None);
+                    if e.kind != EntryKind::Dir {
+                        report.removed.push(cur.to_string());
+                    }
+                }
+            }
+            cur = parent(cur);
+        }
+    }
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    repo.store().sync()?;
+    write_index(repo, &changes)?;
+    report.added.sort();
+    report.updated.sort();
+    report.removed.sort();
+    report.removed.dedup();
+    Ok(report)
+}
+
+fn kind_of(m: &fs::Metadata) -> WalkKind {
+    let ft = m.file_type();
+    if ft.is_symlink() {
+        WalkKind::Symlink
+    } else if ft.is_dir() {
+        WalkKind::Dir
+    } else if ft.is_file() {
+        WalkKind::File
+    } else {
+        WalkKind::Other
+    }
+}
+
+fn mark_parents<'a>(path: &'a str, set: &mut HashSet<&'a str>) {
+    let mut cur = parent(path);
+    while !cur.is_empty() && set.insert(cur) {
+        cur = parent(cur);
+    }
+}
+
+/// What `rm` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RmReport {
+    pub removed: Vec<String>,
+}
+
+/// Unstages `paths` (and everything below them) and, unless `cached`, deletes them from the
+/// working tree. Refuses to delete files whose content differs from the index unless `force`.
+pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<RmReport> {
+    let _lock = repo.lock()?;
+    let (index, _) = repo.load_index()?;
+    let mut changes = BTreeMap::new();
+    let mut dirty = Vec::new();
+    for p in paths {
+        let matched: Vec<(&String, &IndexEntry)> = index.iter().filter(|(k, _)| under(k, p)).collect();
+        if matched.is_empty() {
+            return Err(Error::NoMatch(p.clone()));
+        }
+        for (k, e) in matched {
+            if !cached && !force && modified(repo, k, e)? {
+                dirty.push(k.clone());
+            }
+            changes.insert(k.clone(), None);
+        }
+    }
+    if !dirty.is_empty() {
+        return Err(Error::Dirty(dirty));
+    }
+    write_index(repo, &changes)?;
+    let removed: Vec<String> = changes.into_keys().collect();
+    if !cached {
+        for k in &removed {
+            let abs = repo.abs(k);
+            let _ = match fs::symlink_metadata(&abs) {
+                Ok(m) if m.is_dir() => fs::remove_dir(&abs),
+                Ok(_) => fs::remove_file(&abs),
+                Err(_) => Ok(()),
+            };
+            remove_empty_parents(repo.root(), &abs);
+        }
+    }
+    Ok(RmReport { removed })
+}
+
+/// Reports whether the working file differs from its index entry (missing counts as clean).
+fn modified(repo: &Repo, path: &str, e: &IndexEntry) -> Result<bool> {
+    let abs = repo.abs(path);
+    let Ok(m) = fs::symlink_metadata(&abs) else { return Ok(false) };
+    if e.stat == Some(Stat::of(&m)) || e.kind == EntryKind::Dir {
+        return Ok(false);
+    }
+    if !m.is_file() {
+        return Ok(true);
+    }
+    let f = fs::File::open(&abs).map_err(|err| Error::io("cannot read", &abs, err))?;
+    let (id, _) = crate::store::hash_reader(f).map_err(|err| Error::io("cannot read", &abs, err))?;
+    Ok(id != e.id)
+}
+
+/// Removes now-empty directories between `path` and the repository root.
+pub(crate) fn remove_empty_parents(root: &Path, path: &Path) {
+    let mut cur: Option<PathBuf> = path.parent().map(Path::to_path_buf);
+    while let Some(d) = cur {
+        if d == root || fs::remove_dir(&d).is_err() {
+            break;
+        }
+        cur = d.parent().map(Path::to_path_buf);
+    }
+}

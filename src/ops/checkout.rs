@@ -1,0 +1,244 @@
+//! `checkout`: materialize a revision (or some of its paths) into the working tree.
+//!
+//! Every file is written to a temp file beside its destination while its bytes are hashed,
+//! and renamed into place only when the hash matches: a corrupt object never reaches the
+//! working tree. Parent directories are created as real directories and never traversed
+//! through a symlink, so a tree cannot make lode write outside the working tree.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::db::{IndexEntry, CONFIG, REFS};
+use crate::error::{Error, Result};
+use crate::object::{EntryKind, MAX_OBJECT_META_SIZE};
+use crate::progress::Progress;
+use crate::repo::{FlatEntry, Repo, MAIN};
+use crate::store::Stat;
+use crate::worktree::under;
+
+use super::add::remove_empty_parents;
+use super::history::resolve;
+use super::status::{compare, index_flat, scan_worktree};
+
+/// What `checkout` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CheckoutReport {
+    pub commit: String,
+    /// Whether HEAD moved (a whole-tree checkout) or only paths were restored.
+    pub moved_head: bool,
+    pub written: u64,
+    pub removed: u64,
+    pub bytes_written: u64,
+}
+
+/// Checks out `rev`: the whole tree (moving HEAD) when `paths` is empty, else only the
+/// given repository paths (HEAD stays). Refuses to overwrite uncommitted changes unless
+/// `force`.
+pub fn checkout(
+    repo: &Repo,
+    rev: &str,
+    paths: &[String],
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<CheckoutReport> {
+    let _lock = repo.lock()?;
+    let target_id = resolve(repo, rev)?;
+    let target_commit = repo.read_commit(&target_id)?;
+    let target = repo.flatten(&target_commit.body.tree)?;
+    let head = repo.head()?;
+    let head_flat = repo.flatten_commit(head.commit.as_ref())?;
+    let (index, index_time) = repo.load_index()?;
+    let wt = scan_worktree(repo, &index, index_time)?;
+    let in_scope = |p: &str| paths.is_empty() || paths.iter().any(|s| under(p, s));
+    for p in paths {
+        if !target.keys().any(|k| under(k, p)) {
+            return Err(Error::PathNotInRev { path: p.clone(), rev: rev.to_string() });
+        }
+    }
+
+    // Uncommitted changes that this checkout would overwrite or delete.
+    if !force {
+        let idx = index_flat(&index);
+        let mut dirty: Vec<String> = compare(&head_flat, &idx)
+            .into_iter()
+            .chain(compare(&idx, &wt.tracked))
+            .map(|c| c.path)
+            .filter(|p| in_scope(p) && target.get(p) != wt.tracked.get(p))
+            .collect();
+        dirty.sort();
+        dirty.dedup();
+        if !dirty.is_empty() {
+            return Err(Error::Dirty(dirty));
+        }
+        let in_the_way: Vec<String> = wt
+            .untracked
+            .keys()
+            .filter(|p| in_scope(p))
+            .filter(|p| target.keys().any(|k| under(k, p) || under(p, k)))
+            .cloned()
+            .collect();
+        if !in_the_way.is_empty() {
+            return Err(Error::UntrackedInTheWay(in_the_way));
+        }
+    }
+
+    let total: u64 = target.iter().filter(|(p, _)| in_scope(p)).map(|(_, e)| e.size).sum();
+    progress.set_total(total);
+    let mut report = CheckoutReport { commit: target_id.to_hex(), moved_head: paths.is_empty(), ..Default::default() };
+    let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
+
+    // Remove tracked paths that the target does not have (whole-tree checkout only).
+    if paths.is_empty() {
+        for p in index.keys() {
+            if !target.contains_key(p) {
+                let abs = repo.abs(p);
+                let res = match fs::symlink_metadata(&abs) {
+                    Ok(m) if m.is_dir() => fs::remove_dir(&abs).or_else(|_| Ok(())),
+                    Ok(_) => fs::remove_file(&abs),
+                    Err(_) => Ok(()),
+                };
+                res.map_err(|e| Error::io("cannot remove", &abs, e))?;
+                remove_empty_parents(repo.root(), &abs);
+                new_index.remove(p);
+                report.removed += 1;
+            }
+        }
+    }
+    let mut failed = None;
+    for (p, e) in target.iter().filter(|(p, _)| in_scope(p)) {
+        let unchanged = wt.tracked.get(p) == Some(e) && index.get(p).is_some_and(|i| i.id == e.id);
+        if unchanged {
+            continue;
+        }
+        match materialize(repo, p, e) {
+            Ok(stat) => {
+                progress.inc(e.size);
+                report.written += 1;
+                report.bytes_written += e.size;
+                new_index.insert(p.clone(), IndexEntry { kind: e.kind, id: e.id, size: e.size, stat });
+            }
+            Err(err) => {
+                failed = Some(err);
+                break;
+            }
+        }
+    }
+    if let Some(err) = failed {
+        // Keep the index true to what was written, so `status` shows the partial result;
+        // HEAD does not move.
+        super::replace_index(repo, &new_index)?;
+        return Err(err);
+    }
+    // Entries above or below a written path that are no longer valid.
+    let keys: Vec<String> = new_index.keys().cloned().collect();
+    for k in keys {
+        if !target.contains_key(&k) && target.keys().any(|t| under(&k, t) || under(t, &k)) {
+            new_index.remove(&k);
+        }
+    }
+    repo.store().sync()?;
+    super::replace_index(repo, &new_index)?;
+    if paths.is_empty() {
+        let db = repo.db()?;
+        let tx = db.db.begin_write()?;
+        {
+            let mut refs = tx.open_table(REFS)?;
+            // `main` (or HEAD while on it) keeps HEAD on the branch; anything else detaches.
+            if rev == "main" || (rev == "HEAD" && head.branch.is_some()) {
+                refs.insert("HEAD", format!("ref:{MAIN}").as_str())?;
+            } else {
+                refs.insert("HEAD", target_id.to_hex().as_str())?;
+            }
+            tx.open_table(CONFIG)?.remove("metadata")?;
+        }
+        tx.commit()?;
+    }
+    progress.finish();
+    Ok(report)
+}
+
+/// Makes sure every directory above `rel` is a real directory inside the working tree.
+fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
+    let mut cur = repo.root().to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        cur.push(part);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() || m.is_file() => {
+                // Replaced by a directory in the target: only tracked content stands here
+                // (the dirty check ran), so remove it.
+                fs::remove_file(&cur).map_err(|e| Error::io("cannot remove", &cur, e))?;
+                fs::create_dir(&cur).map_err(|e| Error::io("cannot create directory", &cur, e))?;
+            }
+            Ok(_) => {
+                return Err(Error::PathInTheWay(cur.display().to_string()));
+            }
+            Err(_) => {
+                fs::create_dir(&cur).map_err(|e| Error::io("cannot create directory", &cur, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes one entry into the working tree atomically and returns its new stat.
+fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
+    ensure_parents(repo, rel)?;
+    let dest = repo.abs(rel);
+    let parent = dest.parent().expect("repository paths have a parent");
+    // Whatever stands at the destination and is not what we write goes first.
+    if let Ok(m) = fs::symlink_metadata(&dest) {
+        if m.is_dir() && e.kind != EntryKind::Dir {
+            fs::remove_dir_all(&dest).map_err(|err| Error::io("cannot remove", &dest, err))?;
+        }
+    }
+    match e.kind {
+        EntryKind::Dir => {
+            if !dest.is_dir() {
+                let _ = fs::remove_file(&dest);
+                fs::create_dir(&dest).map_err(|err| Error::io("cannot create directory", &dest, err))?;
+            }
+            Ok(None)
+        }
+        EntryKind::Symlink => {
+            let target = repo.store().read_verified(&e.id, MAX_OBJECT_META_SIZE).map_err(|err| with_path(err, rel))?;
+            let tmp = parent.join(format!(".lode-tmp-{}-{}", std::process::id(), e.id.short()));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
+                .map_err(|err| Error::io("cannot create symlink", &tmp, err))?;
+            fs::rename(&tmp, &dest).map_err(|err| Error::io("cannot write", &dest, err))?;
+            stat_of(&dest)
+        }
+        EntryKind::File | EntryKind::Executable => {
+            let tmp = tempfile::Builder::new()
+                .prefix(".lode-tmp-")
+                .tempfile_in(parent)
+                .map_err(|err| Error::io("cannot create a temp file in", parent, err))?;
+            repo.store().copy_out(&e.id, tmp.as_file()).map_err(|err| with_path(err, rel))?;
+            let mode = if e.kind == EntryKind::Executable { 0o755 } else { 0o644 };
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|err| Error::io("cannot set permissions of", tmp.path(), err))?;
+            tmp.persist(&dest).map_err(|err| Error::io("cannot write", &dest, err.error))?;
+            stat_of(&dest)
+        }
+    }
+}
+
+fn stat_of(p: &Path) -> Result<Option<Stat>> {
+    let m = fs::symlink_metadata(p).map_err(|e| Error::io("cannot stat", p, e))?;
+    Ok(Some(Stat::of(&m)))
+}
+
+fn with_path(err: Error, rel: &str) -> Error {
+    match err {
+        Error::ObjectCorrupt { id, .. } => Error::ObjectCorrupt { id, path: Some(rel.to_string()) },
+        Error::ObjectMissing { id, .. } => Error::ObjectMissing { id, path: Some(rel.to_string()) },
+        other => other,
+    }
+}

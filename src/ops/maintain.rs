@@ -1,0 +1,198 @@
+//! `verify` (re-hash every object, check reachability and signatures) and `gc` (delete what
+//! no ref and no index entry reaches).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::EntryKind;
+use crate::progress::Progress;
+use crate::repo::Repo;
+
+/// A damaged object, with a dataset path that uses it when one is known.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Damaged {
+    pub id: String,
+    pub path: Option<String>,
+    pub problem: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub damaged: Vec<Damaged>,
+}
+
+/// Objects reachable from refs and the index, each with the first path that names it.
+struct Reach {
+    objects: HashMap<ObjectId, Option<String>>,
+    problems: Vec<Damaged>,
+}
+
+fn reachable(repo: &Repo) -> Result<Reach> {
+    let mut r = Reach { objects: HashMap::new(), problems: Vec::new() };
+    let mut commits: Vec<ObjectId> = Vec::new();
+    for prefix in ["heads/", "tags/"] {
+        commits.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
+    }
+    if let Some(c) = repo.head()?.commit {
+        commits.push(c);
+    }
+    let (index, _) = repo.load_index()?;
+    for (p, e) in &index {
+        if e.kind != EntryKind::Dir {
+            r.objects.entry(e.id).or_insert_with(|| Some(p.clone()));
+        }
+    }
+    let mut seen_commits = HashSet::new();
+    let mut trees: Vec<(ObjectId, String)> = Vec::new();
+    while let Some(c) = commits.pop() {
+        if !seen_commits.insert(c) {
+            continue;
+        }
+        r.objects.insert(c, None);
+        match repo.read_commit(&c) {
+            Ok(commit) => {
+                if commit.verify().is_err() {
+                    r.problems.push(Damaged {
+                        id: c.to_hex(),
+                        path: None,
+                        problem: "commit signature does not verify".into(),
+                    });
+                }
+                commits.extend(commit.body.parents.iter().copied());
+                trees.push((commit.body.tree, String::new()));
+            }
+            Err(e) => r.problems.push(problem(c, None, e)),
+        }
+    }
+    let mut seen_trees = HashSet::new();
+    while let Some((t, prefix)) = trees.pop() {
+        if !seen_trees.insert(t) {
+            continue;
+        }
+        r.objects.entry(t).or_insert_with(|| Some(prefix.clone()).filter(|p| !p.is_empty()));
+        match repo.read_tree(&t) {
+            Ok(tree) => {
+                for e in tree.entries {
+                    let path = if prefix.is_empty() { e.name } else { format!("{prefix}/{}", e.name) };
+                    if e.kind == EntryKind::Dir {
+                        trees.push((e.id, path));
+                    } else {
+                        r.objects.entry(e.id).or_insert(Some(path));
+                    }
+                }
+            }
+            Err(e) => r.problems.push(problem(t, Some(prefix).filter(|p| !p.is_empty()), e)),
+        }
+    }
+    Ok(r)
+}
+
+fn problem(id: ObjectId, path: Option<String>, e: Error) -> Damaged {
+    let problem = match e {
+        Error::ObjectMissing { .. } => "missing".to_string(),
+        Error::ObjectCorrupt { .. } => "corrupt: bytes do not hash to the id".to_string(),
+        other => other.to_string(),
+    };
+    Damaged { id: id.to_hex(), path, problem }
+}
+
+/// Re-hashes every object in the store and checks that everything reachable is present and
+/// intact and every commit's signature verifies.
+pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
+    let reach = reachable(repo)?;
+    let listed = repo.store().list()?;
+    progress.set_total(listed.iter().map(|(_, n)| n).sum());
+    let next = AtomicUsize::new(0);
+    let damaged = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((id, len)) = listed.get(i) else { break };
+                let path = reach.objects.get(id).cloned().flatten();
+                let bad = match repo.store().rehash(id) {
+                    Ok((got, _)) if got == *id => None,
+                    Ok(_) => Some(problem(*id, path, Error::ObjectCorrupt { id: *id, path: None })),
+                    Err(e) => Some(problem(*id, path, e)),
+                };
+                if let Some(b) = bad {
+                    damaged.lock().expect("not poisoned").push(b);
+                }
+                progress.inc(*len);
+            });
+        }
+    });
+    let mut damaged = damaged.into_inner().expect("threads ended");
+    let present: HashSet<ObjectId> = listed.iter().map(|(id, _)| *id).collect();
+    for (id, path) in &reach.objects {
+        if !present.contains(id) {
+            damaged.push(Damaged { id: id.to_hex(), path: path.clone(), problem: "missing".into() });
+        }
+    }
+    for p in reach.problems {
+        if !damaged.iter().any(|d| d.id == p.id) {
+            damaged.push(p);
+        }
+    }
+    damaged.sort_by(|a, b| (&a.path, &a.id).cmp(&(&b.path, &b.id)));
+    progress.finish();
+    Ok(VerifyReport {
+        objects: listed.len() as u64,
+        bytes: listed.iter().map(|(_, n)| n).sum(),
+        damaged,
+    })
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+    pub temp_files_removed: u64,
+    pub objects_kept: u64,
+}
+
+/// Deletes objects that no ref, no commit history and no index entry reaches, and leftover
+/// temp files. Refuses when the history cannot be read whole (it could not tell what is
+/// reachable).
+pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
+    let _lock = repo.lock()?;
+    let reach = reachable(repo)?;
+    if let Some(p) = reach.problems.first() {
+        return Err(Error::Other(format!(
+            "gc stopped: history cannot be read whole (object {} {}); run `lode verify`",
+            p.id, p.problem
+        )));
+    }
+    let mut report = GcReport::default();
+    for (id, len) in repo.store().list()? {
+        if reach.objects.contains_key(&id) {
+            report.objects_kept += 1;
+            continue;
+        }
+        if !dry_run {
+            repo.store().remove(&id)?;
+        }
+        report.objects_removed += 1;
+        report.bytes_freed += len;
+    }
+    // The writer lock is held, so no temp file belongs to a live writer.
+    if let Ok(rd) = fs::read_dir(repo.store().tmp_dir()) {
+        for entry in rd.flatten() {
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if dry_run || fs::remove_file(entry.path()).is_ok() {
+                report.temp_files_removed += 1;
+                report.bytes_freed += len;
+            }
+        }
+    }
+    Ok(report)
+}

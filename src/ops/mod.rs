@@ -1,0 +1,76 @@
+//! Repository operations, one module per family of commands. Each takes a [`crate::Repo`]
+//! and options, and returns a report the CLI prints (as text or JSON).
+
+pub mod add;
+pub mod checkout;
+pub mod commit;
+pub mod history;
+pub mod maintain;
+pub mod meta;
+pub mod status;
+
+use std::collections::BTreeMap;
+
+
+use crate::db::{IndexEntry, CONFIG, INDEX};
+use crate::error::Result;
+use crate::repo::Repo;
+
+/// How close to the index write time a file's mtime must be for its stat cache entry to be
+/// distrusted (the "racy git" problem: filesystem clocks are coarse).
+const RACY_WINDOW_NS: i64 = 100_000_000;
+
+/// Reports whether a cached stat can be trusted given the index write time.
+fn racy(mtime_ns: i64, index_time: i64) -> bool {
+    mtime_ns + RACY_WINDOW_NS >= index_time
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Writes index changes (`None` removes the path) in one transaction and stamps the index
+/// time. Callers sync the store first.
+fn write_index(repo: &Repo, changes: &BTreeMap<String, Option<IndexEntry>>) -> Result<()> {
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    {
+        let mut t = tx.open_table(INDEX)?;
+        for (path, entry) in changes {
+            match entry {
+                Some(e) => {
+                    t.insert(path.as_str(), e.encode().as_slice())?;
+                }
+                None => {
+                    t.remove(path.as_str())?;
+                }
+            }
+        }
+        tx.open_table(CONFIG)?.insert("index-time", &now_ns().to_le_bytes()[..])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Replaces the whole index in one transaction.
+fn replace_index(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<()> {
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    {
+        let mut t = tx.open_table(INDEX)?;
+        t.retain(|_, _| false)?;
+        for (path, e) in index {
+            t.insert(path.as_str(), e.encode().as_slice())?;
+        }
+        tx.open_table(CONFIG)?.insert("index-time", &now_ns().to_le_bytes()[..])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Returns the parent of a repository path ("" for top-level paths).
+fn parent(path: &str) -> &str {
+    path.rfind('/').map_or("", |i| &path[..i])
+}

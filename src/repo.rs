@@ -1,0 +1,347 @@
+//! A repository: a working tree plus `.lode/` (database, object store, temp files).
+//!
+//! [`Repo`] opens or creates one and offers the operations the commands are built from; the
+//! operations themselves live in `ops` (add, status, commit, checkout, verify, gc...).
+//!
+//! Invariants: every change to refs, index and config is one redb transaction, made after
+//! the objects it points at are stored and synced. Writers hold [`WriteLock`] throughout.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use redb::ReadableTable;
+
+use crate::db::{self, Db, IndexEntry, WriteLock, CONFIG, INDEX, REFS};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::keys::Home;
+use crate::object::{Commit, EntryKind, Metadata, Tree, MAX_OBJECT_META_SIZE};
+use crate::store::Store;
+
+/// The branch every repository starts with.
+pub const MAIN: &str = "heads/main";
+
+/// Tunables a command passes when opening a repository.
+#[derive(Clone, Debug)]
+pub struct RepoOptions {
+    /// How long a writer waits for another writer, and anyone for the database.
+    pub lock_timeout: Duration,
+}
+
+impl Default for RepoOptions {
+    fn default() -> Self {
+        RepoOptions { lock_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A path of a flattened tree: what a commit (or the index) says is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlatEntry {
+    pub kind: EntryKind,
+    pub id: ObjectId,
+    pub size: u64,
+}
+
+/// Where HEAD points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// The branch ref (`heads/main`), or `None` when detached.
+    pub branch: Option<String>,
+    /// The commit, or `None` before the first commit.
+    pub commit: Option<ObjectId>,
+}
+
+/// An opened repository.
+pub struct Repo {
+    root: PathBuf,
+    dot: PathBuf,
+    store: Store,
+    home: Home,
+    opts: RepoOptions,
+}
+
+impl Repo {
+    /// Creates a repository in `dir` (made if missing) and its dataset key; returns it and
+    /// the dataset id.
+    pub fn init(dir: &Path, home: Home, opts: RepoOptions) -> Result<Repo> {
+        fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
+        let root = dir.canonicalize().map_err(|e| Error::io("cannot open", dir, e))?;
+        let dot = root.join(".lode");
+        if dot.exists() {
+            return Err(Error::AlreadyRepo(root));
+        }
+        home.device_key()?;
+        let dataset = home.new_dataset_key()?;
+        // Build `.lode` under a temp name and rename it, so a killed init leaves nothing
+        // that looks like a repository.
+        let staging = tempfile::Builder::new()
+            .prefix(".lode-init-")
+            .tempdir_in(&root)
+            .map_err(|e| Error::io("cannot create a temp directory in", &root, e))?;
+        let sp = staging.path();
+        let store = Store::new(sp.join("objects"), sp.join("tmp"));
+        store.create().map_err(|e| Error::io("cannot create object store in", sp, e))?;
+        {
+            let db = Db::create(&sp.join("lode.redb"))?;
+            let tx = db.db.begin_write()?;
+            tx.open_table(CONFIG)?
+                .insert("dataset", &dataset.verifying_key().to_bytes()[..])?;
+            tx.open_table(REFS)?.insert("HEAD", format!("ref:{MAIN}").as_str())?;
+            tx.commit()?;
+        }
+        let staged = staging.keep();
+        fs::rename(&staged, &dot).map_err(|e| Error::io("cannot create", &dot, e))?;
+        Repo::open_at(root, home, opts)
+    }
+
+    /// Finds the repository containing `start` (itself or a parent) and opens it.
+    pub fn discover(start: &Path, home: Home, opts: RepoOptions) -> Result<Repo> {
+        let start = start.canonicalize().map_err(|e| Error::io("cannot open", start, e))?;
+        let mut dir = Some(start.as_path());
+        while let Some(d) = dir {
+            if d.join(".lode").is_dir() {
+                return Repo::open_at(d.to_path_buf(), home, opts);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NotARepo(start))
+    }
+
+    fn open_at(root: PathBuf, home: Home, opts: RepoOptions) -> Result<Repo> {
+        let dot = root.join(".lode");
+        let store = Store::new(dot.join("objects"), dot.join("tmp"));
+        let repo = Repo { root, dot, store, home, opts };
+        let db = repo.db()?;
+        let tx = db.db.begin_read()?;
+        let format = db::get_config(&tx, "format")?;
+        match format.as_deref() {
+            Some(b) if b == db::FORMAT_VERSION.to_le_bytes() => Ok(repo),
+            Some(b) => Err(Error::DbCorrupt {
+                path: repo.db_path(),
+                msg: format!("format version {b:?} is not supported by this lode; upgrade lode"),
+            }),
+            None => Err(Error::DbCorrupt {
+                path: repo.db_path(),
+                msg: "format version missing".into(),
+            }),
+        }
+    }
+
+    /// Returns the working tree root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Returns the object store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Returns the key directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dot.join("lode.redb")
+    }
+
+    /// Opens the database for one short stretch of work.
+    pub fn db(&self) -> Result<Db> {
+        match Db::open(&self.db_path(), self.opts.lock_timeout) {
+            Err(Error::Db(msg)) => Err(Error::DbCorrupt { path: self.db_path(), msg }),
+            other => other,
+        }
+    }
+
+    /// Takes the writer lock.
+    pub fn lock(&self) -> Result<WriteLock> {
+        WriteLock::acquire(&self.dot.join("lock"), self.opts.lock_timeout)
+    }
+
+    /// Returns the dataset id (the dataset key's public key).
+    pub fn dataset_id(&self) -> Result<VerifyingKey> {
+        let db = self.db()?;
+        let tx = db.db.begin_read()?;
+        let bytes = db::get_config(&tx, "dataset")?.unwrap_or_default();
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| Error::DbCorrupt {
+            path: self.db_path(),
+            msg: "dataset id missing".into(),
+        })?;
+        VerifyingKey::from_bytes(&arr)
+            .map_err(|_| Error::DbCorrupt { path: self.db_path(), msg: "bad dataset id".into() })
+    }
+
+    /// Loads the device key that signs commits.
+    pub fn device_key(&self) -> Result<SigningKey> {
+        self.home.device_key()
+    }
+
+    /// Reads HEAD.
+    pub fn head(&self) -> Result<Head> {
+        let db = self.db()?;
+        let tx = db.db.begin_read()?;
+        let head = db::get_ref(&tx, "HEAD")?.unwrap_or_else(|| format!("ref:{MAIN}"));
+        match head.strip_prefix("ref:") {
+            Some(branch) => {
+                let commit = db::get_ref(&tx, branch)?.map(|h| self.parse_stored_id(&h)).transpose()?;
+                Ok(Head { branch: Some(branch.to_string()), commit })
+            }
+            None => Ok(Head { branch: None, commit: Some(self.parse_stored_id(&head)?) }),
+        }
+    }
+
+    fn parse_stored_id(&self, s: &str) -> Result<ObjectId> {
+        s.parse().map_err(|_| Error::DbCorrupt {
+            path: self.db_path(),
+            msg: format!("ref value {s:?} is not a commit id"),
+        })
+    }
+
+    /// Lists refs whose names start with `prefix` (`tags/`, `heads/`).
+    pub fn refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let db = self.db()?;
+        let tx = db.db.begin_read()?;
+        let t = tx.open_table(REFS)?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), self.parse_stored_id(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Reads and checks a commit object.
+    pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+        let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;
+        Commit::decode(&bytes).map_err(|e| Error::BadObject {
+            id: *id,
+            what: "commit",
+            msg: e.to_string(),
+        })
+    }
+
+    /// Reads and checks a tree object.
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;
+        Tree::decode(&bytes).map_err(|e| Error::BadObject { id: *id, what: "tree", msg: e.to_string() })
+    }
+
+    /// Flattens a tree into `path -> entry`; empty directories appear as `Dir` entries.
+    pub fn flatten(&self, tree: &ObjectId) -> Result<BTreeMap<String, FlatEntry>> {
+        let mut out = BTreeMap::new();
+        self.flatten_into(tree, "", &mut out)?;
+        Ok(out)
+    }
+
+    fn flatten_into(
+        &self,
+        tree: &ObjectId,
+        prefix: &str,
+        out: &mut BTreeMap<String, FlatEntry>,
+    ) -> Result<()> {
+        let t = self.read_tree(tree)?;
+        if t.entries.is_empty() && !prefix.is_empty() {
+            out.insert(prefix.to_string(), FlatEntry { kind: EntryKind::Dir, id: *tree, size: 0 });
+        }
+        for e in t.entries {
+            let path = if prefix.is_empty() { e.name } else { format!("{prefix}/{}", e.name) };
+            if e.kind == EntryKind::Dir {
+                self.flatten_into(&e.id, &path, out)?;
+            } else {
+                out.insert(path, FlatEntry { kind: e.kind, id: e.id, size: e.size });
+            }
+        }
+        Ok(())
+    }
+
+    /// Flattens the tree of a commit, or returns an empty map for `None`.
+    pub fn flatten_commit(&self, commit: Option<&ObjectId>) -> Result<BTreeMap<String, FlatEntry>> {
+        match commit {
+            Some(c) => self.flatten(&self.read_commit(c)?.body.tree),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// Loads the whole staging index and the time it was last written (ns since the epoch).
+    pub fn load_index(&self) -> Result<(BTreeMap<String, IndexEntry>, i64)> {
+        let db = self.db()?;
+        let tx = db.db.begin_read()?;
+        let t = tx.open_table(INDEX)?;
+        let mut out = BTreeMap::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.insert(k.value().to_string(), IndexEntry::decode(k.value(), v.value())?);
+        }
+        let time = db::get_config(&tx, "index-time")?
+            .and_then(|b| b.try_into().ok().map(i64::from_le_bytes))
+            .unwrap_or(0);
+        Ok((out, time))
+    }
+
+    /// Returns the metadata the next commit will record.
+    pub fn pending_metadata(&self) -> Result<Metadata> {
+        let stored = {
+            let db = self.db()?;
+            let tx = db.db.begin_read()?;
+            db::get_config(&tx, "metadata")?
+        };
+        match stored {
+            Some(b) => postcard::from_bytes(&b)
+                .map_err(|e| Error::DbCorrupt { path: self.db_path(), msg: e.to_string() }),
+            None => match self.head()?.commit {
+                Some(c) => Ok(self.read_commit(&c)?.body.metadata),
+                None => Ok(Metadata::default()),
+            },
+        }
+    }
+
+    /// Converts a user path (relative to `cwd`, or absolute) to a repository path, refusing
+    /// paths outside the working tree or inside `.lode`.
+    pub fn repo_path(&self, cwd: &Path, arg: &Path) -> Result<String> {
+        let joined = if arg.is_absolute() { arg.to_path_buf() } else { cwd.join(arg) };
+        let mut norm = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                Component::CurDir => {}
+                other => norm.push(other),
+            }
+        }
+        // Resolve symlinks in the directories above the path (not the path itself, which
+        // may be a symlink to record), so `cd` through a symlink still works.
+        let resolved = match (norm.parent(), norm.file_name()) {
+            (Some(parent), Some(name)) => match parent.canonicalize() {
+                Ok(p) => p.join(name),
+                Err(_) => norm.clone(),
+            },
+            _ => norm.clone(),
+        };
+        let rel = resolved.strip_prefix(&self.root).map_err(|_| Error::OutsideRepo {
+            path: arg.to_path_buf(),
+            root: self.root.clone(),
+        })?;
+        let s = rel.to_str().ok_or_else(|| Error::NonUtf8Name(arg.to_path_buf()))?;
+        if s == ".lode" || s.starts_with(".lode/") {
+            return Err(Error::InsideLodeDir(arg.to_path_buf()));
+        }
+        Ok(s.to_string())
+    }
+
+    /// Returns the absolute path of a repository path.
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The object store: one immutable, read-only file per object under `.lode/objects/ab/<rest
+//! of the hex id>`, written through `.lode/tmp` and renamed into place.
+//!
+//! Invariants:
+//! - An object file appears only complete and only under the name of its BLAKE3 hash: bytes
+//!   are hashed while they are copied, and the temp file is renamed only when the hash is
+//!   known. A killed writer leaves at most a temp file in `.lode/tmp` (removed by `gc`).
+//! - Reads that make data visible (checkout, cat) hash what they copy and refuse on mismatch.
+//! - Durability: writers call [`Store::sync`] (one `syncfs`) before a redb transaction makes
+//!   the new objects reachable, like git's batched fsync.
+//! - No file is held in memory whole: files above [`SMALL_FILE`] are streamed.
+//!
+//! Plain files rather than iroh-blobs' `FsStore`: see docs/ARCHITECTURE.md ("Why not FsStore").
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// Files up to this size are read into memory in one piece; larger ones are streamed.
+pub const SMALL_FILE: u64 = 1 << 20;
+const CHUNK: usize = 1 << 20;
+
+/// How `add` brings a file's bytes into the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Copy the bytes (a reflink where the filesystem supports it). The working file and the
+    /// stored object are independent.
+    #[default]
+    Copy,
+    /// Hard-link the working file into the store and make it read-only: no second copy on
+    /// disk, but editing the file in place (after `chmod +w`) damages the stored object.
+    Link,
+}
+
+/// The parts of `lstat` that tell whether a file changed (the stat cache of the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub mode: u32,
+}
+
+impl Stat {
+    /// Extracts the cache fields from file metadata.
+    pub fn of(m: &fs::Metadata) -> Stat {
+        Stat {
+            size: m.len(),
+            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
+            ino: m.ino(),
+            mode: m.mode(),
+        }
+    }
+
+    /// Reports whether the executable bit is set for the owner.
+    pub fn executable(&self) -> bool {
+        self.mode & 0o100 != 0
+    }
+}
+
+/// A file brought into the store.
+#[derive(Clone, Copy, Debug)]
+pub struct Imported {
+    pub id: ObjectId,
+    /// The file's stat after import (what the index caches).
+    pub stat: Stat,
+    /// Whether new bytes were written to the store (false when deduplicated).
+    pub stored: bool,
+}
+
+/// The content-addressed object store of one repository.
+#[derive(Clone, Debug)]
+pub struct Store {
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Store {
+    /// Opens the store whose objects live in `objects` and temp files in `tmp`.
+    pub fn new(objects: PathBuf, tmp: PathBuf) -> Store {
+        Store { objects, tmp }
+    }
+
+    /// Creates the fan-out directories of a new store.
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.tmp)?;
+        for i in 0..=255u8 {
+            fs::create_dir_all(self.objects.join(hex::encode([i])))?;
+        }
+        Ok(())
+    }
+
+    /// Returns the path of an object's file.
+    pub fn path(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.objects.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Returns the temp directory (cleaned by `gc`).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Reports whether the object is present.
+    pub fn has(&self, id: &ObjectId) -> bool {
+        fs::symlink_metadata(self.path(id)).is_ok()
+    }
+
+    fn temp(&self) -> Result<NamedTempFile> {
+        NamedTempFile::new_in(&self.tmp)
+            .map_err(|e| Error::io("cannot create a temp file in", &self.tmp, e))
+    }
+
+    fn persist(&self, tmp: NamedTempFile, id: &ObjectId) -> Result<()> {
+        let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o444));
+        let dest = self.path(id);
+        tmp.persist(&dest).map_err(|e| Error::io("cannot store object", &dest, e.error))?;
+        Ok(())
+    }
+
+    /// Stores `data` (a tree, a commit, a link target) and returns its id.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::of(data);
+        if !self.has(&id) {
+            let mut tmp = self.temp()?;
+            tmp.write_all(data).map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+            self.persist(tmp, &id)?;
+        }
+        Ok(id)
+    }
+
+    /// Brings the regular file at `path` into the store, detecting changes made while it
+    /// is read. `before` is the `lstat` the caller walked with.
+    pub fn import_file(&self, path: &Path, before: &Stat, mode: ImportMode) -> Result<Imported> {
+        let io_err = |e| Error::io("cannot read", path, e);
+        let src = File::open(path).map_err(io_err)?;
+        let opened = Stat::of(&src.metadata().map_err(io_err)?);
+        if &opened != before {
+            return Err(Error::FileChanged(path.to_path_buf()));
+        }
+        let check_after = |f: &File| -> Result<Stat> {
+            let after = Stat::of(&f.metadata().map_err(io_err)?);
+            if after.size != before.size || after.mtime_ns != before.mtime_ns {
+                return Err(Error::FileChanged(path.to_path_buf()));
+            }
+            Ok(after)
+        };
+        if mode == ImportMode::Link {
+            let (id, n) = hash_reader(&src).map_err(io_err)?;
+            if n != before.size {
+                return Err(Error::FileChanged(path.to_path_buf()));
+            }
+            check_after(&src)?;
+            if self.has(&id) {
+                return Ok(Imported { id, stat: *before, stored: false });
+            }
+            let dest = self.path(&id);
+            match fs::hard_link(path, &dest) {
+                Ok(()) => {
+                    // The working file and the object share an inode from now on: make it
+                    // read-only so that an editor cannot silently change the stored object.
+                    let perm = fs::Permissions::from_mode(before.mode & 0o555);
+                    fs::set_permissions(&dest, perm).map_err(io_err)?;
+                    let stat = Stat::of(&fs::symlink_metadata(path).map_err(io_err)?);
+                    return Ok(Imported { id, stat, stored: true });
+                }
+                // Another filesystem: fall back to copying.
+                Err(e) if e.raw_os_error() == Some(18) => {}
+                Err(e) => return Err(Error::io("cannot link into the store", path, e)),
+            }
+        }
+        if before.size <= SMALL_FILE {
+            let mut buf = Vec::with_capacity(before.size as usize);
+            (&src).take(before.size + 1).read_to_end(&mut buf).map_err(io_err)?;
+            if buf.len() as u64 != before.size {
+                return Err(Error::FileChanged(path.to_path_buf()));
+            }
+            let stat = check_after(&src)?;
+            let id = ObjectId::of(&buf);
+            let stored = !self.has(&id);
+            if stored {
+                let mut tmp = self.temp()?;
+                tmp.write_all(&buf).map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+                self.persist(tmp, &id)?;
+            }
+            return Ok(Imported { id, stat, stored });
+        }
+        let tmp = self.temp()?;
+        let (id, hashed, copied) = copy_and_hash(path, &src, tmp.as_file()).map_err(io_err)?;
+        if hashed != before.size || copied != before.size {
+            return Err(Error::FileChanged(path.to_path_buf()));
+        }
+        let stat = check_after(&src)?;
+        let stored = !self.has(&id);
+        if stored {
+            self.persist(tmp, &id)?;
+        }
+        Ok(Imported { id, stat, stored })
+    }
+
+    /// Opens an object for reading.
+    pub fn open(&self, id: &ObjectId) -> Result<File> {
+        let path = self.path(id);
+        File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::ObjectMissing { id: *id, path: None },
+            _ => Error::io("cannot read object", path, e),
+        })
+    }
+
+    /// Reads a small object (tree, commit, link target) whole and checks its hash.
+    pub fn read_verified(&self, id: &ObjectId, limit: u64) -> Result<Vec<u8>> {
+        let f = self.open(id)?;
+        let mut buf = Vec::new();
+        f.take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("cannot read object", self.path(id), e))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::BadObject {
+                id: *id,
+                what: "metadata object",
+                msg: format!("larger than {limit} bytes"),
+            });
+        }
+        if ObjectId::of(&buf) != *id {
+            return Err(Error::ObjectCorrupt { id: *id, path: None });
+        }
+        Ok(buf)
+    }
+
+    /// Copies an object into `dest` while hashing it; fails with `ObjectCorrupt` on mismatch
+    /// (the caller then discards `dest`, so nothing unverified becomes visible).
+    pub fn copy_out(&self, id: &ObjectId, dest: &File) -> Result<u64> {
+        let path = self.path(id);
+        let src = self.open(id)?;
+        let (got, hashed, copied) = copy_and_hash(&path, &src, dest)
+            .map_err(|e| Error::io("cannot copy object", &path, e))?;
+        if got != *id || hashed != copied {
+            return Err(Error::ObjectCorrupt { id: *id, path: None });
+        }
+        Ok(copied)
+    }
+
+    /// Hashes an object's bytes; returns the hash and the size.
+    pub fn rehash(&self, id: &ObjectId) -> Result<(ObjectId, u64)> {
+        let f = self.open(id)?;
+        hash_reader(&f).map_err(|e| Error::io("cannot read object", self.path(id), e))
+    }
+
+    /// Lists every object file: id and size. Files that are not named like objects are
+    /// skipped.
+    pub fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+        let mut out = Vec::new();
+        for i in 0..=255u8 {
+            let dir = self.objects.join(hex::encode([i]));
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot list", dir, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+                let name = entry.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| format!("{}{n}", hex::encode([i])).parse::<ObjectId>().ok())
+                else {
+                    continue;
+                };
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((id, len));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lists the ids that start with `prefix` (at least 2 lowercase hex characters).
+    pub fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectId>> {
+        let dir = self.objects.join(&prefix[..2]);
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::io("cannot list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .filter(|n| n.starts_with(&prefix[2..]))
+                .and_then(|n| format!("{}{n}", &prefix[..2]).parse::<ObjectId>().ok())
+            {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an object (only `gc` calls this).
+    pub fn remove(&self, id: &ObjectId) -> Result<()> {
+        let p = self.path(id);
+        fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", p, e))
+    }
+
+    /// Flushes everything written to the store's filesystem to disk (one `syncfs`).
+    pub fn sync(&self) -> Result<()> {
+        let dir = File::open(&self.objects)
+            .map_err(|e| Error::io("cannot open", &self.objects, e))?;
+        rustix::fs::syncfs(&dir)
+            .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
+    }
+}
+
+/// Hashes everything `r` yields; returns the hash and the number of bytes.
+pub fn hash_reader(mut r: impl Read) -> io::Result<(ObjectId, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hasher.finalize().into(), n))
+}
+
+/// Copies `src` (opened from `path`) into `dest` and hashes it at the same time: a reflink
+/// where the filesystem can, else an in-kernel copy on one thread while this thread hashes
+/// a second handle. Returns (hash, bytes hashed, bytes copied).
+fn copy_and_hash(path: &Path, src: &File, dest: &File) -> io::Result<(ObjectId, u64, u64)> {
+    if rustix::fs::ioctl_ficlone(dest, src).is_ok() {
+        let (id, n) = hash_reader(src)?;
+        return Ok((id, n, dest.metadata()?.len()));
+    }
+    let reader = File::open(path)?;
+    std::thread::scope(|s| {
+        let copier = s.spawn(move || {
+            let mut d = dest;
+            io::copy(&mut &reader, &mut d)
+        });
+        let hashed = hash_reader(src);
+        let copied = copier.join().unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")));
+        let (id, n) = hashed?;
+        Ok((id, n, copied?))
+    })
+}
