@@ -71,11 +71,16 @@ impl Db {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                     return Err(Error::DbBusy(path.to_path_buf()))
                 }
-                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))) => {
+                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                    if e.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
                     return Err(Error::io("cannot open repository database", path, e))
                 }
                 Err(e) => {
-                    return Err(Error::DbCorrupt { path: path.to_path_buf(), msg: e.to_string() })
+                    return Err(Error::DbCorrupt {
+                        path: path.to_path_buf(),
+                        msg: e.to_string(),
+                    })
                 }
             }
         }
@@ -83,12 +88,15 @@ impl Db {
 
     /// Creates a new database with empty tables.
     pub fn create(path: &Path) -> Result<Db> {
-        let db = Database::create(path)
-            .map_err(|e| Error::DbCorrupt { path: path.to_path_buf(), msg: e.to_string() })?;
+        let db = Database::create(path).map_err(|e| Error::DbCorrupt {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
         let tx = db.begin_write()?;
         tx.open_table(REFS)?;
         tx.open_table(INDEX)?;
-        tx.open_table(CONFIG)?.insert("format", &FORMAT_VERSION.to_le_bytes()[..])?;
+        tx.open_table(CONFIG)?
+            .insert("format", &FORMAT_VERSION.to_le_bytes()[..])?;
         tx.commit()?;
         Ok(Db { db })
     }
@@ -135,7 +143,10 @@ impl WriteLock {
                         "" => "another process".to_string(),
                         pid => format!("pid {pid}"),
                     };
-                    return Err(Error::Locked { path: lock_repo(path), holder });
+                    return Err(Error::Locked {
+                        path: lock_repo(path),
+                        holder,
+                    });
                 }
                 Err(fs::TryLockError::Error(e)) => {
                     return Err(Error::io("cannot lock", path, e));
@@ -150,5 +161,8 @@ impl WriteLock {
 }
 
 fn lock_repo(lock: &Path) -> PathBuf {
-    lock.parent().and_then(Path::parent).unwrap_or(lock).to_path_buf()
+    lock.parent()
+        .and_then(Path::parent)
+        .unwrap_or(lock)
+        .to_path_buf()
 }

@@ -48,7 +48,11 @@ pub enum Error {
     #[error("object {id} is missing from the store{}", fmt_path(.path))]
     ObjectMissing { id: ObjectId, path: Option<String> },
     #[error("object {id} is not a valid {what}: {msg}")]
-    BadObject { id: ObjectId, what: &'static str, msg: String },
+    BadObject {
+        id: ObjectId,
+        what: &'static str,
+        msg: String,
+    },
     #[error("unknown revision {0:?}")]
     UnknownRev(String),
     #[error("revision {rev:?} is ambiguous: {count} commits start with it")]
@@ -60,7 +64,11 @@ pub enum Error {
     #[error("path {path:?} does not exist in {rev}")]
     PathNotInRev { path: String, rev: String },
     #[error("{path:?} in {rev} is a {kind}, not a file")]
-    NotAFile { path: String, rev: String, kind: &'static str },
+    NotAFile {
+        path: String,
+        rev: String,
+        kind: &'static str,
+    },
     #[error("nothing to commit: the staged tree and metadata equal HEAD")]
     NothingToCommit,
     #[error("empty commit message")]
@@ -98,7 +106,11 @@ fn list(paths: &[String]) -> String {
 impl Error {
     /// Builds an I/O error that names what was being done and to which path.
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io { what, path: path.into(), source }
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Says what the user can do about this error.

@@ -48,7 +48,9 @@ impl Home {
     }
 
     fn dataset_path(&self, dataset: &VerifyingKey) -> PathBuf {
-        self.dir.join("datasets").join(format!("{}.key", key_to_hex(dataset)))
+        self.dir
+            .join("datasets")
+            .join(format!("{}.key", key_to_hex(dataset)))
     }
 
     /// Loads the device key, creating it when missing.
@@ -88,7 +90,10 @@ fn read_key(path: &Path) -> Result<Option<SigningKey>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("cannot read key file", path, e)),
     };
-    let bad = |msg: &str| Error::Key { path: path.to_path_buf(), msg: msg.to_string() };
+    let bad = |msg: &str| Error::Key {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    };
     let hex_part = text
         .trim_end()
         .strip_prefix(KEY_PREFIX)
@@ -132,7 +137,10 @@ mod tests {
         let a = home.device_key().unwrap();
         let b = home.device_key().unwrap();
         assert_eq!(a.to_bytes(), b.to_bytes());
-        let mode = fs::metadata(home.device_path()).unwrap().permissions().mode();
+        let mode = fs::metadata(home.device_path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let d = home.new_dataset_key().unwrap();
         let again = home.dataset_key(&d.verifying_key()).unwrap().unwrap();

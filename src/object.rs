@@ -125,11 +125,16 @@ fn decode_body<'a, T: Deserialize<'a>>(
     magic: &[u8; 5],
     what: &'static str,
 ) -> Result<T, DecodeError> {
-    let body = bytes.strip_prefix(&magic[..]).ok_or(DecodeError::Magic(what))?;
+    let body = bytes
+        .strip_prefix(&magic[..])
+        .ok_or(DecodeError::Magic(what))?;
     let (value, rest) =
         postcard::take_from_bytes(body).map_err(|e| DecodeError::Body(what, e.to_string()))?;
     if !rest.is_empty() {
-        return Err(DecodeError::Body(what, format!("{} trailing bytes", rest.len())));
+        return Err(DecodeError::Body(
+            what,
+            format!("{} trailing bytes", rest.len()),
+        ));
     }
     Ok(value)
 }
@@ -169,7 +174,10 @@ impl Commit {
     /// Signs `body` with the device key.
     pub fn sign(body: CommitBody, key: &SigningKey) -> Commit {
         let msg = Self::signed_message(&body);
-        Commit { signature: key.sign(&msg).to_bytes(), body }
+        Commit {
+            signature: key.sign(&msg).to_bytes(),
+            body,
+        }
     }
 
     fn signed_message(body: &CommitBody) -> Vec<u8> {
@@ -192,7 +200,10 @@ impl Commit {
         }
         let (body_bytes, sig) = bytes.split_at(bytes.len() - 64);
         let body: CommitBody = decode_body(body_bytes, COMMIT_MAGIC, "commit")?;
-        let commit = Commit { body, signature: sig.try_into().expect("split at 64 bytes") };
+        let commit = Commit {
+            body,
+            signature: sig.try_into().expect("split at 64 bytes"),
+        };
         if commit.encode() != bytes {
             return Err(DecodeError::NonCanonical("commit"));
         }
@@ -214,12 +225,19 @@ mod tests {
     use super::*;
 
     fn entry(name: &str) -> TreeEntry {
-        TreeEntry { name: name.into(), kind: EntryKind::File, size: 1, id: ObjectId::of(b"x") }
+        TreeEntry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size: 1,
+            id: ObjectId::of(b"x"),
+        }
     }
 
     #[test]
     fn tree_roundtrip_is_canonical() {
-        let t = Tree { entries: vec![entry("a"), entry("b c"), entry("ü\n")] };
+        let t = Tree {
+            entries: vec![entry("a"), entry("b c"), entry("ü\n")],
+        };
         let bytes = t.encode();
         assert_eq!(Tree::decode(&bytes).unwrap(), t);
         assert_eq!(ObjectId::of(&bytes), ObjectId::of(&t.clone().encode()));
@@ -232,12 +250,21 @@ mod tests {
     #[test]
     fn tree_rejects_bad_names_and_order() {
         for bad in ["", ".", "..", "a/b", "a\0"] {
-            let t = Tree { entries: vec![entry(bad)] };
+            let t = Tree {
+                entries: vec![entry(bad)],
+            };
             assert!(Tree::decode(&t.encode()).is_err(), "{bad:?}");
         }
-        let t = Tree { entries: vec![entry("b"), entry("a")] };
-        assert!(matches!(Tree::decode(&t.encode()), Err(DecodeError::Unsorted(_))));
-        let t = Tree { entries: vec![entry("a"), entry("a")] };
+        let t = Tree {
+            entries: vec![entry("b"), entry("a")],
+        };
+        assert!(matches!(
+            Tree::decode(&t.encode()),
+            Err(DecodeError::Unsorted(_))
+        ));
+        let t = Tree {
+            entries: vec![entry("a"), entry("a")],
+        };
         assert!(Tree::decode(&t.encode()).is_err());
     }
 

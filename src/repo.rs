@@ -33,7 +33,9 @@ pub struct RepoOptions {
 
 impl Default for RepoOptions {
     fn default() -> Self {
-        RepoOptions { lock_timeout: Duration::from_secs(5) }
+        RepoOptions {
+            lock_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -68,7 +70,9 @@ impl Repo {
     /// the dataset id.
     pub fn init(dir: &Path, home: Home, opts: RepoOptions) -> Result<Repo> {
         fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
-        let root = dir.canonicalize().map_err(|e| Error::io("cannot open", dir, e))?;
+        let root = dir
+            .canonicalize()
+            .map_err(|e| Error::io("cannot open", dir, e))?;
         let dot = root.join(".lode");
         if dot.exists() {
             return Err(Error::AlreadyRepo(root));
@@ -83,13 +87,16 @@ impl Repo {
             .map_err(|e| Error::io("cannot create a temp directory in", &root, e))?;
         let sp = staging.path();
         let store = Store::new(sp.join("objects"), sp.join("tmp"));
-        store.create().map_err(|e| Error::io("cannot create object store in", sp, e))?;
+        store
+            .create()
+            .map_err(|e| Error::io("cannot create object store in", sp, e))?;
         {
             let db = Db::create(&sp.join("lode.redb"))?;
             let tx = db.db.begin_write()?;
             tx.open_table(CONFIG)?
                 .insert("dataset", &dataset.verifying_key().to_bytes()[..])?;
-            tx.open_table(REFS)?.insert("HEAD", format!("ref:{MAIN}").as_str())?;
+            tx.open_table(REFS)?
+                .insert("HEAD", format!("ref:{MAIN}").as_str())?;
             tx.commit()?;
         }
         let staged = staging.keep();
@@ -99,7 +106,9 @@ impl Repo {
 
     /// Finds the repository containing `start` (itself or a parent) and opens it.
     pub fn discover(start: &Path, home: Home, opts: RepoOptions) -> Result<Repo> {
-        let start = start.canonicalize().map_err(|e| Error::io("cannot open", start, e))?;
+        let start = start
+            .canonicalize()
+            .map_err(|e| Error::io("cannot open", start, e))?;
         let mut dir = Some(start.as_path());
         while let Some(d) = dir {
             if d.join(".lode").is_dir() {
@@ -113,7 +122,13 @@ impl Repo {
     fn open_at(root: PathBuf, home: Home, opts: RepoOptions) -> Result<Repo> {
         let dot = root.join(".lode");
         let store = Store::new(dot.join("objects"), dot.join("tmp"));
-        let repo = Repo { root, dot, store, home, opts };
+        let repo = Repo {
+            root,
+            dot,
+            store,
+            home,
+            opts,
+        };
         let db = repo.db()?;
         let tx = db.db.begin_read()?;
         let format = db::get_config(&tx, "format")?;
@@ -152,7 +167,10 @@ impl Repo {
     /// Opens the database for one short stretch of work.
     pub fn db(&self) -> Result<Db> {
         match Db::open(&self.db_path(), self.opts.lock_timeout) {
-            Err(Error::Db(msg)) => Err(Error::DbCorrupt { path: self.db_path(), msg }),
+            Err(Error::Db(msg)) => Err(Error::DbCorrupt {
+                path: self.db_path(),
+                msg,
+            }),
             other => other,
         }
     }
@@ -171,8 +189,10 @@ impl Repo {
             path: self.db_path(),
             msg: "dataset id missing".into(),
         })?;
-        VerifyingKey::from_bytes(&arr)
-            .map_err(|_| Error::DbCorrupt { path: self.db_path(), msg: "bad dataset id".into() })
+        VerifyingKey::from_bytes(&arr).map_err(|_| Error::DbCorrupt {
+            path: self.db_path(),
+            msg: "bad dataset id".into(),
+        })
     }
 
     /// Loads the device key that signs commits.
@@ -187,10 +207,18 @@ impl Repo {
         let head = db::get_ref(&tx, "HEAD")?.unwrap_or_else(|| format!("ref:{MAIN}"));
         match head.strip_prefix("ref:") {
             Some(branch) => {
-                let commit = db::get_ref(&tx, branch)?.map(|h| self.parse_stored_id(&h)).transpose()?;
-                Ok(Head { branch: Some(branch.to_string()), commit })
+                let commit = db::get_ref(&tx, branch)?
+                    .map(|h| self.parse_stored_id(&h))
+                    .transpose()?;
+                Ok(Head {
+                    branch: Some(branch.to_string()),
+                    commit,
+                })
             }
-            None => Ok(Head { branch: None, commit: Some(self.parse_stored_id(&head)?) }),
+            None => Ok(Head {
+                branch: None,
+                commit: Some(self.parse_stored_id(&head)?),
+            }),
         }
     }
 
@@ -230,7 +258,11 @@ impl Repo {
     /// Reads and checks a tree object.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
         let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;
-        Tree::decode(&bytes).map_err(|e| Error::BadObject { id: *id, what: "tree", msg: e.to_string() })
+        Tree::decode(&bytes).map_err(|e| Error::BadObject {
+            id: *id,
+            what: "tree",
+            msg: e.to_string(),
+        })
     }
 
     /// Flattens a tree into `path -> entry`; empty directories appear as `Dir` entries.
@@ -248,14 +280,32 @@ impl Repo {
     ) -> Result<()> {
         let t = self.read_tree(tree)?;
         if t.entries.is_empty() && !prefix.is_empty() {
-            out.insert(prefix.to_string(), FlatEntry { kind: EntryKind::Dir, id: *tree, size: 0 });
+            out.insert(
+                prefix.to_string(),
+                FlatEntry {
+                    kind: EntryKind::Dir,
+                    id: *tree,
+                    size: 0,
+                },
+            );
         }
         for e in t.entries {
-            let path = if prefix.is_empty() { e.name } else { format!("{prefix}/{}", e.name) };
+            let path = if prefix.is_empty() {
+                e.name
+            } else {
+                format!("{prefix}/{}", e.name)
+            };
             if e.kind == EntryKind::Dir {
                 self.flatten_into(&e.id, &path, out)?;
             } else {
-                out.insert(path, FlatEntry { kind: e.kind, id: e.id, size: e.size });
+                out.insert(
+                    path,
+                    FlatEntry {
+                        kind: e.kind,
+                        id: e.id,
+                        size: e.size,
+                    },
+                );
             }
         }
         Ok(())
@@ -277,7 +327,10 @@ impl Repo {
         let mut out = BTreeMap::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            out.insert(k.value().to_string(), IndexEntry::decode(k.value(), v.value())?);
+            out.insert(
+                k.value().to_string(),
+                IndexEntry::decode(k.value(), v.value())?,
+            );
         }
         let time = db::get_config(&tx, "index-time")?
             .and_then(|b| b.try_into().ok().map(i64::from_le_bytes))
@@ -293,8 +346,10 @@ impl Repo {
             db::get_config(&tx, "metadata")?
         };
         match stored {
-            Some(b) => postcard::from_bytes(&b)
-                .map_err(|e| Error::DbCorrupt { path: self.db_path(), msg: e.to_string() }),
+            Some(b) => postcard::from_bytes(&b).map_err(|e| Error::DbCorrupt {
+                path: self.db_path(),
+                msg: e.to_string(),
+            }),
             None => match self.head()?.commit {
                 Some(c) => Ok(self.read_commit(&c)?.body.metadata),
                 None => Ok(Metadata::default()),
@@ -305,7 +360,11 @@ impl Repo {
     /// Converts a user path (relative to `cwd`, or absolute) to a repository path, refusing
     /// paths outside the working tree or inside `.lode`.
     pub fn repo_path(&self, cwd: &Path, arg: &Path) -> Result<String> {
-        let joined = if arg.is_absolute() { arg.to_path_buf() } else { cwd.join(arg) };
+        let joined = if arg.is_absolute() {
+            arg.to_path_buf()
+        } else {
+            cwd.join(arg)
+        };
         let mut norm = PathBuf::new();
         for c in joined.components() {
             match c {
@@ -325,11 +384,15 @@ impl Repo {
             },
             _ => norm.clone(),
         };
-        let rel = resolved.strip_prefix(&self.root).map_err(|_| Error::OutsideRepo {
-            path: arg.to_path_buf(),
-            root: self.root.clone(),
-        })?;
-        let s = rel.to_str().ok_or_else(|| Error::NonUtf8Name(arg.to_path_buf()))?;
+        let rel = resolved
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::OutsideRepo {
+                path: arg.to_path_buf(),
+                root: self.root.clone(),
+            })?;
+        let s = rel
+            .to_str()
+            .ok_or_else(|| Error::NonUtf8Name(arg.to_path_buf()))?;
         if s == ".lode" || s.starts_with(".lode/") {
             return Err(Error::InsideLodeDir(arg.to_path_buf()));
         }

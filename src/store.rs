@@ -120,9 +120,12 @@ impl Store {
     }
 
     fn persist(&self, tmp: NamedTempFile, id: &ObjectId) -> Result<()> {
-        let _ = tmp.as_file().set_permissions(fs::Permissions::from_mode(0o444));
+        let _ = tmp
+            .as_file()
+            .set_permissions(fs::Permissions::from_mode(0o444));
         let dest = self.path(id);
-        tmp.persist(&dest).map_err(|e| Error::io("cannot store object", &dest, e.error))?;
+        tmp.persist(&dest)
+            .map_err(|e| Error::io("cannot store object", &dest, e.error))?;
         Ok(())
     }
 
@@ -131,7 +134,8 @@ impl Store {
         let id = ObjectId::of(data);
         if !self.has(&id) {
             let mut tmp = self.temp()?;
-            tmp.write_all(data).map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+            tmp.write_all(data)
+                .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
             self.persist(tmp, &id)?;
         }
         Ok(id)
@@ -160,7 +164,11 @@ impl Store {
             }
             check_after(&src)?;
             if self.has(&id) {
-                return Ok(Imported { id, stat: *before, stored: false });
+                return Ok(Imported {
+                    id,
+                    stat: *before,
+                    stored: false,
+                });
             }
             let dest = self.path(&id);
             match fs::hard_link(path, &dest) {
@@ -170,7 +178,11 @@ impl Store {
                     let perm = fs::Permissions::from_mode(before.mode & 0o555);
                     fs::set_permissions(&dest, perm).map_err(io_err)?;
                     let stat = Stat::of(&fs::symlink_metadata(path).map_err(io_err)?);
-                    return Ok(Imported { id, stat, stored: true });
+                    return Ok(Imported {
+                        id,
+                        stat,
+                        stored: true,
+                    });
                 }
                 // Another filesystem: fall back to copying.
                 Err(e) if e.raw_os_error() == Some(18) => {}
@@ -179,7 +191,10 @@ impl Store {
         }
         if before.size <= SMALL_FILE {
             let mut buf = Vec::with_capacity(before.size as usize);
-            (&src).take(before.size + 1).read_to_end(&mut buf).map_err(io_err)?;
+            (&src)
+                .take(before.size + 1)
+                .read_to_end(&mut buf)
+                .map_err(io_err)?;
             if buf.len() as u64 != before.size {
                 return Err(Error::FileChanged(path.to_path_buf()));
             }
@@ -188,7 +203,8 @@ impl Store {
             let stored = !self.has(&id);
             if stored {
                 let mut tmp = self.temp()?;
-                tmp.write_all(&buf).map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+                tmp.write_all(&buf)
+                    .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
                 self.persist(tmp, &id)?;
             }
             return Ok(Imported { id, stat, stored });
@@ -210,7 +226,10 @@ impl Store {
     pub fn open(&self, id: &ObjectId) -> Result<File> {
         let path = self.path(id);
         File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::ObjectMissing { id: *id, path: None },
+            io::ErrorKind::NotFound => Error::ObjectMissing {
+                id: *id,
+                path: None,
+            },
             _ => Error::io("cannot read object", path, e),
         })
     }
@@ -230,7 +249,10 @@ impl Store {
             });
         }
         if ObjectId::of(&buf) != *id {
-            return Err(Error::ObjectCorrupt { id: *id, path: None });
+            return Err(Error::ObjectCorrupt {
+                id: *id,
+                path: None,
+            });
         }
         Ok(buf)
     }
@@ -243,7 +265,10 @@ impl Store {
         let (got, hashed, copied) = copy_and_hash(&path, &src, dest)
             .map_err(|e| Error::io("cannot copy object", &path, e))?;
         if got != *id || hashed != copied {
-            return Err(Error::ObjectCorrupt { id: *id, path: None });
+            return Err(Error::ObjectCorrupt {
+                id: *id,
+                path: None,
+            });
         }
         Ok(copied)
     }
@@ -312,8 +337,8 @@ impl Store {
 
     /// Flushes everything written to the store's filesystem to disk (one `syncfs`).
     pub fn sync(&self) -> Result<()> {
-        let dir = File::open(&self.objects)
-            .map_err(|e| Error::io("cannot open", &self.objects, e))?;
+        let dir =
+            File::open(&self.objects).map_err(|e| Error::io("cannot open", &self.objects, e))?;
         rustix::fs::syncfs(&dir)
             .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
     }
@@ -352,7 +377,9 @@ fn copy_and_hash(path: &Path, src: &File, dest: &File) -> io::Result<(ObjectId, 
             io::copy(&mut &reader, &mut d)
         });
         let hashed = hash_reader(src);
-        let copied = copier.join().unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")));
+        let copied = copier
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")));
         let (id, n) = hashed?;
         Ok((id, n, copied?))
     })

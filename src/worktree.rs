@@ -37,7 +37,9 @@ pub fn rel_path(root: &Path, abs: &Path) -> Result<String> {
         path: abs.to_path_buf(),
         root: root.to_path_buf(),
     })?;
-    let s = rel.to_str().ok_or_else(|| Error::NonUtf8Name(abs.to_path_buf()))?;
+    let s = rel
+        .to_str()
+        .ok_or_else(|| Error::NonUtf8Name(abs.to_path_buf()))?;
     Ok(s.to_string())
 }
 
@@ -64,7 +66,11 @@ where
         .standard_filters(false)
         .add_custom_ignore_filename(IGNORE_FILE)
         .follow_links(false)
-        .threads(std::thread::available_parallelism().map_or(2, |n| n.get()).min(8))
+        .threads(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(8),
+        )
         .filter_entry(move |e| {
             let p = e.path();
             if p == dot {
@@ -73,10 +79,11 @@ where
             if targets_owned.iter().any(String::is_empty) {
                 return true;
             }
-            let Ok(rel) = p.strip_prefix(&root_owned) else { return false };
+            let Ok(rel) = p.strip_prefix(&root_owned) else {
+                return false;
+            };
             let Some(rel) = rel.to_str() else { return true };
-            rel.is_empty()
-                || targets_owned.iter().any(|t| under(rel, t) || under(t, rel))
+            rel.is_empty() || targets_owned.iter().any(|t| under(rel, t) || under(t, rel))
         });
     let first_err: Mutex<Option<Error>> = Mutex::new(None);
     let in_scope = |rel: &str| targets.iter().any(|t| under(rel, t));
@@ -94,7 +101,9 @@ where
                         ignore::Error::WithPath { path, .. } => path.clone(),
                         _ => root.to_path_buf(),
                     };
-                    let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk error"));
+                    let io = e
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("walk error"));
                     return fail(Error::io("cannot read", path, io));
                 }
             };
@@ -122,7 +131,12 @@ where
             } else {
                 WalkKind::Other
             };
-            let item = WalkItem { rel, abs: entry.into_path(), kind, meta };
+            let item = WalkItem {
+                rel,
+                abs: entry.into_path(),
+                kind,
+                meta,
+            };
             match f(item) {
                 Ok(()) => WalkState::Continue,
                 Err(e) => fail(e),

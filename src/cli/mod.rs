@@ -55,7 +55,9 @@ enum Command {
     #[command(after_help = "Example:\n  lode id")]
     Id,
     /// Stage files and directories (recursively; honours .lodeignore).
-    #[command(after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying")]
+    #[command(
+        after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying"
+    )]
     Add {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -102,7 +104,9 @@ enum Command {
     #[command(after_help = "Example:\n  lode diff v1 HEAD")]
     Diff { revs: Vec<String> },
     /// Write a revision (or some of its paths) into the working tree.
-    #[command(after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main")]
+    #[command(
+        after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main"
+    )]
     Checkout {
         rev: String,
         paths: Vec<PathBuf>,
@@ -124,7 +128,10 @@ enum Command {
     },
     /// List the files of a revision (default HEAD) with sizes and BLAKE3 ids.
     #[command(after_help = "Example:\n  lode ls HEAD tables --json")]
-    Ls { rev: Option<String>, path: Option<PathBuf> },
+    Ls {
+        rev: Option<String>,
+        path: Option<PathBuf>,
+    },
     /// Write a file of a revision to stdout (checked against its hash first).
     #[command(after_help = "Example:\n  lode cat v1:tables/neurons.csv | head")]
     Cat {
@@ -133,7 +140,9 @@ enum Command {
     },
     /// Show or set dataset metadata (title, description, license, authors, keywords, any
     /// other key); the next commit records changes.
-    #[command(after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta authors \"A. Lee, B. Ortiz\"\n  lode meta --unset strain")]
+    #[command(
+        after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta authors \"A. Lee, B. Ortiz\"\n  lode meta --unset strain"
+    )]
     Meta {
         key: Option<String>,
         value: Option<String>,
@@ -252,20 +261,33 @@ fn context(global: &Global) -> Result<Ctx, Error> {
             .ok_or_else(|| Error::Other("cannot find a config directory; set LODE_HOME".into()))?,
     };
     let mut opts = RepoOptions::default();
-    if let Some(ms) = std::env::var("LODE_LOCK_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("LODE_LOCK_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         opts.lock_timeout = Duration::from_millis(ms);
     }
-    Ok(Ctx { cwd, home: Home::new(home), opts })
+    Ok(Ctx {
+        cwd,
+        home: Home::new(home),
+        opts,
+    })
 }
 
 /// Runs the command line and returns the process exit code.
 #[allow(clippy::print_stderr)]
 pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<&str>().map(|s| s.to_string())
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!("error: internal error: {msg}{at}; hint: this is a bug, please report it");
     }));
     let cli = Cli::parse();
@@ -303,10 +325,21 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let device = key_to_hex(&repo.device_key()?.verifying_key());
             if ui.json {
                 #[derive(Serialize)]
-                struct J<'a> { root: String, dataset: &'a str, device: &'a str }
-                ui.json(&J { root: repo.root().display().to_string(), dataset: &dataset, device: &device })?;
+                struct J<'a> {
+                    root: String,
+                    dataset: &'a str,
+                    device: &'a str,
+                }
+                ui.json(&J {
+                    root: repo.root().display().to_string(),
+                    dataset: &dataset,
+                    device: &device,
+                })?;
             } else if !ui.quiet {
-                ui.line(format!("Initialized lode repository in {}", repo.root().join(".lode").display()))?;
+                ui.line(format!(
+                    "Initialized lode repository in {}",
+                    repo.root().join(".lode").display()
+                ))?;
                 ui.line(format!("dataset id: {dataset}"))?;
             }
         }
@@ -315,7 +348,9 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let id = key_to_hex(&key.verifying_key());
             if ui.json {
                 #[derive(Serialize)]
-                struct J { device: String }
+                struct J {
+                    device: String,
+                }
                 ui.json(&J { device: id })?;
             } else {
                 ui.line(id)?;
@@ -324,7 +359,13 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         Command::Add { paths, link } => {
             let repo = ctx.repo()?;
             let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
-            let opts = AddOptions { mode: if link { ImportMode::Link } else { ImportMode::Copy } };
+            let opts = AddOptions {
+                mode: if link {
+                    ImportMode::Link
+                } else {
+                    ImportMode::Copy
+                },
+            };
             let bar = ui.bar("add");
             let r = ops::add::add(&repo, &rels, opts, &bar)?;
             drop(bar);
@@ -333,11 +374,18 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             } else {
                 ui.note(format!(
                     "{} added, {} updated, {} removed; {} stored",
-                    r.added.len(), r.updated.len(), r.removed.len(), human(r.bytes_stored)
+                    r.added.len(),
+                    r.updated.len(),
+                    r.removed.len(),
+                    human(r.bytes_stored)
                 ));
             }
         }
-        Command::Rm { paths, cached, force } => {
+        Command::Rm {
+            paths,
+            cached,
+            force,
+        } => {
             let repo = ctx.repo()?;
             let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
             let r = ops::add::rm(&repo, &rels, cached, force)?;
@@ -358,13 +406,22 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 print_status(&mut ui, &s)?;
             }
         }
-        Command::Commit { message, allow_empty } => {
+        Command::Commit {
+            message,
+            allow_empty,
+        } => {
             let repo = ctx.repo()?;
             let r = ops::commit::commit(&repo, &message, allow_empty)?;
             if ui.json {
                 ui.json(&r)?;
             } else if !ui.quiet {
-                ui.line(format!("[{}] {} ({} files, {})", &r.commit[..12], first_line(&message), r.files, human(r.bytes)))?;
+                ui.line(format!(
+                    "[{}] {} ({} files, {})",
+                    &r.commit[..12],
+                    first_line(&message),
+                    r.files,
+                    human(r.bytes)
+                ))?;
             }
         }
         Command::Log { rev, limit } => {
@@ -375,7 +432,15 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             } else {
                 for c in commits {
                     ui.line(format!("commit {}", c.id))?;
-                    ui.line(format!("Author: {}{}", c.author, if c.signature_valid { "" } else { " (BAD SIGNATURE)" }))?;
+                    ui.line(format!(
+                        "Author: {}{}",
+                        c.author,
+                        if c.signature_valid {
+                            ""
+                        } else {
+                            " (BAD SIGNATURE)"
+                        }
+                    ))?;
                     ui.line(format!("Date:   {}", fmt_time(c.time)))?;
                     ui.line("")?;
                     for l in c.message.lines() {
@@ -398,7 +463,15 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     for p in &c.parents {
                         ui.line(format!("parent  {p}"))?;
                     }
-                    ui.line(format!("author  {}{}", c.author, if c.signature_valid { "" } else { " (BAD SIGNATURE)" }))?;
+                    ui.line(format!(
+                        "author  {}{}",
+                        c.author,
+                        if c.signature_valid {
+                            ""
+                        } else {
+                            " (BAD SIGNATURE)"
+                        }
+                    ))?;
                     ui.line(format!("date    {}", fmt_time(c.time)))?;
                     ui.line(format!("files   {} ({})", s.files, human(s.bytes)))?;
                     print_meta(&mut ui, &c.metadata)?;
@@ -418,7 +491,11 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 return Err(Error::Other("diff takes at most two revisions".into()).into());
             }
             let repo = ctx.repo()?;
-            let changes = ops::history::diff(&repo, revs.first().map(String::as_str), revs.get(1).map(String::as_str))?;
+            let changes = ops::history::diff(
+                &repo,
+                revs.first().map(String::as_str),
+                revs.get(1).map(String::as_str),
+            )?;
             if ui.json {
                 ui.json(&changes)?;
             } else {
@@ -434,16 +511,28 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             if ui.json {
                 ui.json(&r)?;
             } else {
-                ui.note(format!("checked out {} ({} written, {} removed, {})", &r.commit[..12], r.written, r.removed, human(r.bytes_written)));
+                ui.note(format!(
+                    "checked out {} ({} written, {} removed, {})",
+                    &r.commit[..12],
+                    r.written,
+                    r.removed,
+                    human(r.bytes_written)
+                ));
             }
         }
-        Command::Tag { name, rev, force, delete } => {
+        Command::Tag {
+            name,
+            rev,
+            force,
+            delete,
+        } => {
             let repo = ctx.repo()?;
             match (name, delete) {
                 (None, _) => {
                     let tags = ops::history::tags(&repo)?;
                     if ui.json {
-                        let m: std::collections::BTreeMap<String, String> = tags.into_iter().map(|(k, v)| (k, v.to_hex())).collect();
+                        let m: std::collections::BTreeMap<String, String> =
+                            tags.into_iter().map(|(k, v)| (k, v.to_hex())).collect();
                         ui.json(&m)?;
                     } else {
                         for (t, _) in tags {
@@ -469,15 +558,23 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.json(&entries)?;
             } else {
                 for e in entries {
-                    ui.line(format!("{} {:>7} {:>10}  {}", &e.id[..12], e.kind, e.size, qp(&e.path)))?;
+                    ui.line(format!(
+                        "{} {:>7} {:>10}  {}",
+                        &e.id[..12],
+                        e.kind,
+                        e.size,
+                        qp(&e.path)
+                    ))?;
                 }
             }
         }
         Command::Cat { spec } => {
             let repo = ctx.repo()?;
-            let (rev, path) = spec
-                .split_once(':')
-                .ok_or_else(|| Error::Other(format!("{spec:?} is not REV:PATH (for example HEAD:data.csv)")))?;
+            let (rev, path) = spec.split_once(':').ok_or_else(|| {
+                Error::Other(format!(
+                    "{spec:?} is not REV:PATH (for example HEAD:data.csv)"
+                ))
+            })?;
             let rev = if rev.is_empty() { "HEAD" } else { rev };
             let mut out = io::BufWriter::with_capacity(1 << 20, &mut ui.out);
             ops::history::cat(&repo, rev, path.trim_start_matches("./"), &mut out)?;
@@ -517,9 +614,22 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.json(&r)?;
             } else {
                 for d in &r.damaged {
-                    ui.line(format!("damaged {} {}: {}", d.id, d.path.as_deref().map(qp).unwrap_or_else(|| "(no path)".into()), d.problem))?;
+                    ui.line(format!(
+                        "damaged {} {}: {}",
+                        d.id,
+                        d.path
+                            .as_deref()
+                            .map(qp)
+                            .unwrap_or_else(|| "(no path)".into()),
+                        d.problem
+                    ))?;
                 }
-                ui.note(format!("{} objects ({}) checked, {} damaged", r.objects, human(r.bytes), r.damaged.len()));
+                ui.note(format!(
+                    "{} objects ({}) checked, {} damaged",
+                    r.objects,
+                    human(r.bytes),
+                    r.damaged.len()
+                ));
             }
             if !r.damaged.is_empty() {
                 #[allow(clippy::print_stderr)]
@@ -536,7 +646,13 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.json(&r)?;
             } else if !ui.quiet {
                 let verb = if dry_run { "would free" } else { "freed" };
-                ui.line(format!("{verb} {} ({} objects, {} temp files); {} objects kept", human(r.bytes_freed), r.objects_removed, r.temp_files_removed, r.objects_kept))?;
+                ui.line(format!(
+                    "{verb} {} ({} objects, {} temp files); {} objects kept",
+                    human(r.bytes_freed),
+                    r.objects_removed,
+                    r.temp_files_removed,
+                    r.objects_kept
+                ))?;
             }
         }
     }
@@ -556,7 +672,12 @@ fn fmt_time(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -578,7 +699,14 @@ fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
         let (tag, size) = match c.change {
             Added => ("added:   ", human(c.new_size.unwrap_or(0))),
             Deleted => ("removed: ", human(c.old_size.unwrap_or(0))),
-            Modified => ("modified:", format!("{} -> {}", human(c.old_size.unwrap_or(0)), human(c.new_size.unwrap_or(0)))),
+            Modified => (
+                "modified:",
+                format!(
+                    "{} -> {}",
+                    human(c.old_size.unwrap_or(0)),
+                    human(c.new_size.unwrap_or(0))
+                ),
+            ),
         };
         ui.line(format!("{tag} {} ({size})", qp(&c.path)))?;
     }
@@ -600,13 +728,21 @@ fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
             ui.line("  metadata changed (lode meta)")?;
         }
         for c in &s.staged {
-            ui.line(format!("  {:<9} {}", format!("{:?}:", c.change).to_lowercase(), qp(&c.path)))?;
+            ui.line(format!(
+                "  {:<9} {}",
+                format!("{:?}:", c.change).to_lowercase(),
+                qp(&c.path)
+            ))?;
         }
     }
     if !s.unstaged.is_empty() {
         ui.line("\nChanges not staged for commit (use `lode add`):")?;
         for c in &s.unstaged {
-            ui.line(format!("  {:<9} {}", format!("{:?}:", c.change).to_lowercase(), qp(&c.path)))?;
+            ui.line(format!(
+                "  {:<9} {}",
+                format!("{:?}:", c.change).to_lowercase(),
+                qp(&c.path)
+            ))?;
         }
     }
     if !s.untracked.is_empty() {

@@ -70,8 +70,17 @@ fn stage_path(
         WalkKind::File => {
             let imp = repo.store().import_file(abs, &stat, opts.mode)?;
             progress.inc(stat.size);
-            let kind = if stat.executable() { EntryKind::Executable } else { EntryKind::File };
-            let e = IndexEntry { kind, id: imp.id, size: stat.size, stat: Some(imp.stat) };
+            let kind = if stat.executable() {
+                EntryKind::Executable
+            } else {
+                EntryKind::File
+            };
+            let e = IndexEntry {
+                kind,
+                id: imp.id,
+                size: stat.size,
+                stat: Some(imp.stat),
+            };
             Ok(Outcome::Staged(e, imp.stored))
         }
         WalkKind::Symlink => {
@@ -111,7 +120,10 @@ pub fn add(
         let abs = repo.abs(p);
         match fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() => walk_targets.push(p.clone()),
-            Ok(m) => record(p.clone(), stage_path(repo, &abs, &m, index.get(p), index_time, opts, progress)?),
+            Ok(m) => record(
+                p.clone(),
+                stage_path(repo, &abs, &m, index.get(p), index_time, opts, progress)?,
+            ),
             Err(_) if index.keys().any(|k| under(k, p)) => {}
             Err(_) => return Err(Error::NoMatch(p.clone())),
         }
@@ -131,7 +143,10 @@ pub fn add(
     // (staged like named files), or gone (unstaged).
     let mut report = AddReport::default();
     let mut changes: BTreeMap<String, Option<IndexEntry>> = BTreeMap::new();
-    for (path, old) in index.iter().filter(|(k, _)| paths.iter().any(|p| under(k, p))) {
+    for (path, old) in index
+        .iter()
+        .filter(|(k, _)| paths.iter().any(|p| under(k, p)))
+    {
         if seen.contains(path) {
             continue;
         }
@@ -170,7 +185,12 @@ pub fn add(
                         }
                     }
                     None if empty => {
-                        let e = IndexEntry { kind: EntryKind::Dir, id: empty_tree, size: 0, stat: None };
+                        let e = IndexEntry {
+                            kind: EntryKind::Dir,
+                            id: empty_tree,
+                            size: 0,
+                            stat: None,
+                        };
                         changes.insert(path.clone(), Some(e));
                         report.added.push(path.clone());
                         new_paths.push(path.clone());
@@ -257,7 +277,8 @@ pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<Rm
     let mut changes = BTreeMap::new();
     let mut dirty = Vec::new();
     for p in paths {
-        let matched: Vec<(&String, &IndexEntry)> = index.iter().filter(|(k, _)| under(k, p)).collect();
+        let matched: Vec<(&String, &IndexEntry)> =
+            index.iter().filter(|(k, _)| under(k, p)).collect();
         if matched.is_empty() {
             return Err(Error::NoMatch(p.clone()));
         }
@@ -290,7 +311,9 @@ pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<Rm
 /// Reports whether the working file differs from its index entry (missing counts as clean).
 fn modified(repo: &Repo, path: &str, e: &IndexEntry) -> Result<bool> {
     let abs = repo.abs(path);
-    let Ok(m) = fs::symlink_metadata(&abs) else { return Ok(false) };
+    let Ok(m) = fs::symlink_metadata(&abs) else {
+        return Ok(false);
+    };
     if e.stat == Some(Stat::of(&m)) || e.kind == EntryKind::Dir {
         return Ok(false);
     }
@@ -298,7 +321,8 @@ fn modified(repo: &Repo, path: &str, e: &IndexEntry) -> Result<bool> {
         return Ok(true);
     }
     let f = fs::File::open(&abs).map_err(|err| Error::io("cannot read", &abs, err))?;
-    let (id, _) = crate::store::hash_reader(f).map_err(|err| Error::io("cannot read", &abs, err))?;
+    let (id, _) =
+        crate::store::hash_reader(f).map_err(|err| Error::io("cannot read", &abs, err))?;
     Ok(id != e.id)
 }
 

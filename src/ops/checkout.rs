@@ -56,7 +56,10 @@ pub fn checkout(
     let in_scope = |p: &str| paths.is_empty() || paths.iter().any(|s| under(p, s));
     for p in paths {
         if !target.keys().any(|k| under(k, p)) {
-            return Err(Error::PathNotInRev { path: p.clone(), rev: rev.to_string() });
+            return Err(Error::PathNotInRev {
+                path: p.clone(),
+                rev: rev.to_string(),
+            });
         }
     }
 
@@ -86,9 +89,17 @@ pub fn checkout(
         }
     }
 
-    let total: u64 = target.iter().filter(|(p, _)| in_scope(p)).map(|(_, e)| e.size).sum();
+    let total: u64 = target
+        .iter()
+        .filter(|(p, _)| in_scope(p))
+        .map(|(_, e)| e.size)
+        .sum();
     progress.set_total(total);
-    let mut report = CheckoutReport { commit: target_id.to_hex(), moved_head: paths.is_empty(), ..Default::default() };
+    let mut report = CheckoutReport {
+        commit: target_id.to_hex(),
+        moved_head: paths.is_empty(),
+        ..Default::default()
+    };
     let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
 
     // Remove tracked paths that the target does not have (whole-tree checkout only).
@@ -119,7 +130,15 @@ pub fn checkout(
                 progress.inc(e.size);
                 report.written += 1;
                 report.bytes_written += e.size;
-                new_index.insert(p.clone(), IndexEntry { kind: e.kind, id: e.id, size: e.size, stat });
+                new_index.insert(
+                    p.clone(),
+                    IndexEntry {
+                        kind: e.kind,
+                        id: e.id,
+                        size: e.size,
+                        stat,
+                    },
+                );
             }
             Err(err) => {
                 failed = Some(err);
@@ -201,12 +220,16 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
         EntryKind::Dir => {
             if !dest.is_dir() {
                 let _ = fs::remove_file(&dest);
-                fs::create_dir(&dest).map_err(|err| Error::io("cannot create directory", &dest, err))?;
+                fs::create_dir(&dest)
+                    .map_err(|err| Error::io("cannot create directory", &dest, err))?;
             }
             Ok(None)
         }
         EntryKind::Symlink => {
-            let target = repo.store().read_verified(&e.id, MAX_OBJECT_META_SIZE).map_err(|err| with_path(err, rel))?;
+            let target = repo
+                .store()
+                .read_verified(&e.id, MAX_OBJECT_META_SIZE)
+                .map_err(|err| with_path(err, rel))?;
             let tmp = parent.join(format!(".lode-tmp-{}-{}", std::process::id(), e.id.short()));
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
@@ -219,12 +242,19 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
                 .prefix(".lode-tmp-")
                 .tempfile_in(parent)
                 .map_err(|err| Error::io("cannot create a temp file in", parent, err))?;
-            repo.store().copy_out(&e.id, tmp.as_file()).map_err(|err| with_path(err, rel))?;
-            let mode = if e.kind == EntryKind::Executable { 0o755 } else { 0o644 };
+            repo.store()
+                .copy_out(&e.id, tmp.as_file())
+                .map_err(|err| with_path(err, rel))?;
+            let mode = if e.kind == EntryKind::Executable {
+                0o755
+            } else {
+                0o644
+            };
             tmp.as_file()
                 .set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(|err| Error::io("cannot set permissions of", tmp.path(), err))?;
-            tmp.persist(&dest).map_err(|err| Error::io("cannot write", &dest, err.error))?;
+            tmp.persist(&dest)
+                .map_err(|err| Error::io("cannot write", &dest, err.error))?;
             stat_of(&dest)
         }
     }
@@ -237,8 +267,14 @@ fn stat_of(p: &Path) -> Result<Option<Stat>> {
 
 fn with_path(err: Error, rel: &str) -> Error {
     match err {
-        Error::ObjectCorrupt { id, .. } => Error::ObjectCorrupt { id, path: Some(rel.to_string()) },
-        Error::ObjectMissing { id, .. } => Error::ObjectMissing { id, path: Some(rel.to_string()) },
+        Error::ObjectCorrupt { id, .. } => Error::ObjectCorrupt {
+            id,
+            path: Some(rel.to_string()),
+        },
+        Error::ObjectMissing { id, .. } => Error::ObjectMissing {
+            id,
+            path: Some(rel.to_string()),
+        },
         other => other,
     }
 }

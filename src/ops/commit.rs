@@ -24,7 +24,10 @@ enum Node {
 }
 
 /// Stores the trees for `index` and returns the root tree id and (file count, total size).
-pub fn write_trees(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<(ObjectId, u64, u64)> {
+pub fn write_trees(
+    repo: &Repo,
+    index: &BTreeMap<String, IndexEntry>,
+) -> Result<(ObjectId, u64, u64)> {
     let mut root: BTreeMap<String, Node> = BTreeMap::new();
     for (path, e) in index {
         let mut map = &mut root;
@@ -32,12 +35,20 @@ pub fn write_trees(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<
         while let Some(part) = parts.next() {
             if parts.peek().is_none() {
                 if e.kind == EntryKind::Dir {
-                    map.entry(part.to_string()).or_insert_with(|| Node::Dir(BTreeMap::new()));
-                } else if map.insert(part.to_string(), Node::Leaf(e.kind, e.id, e.size)).is_some() {
-                    return Err(Error::Db(format!("index holds both a file and a directory at {path:?}")));
+                    map.entry(part.to_string())
+                        .or_insert_with(|| Node::Dir(BTreeMap::new()));
+                } else if map
+                    .insert(part.to_string(), Node::Leaf(e.kind, e.id, e.size))
+                    .is_some()
+                {
+                    return Err(Error::Db(format!(
+                        "index holds both a file and a directory at {path:?}"
+                    )));
                 }
             } else {
-                let node = map.entry(part.to_string()).or_insert_with(|| Node::Dir(BTreeMap::new()));
+                let node = map
+                    .entry(part.to_string())
+                    .or_insert_with(|| Node::Dir(BTreeMap::new()));
                 map = match node {
                     Node::Dir(m) => m,
                     Node::Leaf(..) => {
@@ -57,13 +68,23 @@ pub fn write_trees(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<
                 Node::Leaf(kind, id, size) => {
                     files += 1;
                     bytes += size;
-                    TreeEntry { name, kind, size, id }
+                    TreeEntry {
+                        name,
+                        kind,
+                        size,
+                        id,
+                    }
                 }
                 Node::Dir(children) => {
                     let (id, f, b) = write(repo, children)?;
                     files += f;
                     bytes += b;
-                    TreeEntry { name, kind: EntryKind::Dir, size: b, id }
+                    TreeEntry {
+                        name,
+                        kind: EntryKind::Dir,
+                        size: b,
+                        id,
+                    }
                 }
             };
             tree.entries.push(entry);

@@ -22,7 +22,10 @@ pub fn resolve(repo: &Repo, rev: &str) -> Result<ObjectId> {
     let mut id = resolve_base(repo, base, rev)?;
     for _ in 0..back {
         let c = repo.read_commit(&id)?;
-        id = *c.body.parents.first().ok_or(Error::RevTooFarBack { rev: rev.to_string(), n: back })?;
+        id = *c.body.parents.first().ok_or(Error::RevTooFarBack {
+            rev: rev.to_string(),
+            n: back,
+        })?;
     }
     Ok(id)
 }
@@ -38,7 +41,11 @@ fn split_ancestry(rev: &str) -> Result<(&str, usize)> {
             rest = r;
         } else if let Some(r) = rest.strip_prefix('~') {
             let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-            n += if digits == 0 { 1 } else { r[..digits].parse::<usize>().map_err(|_| bad())? };
+            n += if digits == 0 {
+                1
+            } else {
+                r[..digits].parse::<usize>().map_err(|_| bad())?
+            };
             rest = &r[digits..];
         } else {
             return Err(bad());
@@ -67,7 +74,10 @@ fn resolve_base(repo: &Repo, base: &str, rev: &str) -> Result<ObjectId> {
         return match matches.len() {
             1 => Ok(matches[0]),
             0 => Err(Error::UnknownRev(rev.to_string())),
-            count => Err(Error::AmbiguousRev { rev: rev.to_string(), count }),
+            count => Err(Error::AmbiguousRev {
+                rev: rev.to_string(),
+                count,
+            }),
         };
     }
     Err(Error::UnknownRev(rev.to_string()))
@@ -140,7 +150,13 @@ pub fn show(repo: &Repo, rev: Option<&str>) -> Result<ShowReport> {
         None => repo.head()?.commit,
     };
     let Some(id) = id else {
-        return Ok(ShowReport { dataset, commit: None, files: 0, bytes: 0, changes: vec![] });
+        return Ok(ShowReport {
+            dataset,
+            commit: None,
+            files: 0,
+            bytes: 0,
+            changes: vec![],
+        });
     };
     let c = repo.read_commit(&id)?;
     let flat = repo.flatten(&c.body.tree)?;
@@ -179,7 +195,9 @@ fn valid_tag(name: &str) -> bool {
         && !name.starts_with(['-', '.', '/'])
         && !name.ends_with('/')
         && !name.contains("..")
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
 }
 
 /// Creates (or with `force` moves) a tag.
@@ -243,10 +261,18 @@ pub fn ls(repo: &Repo, rev: Option<&str>, prefix: &str) -> Result<Vec<LsEntry>> 
     let out: Vec<LsEntry> = flat
         .into_iter()
         .filter(|(p, _)| under(p, prefix))
-        .map(|(path, e)| LsEntry { path, kind: e.kind.as_str(), size: e.size, id: e.id.to_hex() })
+        .map(|(path, e)| LsEntry {
+            path,
+            kind: e.kind.as_str(),
+            size: e.size,
+            id: e.id.to_hex(),
+        })
         .collect();
     if out.is_empty() && !prefix.is_empty() {
-        return Err(Error::PathNotInRev { path: prefix.to_string(), rev: rev.unwrap_or("HEAD").into() });
+        return Err(Error::PathNotInRev {
+            path: prefix.to_string(),
+            rev: rev.unwrap_or("HEAD").into(),
+        });
     }
     Ok(out)
 }
@@ -257,9 +283,16 @@ pub fn lookup(repo: &Repo, rev: &str, path: &str) -> Result<FlatEntry> {
     let flat: BTreeMap<String, FlatEntry> = repo.flatten_commit(Some(&id))?;
     flat.get(path).copied().ok_or_else(|| {
         if flat.keys().any(|k| under(k, path)) {
-            Error::NotAFile { path: path.into(), rev: rev.into(), kind: "directory" }
+            Error::NotAFile {
+                path: path.into(),
+                rev: rev.into(),
+                kind: "directory",
+            }
         } else {
-            Error::PathNotInRev { path: path.into(), rev: rev.into() }
+            Error::PathNotInRev {
+                path: path.into(),
+                rev: rev.into(),
+            }
         }
     })
 }
@@ -269,11 +302,18 @@ pub fn lookup(repo: &Repo, rev: &str, path: &str) -> Result<FlatEntry> {
 pub fn cat(repo: &Repo, rev: &str, path: &str, out: &mut dyn Write) -> Result<u64> {
     let e = lookup(repo, rev, path)?;
     if e.kind == EntryKind::Dir {
-        return Err(Error::NotAFile { path: path.into(), rev: rev.into(), kind: "directory" });
+        return Err(Error::NotAFile {
+            path: path.into(),
+            rev: rev.into(),
+            kind: "directory",
+        });
     }
     let (got, _) = repo.store().rehash(&e.id)?;
     if got != e.id {
-        return Err(Error::ObjectCorrupt { id: e.id, path: Some(path.to_string()) });
+        return Err(Error::ObjectCorrupt {
+            id: e.id,
+            path: Some(path.to_string()),
+        });
     }
     let mut f = repo.store().open(&e.id)?;
     io::copy(&mut f, out).map_err(|err| Error::io("cannot write", "stdout", err))

@@ -35,7 +35,10 @@ struct Reach {
 }
 
 fn reachable(repo: &Repo) -> Result<Reach> {
-    let mut r = Reach { objects: HashMap::new(), problems: Vec::new() };
+    let mut r = Reach {
+        objects: HashMap::new(),
+        problems: Vec::new(),
+    };
     let mut commits: Vec<ObjectId> = Vec::new();
     for prefix in ["heads/", "tags/"] {
         commits.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
@@ -76,11 +79,17 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         if !seen_trees.insert(t) {
             continue;
         }
-        r.objects.entry(t).or_insert_with(|| Some(prefix.clone()).filter(|p| !p.is_empty()));
+        r.objects
+            .entry(t)
+            .or_insert_with(|| Some(prefix.clone()).filter(|p| !p.is_empty()));
         match repo.read_tree(&t) {
             Ok(tree) => {
                 for e in tree.entries {
-                    let path = if prefix.is_empty() { e.name } else { format!("{prefix}/{}", e.name) };
+                    let path = if prefix.is_empty() {
+                        e.name
+                    } else {
+                        format!("{prefix}/{}", e.name)
+                    };
                     if e.kind == EntryKind::Dir {
                         trees.push((e.id, path));
                     } else {
@@ -88,7 +97,9 @@ fn reachable(repo: &Repo) -> Result<Reach> {
                     }
                 }
             }
-            Err(e) => r.problems.push(problem(t, Some(prefix).filter(|p| !p.is_empty()), e)),
+            Err(e) => r
+                .problems
+                .push(problem(t, Some(prefix).filter(|p| !p.is_empty()), e)),
         }
     }
     Ok(r)
@@ -100,7 +111,11 @@ fn problem(id: ObjectId, path: Option<String>, e: Error) -> Damaged {
         Error::ObjectCorrupt { .. } => "corrupt: bytes do not hash to the id".to_string(),
         other => other.to_string(),
     };
-    Damaged { id: id.to_hex(), path, problem }
+    Damaged {
+        id: id.to_hex(),
+        path,
+        problem,
+    }
 }
 
 /// Re-hashes every object in the store and checks that everything reachable is present and
@@ -111,16 +126,27 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
     progress.set_total(listed.iter().map(|(_, n)| n).sum());
     let next = AtomicUsize::new(0);
     let damaged = Mutex::new(Vec::new());
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((id, len)) = listed.get(i) else { break };
+                let Some((id, len)) = listed.get(i) else {
+                    break;
+                };
                 let path = reach.objects.get(id).cloned().flatten();
                 let bad = match repo.store().rehash(id) {
                     Ok((got, _)) if got == *id => None,
-                    Ok(_) => Some(problem(*id, path, Error::ObjectCorrupt { id: *id, path: None })),
+                    Ok(_) => Some(problem(
+                        *id,
+                        path,
+                        Error::ObjectCorrupt {
+                            id: *id,
+                            path: None,
+                        },
+                    )),
                     Err(e) => Some(problem(*id, path, e)),
                 };
                 if let Some(b) = bad {
@@ -134,7 +160,11 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
     let present: HashSet<ObjectId> = listed.iter().map(|(id, _)| *id).collect();
     for (id, path) in &reach.objects {
         if !present.contains(id) {
-            damaged.push(Damaged { id: id.to_hex(), path: path.clone(), problem: "missing".into() });
+            damaged.push(Damaged {
+                id: id.to_hex(),
+                path: path.clone(),
+                problem: "missing".into(),
+            });
         }
     }
     for p in reach.problems {

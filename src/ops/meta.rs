@@ -7,13 +7,18 @@ use crate::object::Metadata;
 use crate::repo::Repo;
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn valid_extra_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 64
-        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Sets (`Some`) or clears (`None`) one field. `authors` and `keywords` take a
@@ -43,7 +48,8 @@ pub fn set(repo: &Repo, key: &str, value: Option<&str>) -> Result<Metadata> {
     let tx = db.db.begin_write()?;
     {
         let bytes = postcard::to_stdvec(&m).expect("postcard encodes in-memory values");
-        tx.open_table(CONFIG)?.insert("metadata", bytes.as_slice())?;
+        tx.open_table(CONFIG)?
+            .insert("metadata", bytes.as_slice())?;
     }
     tx.commit()?;
     Ok(m)

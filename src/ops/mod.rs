@@ -11,7 +11,6 @@ pub mod status;
 
 use std::collections::BTreeMap;
 
-
 use crate::db::{IndexEntry, CONFIG, INDEX};
 use crate::error::Result;
 use crate::repo::Repo;
@@ -48,7 +47,8 @@ fn write_index(repo: &Repo, changes: &BTreeMap<String, Option<IndexEntry>>) -> R
                 }
             }
         }
-        tx.open_table(CONFIG)?.insert("index-time", &now_ns().to_le_bytes()[..])?;
+        tx.open_table(CONFIG)?
+            .insert("index-time", &now_ns().to_le_bytes()[..])?;
     }
     tx.commit()?;
     Ok(())
@@ -64,7 +64,8 @@ fn replace_index(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<()
         for (path, e) in index {
             t.insert(path.as_str(), e.encode().as_slice())?;
         }
-        tx.open_table(CONFIG)?.insert("index-time", &now_ns().to_le_bytes()[..])?;
+        tx.open_table(CONFIG)?
+            .insert("index-time", &now_ns().to_le_bytes()[..])?;
     }
     tx.commit()?;
     Ok(())

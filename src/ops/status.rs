@@ -101,7 +101,16 @@ pub fn compare(
 pub fn index_flat(index: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, FlatEntry> {
     index
         .iter()
-        .map(|(k, e)| (k.clone(), FlatEntry { kind: e.kind, id: e.id, size: e.size }))
+        .map(|(k, e)| {
+            (
+                k.clone(),
+                FlatEntry {
+                    kind: e.kind,
+                    id: e.id,
+                    size: e.size,
+                },
+            )
+        })
         .collect()
 }
 
@@ -130,7 +139,11 @@ fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEntry>> {
     }
     let f = fs::File::open(abs).map_err(|e| Error::io("cannot read", abs, e))?;
     let (id, size) = hash_reader(f).map_err(|e| Error::io("cannot read", abs, e))?;
-    let kind = if Stat::of(meta).executable() { EntryKind::Executable } else { EntryKind::File };
+    let kind = if Stat::of(meta).executable() {
+        EntryKind::Executable
+    } else {
+        EntryKind::File
+    };
     Ok(Some(FlatEntry { kind, id, size }))
 }
 
@@ -147,14 +160,25 @@ pub fn scan_worktree(
     let check = |rel: &str, abs: &Path, meta: &fs::Metadata, e: &IndexEntry| -> Result<()> {
         let stat = Stat::of(meta);
         let now = if e.kind == EntryKind::Dir {
-            meta.is_dir().then_some(FlatEntry { kind: e.kind, id: e.id, size: 0 })
+            meta.is_dir().then_some(FlatEntry {
+                kind: e.kind,
+                id: e.id,
+                size: 0,
+            })
         } else if e.stat == Some(stat) && !racy(stat.mtime_ns, index_time) {
-            Some(FlatEntry { kind: e.kind, id: e.id, size: e.size })
+            Some(FlatEntry {
+                kind: e.kind,
+                id: e.id,
+                size: e.size,
+            })
         } else {
             hash_path(abs, meta)?
         };
         if let Some(now) = now {
-            tracked.lock().expect("not poisoned").insert(rel.to_string(), now);
+            tracked
+                .lock()
+                .expect("not poisoned")
+                .insert(rel.to_string(), now);
         }
         Ok(())
     };
@@ -165,7 +189,10 @@ pub fn scan_worktree(
                 check(&item.rel, &item.abs, &item.meta, e)?;
             }
             None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
-                untracked.lock().expect("not poisoned").insert(item.rel, item.meta.len());
+                untracked
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(item.rel, item.meta.len());
             }
             None => {}
         }
@@ -199,7 +226,10 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
         None => Default::default(),
     };
     Ok(StatusReport {
-        branch: head.branch.as_deref().map(|b| b.trim_start_matches("heads/").to_string()),
+        branch: head
+            .branch
+            .as_deref()
+            .map(|b| b.trim_start_matches("heads/").to_string()),
         head: head.commit.map(|c| c.to_hex()),
         staged: compare(&head_flat, &idx),
         unstaged: compare(&idx, &wt.tracked),

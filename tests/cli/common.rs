@@ -1,0 +1,136 @@
+//! A hermetic environment for driving the real `lode` binary: its own temp dir, `LODE_HOME`
+//! inside it, a cleared environment, and helpers that assert on exit status and output.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct TestEnv {
+    pub tmp: tempfile::TempDir,
+}
+
+pub fn lode_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lode")
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            tmp: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    /// A `lode` command started in `cwd` (relative to the temp dir).
+    pub fn cmd(&self, cwd: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(lode_bin());
+        c.args(args)
+            .current_dir(self.path(cwd))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LODE_HOME", self.path("home"))
+            .env("LODE_LOCK_TIMEOUT_MS", "2000")
+            .stdin(Stdio::null());
+        c
+    }
+
+    #[must_use]
+    pub fn run(&self, cwd: &str, args: &[&str]) -> Output {
+        self.cmd(cwd, args).output().expect("run lode")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, cwd: &str, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "lode {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs and asserts failure with a one-line error containing `needle`; returns stderr.
+    pub fn fails(&self, cwd: &str, args: &[&str], needle: &str) -> String {
+        let out = self.run(cwd, args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success(),
+            "lode {args:?} should fail; stderr: {err}"
+        );
+        assert_eq!(out.status.code(), Some(1), "exit code of {args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "lode {args:?}: expected {needle:?} in {err:?}"
+        );
+        assert_error_line(&err);
+        err
+    }
+
+    pub fn json(&self, cwd: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(cwd, &a)).expect("valid JSON")
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
+        fs::write(p, data).expect("write");
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.path(rel)).expect("read")
+    }
+
+    /// `lode init ds` and returns "ds".
+    pub fn init(&self) -> &'static str {
+        self.ok("", &["init", "ds"]);
+        "ds"
+    }
+
+    /// Paths of the HEAD commit, from `lode ls --json`.
+    pub fn ls(&self, cwd: &str, rev: &str) -> Vec<(String, String)> {
+        let v = self.json(cwd, &["ls", rev]);
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|e| {
+                (
+                    e["path"].as_str().unwrap().to_string(),
+                    e["id"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn head(&self, cwd: &str) -> Option<String> {
+        self.json(cwd, &["status"])["head"]
+            .as_str()
+            .map(String::from)
+    }
+}
+
+/// An error is one `error: ...` line with no panic text.
+pub fn assert_error_line(stderr: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "error must be one line: {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "{stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr:?}");
+}
+
+pub fn b3(path: &Path) -> String {
+    blake3::hash(&fs::read(path).expect("read"))
+        .to_hex()
+        .to_string()
+}
+
+pub fn is_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,6 @@
+//! One integration binary that drives the real `lode` executable (see common.rs).
+
+mod common;
+mod faults;
+mod history;
+mod local;
