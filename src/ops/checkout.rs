@@ -108,7 +108,7 @@ pub fn checkout(
             if !target.contains_key(p) {
                 let abs = repo.abs(p);
                 let res = match fs::symlink_metadata(&abs) {
-                    Ok(m) if m.is_dir() => fs::remove_dir(&abs).or_else(|_| Ok(())),
+                    Ok(m) if m.is_dir() => fs::remove_dir(&abs).or(Ok(())),
                     Ok(_) => fs::remove_file(&abs),
                     Err(_) => Ok(()),
                 };

@@ -252,8 +252,7 @@ fn full_disk_fails_cleanly_and_a_retry_completes() {
     fs::create_dir_all(&mnt).unwrap();
     // One shell in a private mount namespace: a 6 MiB tmpfs, a 4 MiB file that fits in the
     // tree but not twice (tree + store), then room is made and the add retried.
-    let script = format!(
-        r#"set -u
+    let script = r#"set -u
 mount -t tmpfs -o size=6m tmpfs "$MNT" || exit 99
 cd "$MNT" && "$LODE" init ds >/dev/null && cd ds
 head -c 1000 /dev/urandom > small && "$LODE" add small && "$LODE" commit -m one >/dev/null
@@ -265,10 +264,9 @@ mount -o remount,size=16m "$MNT"
 "$LODE" add big; echo "retry_rc=$?"
 "$LODE" commit -m two >/dev/null; echo "commit_rc=$?"
 "$LODE" verify >/dev/null; echo "verify2_rc=$?"
-"#
-    );
+"#;
     let out = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("MNT", &mnt)
