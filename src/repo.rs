@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -63,6 +64,10 @@ pub struct Repo {
     store: Store,
     home: Home,
     opts: RepoOptions,
+    /// The database, opened on first use and kept for the command (each open of a redb file
+    /// costs a header write and fsyncs); [`Repo::release_db`] closes it before long work so
+    /// that other processes can use it meanwhile.
+    db: Mutex<Option<Arc<Db>>>,
 }
 
 impl Repo {
@@ -128,6 +133,7 @@ impl Repo {
             store,
             home,
             opts,
+            db: Mutex::new(None),
         };
         let db = repo.db()?;
         let tx = db.db.begin_read()?;
@@ -164,15 +170,29 @@ impl Repo {
         self.dot.join("lode.redb")
     }
 
-    /// Opens the database for one short stretch of work.
-    pub fn db(&self) -> Result<Db> {
-        match Db::open(&self.db_path(), self.opts.lock_timeout) {
-            Err(Error::Db(msg)) => Err(Error::DbCorrupt {
-                path: self.db_path(),
-                msg,
-            }),
-            other => other,
+    /// Returns the database, opening it if needed (retrying while another process holds it).
+    pub fn db(&self) -> Result<Arc<Db>> {
+        let mut slot = self.db.lock().expect("no panic while held");
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
         }
+        let db = match Db::open(&self.db_path(), self.opts.lock_timeout) {
+            Err(Error::Db(msg)) => {
+                return Err(Error::DbCorrupt {
+                    path: self.db_path(),
+                    msg,
+                })
+            }
+            other => Arc::new(other?),
+        };
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Closes the database until the next [`Repo::db`] call, so that other processes can
+    /// open it during long work (walking or hashing a tree). Callers hold no `Db` then.
+    pub fn release_db(&self) {
+        self.db.lock().expect("no panic while held").take();
     }
 
     /// Takes the writer lock.

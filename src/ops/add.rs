@@ -110,6 +110,7 @@ pub fn add(
 ) -> Result<AddReport> {
     let _lock = repo.lock()?;
     let (index, index_time) = repo.load_index()?;
+    repo.release_db();
     let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
     let record = |rel: String, outcome: Outcome| {
         results.lock().expect("not poisoned").push((rel, outcome));

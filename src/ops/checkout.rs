@@ -52,7 +52,9 @@ pub fn checkout(
     let head = repo.head()?;
     let head_flat = repo.flatten_commit(head.commit.as_ref())?;
     let (index, index_time) = repo.load_index()?;
+    repo.release_db();
     let wt = scan_worktree(repo, &index, index_time)?;
+    let tracked = wt.tracked(&index);
     let in_scope = |p: &str| paths.is_empty() || paths.iter().any(|s| under(p, s));
     for p in paths {
         if !target.keys().any(|k| under(k, p)) {
@@ -68,9 +70,9 @@ pub fn checkout(
         let idx = index_flat(&index);
         let mut dirty: Vec<String> = compare(&head_flat, &idx)
             .into_iter()
-            .chain(compare(&idx, &wt.tracked))
+            .chain(compare(&idx, &tracked))
             .map(|c| c.path)
-            .filter(|p| in_scope(p) && target.get(p) != wt.tracked.get(p))
+            .filter(|p| in_scope(p) && target.get(p) != tracked.get(p))
             .collect();
         dirty.sort();
         dirty.dedup();
@@ -121,7 +123,7 @@ pub fn checkout(
     }
     let mut failed = None;
     for (p, e) in target.iter().filter(|(p, _)| in_scope(p)) {
-        let unchanged = wt.tracked.get(p) == Some(e) && index.get(p).is_some_and(|i| i.id == e.id);
+        let unchanged = tracked.get(p) == Some(e) && index.get(p).is_some_and(|i| i.id == e.id);
         if unchanged {
             continue;
         }
@@ -172,7 +174,9 @@ pub fn checkout(
             } else {
                 refs.insert("HEAD", target_id.to_hex().as_str())?;
             }
-            tx.open_table(CONFIG)?.remove("metadata")?;
+            let mut config = tx.open_table(CONFIG)?;
+            config.remove("metadata")?;
+            config.insert(super::INDEX_TREE, &target_commit.body.tree.0[..])?;
         }
         tx.commit()?;
     }

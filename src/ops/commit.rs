@@ -135,7 +135,9 @@ pub fn commit(repo: &Repo, message: &str, allow_empty: bool) -> Result<CommitRep
             Some(b) => refs.insert(b.as_str(), hex.as_str())?,
             None => refs.insert("HEAD", hex.as_str())?,
         };
-        tx.open_table(CONFIG)?.remove("metadata")?;
+        let mut config = tx.open_table(CONFIG)?;
+        config.remove("metadata")?;
+        config.insert(super::INDEX_TREE, &tree.0[..])?;
     }
     tx.commit()?;
     Ok(CommitReport {

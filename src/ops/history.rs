@@ -183,7 +183,7 @@ pub fn diff(repo: &Repo, a: Option<&str>, b: Option<&str>) -> Result<Vec<Change>
         Some(r) => repo.flatten_commit(Some(&resolve(repo, r)?))?,
         None => {
             let (index, t) = repo.load_index()?;
-            scan_worktree(repo, &index, t)?.tracked
+            scan_worktree(repo, &index, t)?.tracked(&index)
         }
     };
     Ok(compare(&old, &new))

@@ -122,6 +122,7 @@ fn problem(id: ObjectId, path: Option<String>, e: Error) -> Damaged {
 /// intact and every commit's signature verifies.
 pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
     let reach = reachable(repo)?;
+    repo.release_db();
     let listed = repo.store().list()?;
     progress.set_total(listed.iter().map(|(_, n)| n).sum());
     let next = AtomicUsize::new(0);

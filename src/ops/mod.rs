@@ -47,10 +47,21 @@ fn write_index(repo: &Repo, changes: &BTreeMap<String, Option<IndexEntry>>) -> R
                 }
             }
         }
-        tx.open_table(CONFIG)?
-            .insert("index-time", &now_ns().to_le_bytes()[..])?;
+        stamp_index(&tx)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Config key naming the tree the index equals, when known (set by commit and checkout,
+/// cleared by every other index write): lets `status` skip reading HEAD's trees.
+pub(crate) const INDEX_TREE: &str = "index-tree";
+
+/// Records the index write time and forgets which tree the index equals.
+fn stamp_index(tx: &redb::WriteTransaction) -> Result<()> {
+    let mut config = tx.open_table(CONFIG)?;
+    config.insert("index-time", &now_ns().to_le_bytes()[..])?;
+    config.remove(INDEX_TREE)?;
     Ok(())
 }
 
@@ -64,8 +75,7 @@ fn replace_index(repo: &Repo, index: &BTreeMap<String, IndexEntry>) -> Result<()
         for (path, e) in index {
             t.insert(path.as_str(), e.encode().as_slice())?;
         }
-        tx.open_table(CONFIG)?
-            .insert("index-time", &now_ns().to_le_bytes()[..])?;
+        stamp_index(&tx)?;
     }
     tx.commit()?;
     Ok(())

@@ -3,7 +3,7 @@
 //! Fast on an unchanged tree: a file whose `lstat` matches the index's stat cache (size,
 //! mtime, ctime, inode, mode) is not read, as in git; only racy or changed files are hashed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -114,12 +114,49 @@ pub fn index_flat(index: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, Flat
         .collect()
 }
 
-/// The working tree as seen through the index.
+/// The working tree as seen through the index: only what differs from it is kept, so an
+/// unchanged tree of many files costs no copies.
 pub struct Worktree {
-    /// Tracked paths as they are on disk now (missing ones absent).
-    pub tracked: BTreeMap<String, FlatEntry>,
+    /// Tracked paths whose working state differs from the index (`None`: missing).
+    pub changed: BTreeMap<String, Option<FlatEntry>>,
     /// Untracked files and symlinks, with sizes.
     pub untracked: BTreeMap<String, u64>,
+}
+
+impl Worktree {
+    /// Returns every tracked path as it is on disk now (missing ones absent).
+    pub fn tracked(&self, index: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, FlatEntry> {
+        let mut out = index_flat(index);
+        for (p, now) in &self.changed {
+            match now {
+                Some(e) => out.insert(p.clone(), *e),
+                None => out.remove(p),
+            };
+        }
+        out
+    }
+
+    /// Lists working-tree changes against the index.
+    pub fn unstaged(&self, index: &BTreeMap<String, IndexEntry>) -> Vec<Change> {
+        let mut out = Vec::new();
+        for (p, now) in &self.changed {
+            let Some(old) = index.get(p) else { continue };
+            let (change, new_size) = match now {
+                None => (ChangeKind::Deleted, None),
+                Some(n) if n.id != old.id || n.kind != old.kind => {
+                    (ChangeKind::Modified, Some(n.size))
+                }
+                Some(_) => continue,
+            };
+            out.push(Change {
+                path: p.clone(),
+                change,
+                old_size: Some(old.size),
+                new_size,
+            });
+        }
+        out
+    }
 }
 
 /// Hashes the working file or link at `abs` as the entry kind it is now.
@@ -154,38 +191,35 @@ pub fn scan_worktree(
     index: &BTreeMap<String, IndexEntry>,
     index_time: i64,
 ) -> Result<Worktree> {
-    let tracked = Mutex::new(BTreeMap::new());
+    let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
-    let seen = Mutex::new(HashSet::new());
+    let seen = Mutex::new(Vec::new());
     let check = |rel: &str, abs: &Path, meta: &fs::Metadata, e: &IndexEntry| -> Result<()> {
         let stat = Stat::of(meta);
         let now = if e.kind == EntryKind::Dir {
-            meta.is_dir().then_some(FlatEntry {
-                kind: e.kind,
-                id: e.id,
-                size: 0,
-            })
+            if meta.is_dir() {
+                return Ok(());
+            }
+            None
         } else if e.stat == Some(stat) && !racy(stat.mtime_ns, index_time) {
-            Some(FlatEntry {
-                kind: e.kind,
-                id: e.id,
-                size: e.size,
-            })
+            return Ok(());
         } else {
             hash_path(abs, meta)?
         };
-        if let Some(now) = now {
-            tracked
+        let same = now.is_some_and(|n| n.id == e.id && n.kind == e.kind);
+        if !same {
+            changed
                 .lock()
                 .expect("not poisoned")
                 .insert(rel.to_string(), now);
         }
         Ok(())
     };
+    let lookup: HashMap<&str, &IndexEntry> = index.iter().map(|(k, v)| (k.as_str(), v)).collect();
     worktree::walk(repo.root(), &[String::new()], |item| {
-        match index.get(&item.rel) {
-            Some(e) => {
-                seen.lock().expect("not poisoned").insert(item.rel.clone());
+        match lookup.get_key_value(item.rel.as_str()) {
+            Some((key, e)) => {
+                seen.lock().expect("not poisoned").push(*key);
                 check(&item.rel, &item.abs, &item.meta, e)?;
             }
             None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
@@ -198,18 +232,24 @@ pub fn scan_worktree(
         }
         Ok(())
     })?;
-    let seen = seen.into_inner().expect("walk ended");
-    // Tracked paths the walk skipped (ignored, or named under an ignored directory).
+    let seen: HashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
+    // Tracked paths the walk did not meet: ignored ones still on disk, or deleted ones.
     for (p, e) in index {
-        if !seen.contains(p) {
+        if !seen.contains(p.as_str()) {
             let abs = repo.abs(p);
-            if let Ok(meta) = fs::symlink_metadata(&abs) {
-                check(p, &abs, &meta, e)?;
+            match fs::symlink_metadata(&abs) {
+                Ok(meta) => check(p, &abs, &meta, e)?,
+                Err(_) => {
+                    changed
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(p.clone(), None);
+                }
             }
         }
     }
     Ok(Worktree {
-        tracked: tracked.into_inner().expect("walk ended"),
+        changed: changed.into_inner().expect("walk ended"),
         untracked: untracked.into_inner().expect("walk ended"),
     })
 }
@@ -217,23 +257,32 @@ pub fn scan_worktree(
 /// Computes `status`.
 pub fn status(repo: &Repo) -> Result<StatusReport> {
     let head = repo.head()?;
-    let head_flat = repo.flatten_commit(head.commit.as_ref())?;
+    let head_commit = head.commit.map(|c| repo.read_commit(&c)).transpose()?;
     let (index, index_time) = repo.load_index()?;
-    let idx = index_flat(&index);
-    let wt = scan_worktree(repo, &index, index_time)?;
-    let head_meta = match head.commit {
-        Some(c) => repo.read_commit(&c)?.body.metadata,
-        None => Default::default(),
+    // When the index is known to equal HEAD's tree, nothing is staged: skip reading trees.
+    let index_tree = {
+        let db = repo.db()?;
+        let tx = db.db.begin_read()?;
+        crate::db::get_config(&tx, super::INDEX_TREE)?
     };
+    let staged = match &head_commit {
+        Some(c) if index_tree.as_deref() == Some(&c.body.tree.0[..]) => Vec::new(),
+        Some(c) => compare(&repo.flatten(&c.body.tree)?, &index_flat(&index)),
+        None => compare(&BTreeMap::new(), &index_flat(&index)),
+    };
+    let metadata = repo.pending_metadata()?;
+    repo.release_db();
+    let wt = scan_worktree(repo, &index, index_time)?;
+    let head_meta = head_commit.map(|c| c.body.metadata).unwrap_or_default();
     Ok(StatusReport {
         branch: head
             .branch
             .as_deref()
             .map(|b| b.trim_start_matches("heads/").to_string()),
         head: head.commit.map(|c| c.to_hex()),
-        staged: compare(&head_flat, &idx),
-        unstaged: compare(&idx, &wt.tracked),
+        staged,
+        unstaged: wt.unstaged(&index),
         untracked: wt.untracked.into_keys().collect(),
-        metadata_changed: repo.pending_metadata()? != head_meta,
+        metadata_changed: metadata != head_meta,
     })
 }
