@@ -87,6 +87,26 @@ pub enum Error {
     BadMetaKey(String),
     #[error("key file {}: {msg}", .path.display())]
     Key { path: PathBuf, msg: String },
+    #[error("invalid ticket: {0}")]
+    BadTicket(#[from] crate::net::ticket::TicketError),
+    #[error("cannot reach peer {peer}: {msg}")]
+    Unreachable { peer: String, msg: String },
+    #[error("peer {peer}: {msg}")]
+    Peer { peer: String, msg: String },
+    #[error("peer {peer} sent bad data: {msg}")]
+    LyingPeer { peer: String, msg: String },
+    #[error("no provider could serve the dataset: {0}")]
+    NoProvider(String),
+    #[error("network error: {0}")]
+    Net(String),
+    #[error("{what} diverged from the remote: {local} is not an ancestor of {remote}")]
+    Diverged {
+        what: String,
+        local: String,
+        remote: String,
+    },
+    #[error("unknown remote {0:?}")]
+    UnknownRemote(String),
     #[error("{0}")]
     Other(String),
 }
@@ -164,6 +184,18 @@ impl Error {
                 "keys are title, description, license, authors, keywords, or extra.NAME".into()
             }
             Error::Key { .. } => "check LODE_HOME and the key file's permissions (0600)".into(),
+            Error::BadTicket(_) => {
+                "copy the whole ticket again from `lode serve` or `lode ticket` on the serving peer".into()
+            }
+            Error::Unreachable { .. } | Error::NoProvider(_) | Error::Net(_) => {
+                "check that `lode serve` runs on the peer and that its address in the ticket is reachable".into()
+            }
+            Error::Peer { .. } => "check that both peers run the same lode version".into(),
+            Error::LyingPeer { .. } => {
+                "nothing of its bad data was kept; fetch again from another provider".into()
+            }
+            Error::Diverged { .. } => "merging is not supported yet: compare with `lode log`, then take one side with `lode checkout -f REV`".into(),
+            Error::UnknownRemote(_) => "`lode remote list` shows the remotes; `lode remote add NAME TICKET` adds one".into(),
             Error::Other(_) => return None,
         })
     }

@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod id;
 pub mod keys;
+pub mod net;
 pub mod object;
 pub mod ops;
 pub mod progress;

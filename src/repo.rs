@@ -71,9 +71,27 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// Creates a repository in `dir` (made if missing) and its dataset key; returns it and
-    /// the dataset id.
+    /// Creates a repository in `dir` (made if missing) with a new dataset key.
     pub fn init(dir: &Path, home: Home, opts: RepoOptions) -> Result<Repo> {
+        Repo::create(dir, home, opts, None)
+    }
+
+    /// Creates an empty repository for an existing dataset (a clone: no dataset key here).
+    pub fn init_clone(
+        dir: &Path,
+        home: Home,
+        opts: RepoOptions,
+        dataset: [u8; 32],
+    ) -> Result<Repo> {
+        Repo::create(dir, home, opts, Some(dataset))
+    }
+
+    fn create(
+        dir: &Path,
+        home: Home,
+        opts: RepoOptions,
+        dataset: Option<[u8; 32]>,
+    ) -> Result<Repo> {
         fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
         let root = dir
             .canonicalize()
@@ -83,7 +101,10 @@ impl Repo {
             return Err(Error::AlreadyRepo(root));
         }
         home.device_key()?;
-        let dataset = home.new_dataset_key()?;
+        let dataset = match dataset {
+            Some(d) => d,
+            None => home.new_dataset_key()?.verifying_key().to_bytes(),
+        };
         // Build `.lode` under a temp name and rename it, so a killed init leaves nothing
         // that looks like a repository.
         let staging = tempfile::Builder::new()
@@ -98,8 +119,7 @@ impl Repo {
         {
             let db = Db::create(&sp.join("lode.redb"))?;
             let tx = db.db.begin_write()?;
-            tx.open_table(CONFIG)?
-                .insert("dataset", &dataset.verifying_key().to_bytes()[..])?;
+            tx.open_table(CONFIG)?.insert("dataset", &dataset[..])?;
             tx.open_table(REFS)?
                 .insert("HEAD", format!("ref:{MAIN}").as_str())?;
             tx.commit()?;
@@ -197,7 +217,12 @@ impl Repo {
 
     /// Takes the writer lock.
     pub fn lock(&self) -> Result<WriteLock> {
-        WriteLock::acquire(&self.dot.join("lock"), self.opts.lock_timeout)
+        WriteLock::acquire(&self.lock_path(), self.opts.lock_timeout)
+    }
+
+    /// Returns the path of the writer lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.dot.join("lock")
     }
 
     /// Returns the dataset id (the dataset key's public key).

@@ -153,12 +153,137 @@ enum Command {
     /// Re-hash every object; report damage by id and path; exit 1 on any.
     #[command(after_help = "Example:\n  lode verify")]
     Verify,
+    /// Serve datasets to peers until Ctrl-C or SIGTERM; prints `ticket: TICKET` per dataset.
+    #[command(
+        after_help = "Examples:\n  lode serve\n  lode serve --bind 127.0.0.1:0 --relay disabled --no-discovery   # LAN / air-gapped"
+    )]
+    Serve {
+        /// Repositories to serve (default: the current one).
+        repos: Vec<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Print the ticket of the `lode serve` running for this repository.
+    #[command(after_help = "Example:\n  lode ticket")]
+    Ticket,
+    /// Copy a dataset from its providers into DIR and check out its main commit.
+    #[command(after_help = "Example:\n  lode clone lode1abc… worm-data")]
+    Clone {
+        ticket: String,
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Manage remotes (named tickets).
+    #[command(after_help = "Examples:\n  lode remote add lab lode1abc…\n  lode remote list")]
+    Remote {
+        #[command(subcommand)]
+        action: RemoteAction,
+    },
+    /// Fetch new commits and objects from a remote (default origin) without touching files.
+    #[command(after_help = "Example:\n  lode fetch origin")]
+    Fetch {
+        remote: Option<String>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Fetch, then fast-forward main and the working tree (refuses to overwrite changes).
+    #[command(after_help = "Example:\n  lode pull")]
+    Pull {
+        remote: Option<String>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Fetch only the named files or directories of a dataset, verified, into DIR.
+    #[command(after_help = "Example:\n  lode get lode1abc… tables/connectome.csv --to data/")]
+    Get {
+        ticket: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        to: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Delete objects that no commit, tag or staged file uses.
     #[command(after_help = "Example:\n  lode gc --dry-run")]
     Gc {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum RemoteAction {
+    /// Add (or replace) a remote.
+    Add { name: String, ticket: String },
+    /// Remove a remote.
+    Remove { name: String },
+    /// List remotes.
+    List,
+}
+
+/// Network options shared by the commands that talk to peers.
+#[derive(Args, Clone)]
+struct NetArgs {
+    /// Local socket address to bind, e.g. 127.0.0.1:0 (default: all interfaces, random port).
+    #[arg(long, env = "LODE_BIND", value_name = "ADDR")]
+    bind: Option<std::net::SocketAddr>,
+    /// Relay servers: default (iroh's), disabled, or a relay URL.
+    #[arg(
+        long,
+        env = "LODE_RELAY",
+        default_value = "default",
+        value_name = "default|disabled|URL"
+    )]
+    relay: String,
+    /// Do not publish or look up addresses through DNS/pkarr (direct addresses only).
+    #[arg(long, env = "LODE_NO_DISCOVERY")]
+    no_discovery: bool,
+}
+
+impl NetArgs {
+    fn options(&self) -> lode::net::endpoint::NetOptions {
+        use lode::net::endpoint::Relay;
+        let relay = match self.relay.as_str() {
+            "default" => Relay::Default,
+            "disabled" | "off" | "none" => Relay::Disabled,
+            url => Relay::Url(url.to_string()),
+        };
+        lode::net::endpoint::NetOptions {
+            bind: self.bind,
+            relay,
+            discovery: !self.no_discovery,
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))
+}
+
+fn parse_ticket(s: &str) -> Result<lode::net::ticket::Ticket, Error> {
+    Ok(s.parse()?)
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
 }
 
 /// A failed command, as the user sees it.
@@ -639,6 +764,158 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 return Err(CliError::Failed);
             }
         }
+        Command::Serve { repos, net } => {
+            let repos = if repos.is_empty() {
+                vec![ctx.repo()?]
+            } else {
+                repos
+                    .iter()
+                    .map(|r| Repo::discover(&ctx.cwd.join(r), ctx.home.clone(), ctx.opts.clone()))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let opts = net.options();
+            let json = ui.json;
+            let quiet = ui.quiet;
+            let out = &mut ui.out;
+            let mut printed: io::Result<()> = Ok(());
+            runtime()?.block_on(lode::net::serve::serve(
+                repos,
+                &opts,
+                |tickets| {
+                    printed = (|| {
+                        for t in tickets {
+                            if json {
+                                writeln!(out, "{{\"ticket\": \"{t}\"}}")?;
+                            } else {
+                                writeln!(out, "ticket: {t}")?;
+                            }
+                        }
+                        out.flush()
+                    })();
+                    if !quiet && !json {
+                        #[allow(clippy::print_stderr)]
+                        {
+                            eprintln!("serving {} dataset(s); Ctrl-C to stop", tickets.len());
+                        }
+                    }
+                },
+                shutdown_signal(),
+            ))?;
+            printed?;
+        }
+        Command::Ticket => {
+            let repo = ctx.repo()?;
+            match lode::net::fetch::served_ticket(&repo)? {
+                Some(t) if ui.json => ui.json(&serde_json::json!({ "ticket": t.to_string() }))?,
+                Some(t) => ui.line(t.to_string())?,
+                None => {
+                    return Err(Error::Other(format!(
+                        "no `lode serve` is running for {}; start one with `lode serve`",
+                        repo.root().display()
+                    ))
+                    .into())
+                }
+            }
+        }
+        Command::Clone { ticket, dir, net } => {
+            let ticket = parse_ticket(&ticket)?;
+            let dir = ctx.cwd.join(dir.unwrap_or_else(|| {
+                PathBuf::from(format!("dataset-{}", &hex::encode(ticket.dataset)[..8]))
+            }));
+            let bar = ui.bar("clone");
+            let (repo, r) = runtime()?.block_on(lode::net::fetch::clone(
+                &dir,
+                ctx.home.clone(),
+                ctx.opts.clone(),
+                &ticket,
+                &net.options(),
+                &bar,
+            ))?;
+            drop(bar);
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!(
+                    "cloned into {}: {} objects, {} in {:.2}s from {}",
+                    repo.root().display(),
+                    r.objects,
+                    human(r.bytes),
+                    r.seconds,
+                    r.peers.join(", ")
+                ));
+            }
+        }
+        Command::Remote { action } => {
+            let repo = ctx.repo()?;
+            match action {
+                RemoteAction::Add { name, ticket } => {
+                    lode::net::fetch::set_remote(&repo, &name, &parse_ticket(&ticket)?)?
+                }
+                RemoteAction::Remove { name } => lode::net::fetch::remove_remote(&repo, &name)?,
+                RemoteAction::List => {
+                    let list = lode::net::fetch::remotes(&repo)?;
+                    if ui.json {
+                        let m: std::collections::BTreeMap<String, String> =
+                            list.into_iter().map(|(n, t)| (n, t.to_string())).collect();
+                        ui.json(&m)?;
+                    } else {
+                        for (n, t) in list {
+                            ui.line(format!("{n}\t{t}"))?;
+                        }
+                    }
+                }
+            }
+        }
+        Command::Fetch { remote, net } => {
+            let repo = ctx.repo()?;
+            let name = remote.unwrap_or_else(|| "origin".into());
+            let bar = ui.bar("fetch");
+            let r =
+                runtime()?.block_on(lode::net::fetch::fetch(&repo, &name, &net.options(), &bar))?;
+            drop(bar);
+            print_transfer(&mut ui, "fetched", &r)?;
+        }
+        Command::Pull { remote, net } => {
+            let repo = ctx.repo()?;
+            let name = remote.unwrap_or_else(|| "origin".into());
+            let bar = ui.bar("pull");
+            let r =
+                runtime()?.block_on(lode::net::fetch::pull(&repo, &name, &net.options(), &bar))?;
+            drop(bar);
+            print_transfer(&mut ui, "pulled", &r)?;
+        }
+        Command::Get {
+            ticket,
+            paths,
+            to,
+            net,
+        } => {
+            let ticket = parse_ticket(&ticket)?;
+            let paths: Vec<String> = paths
+                .iter()
+                .map(|p| p.trim_matches('/').to_string())
+                .collect();
+            let bar = ui.bar("get");
+            let r = runtime()?.block_on(lode::net::fetch::get(
+                &ctx.home,
+                &ticket,
+                &paths,
+                &ctx.cwd.join(to),
+                &net.options(),
+                &bar,
+            ))?;
+            drop(bar);
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!(
+                    "got {} file(s), {} in {:.2}s",
+                    r.files.len(),
+                    human(r.transfer.bytes),
+                    r.transfer.seconds
+                ));
+            }
+        }
         Command::Gc { dry_run } => {
             let repo = ctx.repo()?;
             let r = ops::maintain::gc(&repo, dry_run)?;
@@ -656,6 +933,20 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             }
         }
     }
+    Ok(())
+}
+
+fn print_transfer(ui: &mut Ui, verb: &str, r: &lode::net::fetch::FetchReport) -> io::Result<()> {
+    if ui.json {
+        return ui.json(r);
+    }
+    ui.note(format!(
+        "{verb} {} objects, {} in {:.2}s from {}",
+        r.objects,
+        human(r.bytes),
+        r.seconds,
+        r.peers.join(", ")
+    ));
     Ok(())
 }
 

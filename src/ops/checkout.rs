@@ -14,6 +14,7 @@ use std::path::Path;
 
 use crate::db::{IndexEntry, CONFIG, REFS};
 use crate::error::{Error, Result};
+use crate::id::ObjectId;
 use crate::object::{EntryKind, MAX_OBJECT_META_SIZE};
 use crate::progress::Progress;
 use crate::repo::{FlatEntry, Repo, MAIN};
@@ -47,6 +48,55 @@ pub fn checkout(
 ) -> Result<CheckoutReport> {
     let _lock = repo.lock()?;
     let target_id = resolve(repo, rev)?;
+    // `main` (or HEAD while on it) keeps HEAD on the branch; anything else detaches.
+    let attach = rev == "main" || (rev == "HEAD" && repo.head()?.branch.is_some());
+    let update = if attach {
+        HeadUpdate::Attach
+    } else {
+        HeadUpdate::Detach
+    };
+    materialize_commit(repo, target_id, rev, paths, force, update, progress)
+}
+
+/// Moves `main` to `commit` and the working tree with it (a fast-forward after a fetch);
+/// refuses to overwrite uncommitted changes.
+pub fn fast_forward(
+    repo: &Repo,
+    commit: ObjectId,
+    progress: &dyn Progress,
+) -> Result<CheckoutReport> {
+    let _lock = repo.lock()?;
+    materialize_commit(
+        repo,
+        commit,
+        &commit.to_hex(),
+        &[],
+        false,
+        HeadUpdate::MoveMain,
+        progress,
+    )
+}
+
+/// What a whole-tree checkout does to HEAD.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeadUpdate {
+    /// HEAD points at `main`.
+    Attach,
+    /// HEAD points at the commit.
+    Detach,
+    /// `main` moves to the commit and HEAD points at `main`.
+    MoveMain,
+}
+
+fn materialize_commit(
+    repo: &Repo,
+    target_id: ObjectId,
+    rev: &str,
+    paths: &[String],
+    force: bool,
+    update: HeadUpdate,
+    progress: &dyn Progress,
+) -> Result<CheckoutReport> {
     let target_commit = repo.read_commit(&target_id)?;
     let target = repo.flatten(&target_commit.body.tree)?;
     let head = repo.head()?;
@@ -168,12 +218,14 @@ pub fn checkout(
         let tx = db.db.begin_write()?;
         {
             let mut refs = tx.open_table(REFS)?;
-            // `main` (or HEAD while on it) keeps HEAD on the branch; anything else detaches.
-            if rev == "main" || (rev == "HEAD" && head.branch.is_some()) {
-                refs.insert("HEAD", format!("ref:{MAIN}").as_str())?;
-            } else {
-                refs.insert("HEAD", target_id.to_hex().as_str())?;
-            }
+            match update {
+                HeadUpdate::Attach => refs.insert("HEAD", format!("ref:{MAIN}").as_str())?,
+                HeadUpdate::Detach => refs.insert("HEAD", target_id.to_hex().as_str())?,
+                HeadUpdate::MoveMain => {
+                    refs.insert(MAIN, target_id.to_hex().as_str())?;
+                    refs.insert("HEAD", format!("ref:{MAIN}").as_str())?
+                }
+            };
             let mut config = tx.open_table(CONFIG)?;
             config.remove("metadata")?;
             config.insert(super::INDEX_TREE, &target_commit.body.tree.0[..])?;

@@ -11,6 +11,8 @@ pub mod status;
 
 use std::collections::BTreeMap;
 
+use redb::ReadableTable;
+
 use crate::db::{IndexEntry, CONFIG, INDEX};
 use crate::error::Result;
 use crate::repo::Repo;
@@ -62,6 +64,50 @@ fn stamp_index(tx: &redb::WriteTransaction) -> Result<()> {
     let mut config = tx.open_table(CONFIG)?;
     config.insert("index-time", &now_ns().to_le_bytes()[..])?;
     config.remove(INDEX_TREE)?;
+    Ok(())
+}
+
+/// Teaches the stat cache the new stat of files whose content was found unchanged, when the
+/// writer lock is free right now (a reading command never waits for it). Entries whose mtime
+/// is too recent to be trusted are left out. Content and `index-tree` stay as they are.
+fn refresh_stats(
+    repo: &Repo,
+    index: &BTreeMap<String, IndexEntry>,
+    refreshed: &[(String, crate::store::Stat)],
+) -> Result<()> {
+    let now = now_ns();
+    let updates: Vec<(&String, IndexEntry)> = refreshed
+        .iter()
+        .filter(|(_, st)| !racy(st.mtime_ns, now))
+        .filter_map(|(p, st)| {
+            let mut e = index.get(p)?.clone();
+            e.stat = Some(*st);
+            Some((p, e))
+        })
+        .collect();
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let Ok(_lock) = crate::db::WriteLock::acquire(&repo.lock_path(), std::time::Duration::ZERO)
+    else {
+        return Ok(());
+    };
+    // The index may have changed since it was read: only refresh entries that still hold
+    // the same content.
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    {
+        let mut t = tx.open_table(INDEX)?;
+        for (p, e) in updates {
+            let current = t.get(p.as_str())?.map(|v| v.value().to_vec());
+            if let Some(bytes) = current {
+                if IndexEntry::decode(p, &bytes)?.id == e.id {
+                    t.insert(p.as_str(), e.encode().as_slice())?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 

@@ -121,6 +121,9 @@ pub struct Worktree {
     pub changed: BTreeMap<String, Option<FlatEntry>>,
     /// Untracked files and symlinks, with sizes.
     pub untracked: BTreeMap<String, u64>,
+    /// Tracked paths whose content was re-hashed and found unchanged, with their new stat:
+    /// the stat cache can learn them (as `git status` refreshes its index).
+    pub refreshed: Vec<(String, Stat)>,
 }
 
 impl Worktree {
@@ -194,6 +197,7 @@ pub fn scan_worktree(
     let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
     let seen = Mutex::new(Vec::new());
+    let refreshed = Mutex::new(Vec::new());
     let check = |rel: &str, abs: &Path, meta: &fs::Metadata, e: &IndexEntry| -> Result<()> {
         let stat = Stat::of(meta);
         let now = if e.kind == EntryKind::Dir {
@@ -207,6 +211,12 @@ pub fn scan_worktree(
             hash_path(abs, meta)?
         };
         let same = now.is_some_and(|n| n.id == e.id && n.kind == e.kind);
+        if same && e.stat != Some(stat) {
+            refreshed
+                .lock()
+                .expect("not poisoned")
+                .push((rel.to_string(), stat));
+        }
         if !same {
             changed
                 .lock()
@@ -251,6 +261,7 @@ pub fn scan_worktree(
     Ok(Worktree {
         changed: changed.into_inner().expect("walk ended"),
         untracked: untracked.into_inner().expect("walk ended"),
+        refreshed: refreshed.into_inner().expect("walk ended"),
     })
 }
 
@@ -273,6 +284,7 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
     let metadata = repo.pending_metadata()?;
     repo.release_db();
     let wt = scan_worktree(repo, &index, index_time)?;
+    super::refresh_stats(repo, &index, &wt.refreshed)?;
     let head_meta = head_commit.map(|c| c.body.metadata).unwrap_or_default();
     Ok(StatusReport {
         branch: head

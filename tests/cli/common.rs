@@ -26,13 +26,22 @@ impl TestEnv {
 
     /// A `lode` command started in `cwd` (relative to the temp dir).
     pub fn cmd(&self, cwd: &str, args: &[&str]) -> Command {
+        self.cmd_as("home", cwd, args)
+    }
+
+    /// A `lode` command of another peer: its own `LODE_HOME` (device identity). Network
+    /// commands stay on loopback: direct addresses, no relay, no discovery.
+    pub fn cmd_as(&self, home: &str, cwd: &str, args: &[&str]) -> Command {
         let mut c = Command::new(lode_bin());
         c.args(args)
             .current_dir(self.path(cwd))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("LODE_HOME", self.path("home"))
+            .env("LODE_HOME", self.path(home))
             .env("LODE_LOCK_TIMEOUT_MS", "2000")
+            .env("LODE_BIND", "127.0.0.1:0")
+            .env("LODE_RELAY", "disabled")
+            .env("LODE_NO_DISCOVERY", "true")
             .stdin(Stdio::null());
         c
     }
@@ -69,6 +78,18 @@ impl TestEnv {
         );
         assert_error_line(&err);
         err
+    }
+
+    pub fn json_as(&self, home: &str, cwd: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.cmd_as(home, cwd, &a).output().expect("run lode");
+        assert!(
+            out.status.success(),
+            "lode {a:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("valid JSON")
     }
 
     pub fn json(&self, cwd: &str, args: &[&str]) -> serde_json::Value {

@@ -4,3 +4,4 @@ mod common;
 mod faults;
 mod history;
 mod local;
+mod sync;

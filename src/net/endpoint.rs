@@ -1,0 +1,135 @@
+//! Building iroh endpoints from the device key.
+//!
+//! Users get iroh's defaults (relays and address lookup) so that peers behind NAT meet.
+//! With relays disabled and discovery off, the endpoint uses only its direct sockets and the
+//! addresses carried by tickets (LAN, air-gapped clusters, and every test here); it then sends
+//! nothing but to the peers it dials.
+
+use std::net::SocketAddr;
+
+use ed25519_dalek::SigningKey;
+use iroh::address_lookup::MemoryLookup;
+use iroh::endpoint::{presets, PortmapperConfig};
+use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode, SecretKey, TransportAddr};
+
+use crate::error::{Error, Result};
+use crate::net::ticket::Provider;
+
+/// Which relay servers to use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Relay {
+    /// iroh's public relays.
+    #[default]
+    Default,
+    /// No relay: direct addresses only.
+    Disabled,
+    /// A relay of one's own.
+    Url(String),
+}
+
+/// Network settings of one command.
+#[derive(Clone, Debug, Default)]
+pub struct NetOptions {
+    /// Local socket address to bind (default: any address, a random port).
+    pub bind: Option<SocketAddr>,
+    pub relay: Relay,
+    /// Whether to publish and look up addresses through iroh's address lookup (DNS/pkarr).
+    pub discovery: bool,
+}
+
+/// An endpoint and the address book that tickets fill.
+pub struct Net {
+    pub endpoint: Endpoint,
+    pub lookup: MemoryLookup,
+}
+
+/// Converts a lode device key into an iroh secret key (same public key).
+pub fn secret_key(key: &SigningKey) -> SecretKey {
+    SecretKey::from_bytes(&key.to_bytes())
+}
+
+/// Binds an endpoint for `key` with `opts`.
+pub async fn bind(key: &SigningKey, opts: &NetOptions) -> Result<Net> {
+    let lookup = MemoryLookup::new();
+    let net_err = |e: &dyn std::fmt::Display| Error::Net(format!("cannot start the endpoint: {e}"));
+    let mut b = if opts.discovery {
+        Endpoint::builder(presets::N0)
+    } else {
+        Endpoint::builder(presets::Minimal)
+            .clear_address_lookup()
+            .portmapper_config(PortmapperConfig::Disabled)
+            .net_report_config(NetReportConfig::minimal())
+    };
+    b = b.secret_key(secret_key(key)).address_lookup(lookup.clone());
+    b = match &opts.relay {
+        Relay::Default if opts.discovery => b,
+        Relay::Default => b.relay_mode(iroh::endpoint::default_relay_mode()),
+        Relay::Disabled => b.relay_mode(RelayMode::Disabled),
+        Relay::Url(u) => {
+            let url: iroh::RelayUrl = u
+                .parse()
+                .map_err(|e| Error::Other(format!("invalid relay URL {u:?}: {e}")))?;
+            b.relay_mode(RelayMode::custom([url]))
+        }
+    };
+    if let Some(addr) = opts.bind {
+        b = b
+            .clear_ip_transports()
+            .bind_addr(addr)
+            .map_err(|e| net_err(&e))?;
+    }
+    let endpoint = b.bind().await.map_err(|e| net_err(&e))?;
+    Ok(Net { endpoint, lookup })
+}
+
+impl Net {
+    /// Remembers a provider's addresses so it can be dialled by id.
+    pub fn learn(&self, p: &Provider) -> Result<iroh::EndpointId> {
+        let id = iroh::PublicKey::from_bytes(&p.id)
+            .map_err(|_| Error::Other("ticket holds an invalid endpoint id".into()))?;
+        self.lookup.add_endpoint_info(provider_addr(id, p));
+        Ok(id)
+    }
+
+    /// Describes this endpoint as a provider for tickets.
+    pub fn provider(&self) -> Provider {
+        let addr = self.endpoint.addr();
+        let mut addrs: Vec<SocketAddr> = self.endpoint.bound_sockets();
+        let mut relay = None;
+        for a in addr.addrs {
+            match a {
+                TransportAddr::Ip(s) if !addrs.contains(&s) => addrs.push(s),
+                TransportAddr::Relay(u) => relay = Some(u.to_string()),
+                _ => {}
+            }
+        }
+        // An unspecified bind address (0.0.0.0) is not dialable; keep only concrete ones.
+        addrs.retain(|a| !a.ip().is_unspecified());
+        addrs.truncate(16);
+        Provider {
+            id: *self.endpoint.id().as_bytes(),
+            addrs,
+            relay,
+        }
+    }
+}
+
+fn provider_addr(id: iroh::EndpointId, p: &Provider) -> EndpointAddr {
+    let mut addr = EndpointAddr::new(id);
+    for a in &p.addrs {
+        addr = addr.with_ip_addr(*a);
+    }
+    if let Some(url) = p
+        .relay
+        .as_ref()
+        .and_then(|u| u.parse::<iroh::RelayUrl>().ok())
+    {
+        addr = addr.with_relay_url(url);
+    }
+    addr
+}
+
+/// Returns a short printable form of an endpoint id, for messages.
+pub fn peer_name(id: &[u8; 32]) -> String {
+    hex::encode(&id[..5])
+}

@@ -1,0 +1,915 @@
+//! Fetching datasets: `clone`, `fetch`, `pull` and `get`.
+//!
+//! The client lists the refs of a provider over `lode/1`, then walks the commit closure level
+//! by level (commits, then their trees, then the trees' children), asking only for objects it
+//! does not have. Objects travel over iroh-blobs: every 16 KiB chunk group is verified
+//! against the BLAKE3 id while it streams, several providers serve one fetch (the iroh-blobs
+//! downloader tries the next provider when one fails, resuming mid-blob), and a fetch that was
+//! interrupted resumes from the partial data in `.lode/fetch-store`.
+//!
+//! Received trees and commits are checked before anything is written to the working tree:
+//! strict tree decoding (no `..`, `/`, empty, duplicate names), no names that collide when case
+//! is folded, symlink targets that are relative and stay inside the tree, commits signed and
+//! belonging to the dataset. Remote refs move only when the whole closure is present.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use iroh::endpoint::VarInt;
+use iroh::EndpointId;
+use iroh_blobs::api::blobs::{ExportMode, ExportOptions};
+use iroh_blobs::api::downloader::{DownloadOptions, DownloadProgressItem, SplitStrategy};
+use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::Hash;
+use n0_future::StreamExt;
+use redb::ReadableTable;
+
+use crate::db::{CONFIG, REFS};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::keys::Home;
+use crate::net::endpoint::{bind, peer_name, Net, NetOptions};
+use crate::net::proto::{self, Refs, Request, Response};
+use crate::net::ticket::Ticket;
+use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
+use crate::progress::Progress;
+use crate::repo::{Repo, RepoOptions, MAIN};
+use crate::worktree::under;
+
+/// How long to wait for one provider to answer a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a fetch moved.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct FetchReport {
+    /// The remote `main` commit, if the dataset has one.
+    pub head: Option<String>,
+    /// Objects received (already-present objects are not counted).
+    pub objects: u64,
+    /// Payload bytes received over the network.
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Endpoint ids (short) of the peers that answered.
+    pub peers: Vec<String>,
+}
+
+/// A connected client for one ticket.
+pub struct Client {
+    net: Net,
+    ticket: Ticket,
+    providers: Vec<EndpointId>,
+    peers: BTreeSet<String>,
+}
+
+impl Client {
+    /// Binds an endpoint with the device key and learns the ticket's provider addresses.
+    pub async fn new(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<Client> {
+        let key = home.device_key()?;
+        let net = bind(&key, opts).await?;
+        let providers = ticket
+            .providers
+            .iter()
+            .map(|p| net.learn(p))
+            .collect::<Result<_>>()?;
+        Ok(Client {
+            net,
+            ticket: ticket.clone(),
+            providers,
+            peers: BTreeSet::new(),
+        })
+    }
+
+    /// Asks the providers, in order, for the dataset's refs; returns the first answer.
+    pub async fn list_refs(&mut self) -> Result<Refs> {
+        let mut failures = Vec::new();
+        for id in self.providers.clone() {
+            let name = peer_name(id.as_bytes());
+            match self.list_refs_from(id).await {
+                Ok(refs) => {
+                    self.peers.insert(name);
+                    return Ok(refs);
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        match failures.len() {
+            1 => Err(failures.remove(0)),
+            _ => Err(Error::NoProvider(
+                failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
+    }
+
+    async fn list_refs_from(&self, id: EndpointId) -> Result<Refs> {
+        let peer = peer_name(id.as_bytes());
+        let unreachable = |msg: String| Error::Unreachable {
+            peer: peer.clone(),
+            msg,
+        };
+        let conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, self.net.endpoint.connect(id, proto::ALPN))
+                .await
+                .map_err(|_| {
+                    unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+                })?
+                .map_err(|e| {
+                    let text = e.to_string();
+                    if text.to_lowercase().contains("alpn")
+                        || text.contains("no_application_protocol")
+                    {
+                        Error::Peer {
+                            peer: peer.clone(),
+                            msg: "it does not speak lode/1 (another lode version?)".into(),
+                        }
+                    } else {
+                        unreachable(text)
+                    }
+                })?;
+        let exchange = async {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            let req = Request::ListRefs {
+                dataset: self.ticket.dataset,
+            };
+            send.write_all(&proto::encode(&req))
+                .await
+                .map_err(|e| e.to_string())?;
+            send.finish().map_err(|e| e.to_string())?;
+            recv.read_to_end(proto::MAX_MESSAGE)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let bytes = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unreachable("no answer to the ref listing".into()))?
+            .map_err(|msg| Error::Peer {
+                peer: peer.clone(),
+                msg,
+            })?;
+        conn.close(VarInt::from_u32(0), b"done");
+        match proto::decode::<Response>(&bytes) {
+            Ok(Response::Refs(refs)) => Ok(refs),
+            Ok(Response::Error(msg)) => Err(Error::Peer { peer, msg }),
+            Err(e) => Err(Error::LyingPeer {
+                peer,
+                msg: format!("malformed response: {e}"),
+            }),
+        }
+    }
+
+    /// Downloads `hashes` into `store` from all providers; on failure, finds out which peer
+    /// sent bad data, if one did.
+    async fn download(
+        &mut self,
+        store: &FsStore,
+        hashes: Vec<Hash>,
+        progress: &dyn Progress,
+        bytes: &mut u64,
+    ) -> Result<()> {
+        let mut before = 0u64;
+        for h in &hashes {
+            before += store
+                .remote()
+                .local(*h)
+                .await
+                .map(|l| l.local_bytes())
+                .unwrap_or(0);
+        }
+        let dl = store.downloader(&self.net.endpoint);
+        let opts =
+            DownloadOptions::new(hashes.clone(), self.providers.clone(), SplitStrategy::None);
+        let mut stream = dl
+            .download_with_opts(opts)
+            .stream()
+            .await
+            .map_err(|e| Error::Net(format!("downloader: {e}")))?;
+        let mut last = 0u64;
+        let mut tried = HashSet::new();
+        let mut failed = HashSet::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                DownloadProgressItem::Progress(total) => {
+                    progress.inc(total.saturating_sub(last));
+                    last = total.max(last);
+                }
+                DownloadProgressItem::TryProvider { id, .. } => {
+                    tried.insert(id);
+                }
+                DownloadProgressItem::ProviderFailed { id, .. } => {
+                    failed.insert(id);
+                }
+                _ => {}
+            }
+        }
+        *bytes += last.saturating_sub(before);
+        for id in tried.difference(&failed) {
+            self.peers.insert(peer_name(id.as_bytes()));
+        }
+        let mut missing = Vec::new();
+        for h in &hashes {
+            if !store.has(*h).await.unwrap_or(false) {
+                missing.push(*h);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(self.diagnose(store, missing[0]).await)
+    }
+
+    /// Fetches one missing blob from each provider in turn to name the one that lies.
+    async fn diagnose(&self, store: &FsStore, hash: Hash) -> Error {
+        let mut reasons = Vec::new();
+        for id in &self.providers {
+            let peer = peer_name(id.as_bytes());
+            let conn = match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                self.net.endpoint.connect(*id, iroh_blobs::ALPN),
+            )
+            .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    reasons.push(format!("{peer}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    reasons.push(format!("{peer}: no answer"));
+                    continue;
+                }
+            };
+            match store.remote().fetch(conn.clone(), hash).await {
+                Ok(_) => return Error::Net(format!("object {hash} arrived only on a second try")),
+                Err(iroh_blobs::get::GetError::Decode { source, .. }) => {
+                    return Error::LyingPeer {
+                        peer,
+                        msg: format!(
+                            "object {} failed BLAKE3 verification ({source})",
+                            hash.to_hex()
+                        ),
+                    };
+                }
+                Err(e) => reasons.push(format!("{peer}: {e}")),
+            }
+        }
+        Error::NoProvider(format!(
+            "object {} could not be fetched: {}",
+            hash.to_hex(),
+            reasons.join("; ")
+        ))
+    }
+
+    fn report(
+        &self,
+        head: Option<ObjectId>,
+        objects: u64,
+        bytes: u64,
+        start: Instant,
+    ) -> FetchReport {
+        FetchReport {
+            head: head.map(|h| h.to_hex()),
+            objects,
+            bytes,
+            seconds: start.elapsed().as_secs_f64(),
+            peers: self.peers.iter().cloned().collect(),
+        }
+    }
+
+    /// Closes the endpoint.
+    pub async fn close(self) {
+        self.net.endpoint.close().await;
+    }
+}
+
+/// Where fetched objects go.
+enum Sink<'a> {
+    /// Into a repository's object store.
+    Repo(&'a Repo),
+    /// Stay in the fetch store (for `get`).
+    Store,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Commit,
+    Tree,
+    Blob,
+}
+
+struct Item {
+    id: ObjectId,
+    kind: Kind,
+    path: String,
+}
+
+/// A leaf reached by a filtered walk (for `get`).
+pub struct Leaf {
+    pub path: String,
+    pub kind: EntryKind,
+    pub id: ObjectId,
+}
+
+struct Walk<'a> {
+    client: &'a mut Client,
+    store: &'a FsStore,
+    sink: Sink<'a>,
+    progress: &'a dyn Progress,
+    objects: u64,
+    bytes: u64,
+}
+
+impl Walk<'_> {
+    async fn has(&self, id: &ObjectId) -> bool {
+        match self.sink {
+            Sink::Repo(r) => r.store().has(id),
+            Sink::Store => self
+                .store
+                .has(Hash::from_bytes(id.0))
+                .await
+                .unwrap_or(false),
+        }
+    }
+
+    async fn read(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        match self.sink {
+            Sink::Repo(r) => r.store().read_verified(id, MAX_OBJECT_META_SIZE),
+            Sink::Store => {
+                let b = self
+                    .store
+                    .get_bytes(Hash::from_bytes(id.0))
+                    .await
+                    .map_err(|e| Error::Net(format!("blob store: {e}")))?;
+                Ok(b.to_vec())
+            }
+        }
+    }
+
+    /// Moves a complete, verified blob from the fetch store into the repository store.
+    async fn put(&self, id: &ObjectId) -> Result<()> {
+        let Sink::Repo(repo) = self.sink else {
+            return Ok(());
+        };
+        let tmp = repo
+            .store()
+            .tmp_dir()
+            .join(format!("fetch-{}", id.to_hex()));
+        let _ = std::fs::remove_file(&tmp);
+        let abs = std::path::absolute(&tmp).map_err(|e| Error::io("cannot resolve", &tmp, e))?;
+        self.store
+            .export_with_opts(ExportOptions {
+                hash: Hash::from_bytes(id.0),
+                mode: ExportMode::TryReference,
+                target: abs.clone(),
+            })
+            .await
+            .map_err(|e| Error::Net(format!("cannot export object {id}: {e}")))?;
+        repo.store().adopt(&abs, id)
+    }
+
+    /// Walks from `roots`, fetching what is missing. `stop` holds commits whose closure is
+    /// known to be complete locally. With `filter`, only the named paths of the first commit
+    /// are walked (and no parents), and the leaves reached are returned.
+    async fn run(
+        &mut self,
+        roots: Vec<ObjectId>,
+        stop: &HashSet<ObjectId>,
+        dataset: [u8; 32],
+        peer: &str,
+        filter: Option<&[String]>,
+    ) -> Result<Vec<Leaf>> {
+        let lying = |msg: String| Error::LyingPeer {
+            peer: peer.to_string(),
+            msg,
+        };
+        let mut level: Vec<Item> = roots
+            .into_iter()
+            .map(|id| Item {
+                id,
+                kind: Kind::Commit,
+                path: String::new(),
+            })
+            .collect();
+        let mut seen: HashSet<ObjectId> = HashSet::new();
+        let mut links: Vec<(String, ObjectId)> = Vec::new();
+        let mut leaves = Vec::new();
+        while !level.is_empty() {
+            level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
+            let mut missing = Vec::new();
+            for i in &level {
+                if !self.has(&i.id).await && !missing.contains(&Hash::from_bytes(i.id.0)) {
+                    missing.push(Hash::from_bytes(i.id.0));
+                }
+            }
+            if !missing.is_empty() {
+                let (client, store, progress) = (&mut *self.client, self.store, self.progress);
+                client
+                    .download(store, missing.clone(), progress, &mut self.bytes)
+                    .await?;
+                for h in &missing {
+                    self.put(&ObjectId(*h.as_bytes())).await?;
+                }
+                self.objects += missing.len() as u64;
+            }
+            let mut next = Vec::new();
+            for item in level {
+                match item.kind {
+                    Kind::Commit => {
+                        if stop.contains(&item.id) {
+                            continue;
+                        }
+                        let c = Commit::decode(&self.read(&item.id).await?)
+                            .map_err(|e| lying(format!("commit {}: {e}", item.id)))?;
+                        c.verify().map_err(|_| {
+                            lying(format!("commit {} has a bad signature", item.id))
+                        })?;
+                        if c.body.dataset != dataset {
+                            return Err(lying(format!(
+                                "commit {} belongs to another dataset",
+                                item.id
+                            )));
+                        }
+                        if filter.is_none() {
+                            next.extend(c.body.parents.iter().map(|p| Item {
+                                id: *p,
+                                kind: Kind::Commit,
+                                path: String::new(),
+                            }));
+                        }
+                        next.push(Item {
+                            id: c.body.tree,
+                            kind: Kind::Tree,
+                            path: String::new(),
+                        });
+                    }
+                    Kind::Tree => {
+                        let t = Tree::decode(&self.read(&item.id).await?).map_err(|e| {
+                            lying(format!("tree {} at {:?}: {e}", item.id, item.path))
+                        })?;
+                        let mut folded = HashSet::new();
+                        for e in &t.entries {
+                            if !folded.insert(e.name.to_lowercase()) {
+                                return Err(lying(format!(
+                                    "tree at {:?} has names that differ only in case: {:?}",
+                                    item.path, e.name
+                                )));
+                            }
+                        }
+                        for e in t.entries {
+                            let path = if item.path.is_empty() {
+                                e.name
+                            } else {
+                                format!("{}/{}", item.path, e.name)
+                            };
+                            if let Some(f) = filter {
+                                if !f.iter().any(|p| under(&path, p) || under(p, &path)) {
+                                    continue;
+                                }
+                                if e.kind != EntryKind::Dir && !f.iter().any(|p| under(&path, p)) {
+                                    continue;
+                                }
+                            }
+                            match e.kind {
+                                EntryKind::Dir => next.push(Item {
+                                    id: e.id,
+                                    kind: Kind::Tree,
+                                    path: path.clone(),
+                                }),
+                                EntryKind::Symlink => {
+                                    links.push((path.clone(), e.id));
+                                    next.push(Item {
+                                        id: e.id,
+                                        kind: Kind::Blob,
+                                        path: path.clone(),
+                                    });
+                                }
+                                _ => next.push(Item {
+                                    id: e.id,
+                                    kind: Kind::Blob,
+                                    path: path.clone(),
+                                }),
+                            }
+                            if filter.is_some()
+                                && (e.kind != EntryKind::Dir
+                                    || filter.is_some_and(|f| f.contains(&path)))
+                            {
+                                leaves.push(Leaf {
+                                    path,
+                                    kind: e.kind,
+                                    id: e.id,
+                                });
+                            }
+                        }
+                    }
+                    Kind::Blob => {}
+                }
+            }
+            level = next;
+        }
+        for (path, id) in links {
+            let target = self.read(&id).await?;
+            if !link_stays_inside(&path, &target) {
+                return Err(lying(format!(
+                    "symlink {path:?} points outside the dataset"
+                )));
+            }
+        }
+        Ok(leaves)
+    }
+}
+
+/// Checks that a symlink at `path` with `target` resolves inside the tree.
+pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
+    let Ok(target) = std::str::from_utf8(target) else {
+        return false;
+    };
+    if target.starts_with('/') || target.is_empty() {
+        return false;
+    }
+    let mut depth = path.matches('/').count() as i64;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+fn fetch_store_dir(repo: &Repo) -> PathBuf {
+    repo.root().join(".lode").join("fetch-store")
+}
+
+async fn open_store(dir: &Path) -> Result<FsStore> {
+    FsStore::load(dir)
+        .await
+        .map_err(|e| Error::Net(format!("cannot open blob store {}: {e}", dir.display())))
+}
+
+async fn close_store(store: FsStore, dir: &Path) {
+    let _ = store.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Saves or replaces a remote.
+pub fn set_remote(repo: &Repo, name: &str, ticket: &Ticket) -> Result<()> {
+    let _lock = repo.lock()?;
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    tx.open_table(CONFIG)?.insert(
+        format!("remote/{name}").as_str(),
+        ticket.to_string().as_bytes(),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Removes a remote and its tracking refs.
+pub fn remove_remote(repo: &Repo, name: &str) -> Result<()> {
+    let _lock = repo.lock()?;
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    let existed = tx
+        .open_table(CONFIG)?
+        .remove(format!("remote/{name}").as_str())?
+        .is_some();
+    if !existed {
+        return Err(Error::UnknownRemote(name.to_string()));
+    }
+    tx.open_table(REFS)?
+        .remove(format!("remotes/{name}/main").as_str())?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Lists remotes and their tickets.
+pub fn remotes(repo: &Repo) -> Result<Vec<(String, Ticket)>> {
+    let db = repo.db()?;
+    let tx = db.db.begin_read()?;
+    let t = tx.open_table(CONFIG)?;
+    let mut out = Vec::new();
+    for item in t.range("remote/"..)? {
+        let (k, v) = item?;
+        let Some(name) = k.value().strip_prefix("remote/") else {
+            break;
+        };
+        let text = String::from_utf8_lossy(v.value()).to_string();
+        out.push((name.to_string(), text.parse()?));
+    }
+    Ok(out)
+}
+
+/// Looks up a remote's ticket.
+pub fn remote(repo: &Repo, name: &str) -> Result<Ticket> {
+    remotes(repo)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::UnknownRemote(name.to_string()))
+}
+
+/// Fetches the dataset of `remote` into `repo` and moves `remotes/NAME/main`; new tags are
+/// created locally (existing ones are left alone).
+pub async fn fetch(
+    repo: &Repo,
+    remote_name: &str,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<FetchReport> {
+    let ticket = remote(repo, remote_name)?;
+    fetch_ticket(repo, remote_name, &ticket, opts, progress).await
+}
+
+async fn fetch_ticket(
+    repo: &Repo,
+    remote_name: &str,
+    ticket: &Ticket,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<FetchReport> {
+    let start = Instant::now();
+    let dataset = repo.dataset_id()?.to_bytes();
+    if ticket.dataset != dataset {
+        return Err(Error::Other(format!(
+            "the ticket is for dataset {}, this repository holds dataset {}",
+            hex::encode(ticket.dataset),
+            hex::encode(dataset)
+        )));
+    }
+    let _lock = repo.lock()?;
+    let mut client = Client::new(repo.home(), ticket, opts).await?;
+    let refs = client.list_refs().await?;
+    let peer = client.peers.iter().next().cloned().unwrap_or_default();
+    let mut stop = HashSet::new();
+    for prefix in ["heads/", "remotes/"] {
+        stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
+    }
+    let roots: Vec<ObjectId> = refs
+        .head
+        .iter()
+        .copied()
+        .chain(refs.tags.iter().map(|(_, id)| *id))
+        .collect();
+    let dir = fetch_store_dir(repo);
+    let store = open_store(&dir).await?;
+    repo.release_db();
+    let mut walk = Walk {
+        client: &mut client,
+        store: &store,
+        sink: Sink::Repo(repo),
+        progress,
+        objects: 0,
+        bytes: 0,
+    };
+    let result = walk.run(roots, &stop, dataset, &peer, None).await;
+    let (objects, bytes) = (walk.objects, walk.bytes);
+    if let Err(e) = result {
+        let _ = store.shutdown().await;
+        client.close().await;
+        return Err(e);
+    }
+    close_store(store, &dir).await;
+    repo.store().sync()?;
+    {
+        let db = repo.db()?;
+        let tx = db.db.begin_write()?;
+        {
+            let mut t = tx.open_table(REFS)?;
+            if let Some(h) = refs.head {
+                t.insert(
+                    format!("remotes/{remote_name}/main").as_str(),
+                    h.to_hex().as_str(),
+                )?;
+            }
+            for (name, id) in &refs.tags {
+                let key = format!("tags/{name}");
+                if t.get(key.as_str())?.is_none() {
+                    t.insert(key.as_str(), id.to_hex().as_str())?;
+                }
+            }
+        }
+        tx.commit()?;
+    }
+    let report = client.report(refs.head, objects, bytes, start);
+    client.close().await;
+    Ok(report)
+}
+
+/// Clones the dataset of `ticket` into `dir` (resuming an interrupted clone of the same
+/// dataset there) and checks out its `main` commit.
+pub async fn clone(
+    dir: &Path,
+    home: Home,
+    repo_opts: RepoOptions,
+    ticket: &Ticket,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<(Repo, FetchReport)> {
+    let resumable = dir.join(".lode").is_dir();
+    let repo = if resumable {
+        let repo = Repo::discover(dir, home, repo_opts)?;
+        if repo.dataset_id()?.to_bytes() != ticket.dataset || repo.head()?.commit.is_some() {
+            return Err(Error::AlreadyRepo(repo.root().to_path_buf()));
+        }
+        repo
+    } else {
+        Repo::init_clone(dir, home, repo_opts, ticket.dataset)?
+    };
+    set_remote(&repo, "origin", ticket)?;
+    let report = fetch_ticket(&repo, "origin", ticket, opts, progress).await?;
+    if let Some(head) = &report.head {
+        let id: ObjectId = head
+            .parse()
+            .map_err(|_| Error::Other("bad head id".into()))?;
+        crate::ops::checkout::fast_forward(&repo, id, progress)?;
+    }
+    Ok((repo, report))
+}
+
+/// Fetches from `remote`, then fast-forwards `main` and the working tree to the remote's
+/// `main` (refusing to overwrite uncommitted changes, and refusing when histories diverged).
+pub async fn pull(
+    repo: &Repo,
+    remote_name: &str,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<FetchReport> {
+    let report = fetch(repo, remote_name, opts, progress).await?;
+    let Some(remote_head) = report
+        .head
+        .as_ref()
+        .and_then(|h| h.parse::<ObjectId>().ok())
+    else {
+        return Ok(report);
+    };
+    let local = repo
+        .refs(MAIN)?
+        .into_iter()
+        .find(|(n, _)| n == MAIN)
+        .map(|(_, id)| id);
+    if let Some(local) = local {
+        if local == remote_head || is_ancestor(repo, &remote_head, &local)? {
+            return Ok(report);
+        }
+        if !is_ancestor(repo, &local, &remote_head)? {
+            return Err(Error::Diverged {
+                what: "main".into(),
+                local: local.short(),
+                remote: remote_head.short(),
+            });
+        }
+    }
+    crate::ops::checkout::fast_forward(repo, remote_head, progress)?;
+    Ok(report)
+}
+
+/// Reports whether `ancestor` is reachable from `from` through parents.
+pub fn is_ancestor(repo: &Repo, ancestor: &ObjectId, from: &ObjectId) -> Result<bool> {
+    let mut stack = vec![*from];
+    let mut seen = HashSet::new();
+    while let Some(c) = stack.pop() {
+        if c == *ancestor {
+            return Ok(true);
+        }
+        if seen.insert(c) {
+            stack.extend(repo.read_commit(&c)?.body.parents);
+        }
+    }
+    Ok(false)
+}
+
+/// What `get` wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct GetReport {
+    pub commit: String,
+    pub files: Vec<String>,
+    #[serde(flatten)]
+    pub transfer: FetchReport,
+}
+
+/// Fetches only the named paths of the dataset's `main` commit into `to`, verified.
+pub async fn get(
+    home: &Home,
+    ticket: &Ticket,
+    paths: &[String],
+    to: &Path,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<GetReport> {
+    let start = Instant::now();
+    let mut client = Client::new(home, ticket, opts).await?;
+    let refs = client.list_refs().await?;
+    let head = refs.head.ok_or(Error::NoCommits)?;
+    let peer = client.peers.iter().next().cloned().unwrap_or_default();
+    std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
+    let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
+    let dir = to.join(".lode-get");
+    let store = open_store(&dir).await?;
+    let mut walk = Walk {
+        client: &mut client,
+        store: &store,
+        sink: Sink::Store,
+        progress,
+        objects: 0,
+        bytes: 0,
+    };
+    let leaves = walk
+        .run(
+            vec![head],
+            &HashSet::new(),
+            ticket.dataset,
+            &peer,
+            Some(paths),
+        )
+        .await;
+    let (objects, bytes) = (walk.objects, walk.bytes);
+    let leaves = match leaves {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = store.shutdown().await;
+            client.close().await;
+            return Err(e);
+        }
+    };
+    for p in paths {
+        if !leaves.iter().any(|l| under(&l.path, p)) {
+            close_store(store, &dir).await;
+            client.close().await;
+            return Err(Error::PathNotInRev {
+                path: p.clone(),
+                rev: head.short(),
+            });
+        }
+    }
+    let mut files = Vec::new();
+    let result: Result<()> = async {
+        for leaf in &leaves {
+            let dest = to.join(&leaf.path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io("cannot create directory", parent, e))?;
+            }
+            match leaf.kind {
+                EntryKind::Dir => {
+                    std::fs::create_dir_all(&dest)
+                        .map_err(|e| Error::io("cannot create directory", &dest, e))?;
+                }
+                EntryKind::Symlink => {
+                    let target = store
+                        .get_bytes(Hash::from_bytes(leaf.id.0))
+                        .await
+                        .map_err(|e| Error::Net(e.to_string()))?;
+                    let _ = std::fs::remove_file(&dest);
+                    std::os::unix::fs::symlink(
+                        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target),
+                        &dest,
+                    )
+                    .map_err(|e| Error::io("cannot create symlink", &dest, e))?;
+                    files.push(leaf.path.clone());
+                }
+                EntryKind::File | EntryKind::Executable => {
+                    store
+                        .export(Hash::from_bytes(leaf.id.0), &dest)
+                        .await
+                        .map_err(|e| Error::Net(format!("cannot write {}: {e}", dest.display())))?;
+                    if leaf.kind == EntryKind::Executable {
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ =
+                            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755));
+                    }
+                    files.push(leaf.path.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    close_store(store, &dir).await;
+    let transfer = client.report(Some(head), objects, bytes, start);
+    client.close().await;
+    result?;
+    Ok(GetReport {
+        commit: head.to_hex(),
+        files,
+        transfer,
+    })
+}
+
+/// Reads the ticket a running `lode serve` wrote for this repository.
+pub fn served_ticket(repo: &Repo) -> Result<Option<Ticket>> {
+    let path = repo.root().join(".lode").join("serve.ticket");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(Some(t.parse()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("cannot read", path, e)),
+    }
+}

@@ -1,0 +1,15 @@
+//! Peer-to-peer sync over iroh. Only this module imports iroh and iroh-blobs.
+//!
+//! - [`ticket`]: the copy-paste ticket (dataset id + provider addresses).
+//! - [`endpoint`]: endpoints from the device key; relays/discovery on for users, off for
+//!   direct-address use.
+//! - [`proto`]: the `lode/1` protocol (ref listing), versioned by ALPN, bounded messages.
+//! - [`serve`]: `lode serve`: iroh-blobs with every request checked against the served
+//!   closure, plus `lode/1`.
+//! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
+
+pub mod endpoint;
+pub mod fetch;
+pub mod proto;
+pub mod serve;
+pub mod ticket;

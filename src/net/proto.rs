@@ -1,0 +1,54 @@
+//! The lode protocol (ALPN `lode/1`): ref listing between peers. One request per
+//! bidirectional stream: the client writes one postcard-encoded [`Request`] and finishes the
+//! stream; the server answers with one [`Response`]. Messages are bounded to
+//! [`MAX_MESSAGE`] bytes. Blob bytes never travel here: they move over iroh-blobs.
+//!
+//! A peer that speaks another version has another ALPN: the QUIC handshake then fails and the
+//! client reports that the peer does not speak `lode/1`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::ObjectId;
+
+/// ALPN of this protocol version.
+pub const ALPN: &[u8] = b"lode/1";
+/// Largest request or response.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// What a client asks.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// The refs of a served dataset.
+    ListRefs { dataset: [u8; 32] },
+}
+
+/// What a server answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Refs(Refs),
+    /// The request was refused or failed; the text says why.
+    Error(String),
+}
+
+/// A dataset's published refs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Refs {
+    /// The commit of the `main` branch, if any.
+    pub head: Option<ObjectId>,
+    /// Tags, by name.
+    pub tags: Vec<(String, ObjectId)>,
+}
+
+/// Encodes a message.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    postcard::to_stdvec(msg).expect("postcard encodes in-memory values")
+}
+
+/// Decodes a message, rejecting trailing bytes.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes", rest.len()));
+    }
+    Ok(v)
+}

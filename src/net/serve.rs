@@ -1,0 +1,323 @@
+//! `lode serve`: one iroh endpoint serving datasets over two protocols: iroh-blobs (verified
+//! BLAKE3 streaming of objects) and `lode/1` (ref listing).
+//!
+//! Objects are imported into an iroh-blobs store (`.lode/serve-store` of the first served
+//! repository) *by reference*: the store reads the repository's immutable object files in
+//! place and only adds its outboards. Every blob request is intercepted: a hash is served only
+//! if it is reachable from the refs of a served dataset (never an arbitrary hash of the
+//! store), only as a raw blob (no hash sequences, whose children would bypass the check), and
+//! `get_many` is disabled. Refs are re-read on every ref listing, so commits made while the
+//! server runs are served without a restart.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+
+use iroh::endpoint::{Connection, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh_blobs::api::blobs::{AddPathOptions, ImportMode};
+use iroh_blobs::provider::events::{
+    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
+};
+use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::{BlobFormat, BlobsProtocol, Hash};
+use n0_future::{BufferedStreamExt, StreamExt};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::net::endpoint::{bind, NetOptions};
+use crate::net::proto::{self, Refs, Request, Response};
+use crate::net::ticket::Ticket;
+use crate::object::EntryKind;
+use crate::repo::{Repo, MAIN};
+
+/// One served dataset.
+struct Served {
+    repo: Repo,
+    dataset: [u8; 32],
+    state: Mutex<ServedState>,
+}
+
+#[derive(Default)]
+struct ServedState {
+    refs: Option<Refs>,
+    /// Every object reachable from `refs`, already imported into the blob store.
+    objects: HashSet<ObjectId>,
+}
+
+struct Shared {
+    datasets: HashMap<[u8; 32], Arc<Served>>,
+    /// Union of the served objects of all datasets: what blob requests may ask for.
+    allowed: RwLock<HashSet<Hash>>,
+    store: FsStore,
+}
+
+/// Reads a dataset's published refs: the `main` branch and the tags.
+pub fn published_refs(repo: &Repo) -> Result<Refs> {
+    let head = repo
+        .refs(MAIN)?
+        .into_iter()
+        .find(|(n, _)| n == MAIN)
+        .map(|(_, id)| id);
+    let tags = repo
+        .refs("tags/")?
+        .into_iter()
+        .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id))
+        .collect();
+    Ok(Refs { head, tags })
+}
+
+/// Lists the objects reachable from `roots` that are not in `known`.
+fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result<Vec<ObjectId>> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut commits: Vec<ObjectId> = roots.to_vec();
+    let mut trees = Vec::new();
+    while let Some(c) = commits.pop() {
+        if known.contains(&c) || !seen.insert(c) {
+            continue;
+        }
+        let commit = repo.read_commit(&c)?;
+        out.push(c);
+        commits.extend(commit.body.parents.iter().copied());
+        trees.push(commit.body.tree);
+    }
+    while let Some(t) = trees.pop() {
+        if known.contains(&t) || !seen.insert(t) {
+            continue;
+        }
+        out.push(t);
+        for e in repo.read_tree(&t)?.entries {
+            if e.kind == EntryKind::Dir {
+                trees.push(e.id);
+            } else if !known.contains(&e.id) && seen.insert(e.id) {
+                out.push(e.id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Shared {
+    /// Re-reads the refs of a dataset and imports whatever became reachable.
+    async fn refresh(&self, served: &Served) -> Result<Refs> {
+        let refs = published_refs(&served.repo)?;
+        let known = {
+            let st = served.state.lock().expect("not poisoned");
+            if st.refs.as_ref() == Some(&refs) {
+                return Ok(refs);
+            }
+            st.objects.clone()
+        };
+        let roots: Vec<ObjectId> = refs
+            .head
+            .iter()
+            .copied()
+            .chain(refs.tags.iter().map(|(_, id)| *id))
+            .collect();
+        let new = closure(&served.repo, &roots, &known)?;
+        let store = &self.store;
+        let results: Vec<Result<()>> = n0_future::stream::iter(new.iter().copied())
+            .map(|id| async move {
+                let path = served.repo.store().path(&id);
+                let opts = AddPathOptions {
+                    path: path.clone(),
+                    format: BlobFormat::Raw,
+                    mode: ImportMode::TryReference,
+                };
+                let tag = store
+                    .add_path_with_opts(opts)
+                    .temp_tag()
+                    .await
+                    .map_err(|e| {
+                        Error::Net(format!(
+                            "cannot prepare {} for serving: {e}",
+                            path.display()
+                        ))
+                    })?;
+                if tag.hash().as_bytes() != &id.0 {
+                    return Err(Error::ObjectCorrupt { id, path: None });
+                }
+                // Keep it for good: a named tag per object.
+                store
+                    .tags()
+                    .set(format!("lode/{id}"), tag.hash_and_format())
+                    .await
+                    .map_err(|e| Error::Net(format!("blob store: {e}")))?;
+                Ok(())
+            })
+            .buffered_unordered(16)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        {
+            let mut allowed = self.allowed.write().expect("not poisoned");
+            allowed.extend(new.iter().map(|id| Hash::from_bytes(id.0)));
+        }
+        let mut st = served.state.lock().expect("not poisoned");
+        st.objects.extend(new);
+        st.refs = Some(refs.clone());
+        Ok(refs)
+    }
+
+    fn may_serve(&self, hash: &Hash) -> bool {
+        self.allowed.read().expect("not poisoned").contains(hash)
+    }
+}
+
+#[derive(Clone)]
+struct LodeProtocol(Arc<Shared>);
+
+impl std::fmt::Debug for LodeProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LodeProtocol")
+    }
+}
+
+impl ProtocolHandler for LodeProtocol {
+    async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
+        loop {
+            let (mut send, mut recv) = match conn.accept_bi().await {
+                Ok(s) => s,
+                Err(_) => return Ok(()), // the client closed the connection
+            };
+            let response = match recv.read_to_end(proto::MAX_MESSAGE).await {
+                Ok(bytes) => self.handle(&bytes).await,
+                Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
+            };
+            send.write_all(&proto::encode(&response))
+                .await
+                .map_err(AcceptError::from_err)?;
+            send.finish()?;
+        }
+    }
+}
+
+impl LodeProtocol {
+    async fn handle(&self, bytes: &[u8]) -> Response {
+        let req: Request = match proto::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => return Response::Error(format!("malformed request: {e}")),
+        };
+        match req {
+            Request::ListRefs { dataset } => match self.0.datasets.get(&dataset) {
+                None => Response::Error("dataset not served here".into()),
+                Some(served) => match self.0.refresh(served).await {
+                    Ok(refs) => Response::Refs(refs),
+                    Err(e) => Response::Error(format!("cannot read the dataset: {e}")),
+                },
+            },
+        }
+    }
+}
+
+/// Answers the blob provider's intercepted events: connections are accepted (served datasets
+/// are public until access control lands); each request is checked against `allowed`.
+async fn gatekeeper(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ProviderMessage::ClientConnected(msg) => {
+                msg.tx.send(Ok(())).await.ok();
+            }
+            ProviderMessage::GetRequestReceived(msg) => {
+                let ok = msg.request.ranges.is_blob() && shared.may_serve(&msg.request.hash);
+                let answer = if ok {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            ProviderMessage::ObserveRequestReceived(msg) => {
+                let ok = shared.may_serve(&msg.request.hash);
+                let answer = if ok {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon
+/// as the endpoint listens.
+pub async fn serve(
+    repos: Vec<Repo>,
+    opts: &NetOptions,
+    ready: impl FnOnce(&[Ticket]),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let first = repos
+        .first()
+        .ok_or_else(|| Error::Other("nothing to serve".into()))?;
+    let store_dir = first.root().join(".lode").join("serve-store");
+    let store = FsStore::load(&store_dir).await.map_err(|e| {
+        Error::Net(format!(
+            "cannot open blob store {}: {e}",
+            store_dir.display()
+        ))
+    })?;
+    let key = first.device_key()?;
+    let mut datasets = HashMap::new();
+    for repo in repos {
+        let dataset = repo.dataset_id()?.to_bytes();
+        let served = Served {
+            repo,
+            dataset,
+            state: Mutex::new(ServedState::default()),
+        };
+        datasets.insert(dataset, Arc::new(served));
+    }
+    let shared = Arc::new(Shared {
+        datasets,
+        allowed: RwLock::new(HashSet::new()),
+        store,
+    });
+    for served in shared.datasets.values() {
+        shared.refresh(served).await?;
+    }
+    let mask = EventMask {
+        connected: ConnectMode::Intercept,
+        get: RequestMode::Intercept,
+        get_many: RequestMode::Disabled,
+        observe: ObserveMode::Intercept,
+        ..EventMask::DEFAULT
+    };
+    let (events, rx) = EventSender::channel(256, mask);
+    tokio::spawn(gatekeeper(shared.clone(), rx));
+    let blobs = BlobsProtocol::new(&shared.store, Some(events));
+    let net = bind(&key, opts).await?;
+    let router = Router::builder(net.endpoint.clone())
+        .accept(proto::ALPN, LodeProtocol(shared.clone()))
+        .accept(iroh_blobs::ALPN, blobs)
+        .spawn();
+    let provider = net.provider();
+    let tickets: Vec<Ticket> = shared
+        .datasets
+        .values()
+        .map(|s| Ticket {
+            dataset: s.dataset,
+            providers: vec![provider.clone()],
+        })
+        .collect();
+    for (served, ticket) in shared.datasets.values().zip(&tickets) {
+        let path = served.repo.root().join(".lode").join("serve.ticket");
+        let _ = std::fs::write(path, format!("{ticket}\n"));
+    }
+    ready(&tickets);
+    shutdown.await;
+    for served in shared.datasets.values() {
+        let _ = std::fs::remove_file(served.repo.root().join(".lode").join("serve.ticket"));
+    }
+    router
+        .shutdown()
+        .await
+        .map_err(|e| Error::Net(format!("shutdown: {e}")))?;
+    let _ = VarInt::from_u32(0);
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Tickets: one copy-paste string naming a dataset and the peers that provide it.
+//!
+//! Format: `lode1` followed by lowercase unpadded base32 of a postcard-encoded
+//! [`Ticket`] (docs/FORMAT.md). Decoding is strict and bounded: at most 16 providers, 16
+//! addresses each, a 256-byte relay URL, 4 KiB in all; the bytes must re-encode identically.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &str = "lode1";
+const MAX_TICKET_CHARS: usize = 4096;
+const MAX_PROVIDERS: usize = 16;
+const MAX_ADDRS: usize = 16;
+const MAX_RELAY: usize = 256;
+
+/// A peer that serves a dataset: its endpoint id and how to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    /// The peer's ed25519 public key (its iroh endpoint id).
+    pub id: [u8; 32],
+    /// Direct socket addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// A relay URL, when the peer uses one.
+    pub relay: Option<String>,
+}
+
+/// A dataset and its providers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// The dataset id (public key of the dataset key).
+    pub dataset: [u8; 32],
+    pub providers: Vec<Provider>,
+}
+
+/// A ticket string could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TicketError {
+    #[error("a ticket starts with {PREFIX:?}")]
+    Prefix,
+    #[error("ticket is longer than {MAX_TICKET_CHARS} characters")]
+    TooLong,
+    #[error("ticket is not valid base32 (was it cut or changed while copying?)")]
+    Encoding,
+    #[error("ticket is malformed: {0}")]
+    Body(String),
+    #[error("ticket names no provider")]
+    NoProvider,
+}
+
+impl Ticket {
+    fn check(&self) -> Result<(), TicketError> {
+        if self.providers.is_empty() {
+            return Err(TicketError::NoProvider);
+        }
+        if self.providers.len() > MAX_PROVIDERS {
+            return Err(TicketError::Body("too many providers".into()));
+        }
+        for p in &self.providers {
+            if p.addrs.len() > MAX_ADDRS || p.relay.as_ref().is_some_and(|r| r.len() > MAX_RELAY) {
+                return Err(TicketError::Body("provider entry too large".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = postcard::to_stdvec(self).map_err(|_| fmt::Error)?;
+        let text = data_encoding::BASE32_NOPAD
+            .encode(&bytes)
+            .to_ascii_lowercase();
+        write!(f, "{PREFIX}{text}")
+    }
+}
+
+impl FromStr for Ticket {
+    type Err = TicketError;
+    fn from_str(s: &str) -> Result<Ticket, TicketError> {
+        let s = s.trim();
+        if s.len() > MAX_TICKET_CHARS {
+            return Err(TicketError::TooLong);
+        }
+        let body = s.strip_prefix(PREFIX).ok_or(TicketError::Prefix)?;
+        let bytes = data_encoding::BASE32_NOPAD
+            .decode(body.to_ascii_uppercase().as_bytes())
+            .map_err(|_| TicketError::Encoding)?;
+        let (ticket, rest): (Ticket, _) =
+            postcard::take_from_bytes(&bytes).map_err(|e| TicketError::Body(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(TicketError::Body(format!("{} trailing bytes", rest.len())));
+        }
+        ticket.check()?;
+        if postcard::to_stdvec(&ticket).ok().as_deref() != Some(&bytes[..]) {
+            return Err(TicketError::Body("non-canonical encoding".into()));
+        }
+        Ok(ticket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Ticket {
+        Ticket {
+            dataset: [5; 32],
+            providers: vec![Provider {
+                id: [9; 32],
+                addrs: vec![
+                    "127.0.0.1:4433".parse().unwrap(),
+                    "[::1]:4433".parse().unwrap(),
+                ],
+                relay: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn roundtrip_and_rejects() {
+        let t = sample();
+        let s = t.to_string();
+        assert!(s.starts_with("lode1"));
+        assert_eq!(s.parse::<Ticket>().unwrap(), t);
+        assert!(matches!("nope".parse::<Ticket>(), Err(TicketError::Prefix)));
+        assert!(s[..s.len() - 5].parse::<Ticket>().is_err(), "truncated");
+        assert!(format!("{s}aa").parse::<Ticket>().is_err(), "padded");
+        assert!("lode1!!!".parse::<Ticket>().is_err());
+        let empty = Ticket {
+            dataset: [0; 32],
+            providers: vec![],
+        };
+        assert!(matches!(
+            empty.to_string().parse::<Ticket>(),
+            Err(TicketError::NoProvider)
+        ));
+    }
+}

@@ -1,0 +1,401 @@
+//! Peer-to-peer sync between real processes on 127.0.0.1 (relays and discovery off): clone,
+//! pull, get, fetch; malformed tickets, unreachable and lying peers, hostile trees, resume.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lode::net::ticket::{Provider, Ticket};
+
+use crate::common::*;
+
+/// A running `lode serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub ticket: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line.
+pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
+    let mut child = env
+        .cmd_as(home, cwd, &["serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lode serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("serve printed a ticket");
+    let ticket = line
+        .strip_prefix("ticket: ")
+        .expect("ticket line")
+        .to_string();
+    Server { child, ticket }
+}
+
+fn dataset(env: &TestEnv) -> &'static str {
+    let ds = env.init();
+    env.write("ds/tables/neurons.csv", "name,type\nAVAL,inter\n");
+    env.write("ds/video/day1.bin", vec![1u8; 3 << 20]);
+    env.write("ds/empty.txt", "");
+    std::os::unix::fs::symlink("tables/neurons.csv", env.path("ds/latest.csv")).unwrap();
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 1"]);
+    ds
+}
+
+fn same_tree(env: &TestEnv, a: &str, b: &str) {
+    assert_eq!(env.ls(a, "HEAD"), env.ls(b, "HEAD"));
+    for (p, id) in env.ls(b, "HEAD") {
+        let path = env.path(&format!("{b}/{p}"));
+        if fs::symlink_metadata(&path).unwrap().is_file() {
+            assert_eq!(b3(&path), id, "{p}");
+        }
+    }
+}
+
+#[test]
+fn clone_then_pull_between_two_peers() {
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    assert_eq!(env.ok(ds, &["ticket"]).trim(), server.ticket);
+    let r = env.json("", &["clone", &server.ticket, "copy"]);
+    assert!(r["objects"].as_u64().unwrap() >= 6, "{r}");
+    same_tree(&env, ds, "copy");
+    assert_eq!(
+        fs::read_link(env.path("copy/latest.csv")).unwrap().to_str(),
+        Some("tables/neurons.csv")
+    );
+    assert_eq!(env.head("copy"), env.head(ds));
+    // The owner commits while serving; the clone pulls only what changed.
+    env.write(
+        "ds/tables/neurons.csv",
+        "name,type\nAVAL,inter\nRIML,motor\n",
+    );
+    env.write("ds/video/day2.bin", vec![2u8; 1 << 20]);
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 2"]);
+    let r = env.json("copy", &["pull"]);
+    let bytes = r["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < (1 << 20) + 64 * 1024,
+        "only the new objects travel: {r}"
+    );
+    same_tree(&env, ds, "copy");
+    assert_eq!(env.head("copy"), env.head(ds));
+    // An up-to-date pull moves nothing.
+    let r = env.json("copy", &["pull"]);
+    assert_eq!(r["objects"], 0, "{r}");
+    // A pull refuses to overwrite local changes.
+    env.write("ds/tables/neurons.csv", "v3");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 3"]);
+    env.write("copy/tables/neurons.csv", "my local edit");
+    let err = env.fails("copy", &["pull"], "uncommitted changes");
+    assert!(err.contains("neurons.csv"));
+    assert_eq!(env.read("copy/tables/neurons.csv"), b"my local edit");
+    env.ok("copy", &["verify"]);
+    drop(server);
+}
+
+#[test]
+fn get_fetches_only_the_named_file() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    for d in 0..100 {
+        for f in 0..100 {
+            env.write(
+                &format!("ds/d{d}/f{f}.csv"),
+                format!("dir {d} file {f} ").repeat(20),
+            );
+        }
+    }
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "10k files"]);
+    let server = serve(&env, "srv", ds);
+    let r = env.json("", &["get", &server.ticket, "d42/f7.csv", "--to", "out"]);
+    assert_eq!(r["files"], serde_json::json!(["d42/f7.csv"]));
+    assert_eq!(
+        env.read("out/d42/f7.csv"),
+        "dir 42 file 7 ".repeat(20).as_bytes()
+    );
+    // One commit, the root tree, one subtree and the file.
+    assert!(r["objects"].as_u64().unwrap() <= 4, "{r}");
+    let total: u64 = 10_000 * 300;
+    assert!(r["bytes"].as_u64().unwrap() < total / 50, "{r}");
+    assert_eq!(
+        fs::read_dir(env.path("out")).unwrap().count(),
+        1,
+        "nothing else written"
+    );
+    env.fails(
+        "",
+        &["get", &server.ticket, "no/such.csv", "--to", "out2"],
+        "does not exist",
+    );
+}
+
+#[test]
+fn malformed_tickets_are_refused() {
+    let env = TestEnv::new();
+    env.fails("", &["clone", "hello"], "invalid ticket");
+    env.fails("", &["clone", "lode1!!!!"], "invalid ticket");
+    let t = Ticket {
+        dataset: [7; 32],
+        providers: vec![Provider {
+            id: [1; 32],
+            addrs: vec![],
+            relay: None,
+        }],
+    }
+    .to_string();
+    env.fails("", &["clone", &t[..t.len() - 3]], "invalid ticket");
+    env.fails("", &["clone", &format!("{t}aaaa")], "invalid ticket");
+}
+
+#[test]
+fn unreachable_peer_fails_in_bounded_time() {
+    let env = TestEnv::new();
+    // A valid endpoint id that nobody runs, at a loopback port nobody listens on.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let t = Ticket {
+        dataset: [7; 32],
+        providers: vec![Provider {
+            id: key.verifying_key().to_bytes(),
+            addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            relay: None,
+        }],
+    };
+    let start = Instant::now();
+    let err = env.fails("", &["clone", &t.to_string(), "x"], "cannot reach peer");
+    assert!(
+        start.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.contains(&hex::encode(&key.verifying_key().to_bytes()[..5])),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    // Damage the object after the server prepared it: it now sends bytes that do not hash to
+    // the id it announces.
+    let id = b3(&env.path("ds/video/day1.bin"));
+    let obj = env.path(&format!("ds/.lode/objects/{}/{}", &id[..2], &id[2..]));
+    fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&obj).unwrap();
+    bytes[2_000_000] ^= 0xff;
+    fs::write(&obj, bytes).unwrap();
+    let server_id =
+        String::from_utf8(env.cmd_as("srv", "", &["id"]).output().unwrap().stdout).unwrap();
+    let err = env.fails("", &["clone", &server.ticket, "copy"], "sent bad data");
+    assert!(err.contains(&server_id.trim()[..10]), "peer named: {err}");
+    assert!(!env
+        .path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
+        .exists());
+    assert!(
+        !env.path("copy/video").exists(),
+        "nothing written to the working tree"
+    );
+}
+
+/// Writes a hostile commit into the repository `ds` of peer `home`: a tree made by hand,
+/// signed with that peer's device key, made the head of `main`.
+fn plant(env: &TestEnv, home: &str, ds: &str, entries: Vec<lode::object::TreeEntry>) {
+    use lode::object::{Commit, CommitBody, Tree};
+    let repo = lode::Repo::discover(
+        &env.path(ds),
+        lode::keys::Home::new(env.path(home)),
+        Default::default(),
+    )
+    .unwrap();
+    let tree = repo.store().put_bytes(&Tree { entries }.encode()).unwrap();
+    let key = repo.device_key().unwrap();
+    let body = CommitBody {
+        dataset: repo.dataset_id().unwrap().to_bytes(),
+        tree,
+        parents: vec![],
+        author: key.verifying_key().to_bytes(),
+        time: 1,
+        message: "hostile".into(),
+        metadata: Default::default(),
+    };
+    let id = repo
+        .store()
+        .put_bytes(&Commit::sign(body, &key).encode())
+        .unwrap();
+    let db = repo.db().unwrap();
+    let tx = db.db.begin_write().unwrap();
+    tx.open_table(lode::db::REFS)
+        .unwrap()
+        .insert("heads/main", id.to_hex().as_str())
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn hostile_trees_are_rejected_before_any_write() {
+    use lode::object::{EntryKind, TreeEntry};
+    let file = |name: &str, id: lode::ObjectId| TreeEntry {
+        name: name.into(),
+        kind: EntryKind::File,
+        size: 1,
+        id,
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&lode::Repo) -> Vec<TreeEntry>>)> = vec![
+        (
+            "dotdot",
+            Box::new(move |r| vec![file("..", r.store().put_bytes(b"x").unwrap())]),
+        ),
+        (
+            "absolute",
+            Box::new(move |r| vec![file("/etc/passwd", r.store().put_bytes(b"x").unwrap())]),
+        ),
+        (
+            "duplicate",
+            Box::new(move |r| {
+                let id = r.store().put_bytes(b"x").unwrap();
+                vec![file("a", id), file("a", id)]
+            }),
+        ),
+        (
+            "case",
+            Box::new(move |r| {
+                let id = r.store().put_bytes(b"x").unwrap();
+                vec![file("A.csv", id), file("a.csv", id)]
+            }),
+        ),
+        (
+            "symlink-out",
+            Box::new(move |r| {
+                let target = r.store().put_bytes(b"../../etc/passwd").unwrap();
+                vec![TreeEntry {
+                    name: "l".into(),
+                    kind: EntryKind::Symlink,
+                    size: 16,
+                    id: target,
+                }]
+            }),
+        ),
+    ];
+    for (name, make) in cases {
+        let env = TestEnv::new();
+        let ds = env.init();
+        let repo = lode::Repo::discover(
+            &env.path(ds),
+            lode::keys::Home::new(env.path("home")),
+            Default::default(),
+        )
+        .unwrap();
+        let entries = make(&repo);
+        drop(repo);
+        plant(&env, "home", ds, entries);
+        let server = serve(&env, "srv", ds);
+        let out = env
+            .cmd_as("peer", "", &["clone", &server.ticket, "copy"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: clone must fail");
+        assert!(err.contains("sent bad data"), "{name}: {err}");
+        assert_error_line(&err);
+        let written: Vec<_> = fs::read_dir(env.path("copy"))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            written.iter().all(|n| n == ".lode"),
+            "{name}: wrote {written:?}"
+        );
+        assert!(!env.path("etc").exists() && !env.path("l").exists());
+    }
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let Ok(rd) = fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn an_interrupted_clone_resumes() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let total: u64 = 256 << 20;
+    let mut data = vec![0u8; total as usize];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    env.write("ds/big.bin", &data);
+    drop(data);
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "big"]);
+    let server = serve(&env, "srv", ds);
+    let mut child = env
+        .cmd_as("peer", "", &["clone", &server.ticket, "copy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = env.path("copy/.lode/fetch-store");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_at = 0;
+    while Instant::now() < deadline {
+        let n = dir_size(&store);
+        if n > total / 4 {
+            let _ = child.kill();
+            killed_at = n;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.wait();
+    assert!(killed_at > 0, "the clone was interrupted mid-transfer");
+    let r = env.json_as("peer", "", &["clone", &server.ticket, "copy"]);
+    let resent = r["bytes"].as_u64().unwrap();
+    assert!(
+        resent < total - total / 5,
+        "verified data is not sent again: {resent} of {total}"
+    );
+    assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
+    env.ok("copy", &["verify"]);
+}
