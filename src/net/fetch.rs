@@ -714,6 +714,7 @@ pub async fn clone(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
+    let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
     let repo = if resumable {
         let repo = Repo::discover(dir, home, repo_opts)?;
@@ -725,7 +726,17 @@ pub async fn clone(
         Repo::init_clone(dir, home, repo_opts, ticket.dataset)?
     };
     set_remote(&repo, "origin", ticket)?;
-    let report = fetch_ticket(&repo, "origin", ticket, opts, progress).await?;
+    let report = match fetch_ticket(&repo, "origin", ticket, opts, progress).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing received: leave no half-made clone behind. Once data arrived, keep it
+            // so that running the clone again resumes.
+            if !existed && !fetch_store_dir(&repo).exists() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
+    };
     if let Some(head) = &report.head {
         let id: ObjectId = head
             .parse()

@@ -87,7 +87,12 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
             continue;
         }
         out.push(t);
-        for e in repo.read_tree(&t)?.entries {
+        // A tree this build cannot decode is served as an opaque object: the receiver checks
+        // it (and refuses it) itself.
+        let Ok(tree) = repo.read_tree(&t) else {
+            continue;
+        };
+        for e in tree.entries {
             if e.kind == EntryKind::Dir {
                 trees.push(e.id);
             } else if !known.contains(&e.id) && seen.insert(e.id) {
@@ -101,7 +106,9 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
 impl Shared {
     /// Re-reads the refs of a dataset and imports whatever became reachable.
     async fn refresh(&self, served: &Served) -> Result<Refs> {
-        let refs = published_refs(&served.repo)?;
+        let refs = published_refs(&served.repo);
+        served.repo.release_db();
+        let refs = refs?;
         let known = {
             let st = served.state.lock().expect("not poisoned");
             if st.refs.as_ref() == Some(&refs) {
@@ -159,6 +166,8 @@ impl Shared {
         let mut st = served.state.lock().expect("not poisoned");
         st.objects.extend(new);
         st.refs = Some(refs.clone());
+        // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
+        served.repo.release_db();
         Ok(refs)
     }
 

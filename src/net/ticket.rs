@@ -52,6 +52,10 @@ pub enum TicketError {
 
 impl Ticket {
     fn check(&self) -> Result<(), TicketError> {
+        let valid_key = |k: &[u8; 32]| ed25519_dalek::VerifyingKey::from_bytes(k).is_ok();
+        if !valid_key(&self.dataset) || !self.providers.iter().all(|p| valid_key(&p.id)) {
+            return Err(TicketError::Body("invalid dataset or endpoint id".into()));
+        }
         if self.providers.is_empty() {
             return Err(TicketError::NoProvider);
         }
@@ -107,9 +111,13 @@ mod tests {
 
     fn sample() -> Ticket {
         Ticket {
-            dataset: [5; 32],
+            dataset: ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+                .verifying_key()
+                .to_bytes(),
             providers: vec![Provider {
-                id: [9; 32],
+                id: ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+                    .verifying_key()
+                    .to_bytes(),
                 addrs: vec![
                     "127.0.0.1:4433".parse().unwrap(),
                     "[::1]:4433".parse().unwrap(),
