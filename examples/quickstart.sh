@@ -40,5 +40,30 @@ run cat HEAD:tables/neurons.csv
 run checkout main
 run verify
 run show
+
+# --- Peer to peer, on this machine only: direct loopback addresses, no relay, no discovery.
+export LODE_BIND=127.0.0.1:0 LODE_RELAY=disabled LODE_NO_DISCOVERY=true
+printf '\n$ lode serve &   # the lab publishes the dataset\n'
+"$LODE" serve > "$work/serve.out" 2>/dev/null &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q '^ticket: ' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+ticket=$(sed -n 's/^ticket: //p' "$work/serve.out")
+echo "ticket: $ticket"
+cd "$work"
+# A collaborator is another device: another identity.
+export LODE_HOME="$work/collaborator-home"
+run clone "$ticket" collaborator-copy --json
+cd collaborator-copy
+printf 'AVAR,interneuron\n' >> tables/neurons.csv
+run add .
+run commit -m "collaborator: fix neuron table"
+run push
+run get "$ticket" tables/neurons.csv --to "$work/one-file"
+export LODE_HOME="$work/home"
+cd "$work/worm-data"
+printf '\n(back at the lab)\n'
+run log -n 2
+kill $serve_pid
 echo
-echo "quick start finished: every step above ran against $work/worm-data"
+echo "quick start finished: every step above ran in $work"

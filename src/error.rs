@@ -105,6 +105,12 @@ pub enum Error {
         local: String,
         remote: String,
     },
+    #[error("push rejected by {peer}: {msg}")]
+    PushRejected { peer: String, msg: String },
+    #[error("main moved on: expected {expected}, found {found}")]
+    Stale { expected: String, found: String },
+    #[error("{new} does not descend from {current}: not a fast-forward")]
+    NotFastForward { current: String, new: String },
     #[error("unknown remote {0:?}")]
     UnknownRemote(String),
     #[error("{0}")]
@@ -195,6 +201,9 @@ impl Error {
                 "nothing of its bad data was kept; fetch again from another provider".into()
             }
             Error::Diverged { .. } => "merging is not supported yet: compare with `lode log`, then take one side with `lode checkout -f REV`".into(),
+            Error::PushRejected { .. } | Error::Stale { .. } | Error::NotFastForward { .. } => {
+                "run `lode pull` to bring in the other changes, then push again (or push --force to overwrite them)".into()
+            }
             Error::UnknownRemote(_) => "`lode remote list` shows the remotes; `lode remote add NAME TICKET` adds one".into(),
             Error::Other(_) => return None,
         })

@@ -194,6 +194,17 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Offer main to a remote (default origin); the serving peer fetches what it lacks and
+    /// fast-forwards (refused if it moved on: pull first, or --force).
+    #[command(after_help = "Example:\n  lode push origin")]
+    Push {
+        remote: Option<String>,
+        /// Move the remote's main even when it is not a fast-forward.
+        #[arg(short, long)]
+        force: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Fetch only the named files or directories of a dataset, verified, into DIR.
     #[command(after_help = "Example:\n  lode get lode1abc… tables/connectome.csv --to data/")]
     Get {
@@ -883,6 +894,23 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 runtime()?.block_on(lode::net::fetch::pull(&repo, &name, &net.options(), &bar))?;
             drop(bar);
             print_transfer(&mut ui, "pulled", &r)?;
+        }
+        Command::Push { remote, force, net } => {
+            let repo = ctx.repo()?;
+            let name = remote.unwrap_or_else(|| "origin".into());
+            let r =
+                runtime()?.block_on(lode::net::push::push(&repo, &name, force, &net.options()))?;
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!(
+                    "pushed {} to {}: it fetched {} objects, {}",
+                    &r.commit[..12],
+                    r.peer,
+                    r.objects_sent,
+                    human(r.bytes_sent)
+                ));
+            }
         }
         Command::Get {
             ticket,

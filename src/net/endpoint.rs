@@ -38,6 +38,7 @@ pub struct NetOptions {
 }
 
 /// An endpoint and the address book that tickets fill.
+#[derive(Clone)]
 pub struct Net {
     pub endpoint: Endpoint,
     pub lookup: MemoryLookup,

@@ -60,6 +60,8 @@ pub struct Client {
     ticket: Ticket,
     providers: Vec<EndpointId>,
     peers: BTreeSet<String>,
+    /// Whether `net` was bound for this client (and is closed with it).
+    owned: bool,
 }
 
 impl Client {
@@ -67,6 +69,13 @@ impl Client {
     pub async fn new(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<Client> {
         let key = home.device_key()?;
         let net = bind(&key, opts).await?;
+        let mut client = Client::with_net(net, ticket)?;
+        client.owned = true;
+        Ok(client)
+    }
+
+    /// Uses an existing endpoint (a serving peer fetching a push).
+    pub fn with_net(net: Net, ticket: &Ticket) -> Result<Client> {
         let providers = ticket
             .providers
             .iter()
@@ -77,6 +86,7 @@ impl Client {
             ticket: ticket.clone(),
             providers,
             peers: BTreeSet::new(),
+            owned: false,
         })
     }
 
@@ -106,6 +116,22 @@ impl Client {
     }
 
     async fn list_refs_from(&self, id: EndpointId) -> Result<Refs> {
+        let req = Request::ListRefs {
+            dataset: self.ticket.dataset,
+        };
+        let peer = peer_name(id.as_bytes());
+        match self.request(id, &req, CONNECT_TIMEOUT).await? {
+            Response::Refs(refs) => Ok(refs),
+            Response::Error(msg) | Response::Rejected(msg) => Err(Error::Peer { peer, msg }),
+            Response::Pushed { .. } => Err(Error::LyingPeer {
+                peer,
+                msg: "answered a ref listing with a push result".into(),
+            }),
+        }
+    }
+
+    /// Sends one `lode/1` request to provider `id` and waits up to `wait` for the answer.
+    pub async fn request(&self, id: EndpointId, req: &Request, wait: Duration) -> Result<Response> {
         let peer = peer_name(id.as_bytes());
         let unreachable = |msg: String| Error::Unreachable {
             peer: peer.clone(),
@@ -132,10 +158,7 @@ impl Client {
                 })?;
         let exchange = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            let req = Request::ListRefs {
-                dataset: self.ticket.dataset,
-            };
-            send.write_all(&proto::encode(&req))
+            send.write_all(&proto::encode(req))
                 .await
                 .map_err(|e| e.to_string())?;
             send.finish().map_err(|e| e.to_string())?;
@@ -143,22 +166,23 @@ impl Client {
                 .await
                 .map_err(|e| e.to_string())
         };
-        let bytes = tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+        let bytes = tokio::time::timeout(wait, exchange)
             .await
-            .map_err(|_| unreachable("no answer to the ref listing".into()))?
+            .map_err(|_| unreachable(format!("no answer within {}s", wait.as_secs())))?
             .map_err(|msg| Error::Peer {
                 peer: peer.clone(),
                 msg,
             })?;
         conn.close(VarInt::from_u32(0), b"done");
-        match proto::decode::<Response>(&bytes) {
-            Ok(Response::Refs(refs)) => Ok(refs),
-            Ok(Response::Error(msg)) => Err(Error::Peer { peer, msg }),
-            Err(e) => Err(Error::LyingPeer {
-                peer,
-                msg: format!("malformed response: {e}"),
-            }),
-        }
+        proto::decode::<Response>(&bytes).map_err(|e| Error::LyingPeer {
+            peer,
+            msg: format!("malformed response: {e}"),
+        })
+    }
+
+    /// Returns the providers' endpoint ids, in ticket order.
+    pub fn providers(&self) -> &[EndpointId] {
+        &self.providers
     }
 
     /// Downloads `hashes` into `store` from all providers; on failure, finds out which peer
@@ -279,9 +303,11 @@ impl Client {
         }
     }
 
-    /// Closes the endpoint.
+    /// Closes the endpoint if this client bound it.
     pub async fn close(self) {
-        self.net.endpoint.close().await;
+        if self.owned {
+            self.net.endpoint.close().await;
+        }
     }
 }
 
@@ -560,6 +586,50 @@ async fn close_store(store: FsStore, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Receives a pushed commit: fetches what `repo` lacks of the closure of `new` from the
+/// client's providers into `repo`'s store, checked like any fetch. Returns (objects, bytes).
+pub async fn receive(
+    client: &mut Client,
+    repo: &Repo,
+    new: ObjectId,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let dataset = repo.dataset_id()?.to_bytes();
+    let peer = client
+        .providers
+        .first()
+        .map(|p| peer_name(p.as_bytes()))
+        .unwrap_or_default();
+    let mut stop = HashSet::new();
+    for prefix in ["heads/", "remotes/", "tags/"] {
+        stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
+    }
+    repo.release_db();
+    let dir = repo.root().join(".lode").join("push-in-store");
+    let store = open_store(&dir).await?;
+    let mut walk = Walk {
+        client,
+        store: &store,
+        sink: Sink::Repo(repo),
+        progress,
+        objects: 0,
+        bytes: 0,
+    };
+    let result = walk.run(vec![new], &stop, dataset, &peer, None).await;
+    let counts = (walk.objects, walk.bytes);
+    match result {
+        Ok(_) => {
+            close_store(store, &dir).await;
+            repo.store().sync()?;
+            Ok(counts)
+        }
+        Err(e) => {
+            let _ = store.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
 /// Saves or replaces a remote.
 pub fn set_remote(repo: &Repo, name: &str, ticket: &Ticket) -> Result<()> {
     let _lock = repo.lock()?;
@@ -783,20 +853,7 @@ pub async fn pull(
     Ok(report)
 }
 
-/// Reports whether `ancestor` is reachable from `from` through parents.
-pub fn is_ancestor(repo: &Repo, ancestor: &ObjectId, from: &ObjectId) -> Result<bool> {
-    let mut stack = vec![*from];
-    let mut seen = HashSet::new();
-    while let Some(c) = stack.pop() {
-        if c == *ancestor {
-            return Ok(true);
-        }
-        if seen.insert(c) {
-            stack.extend(repo.read_commit(&c)?.body.parents);
-        }
-    }
-    Ok(false)
-}
+pub use crate::ops::history::is_ancestor;
 
 /// What `get` wrote.
 #[derive(Debug, serde::Serialize)]

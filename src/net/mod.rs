@@ -11,5 +11,6 @@
 pub mod endpoint;
 pub mod fetch;
 pub mod proto;
+pub mod push;
 pub mod serve;
 pub mod ticket;

@@ -20,12 +20,31 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub enum Request {
     /// The refs of a served dataset.
     ListRefs { dataset: [u8; 32] },
+    /// Asks the server to fetch `new` (and what it lacks of its closure) from `from` and
+    /// move its `main` from `old` to `new`: fast-forward only unless `force`; refused when
+    /// `main` is no longer `old` (another push won).
+    Push {
+        dataset: [u8; 32],
+        old: Option<ObjectId>,
+        new: ObjectId,
+        force: bool,
+        from: crate::net::ticket::Provider,
+    },
 }
 
 /// What a server answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     Refs(Refs),
+    /// The push landed: `main` is now `head`; the server fetched `objects` objects,
+    /// `bytes` payload bytes, from the pusher.
+    Pushed {
+        head: ObjectId,
+        objects: u64,
+        bytes: u64,
+    },
+    /// The push was refused (stale, not a fast-forward, dirty working tree...).
+    Rejected(String),
     /// The request was refused or failed; the text says why.
     Error(String),
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use iroh::endpoint::{Connection, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -25,7 +25,7 @@ use n0_future::{BufferedStreamExt, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::net::endpoint::{bind, NetOptions};
+use crate::net::endpoint::{bind, Net, NetOptions};
 use crate::net::proto::{self, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::EntryKind;
@@ -36,6 +36,8 @@ struct Served {
     repo: Repo,
     dataset: [u8; 32],
     state: Mutex<ServedState>,
+    /// Pushes to one dataset are received one at a time.
+    push: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -48,9 +50,14 @@ struct ServedState {
 struct Shared {
     datasets: HashMap<[u8; 32], Arc<Served>>,
     /// Union of the served objects of all datasets: what blob requests may ask for.
-    allowed: RwLock<HashSet<Hash>>,
+    allowed: Allowed,
     store: FsStore,
+    /// The endpoint, once bound (pushes are fetched back through it).
+    net: OnceLock<Net>,
 }
+
+/// The hashes a blob provider may serve.
+pub type Allowed = Arc<RwLock<HashSet<Hash>>>;
 
 /// Reads a dataset's published refs: the `main` branch and the tags.
 pub fn published_refs(repo: &Repo) -> Result<Refs> {
@@ -103,6 +110,57 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
     Ok(out)
 }
 
+/// Imports objects of `repo` into `store` by reference (the store reads the immutable object
+/// files in place), each kept by a named tag.
+pub async fn import_objects(store: &FsStore, repo: &Repo, ids: &[ObjectId]) -> Result<()> {
+    let results: Vec<Result<()>> = n0_future::stream::iter(ids.iter().copied())
+        .map(|id| async move {
+            let path = repo.store().path(&id);
+            let opts = AddPathOptions {
+                path: path.clone(),
+                format: BlobFormat::Raw,
+                mode: ImportMode::TryReference,
+            };
+            let tag = store
+                .add_path_with_opts(opts)
+                .temp_tag()
+                .await
+                .map_err(|e| {
+                    Error::Net(format!(
+                        "cannot prepare {} for serving: {e}",
+                        path.display()
+                    ))
+                })?;
+            if tag.hash().as_bytes() != &id.0 {
+                return Err(Error::ObjectCorrupt { id, path: None });
+            }
+            store
+                .tags()
+                .set(format!("lode/{id}"), tag.hash_and_format())
+                .await
+                .map_err(|e| Error::Net(format!("blob store: {e}")))?;
+            Ok(())
+        })
+        .buffered_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Builds the blob protocol for `store`, serving only the raw blobs in `allowed`.
+pub fn blobs_protocol(store: &FsStore, allowed: Allowed) -> BlobsProtocol {
+    let mask = EventMask {
+        connected: ConnectMode::Intercept,
+        get: RequestMode::Intercept,
+        get_many: RequestMode::Disabled,
+        observe: ObserveMode::Intercept,
+        ..EventMask::DEFAULT
+    };
+    let (events, rx) = EventSender::channel(256, mask);
+    tokio::spawn(gatekeeper(allowed, rx));
+    BlobsProtocol::new(store, Some(events))
+}
+
 impl Shared {
     /// Re-reads the refs of a dataset and imports whatever became reachable.
     async fn refresh(&self, served: &Served) -> Result<Refs> {
@@ -123,42 +181,7 @@ impl Shared {
             .chain(refs.tags.iter().map(|(_, id)| *id))
             .collect();
         let new = closure(&served.repo, &roots, &known)?;
-        let store = &self.store;
-        let results: Vec<Result<()>> = n0_future::stream::iter(new.iter().copied())
-            .map(|id| async move {
-                let path = served.repo.store().path(&id);
-                let opts = AddPathOptions {
-                    path: path.clone(),
-                    format: BlobFormat::Raw,
-                    mode: ImportMode::TryReference,
-                };
-                let tag = store
-                    .add_path_with_opts(opts)
-                    .temp_tag()
-                    .await
-                    .map_err(|e| {
-                        Error::Net(format!(
-                            "cannot prepare {} for serving: {e}",
-                            path.display()
-                        ))
-                    })?;
-                if tag.hash().as_bytes() != &id.0 {
-                    return Err(Error::ObjectCorrupt { id, path: None });
-                }
-                // Keep it for good: a named tag per object.
-                store
-                    .tags()
-                    .set(format!("lode/{id}"), tag.hash_and_format())
-                    .await
-                    .map_err(|e| Error::Net(format!("blob store: {e}")))?;
-                Ok(())
-            })
-            .buffered_unordered(16)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
+        import_objects(&self.store, &served.repo, &new).await?;
         {
             let mut allowed = self.allowed.write().expect("not poisoned");
             allowed.extend(new.iter().map(|id| Hash::from_bytes(id.0)));
@@ -169,10 +192,6 @@ impl Shared {
         // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
         served.repo.release_db();
         Ok(refs)
-    }
-
-    fn may_serve(&self, hash: &Hash) -> bool {
-        self.allowed.read().expect("not poisoned").contains(hash)
     }
 }
 
@@ -193,7 +212,7 @@ impl ProtocolHandler for LodeProtocol {
                 Err(_) => return Ok(()), // the client closed the connection
             };
             let response = match recv.read_to_end(proto::MAX_MESSAGE).await {
-                Ok(bytes) => self.handle(&bytes).await,
+                Ok(bytes) => self.handle(&bytes, conn.remote_id()).await,
                 Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
             };
             send.write_all(&proto::encode(&response))
@@ -205,7 +224,7 @@ impl ProtocolHandler for LodeProtocol {
 }
 
 impl LodeProtocol {
-    async fn handle(&self, bytes: &[u8]) -> Response {
+    async fn handle(&self, bytes: &[u8], remote: iroh::EndpointId) -> Response {
         let req: Request = match proto::decode(bytes) {
             Ok(r) => r,
             Err(e) => return Response::Error(format!("malformed request: {e}")),
@@ -218,20 +237,85 @@ impl LodeProtocol {
                     Err(e) => Response::Error(format!("cannot read the dataset: {e}")),
                 },
             },
+            Request::Push {
+                dataset,
+                old,
+                new,
+                force,
+                from,
+            } => {
+                let Some(served) = self.0.datasets.get(&dataset) else {
+                    return Response::Error("dataset not served here".into());
+                };
+                if from.id != *remote.as_bytes() {
+                    return Response::Rejected("the pusher must provide the objects itself".into());
+                }
+                match self.receive_push(served, old, new, force, from).await {
+                    Ok((objects, bytes)) => Response::Pushed {
+                        head: new,
+                        objects,
+                        bytes,
+                    },
+                    Err(e) => Response::Rejected(e.to_string()),
+                }
+            }
         }
+    }
+
+    /// Fetches a pushed commit's missing objects from the pusher, then moves `main` (and the
+    /// working tree) under the writer lock, fast-forward only unless forced.
+    async fn receive_push(
+        &self,
+        served: &Served,
+        old: Option<ObjectId>,
+        new: ObjectId,
+        force: bool,
+        from: crate::net::ticket::Provider,
+    ) -> Result<(u64, u64)> {
+        let _one_at_a_time = served.push.lock().await;
+        let net = self
+            .0
+            .net
+            .get()
+            .ok_or_else(|| Error::Net("endpoint not ready".into()))?
+            .clone();
+        let ticket = Ticket {
+            dataset: served.dataset,
+            providers: vec![from],
+        };
+        let mut client = crate::net::fetch::Client::with_net(net, &ticket)?;
+        let counts = crate::net::fetch::receive(
+            &mut client,
+            &served.repo,
+            new,
+            &crate::progress::NoProgress,
+        )
+        .await?;
+        let result = crate::ops::checkout::update_main(
+            &served.repo,
+            old,
+            new,
+            force,
+            &crate::progress::NoProgress,
+        );
+        served.repo.release_db();
+        result?;
+        self.0.refresh(served).await?;
+        Ok(counts)
     }
 }
 
 /// Answers the blob provider's intercepted events: connections are accepted (served datasets
 /// are public until access control lands); each request is checked against `allowed`.
-async fn gatekeeper(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
+async fn gatekeeper(allowed: Allowed, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
+    let may_serve = |h: &Hash| allowed.read().expect("not poisoned").contains(h);
     while let Some(msg) = rx.recv().await {
         match msg {
             ProviderMessage::ClientConnected(msg) => {
                 msg.tx.send(Ok(())).await.ok();
             }
             ProviderMessage::GetRequestReceived(msg) => {
-                let ok = msg.request.ranges.is_blob() && shared.may_serve(&msg.request.hash);
+                let ok = msg.request.ranges.is_blob() && may_serve(&msg.request.hash);
                 let answer = if ok {
                     Ok(())
                 } else {
@@ -240,7 +324,7 @@ async fn gatekeeper(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Pro
                 msg.tx.send(answer).await.ok();
             }
             ProviderMessage::ObserveRequestReceived(msg) => {
-                let ok = shared.may_serve(&msg.request.hash);
+                let ok = may_serve(&msg.request.hash);
                 let answer = if ok {
                     Ok(())
                 } else {
@@ -279,28 +363,22 @@ pub async fn serve(
             repo,
             dataset,
             state: Mutex::new(ServedState::default()),
+            push: tokio::sync::Mutex::new(()),
         };
         datasets.insert(dataset, Arc::new(served));
     }
     let shared = Arc::new(Shared {
         datasets,
-        allowed: RwLock::new(HashSet::new()),
+        allowed: Arc::new(RwLock::new(HashSet::new())),
         store,
+        net: OnceLock::new(),
     });
     for served in shared.datasets.values() {
         shared.refresh(served).await?;
     }
-    let mask = EventMask {
-        connected: ConnectMode::Intercept,
-        get: RequestMode::Intercept,
-        get_many: RequestMode::Disabled,
-        observe: ObserveMode::Intercept,
-        ..EventMask::DEFAULT
-    };
-    let (events, rx) = EventSender::channel(256, mask);
-    tokio::spawn(gatekeeper(shared.clone(), rx));
-    let blobs = BlobsProtocol::new(&shared.store, Some(events));
+    let blobs = blobs_protocol(&shared.store, shared.allowed.clone());
     let net = bind(&key, opts).await?;
+    let _ = shared.net.set(net.clone());
     let router = Router::builder(net.endpoint.clone())
         .accept(proto::ALPN, LodeProtocol(shared.clone()))
         .accept(iroh_blobs::ALPN, blobs)

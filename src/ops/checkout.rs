@@ -77,6 +77,49 @@ pub fn fast_forward(
     )
 }
 
+/// Moves `main` from `expected` to `new` and the working tree with it, atomically under the
+/// writer lock: refused when `main` is no longer `expected` (someone else moved it), when
+/// `new` does not descend from it (unless `force`), or when the working tree has
+/// uncommitted changes. This is how a serving peer accepts a push.
+pub fn update_main(
+    repo: &Repo,
+    expected: Option<ObjectId>,
+    new: ObjectId,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<CheckoutReport> {
+    let _lock = repo.lock()?;
+    let current = repo
+        .refs(MAIN)?
+        .into_iter()
+        .find(|(n, _)| n == MAIN)
+        .map(|(_, id)| id);
+    let short = |c: Option<ObjectId>| c.map_or("nothing".to_string(), |c| c.short());
+    if current != expected && !force {
+        return Err(Error::Stale {
+            expected: short(expected),
+            found: short(current),
+        });
+    }
+    if let Some(cur) = current {
+        if !force && !super::history::is_ancestor(repo, &cur, &new)? {
+            return Err(Error::NotFastForward {
+                current: cur.short(),
+                new: new.short(),
+            });
+        }
+    }
+    materialize_commit(
+        repo,
+        new,
+        &new.to_hex(),
+        &[],
+        false,
+        HeadUpdate::MoveMain,
+        progress,
+    )
+}
+
 /// What a whole-tree checkout does to HEAD.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum HeadUpdate {

@@ -318,3 +318,18 @@ pub fn cat(repo: &Repo, rev: &str, path: &str, out: &mut dyn Write) -> Result<u6
     let mut f = repo.store().open(&e.id)?;
     io::copy(&mut f, out).map_err(|err| Error::io("cannot write", "stdout", err))
 }
+
+/// Reports whether `ancestor` is reachable from `from` through parents.
+pub fn is_ancestor(repo: &Repo, ancestor: &ObjectId, from: &ObjectId) -> Result<bool> {
+    let mut stack = vec![*from];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(c) = stack.pop() {
+        if c == *ancestor {
+            return Ok(true);
+        }
+        if seen.insert(c) {
+            stack.extend(repo.read_commit(&c)?.body.parents);
+        }
+    }
+    Ok(false)
+}

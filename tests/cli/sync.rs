@@ -415,3 +415,99 @@ fn an_interrupted_clone_resumes() {
     assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
     env.ok("copy", &["verify"]);
 }
+
+#[test]
+fn push_fast_forward_rejected_and_forced() {
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    env.json_as("b", "", &["clone", &server.ticket, "b"]);
+    env.json_as("c", "", &["clone", &server.ticket, "c"]);
+    // B changes a file and pushes: the owner's main and working tree move.
+    env.write("b/tables/neurons.csv", "from b");
+    assert!(env
+        .cmd_as("b", "b", &["add", "."])
+        .status()
+        .unwrap()
+        .success());
+    assert!(env
+        .cmd_as("b", "b", &["commit", "-m", "b's change"])
+        .status()
+        .unwrap()
+        .success());
+    let r = env.json_as("b", "b", &["push"]);
+    assert!(r["bytes_sent"].as_u64().unwrap() <= 6 + 64 * 1024, "{r}");
+    assert_eq!(env.head(ds), env.head("b"));
+    assert_eq!(env.read("ds/tables/neurons.csv"), b"from b");
+    assert!(env.ok(ds, &["status"]).contains("clean"));
+    // C committed on the old main: its push is refused, nothing moves.
+    env.write("c/tables/neurons.csv", "from c");
+    assert!(env
+        .cmd_as("c", "c", &["add", "."])
+        .status()
+        .unwrap()
+        .success());
+    assert!(env
+        .cmd_as("c", "c", &["commit", "-m", "c's change"])
+        .status()
+        .unwrap()
+        .success());
+    let out = env.cmd_as("c", "c", &["push"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("push rejected") && err.contains("pull"),
+        "{err}"
+    );
+    assert_error_line(&err);
+    assert_eq!(env.read("ds/tables/neurons.csv"), b"from b");
+    // --force overwrites.
+    assert!(env
+        .cmd_as("c", "c", &["push", "--force"])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(env.read("ds/tables/neurons.csv"), b"from c");
+    assert_eq!(env.head(ds), env.head("c"));
+    env.ok(ds, &["verify"]);
+}
+
+#[test]
+fn of_two_racing_pushes_one_wins() {
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    for p in ["b", "c"] {
+        env.json_as(p, "", &["clone", &server.ticket, p]);
+        env.write(&format!("{p}/{p}.csv"), vec![b'x'; 500_000]);
+        assert!(env.cmd_as(p, p, &["add", "."]).status().unwrap().success());
+        assert!(env
+            .cmd_as(p, p, &["commit", "-m", p])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let b = env
+        .cmd_as("b", "b", &["push"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = env
+        .cmd_as("c", "c", &["push"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (b, c) = (b.wait_with_output().unwrap(), c.wait_with_output().unwrap());
+    assert_ne!(
+        b.status.success(),
+        c.status.success(),
+        "exactly one push wins"
+    );
+    let loser = if b.status.success() { &c } else { &b };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        err.contains("push rejected") && err.contains("pull"),
+        "{err}"
+    );
+    let winner = if b.status.success() { "b" } else { "c" };
+    assert_eq!(env.head(ds), env.head(winner));
+}

@@ -1,0 +1,189 @@
+//! `lode push`: offer the commits of `main` to a serving peer, which fetches the objects it
+//! lacks back from the pusher (verified, like any fetch) and moves its `main` atomically.
+//!
+//! The pusher runs a short-lived blob provider that serves only the objects reachable from
+//! the pushed commit and not from what it last fetched from that remote. The server accepts a
+//! fast-forward only (unless `--force`), and only from the `main` the pusher last saw: of two
+//! racing pushes one wins and the other is told to pull first.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use iroh::protocol::Router;
+use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::Hash;
+
+use crate::db::REFS;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::net::endpoint::{bind, peer_name, NetOptions};
+use crate::net::fetch::{remote, Client};
+use crate::net::proto::{Request, Response};
+use crate::net::serve::{blobs_protocol, import_objects};
+use crate::object::EntryKind;
+use crate::repo::{Repo, MAIN};
+
+/// How long the pusher waits for the server to fetch and apply a push.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What `push` did.
+#[derive(Debug, serde::Serialize)]
+pub struct PushReport {
+    pub commit: String,
+    /// Objects offered to the server (it fetches only those it lacks).
+    pub objects_offered: u64,
+    /// Bytes of the offered objects.
+    pub bytes_offered: u64,
+    /// Objects and payload bytes the server actually fetched.
+    pub objects_sent: u64,
+    pub bytes_sent: u64,
+    pub seconds: f64,
+    pub peer: String,
+}
+
+/// Lists objects reachable from `roots` that are not reachable from `known_roots`, with sizes.
+fn missing_closure(
+    repo: &Repo,
+    roots: &[ObjectId],
+    known_roots: &[ObjectId],
+) -> Result<Vec<(ObjectId, u64)>> {
+    fn walk(
+        repo: &Repo,
+        roots: &[ObjectId],
+        skip: &HashSet<ObjectId>,
+        out: &mut Vec<(ObjectId, u64)>,
+        seen: &mut HashSet<ObjectId>,
+    ) -> Result<()> {
+        let mut commits = roots.to_vec();
+        let mut trees = Vec::new();
+        while let Some(c) = commits.pop() {
+            if skip.contains(&c) || !seen.insert(c) {
+                continue;
+            }
+            let commit = repo.read_commit(&c)?;
+            out.push((c, 0));
+            commits.extend(commit.body.parents.iter().copied());
+            trees.push(commit.body.tree);
+        }
+        while let Some(t) = trees.pop() {
+            if skip.contains(&t) || !seen.insert(t) {
+                continue;
+            }
+            out.push((t, 0));
+            for e in repo.read_tree(&t)?.entries {
+                if e.kind == EntryKind::Dir {
+                    trees.push(e.id);
+                } else if !skip.contains(&e.id) && seen.insert(e.id) {
+                    out.push((e.id, e.size));
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut known = Vec::new();
+    let mut seen = HashSet::new();
+    // The remote's last known state may be missing locally after a gc: then offer everything.
+    if walk(repo, known_roots, &HashSet::new(), &mut known, &mut seen).is_err() {
+        known.clear();
+    }
+    let skip: HashSet<ObjectId> = known.into_iter().map(|(id, _)| id).collect();
+    let mut out = Vec::new();
+    walk(repo, roots, &skip, &mut out, &mut HashSet::new())?;
+    Ok(out)
+}
+
+/// Pushes `main` to `remote_name`.
+pub async fn push(
+    repo: &Repo,
+    remote_name: &str,
+    force: bool,
+    opts: &NetOptions,
+) -> Result<PushReport> {
+    let start = Instant::now();
+    let ticket = remote(repo, remote_name)?;
+    let head = repo
+        .refs(MAIN)?
+        .into_iter()
+        .find(|(n, _)| n == MAIN)
+        .map(|(_, id)| id)
+        .ok_or(Error::NoCommits)?;
+    let tracking = format!("remotes/{remote_name}/main");
+    let old = repo
+        .refs(&tracking)?
+        .into_iter()
+        .find(|(n, _)| *n == tracking)
+        .map(|(_, id)| id);
+    let offered = missing_closure(repo, &[head], &old.into_iter().collect::<Vec<_>>())?;
+    repo.release_db();
+
+    let dir = repo.root().join(".lode").join("push-store");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = FsStore::load(&dir)
+        .await
+        .map_err(|e| Error::Net(format!("cannot open blob store {}: {e}", dir.display())))?;
+    let ids: Vec<ObjectId> = offered.iter().map(|(id, _)| *id).collect();
+    import_objects(&store, repo, &ids).await?;
+    let allowed = Arc::new(RwLock::new(
+        ids.iter()
+            .map(|id| Hash::from_bytes(id.0))
+            .collect::<HashSet<_>>(),
+    ));
+    let key = repo.device_key()?;
+    let net = bind(&key, opts).await?;
+    let router = Router::builder(net.endpoint.clone())
+        .accept(iroh_blobs::ALPN, blobs_protocol(&store, allowed))
+        .spawn();
+    let client = Client::with_net(net.clone(), &ticket)?;
+    let req = Request::Push {
+        dataset: ticket.dataset,
+        old,
+        new: head,
+        force,
+        from: net.provider(),
+    };
+    let mut outcome = Err(Error::NoProvider("the remote lists no provider".into()));
+    let mut peer = String::new();
+    for id in client.providers().to_vec() {
+        peer = peer_name(id.as_bytes());
+        outcome = client.request(id, &req, PUSH_TIMEOUT).await;
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    let _ = router.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    net.endpoint.close().await;
+    let (received_objects, received_bytes) = match outcome? {
+        Response::Pushed {
+            head: h,
+            objects,
+            bytes,
+        } if h == head => (objects, bytes),
+        Response::Rejected(msg) | Response::Error(msg) => {
+            return Err(Error::PushRejected { peer, msg })
+        }
+        other => {
+            return Err(Error::LyingPeer {
+                peer,
+                msg: format!("unexpected answer to a push: {other:?}"),
+            })
+        }
+    };
+    {
+        let db = repo.db()?;
+        let tx = db.db.begin_write()?;
+        tx.open_table(REFS)?
+            .insert(tracking.as_str(), head.to_hex().as_str())?;
+        tx.commit()?;
+    }
+    Ok(PushReport {
+        commit: head.to_hex(),
+        objects_offered: offered.len() as u64,
+        bytes_offered: offered.iter().map(|(_, n)| n).sum(),
+        objects_sent: received_objects,
+        bytes_sent: received_bytes,
+        seconds: start.elapsed().as_secs_f64(),
+        peer,
+    })
+}
