@@ -369,14 +369,16 @@ impl Repo {
         let db = self.db()?;
         let tx = db.db.begin_read()?;
         let t = tx.open_table(INDEX)?;
-        let mut out = BTreeMap::new();
+        // redb yields keys in order, so the map is bulk-built rather than inserted into.
+        let mut entries = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            out.insert(
+            entries.push((
                 k.value().to_string(),
                 IndexEntry::decode(k.value(), v.value())?,
-            );
+            ));
         }
+        let out: BTreeMap<String, IndexEntry> = entries.into_iter().collect();
         let time = db::get_config(&tx, "index-time")?
             .and_then(|b| b.try_into().ok().map(i64::from_le_bytes))
             .unwrap_or(0);

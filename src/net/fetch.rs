@@ -341,6 +341,8 @@ pub struct Leaf {
 
 struct Walk<'a> {
     client: &'a mut Client,
+    /// Where fetched data lands (checked for free space when a download fails).
+    space_dir: PathBuf,
     store: &'a FsStore,
     sink: Sink<'a>,
     progress: &'a dyn Progress,
@@ -432,9 +434,21 @@ impl Walk<'_> {
             }
             if !missing.is_empty() {
                 let (client, store, progress) = (&mut *self.client, self.store, self.progress);
-                client
+                let got = client
                     .download(store, missing.clone(), progress, &mut self.bytes)
-                    .await?;
+                    .await;
+                if let Err(e) = got {
+                    // A full disk shows up as a failed download: say so plainly.
+                    if disk_nearly_full(&self.space_dir) {
+                        let full = std::io::Error::from_raw_os_error(28);
+                        return Err(Error::io(
+                            "cannot store fetched data in",
+                            self.space_dir.clone(),
+                            full,
+                        ));
+                    }
+                    return Err(e);
+                }
                 for h in &missing {
                     self.put(&ObjectId(*h.as_bytes())).await?;
                 }
@@ -547,6 +561,11 @@ impl Walk<'_> {
     }
 }
 
+/// Reports whether the filesystem holding `dir` has less than 4 MiB free.
+fn disk_nearly_full(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < 4 << 20)
+}
+
 /// Checks that a symlink at `path` with `target` resolves inside the tree.
 pub fn link_stays_inside(path: &str, target: &[u8]) -> bool {
     let Ok(target) = std::str::from_utf8(target) else {
@@ -608,6 +627,7 @@ pub async fn receive(
     let dir = repo.root().join(".lode").join("push-in-store");
     let store = open_store(&dir).await?;
     let mut walk = Walk {
+        space_dir: dir.clone(),
         client,
         store: &store,
         sink: Sink::Repo(repo),
@@ -733,6 +753,7 @@ async fn fetch_ticket(
     let store = open_store(&dir).await?;
     repo.release_db();
     let mut walk = Walk {
+        space_dir: dir.clone(),
         client: &mut client,
         store: &store,
         sink: Sink::Repo(repo),
@@ -883,6 +904,7 @@ pub async fn get(
     let dir = to.join(".lode-get");
     let store = open_store(&dir).await?;
     let mut walk = Walk {
+        space_dir: dir.clone(),
         client: &mut client,
         store: &store,
         sink: Sink::Store,

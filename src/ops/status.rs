@@ -3,7 +3,9 @@
 //! Fast on an unchanged tree: a file whose `lstat` matches the index's stat cache (size,
 //! mtime, ctime, inode, mode) is not read, as in git; only racy or changed files are hashed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -225,7 +227,7 @@ pub fn scan_worktree(
         }
         Ok(())
     };
-    let lookup: HashMap<&str, &IndexEntry> = index.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let lookup: FxHashMap<&str, &IndexEntry> = index.iter().map(|(k, v)| (k.as_str(), v)).collect();
     worktree::walk(repo.root(), &[String::new()], |item| {
         match lookup.get_key_value(item.rel.as_str()) {
             Some((key, e)) => {
@@ -242,7 +244,7 @@ pub fn scan_worktree(
         }
         Ok(())
     })?;
-    let seen: HashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
+    let seen: FxHashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
     // Tracked paths the walk did not meet: ignored ones still on disk, or deleted ones.
     for (p, e) in index {
         if !seen.contains(p.as_str()) {

@@ -511,3 +511,147 @@ fn of_two_racing_pushes_one_wins() {
     let winner = if b.status.success() { "b" } else { "c" };
     assert_eq!(env.head(ds), env.head(winner));
 }
+
+fn big_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x = seed | 1;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+#[test]
+fn three_peers_survive_a_provider_killed_mid_transfer() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let total: u64 = 192 << 20;
+    env.write("ds/big.bin", big_random(total as usize, 7));
+    env.write("ds/small.csv", "a,b\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "big"]);
+    let origin = serve(&env, "srv", ds);
+    // A mirror clones the dataset and serves it too.
+    env.json_as("m", "", &["clone", &origin.ticket, "mirror"]);
+    let mirror = serve(&env, "m", "mirror");
+    // One ticket naming both providers, the origin first.
+    let a: Ticket = origin.ticket.parse().unwrap();
+    let m: Ticket = mirror.ticket.parse().unwrap();
+    let both = Ticket {
+        dataset: a.dataset,
+        providers: vec![a.providers[0].clone(), m.providers[0].clone()],
+    };
+    let mut child = env
+        .cmd_as("b", "", &["clone", &both.to_string(), "copy", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = env.path("copy/.lode/fetch-store");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut origin = Some(origin);
+    while Instant::now() < deadline && origin.is_some() {
+        if dir_size(&store) > total / 4 || child.try_wait().unwrap().is_some() {
+            drop(origin.take()); // kill -9 the origin
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mirror_id = hex::encode(&m.providers[0].id[..5]);
+    assert!(
+        r["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == mirror_id.as_str()),
+        "{r}"
+    );
+    assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
+    env.ok("copy", &["verify"]);
+    drop(mirror);
+}
+
+#[test]
+fn disk_full_during_pull_fails_cleanly_and_a_retry_completes() {
+    if !is_root() {
+        eprintln!("disk-full pull test needs root for a private tmpfs mount; not run");
+        return;
+    }
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let script = r#"set -u
+mount -t tmpfs -o size=12m tmpfs "$MNT" || exit 99
+cd "$MNT"
+"$LODE" clone "$TICKET" copy >/dev/null 2>&1 || { echo clone_failed; exit 98; }
+cd copy
+touch "$MNT/../cloned"
+i=0; while [ ! -e "$MNT/../committed" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+head_before=$("$LODE" log -n 1 --json | grep -o '"id": "[0-9a-f]*"' | head -n 1)
+"$LODE" pull 2>"$MNT/../pull.err"; echo "pull_rc=$?"
+"$LODE" verify >/dev/null 2>&1; echo "verify_rc=$?"
+head_after=$("$LODE" log -n 1 --json | grep -o '"id": "[0-9a-f]*"' | head -n 1)
+[ "$head_before" = "$head_after" ] && echo head_unchanged
+mount -o remount,size=64m "$MNT"
+"$LODE" pull >/dev/null; echo "retry_rc=$?"
+"$LODE" verify >/dev/null; echo "verify2_rc=$?"
+cmp -s video/day2.bin "$SRC/video/day2.bin" && echo same_bytes
+"#;
+    let child = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MNT", &mnt)
+        .env("SRC", env.path("ds"))
+        .env("LODE", lode_bin())
+        .env("TICKET", &server.ticket)
+        .env("LODE_HOME", env.path("puller"))
+        .env("LODE_BIND", "127.0.0.1:0")
+        .env("LODE_RELAY", "disabled")
+        .env("LODE_NO_DISCOVERY", "true")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the puller has cloned, the owner commits something that does not fit its disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.path("cloned").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.write("ds/video/day2.bin", big_random(6 << 20, 3));
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 2"]);
+    fs::write(env.path("committed"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(99) {
+        eprintln!("cannot mount tmpfs here; disk-full pull test not run");
+        return;
+    }
+    let err = fs::read_to_string(env.path("pull.err")).unwrap_or_default();
+    assert!(text.contains("pull_rc=1"), "{text} {err}");
+    assert!(
+        err.contains("No space left") || err.contains("disk"),
+        "{err}"
+    );
+    assert!(err.contains("free disk space"), "{err}");
+    assert_error_line(&err);
+    assert!(
+        text.contains("verify_rc=0") && text.contains("head_unchanged"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retry_rc=0") && text.contains("verify2_rc=0") && text.contains("same_bytes"),
+        "{text}"
+    );
+}
