@@ -290,6 +290,15 @@ impl Repo {
         Ok(out)
     }
 
+    /// Returns the commit of the `main` branch, if any.
+    pub fn main(&self) -> Result<Option<ObjectId>> {
+        Ok(self
+            .refs(MAIN)?
+            .into_iter()
+            .find(|(n, _)| n == MAIN)
+            .map(|(_, id)| id))
+    }
+
     /// Reads and checks a commit object.
     pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
         let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;

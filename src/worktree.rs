@@ -23,6 +23,22 @@ pub enum WalkKind {
     Other,
 }
 
+impl WalkKind {
+    /// Classifies `lstat` metadata.
+    pub fn of(m: &fs::Metadata) -> WalkKind {
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            WalkKind::Symlink
+        } else if ft.is_dir() {
+            WalkKind::Dir
+        } else if ft.is_file() {
+            WalkKind::File
+        } else {
+            WalkKind::Other
+        }
+    }
+}
+
 /// One path met by the walk.
 pub struct WalkItem {
     /// `/`-separated path relative to the repository root.
@@ -140,16 +156,7 @@ where
             let meta = entry
                 .metadata()
                 .map_err(|e| Error::io("cannot stat", &abs, e))?;
-            let ft = meta.file_type();
-            let kind = if ft.is_symlink() {
-                WalkKind::Symlink
-            } else if ft.is_dir() {
-                WalkKind::Dir
-            } else if ft.is_file() {
-                WalkKind::File
-            } else {
-                WalkKind::Other
-            };
+            let kind = WalkKind::of(&meta);
             if kind == WalkKind::Dir {
                 sub.push(Job {
                     dir: abs.clone(),

@@ -1032,6 +1032,14 @@ fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
     Ok(())
 }
 
+fn print_change_list(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
+    for c in changes {
+        let tag = format!("{:?}:", c.change).to_lowercase();
+        ui.line(format!("  {tag:<9} {}", qp(&c.path)))?;
+    }
+    Ok(())
+}
+
 fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
     match (&s.branch, &s.head) {
         (Some(b), _) => ui.line(format!("On branch {b}"))?,
@@ -1046,23 +1054,11 @@ fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
         if s.metadata_changed {
             ui.line("  metadata changed (lode meta)")?;
         }
-        for c in &s.staged {
-            ui.line(format!(
-                "  {:<9} {}",
-                format!("{:?}:", c.change).to_lowercase(),
-                qp(&c.path)
-            ))?;
-        }
+        print_change_list(ui, &s.staged)?;
     }
     if !s.unstaged.is_empty() {
         ui.line("\nChanges not staged for commit (use `lode add`):")?;
-        for c in &s.unstaged {
-            ui.line(format!(
-                "  {:<9} {}",
-                format!("{:?}:", c.change).to_lowercase(),
-                qp(&c.path)
-            ))?;
-        }
+        print_change_list(ui, &s.unstaged)?;
     }
     if !s.untracked.is_empty() {
         ui.line("\nUntracked files (use `lode add`):")?;

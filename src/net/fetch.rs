@@ -34,7 +34,7 @@ use crate::net::proto::{self, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
 use crate::progress::Progress;
-use crate::repo::{Repo, RepoOptions, MAIN};
+use crate::repo::{Repo, RepoOptions};
 use crate::worktree::under;
 
 /// How long to wait for one provider to answer a connection.
@@ -743,12 +743,7 @@ async fn fetch_ticket(
     for prefix in ["heads/", "remotes/"] {
         stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
     }
-    let roots: Vec<ObjectId> = refs
-        .head
-        .iter()
-        .copied()
-        .chain(refs.tags.iter().map(|(_, id)| *id))
-        .collect();
+    let roots = refs.roots();
     let dir = fetch_store_dir(repo);
     let store = open_store(&dir).await?;
     repo.release_db();
@@ -853,11 +848,7 @@ pub async fn pull(
     else {
         return Ok(report);
     };
-    let local = repo
-        .refs(MAIN)?
-        .into_iter()
-        .find(|(n, _)| n == MAIN)
-        .map(|(_, id)| id);
+    let local = repo.main()?;
     if let Some(local) = local {
         if local == remote_head || is_ancestor(repo, &remote_head, &local)? {
             return Ok(report);

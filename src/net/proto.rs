@@ -58,6 +58,17 @@ pub struct Refs {
     pub tags: Vec<(String, ObjectId)>,
 }
 
+impl Refs {
+    /// Returns the commits the refs name: `main`, then the tags.
+    pub fn roots(&self) -> Vec<ObjectId> {
+        self.head
+            .iter()
+            .copied()
+            .chain(self.tags.iter().map(|(_, id)| *id))
+            .collect()
+    }
+}
+
 /// Encodes a message.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     postcard::to_stdvec(msg).expect("postcard encodes in-memory values")

@@ -20,9 +20,8 @@ use crate::id::ObjectId;
 use crate::net::endpoint::{bind, peer_name, NetOptions};
 use crate::net::fetch::{remote, Client};
 use crate::net::proto::{Request, Response};
-use crate::net::serve::{blobs_protocol, import_objects};
-use crate::object::EntryKind;
-use crate::repo::{Repo, MAIN};
+use crate::net::serve::{blobs_protocol, closure, import_objects};
+use crate::repo::Repo;
 
 /// How long the pusher waits for the server to fetch and apply a push.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -48,49 +47,11 @@ fn missing_closure(
     roots: &[ObjectId],
     known_roots: &[ObjectId],
 ) -> Result<Vec<(ObjectId, u64)>> {
-    fn walk(
-        repo: &Repo,
-        roots: &[ObjectId],
-        skip: &HashSet<ObjectId>,
-        out: &mut Vec<(ObjectId, u64)>,
-        seen: &mut HashSet<ObjectId>,
-    ) -> Result<()> {
-        let mut commits = roots.to_vec();
-        let mut trees = Vec::new();
-        while let Some(c) = commits.pop() {
-            if skip.contains(&c) || !seen.insert(c) {
-                continue;
-            }
-            let commit = repo.read_commit(&c)?;
-            out.push((c, 0));
-            commits.extend(commit.body.parents.iter().copied());
-            trees.push(commit.body.tree);
-        }
-        while let Some(t) = trees.pop() {
-            if skip.contains(&t) || !seen.insert(t) {
-                continue;
-            }
-            out.push((t, 0));
-            for e in repo.read_tree(&t)?.entries {
-                if e.kind == EntryKind::Dir {
-                    trees.push(e.id);
-                } else if !skip.contains(&e.id) && seen.insert(e.id) {
-                    out.push((e.id, e.size));
-                }
-            }
-        }
-        Ok(())
-    }
-    let mut known = Vec::new();
-    let mut seen = HashSet::new();
     // The remote's last known state may be missing locally after a gc: then offer everything.
-    if walk(repo, known_roots, &HashSet::new(), &mut known, &mut seen).is_err() {
-        known.clear();
-    }
-    let skip: HashSet<ObjectId> = known.into_iter().map(|(id, _)| id).collect();
-    let mut out = Vec::new();
-    walk(repo, roots, &skip, &mut out, &mut HashSet::new())?;
-    Ok(out)
+    let known: HashSet<ObjectId> = closure(repo, known_roots, &HashSet::new())
+        .map(|v| v.into_iter().map(|(id, _)| id).collect())
+        .unwrap_or_default();
+    closure(repo, roots, &known)
 }
 
 /// Pushes `main` to `remote_name`.
@@ -102,12 +63,7 @@ pub async fn push(
 ) -> Result<PushReport> {
     let start = Instant::now();
     let ticket = remote(repo, remote_name)?;
-    let head = repo
-        .refs(MAIN)?
-        .into_iter()
-        .find(|(n, _)| n == MAIN)
-        .map(|(_, id)| id)
-        .ok_or(Error::NoCommits)?;
+    let head = repo.main()?.ok_or(Error::NoCommits)?;
     let tracking = format!("remotes/{remote_name}/main");
     let old = repo
         .refs(&tracking)?

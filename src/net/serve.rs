@@ -29,7 +29,7 @@ use crate::net::endpoint::{bind, Net, NetOptions};
 use crate::net::proto::{self, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::EntryKind;
-use crate::repo::{Repo, MAIN};
+use crate::repo::Repo;
 
 /// One served dataset.
 struct Served {
@@ -61,11 +61,7 @@ pub type Allowed = Arc<RwLock<HashSet<Hash>>>;
 
 /// Reads a dataset's published refs: the `main` branch and the tags.
 pub fn published_refs(repo: &Repo) -> Result<Refs> {
-    let head = repo
-        .refs(MAIN)?
-        .into_iter()
-        .find(|(n, _)| n == MAIN)
-        .map(|(_, id)| id);
+    let head = repo.main()?;
     let tags = repo
         .refs("tags/")?
         .into_iter()
@@ -74,8 +70,13 @@ pub fn published_refs(repo: &Repo) -> Result<Refs> {
     Ok(Refs { head, tags })
 }
 
-/// Lists the objects reachable from `roots` that are not in `known`.
-fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result<Vec<ObjectId>> {
+/// Lists the objects reachable from `roots` that are not in `known`, with blob sizes (0 for
+/// commits and trees).
+pub fn closure(
+    repo: &Repo,
+    roots: &[ObjectId],
+    known: &HashSet<ObjectId>,
+) -> Result<Vec<(ObjectId, u64)>> {
     let mut out = Vec::new();
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut commits: Vec<ObjectId> = roots.to_vec();
@@ -85,7 +86,7 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
             continue;
         }
         let commit = repo.read_commit(&c)?;
-        out.push(c);
+        out.push((c, 0));
         commits.extend(commit.body.parents.iter().copied());
         trees.push(commit.body.tree);
     }
@@ -93,7 +94,7 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
         if known.contains(&t) || !seen.insert(t) {
             continue;
         }
-        out.push(t);
+        out.push((t, 0));
         // A tree this build cannot decode is served as an opaque object: the receiver checks
         // it (and refuses it) itself.
         let Ok(tree) = repo.read_tree(&t) else {
@@ -103,7 +104,7 @@ fn closure(repo: &Repo, roots: &[ObjectId], known: &HashSet<ObjectId>) -> Result
             if e.kind == EntryKind::Dir {
                 trees.push(e.id);
             } else if !known.contains(&e.id) && seen.insert(e.id) {
-                out.push(e.id);
+                out.push((e.id, e.size));
             }
         }
     }
@@ -174,13 +175,11 @@ impl Shared {
             }
             st.objects.clone()
         };
-        let roots: Vec<ObjectId> = refs
-            .head
-            .iter()
-            .copied()
-            .chain(refs.tags.iter().map(|(_, id)| *id))
+        let roots = refs.roots();
+        let new: Vec<ObjectId> = closure(&served.repo, &roots, &known)?
+            .into_iter()
+            .map(|(id, _)| id)
             .collect();
-        let new = closure(&served.repo, &roots, &known)?;
         import_objects(&self.store, &served.repo, &new).await?;
         {
             let mut allowed = self.allowed.write().expect("not poisoned");

@@ -58,7 +58,7 @@ fn stage_path(
     progress: &dyn Progress,
 ) -> Result<Outcome> {
     let stat = Stat::of(meta);
-    let kind = kind_of(meta);
+    let kind = WalkKind::of(meta);
     if kind != WalkKind::Dir {
         if let Some(old) = old {
             if old.stat == Some(stat) && !racy(stat.mtime_ns, index_time) {
@@ -242,19 +242,6 @@ pub fn add(
     report.removed.sort();
     report.removed.dedup();
     Ok(report)
-}
-
-fn kind_of(m: &fs::Metadata) -> WalkKind {
-    let ft = m.file_type();
-    if ft.is_symlink() {
-        WalkKind::Symlink
-    } else if ft.is_dir() {
-        WalkKind::Dir
-    } else if ft.is_file() {
-        WalkKind::File
-    } else {
-        WalkKind::Other
-    }
 }
 
 fn mark_parents<'a>(path: &'a str, set: &mut HashSet<&'a str>) {

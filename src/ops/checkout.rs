@@ -89,11 +89,7 @@ pub fn update_main(
     progress: &dyn Progress,
 ) -> Result<CheckoutReport> {
     let _lock = repo.lock()?;
-    let current = repo
-        .refs(MAIN)?
-        .into_iter()
-        .find(|(n, _)| n == MAIN)
-        .map(|(_, id)| id);
+    let current = repo.main()?;
     let short = |c: Option<ObjectId>| c.map_or("nothing".to_string(), |c| c.short());
     if current != expected && !force {
         return Err(Error::Stale {
