@@ -228,8 +228,17 @@ fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
     }
     let server_id =
         String::from_utf8(env.cmd_as("srv", "", &["id"]).output().unwrap().stdout).unwrap();
-    let err = env.fails("", &["clone", &server.ticket, "copy"], "sent bad data");
-    assert!(err.contains(&server_id.trim()[..10]), "peer named: {err}");
+    // iroh-blobs' provider checks what it reads against its outboard on some paths and then
+    // aborts the stream instead of sending the bad bytes; either way the peer is named.
+    let err = env.fails(
+        "",
+        &["clone", &server.ticket, "copy"],
+        &server_id.trim()[..10],
+    );
+    assert!(
+        err.contains("sent bad data") || err.contains("could not be fetched"),
+        "{err}"
+    );
     assert!(!env
         .path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
         .exists());
@@ -654,4 +663,51 @@ cmp -s video/day2.bin "$SRC/video/day2.bin" && echo same_bytes
         text.contains("retry_rc=0") && text.contains("verify2_rc=0") && text.contains("same_bytes"),
         "{text}"
     );
+}
+
+#[test]
+fn serve_refuses_hashes_not_reachable_from_its_refs() {
+    use iroh_blobs::Hash;
+    use lode::net::endpoint::{bind, NetOptions, Relay};
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    // Staged but never committed: in the store, reachable from no ref.
+    env.write("ds/secret.csv", "staged, never committed");
+    env.ok(ds, &["add", "secret.csv"]);
+    let server = serve(&env, "srv", ds);
+    let ticket: Ticket = server.ticket.parse().unwrap();
+    let public = b3(&env.path("ds/tables/neurons.csv"));
+    let secret = b3(&env.path("ds/secret.csv"));
+    let hash = |hex: &str| Hash::from_bytes(hex::decode(hex).unwrap().try_into().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = NetOptions {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            relay: Relay::Disabled,
+            discovery: false,
+        };
+        let net = bind(&ed25519_dalek::SigningKey::from_bytes(&[3; 32]), &opts)
+            .await
+            .unwrap();
+        let id = net.learn(&ticket.providers[0]).unwrap();
+        let conn = net.endpoint.connect(id, iroh_blobs::ALPN).await.unwrap();
+        let store = iroh_blobs::store::mem::MemStore::new();
+        store
+            .remote()
+            .fetch(conn.clone(), hash(&public))
+            .await
+            .expect("a committed file is served");
+        assert!(
+            store
+                .remote()
+                .fetch(conn.clone(), hash(&secret))
+                .await
+                .is_err(),
+            "an unreachable hash is refused"
+        );
+        let made_up = Hash::new(b"not in any store");
+        assert!(store.remote().fetch(conn.clone(), made_up).await.is_err());
+        assert!(!store.has(hash(&secret)).await.unwrap());
+        net.endpoint.close().await;
+    });
 }
