@@ -22,7 +22,7 @@ use iroh_blobs::api::blobs::{ExportMode, ExportOptions};
 use iroh_blobs::api::downloader::{DownloadOptions, DownloadProgressItem, SplitStrategy};
 use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::Hash;
-use n0_future::StreamExt;
+use n0_future::{BufferedStreamExt, StreamExt};
 use redb::ReadableTable;
 
 use crate::db::{CONFIG, REFS};
@@ -427,8 +427,9 @@ impl Walk<'_> {
         while !level.is_empty() {
             level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
             let mut missing = Vec::new();
+            let mut queued = HashSet::new();
             for i in &level {
-                if !self.has(&i.id).await && !missing.contains(&Hash::from_bytes(i.id.0)) {
+                if queued.insert(i.id) && !self.has(&i.id).await {
                     missing.push(Hash::from_bytes(i.id.0));
                 }
             }
@@ -449,9 +450,14 @@ impl Walk<'_> {
                     }
                     return Err(e);
                 }
-                for h in &missing {
-                    self.put(&ObjectId(*h.as_bytes())).await?;
-                }
+                let this = &*self;
+                let ids: Vec<ObjectId> = missing.iter().map(|h| ObjectId(*h.as_bytes())).collect();
+                let puts: Vec<Result<()>> = n0_future::stream::iter(ids)
+                    .map(|id| async move { this.put(&id).await })
+                    .buffered_unordered(16)
+                    .collect()
+                    .await;
+                puts.into_iter().collect::<Result<()>>()?;
                 self.objects += missing.len() as u64;
             }
             let mut next = Vec::new();

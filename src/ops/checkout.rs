@@ -172,7 +172,7 @@ fn materialize_commit(
             .untracked
             .keys()
             .filter(|p| in_scope(p))
-            .filter(|p| target.keys().any(|k| under(k, p) || under(p, k)))
+            .filter(|p| target.contains_key(*p) || collides(&target, p))
             .cloned()
             .collect();
         if !in_the_way.is_empty() {
@@ -244,13 +244,16 @@ fn materialize_commit(
         return Err(err);
     }
     // Entries above or below a written path that are no longer valid.
-    let keys: Vec<String> = new_index.keys().cloned().collect();
-    for k in keys {
-        if !target.contains_key(&k) && target.keys().any(|t| under(&k, t) || under(t, &k)) {
-            new_index.remove(&k);
-        }
+    let stale: Vec<String> = new_index
+        .keys()
+        .filter(|k| !target.contains_key(*k) && collides(&target, k))
+        .cloned()
+        .collect();
+    for k in stale {
+        new_index.remove(&k);
     }
-    repo.store().sync()?;
+    // Working-tree files are not flushed (git does not either): a file cut short by a crash
+    // has another size than its index entry, so `status` reports it.
     super::replace_index(repo, &new_index)?;
     if paths.is_empty() {
         let db = repo.db()?;
@@ -273,6 +276,26 @@ fn materialize_commit(
     }
     progress.finish();
     Ok(report)
+}
+
+/// Reports whether `path` lies inside a path of `target` or a path of `target` lies inside it.
+fn collides(target: &BTreeMap<String, FlatEntry>, path: &str) -> bool {
+    let prefix = format!("{path}/");
+    if target
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(&prefix))
+    {
+        return true;
+    }
+    let mut cur = path;
+    while let Some(i) = cur.rfind('/') {
+        cur = &cur[..i];
+        if target.contains_key(cur) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Makes sure every directory above `rel` is a real directory inside the working tree.

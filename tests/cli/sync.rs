@@ -711,3 +711,32 @@ fn serve_refuses_hashes_not_reachable_from_its_refs() {
         net.endpoint.close().await;
     });
 }
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let mut server = serve(&env, "srv", ds);
+    assert!(env.path("ds/.lode/serve.ticket").exists());
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !env.path("ds/.lode/serve.ticket").exists(),
+        "the ticket file is removed"
+    );
+    env.fails(ds, &["ticket"], "no `lode serve` is running");
+    env.ok(ds, &["verify"]);
+}
