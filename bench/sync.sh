@@ -13,7 +13,8 @@
 # 127.0.0.1. Nothing is downloaded: all data is generated from /dev/urandom.
 #
 # Environment knobs:
-#   LODE_BIN      lode binary (default: target/release/lode next to this script; never built here)
+#   LODE_BIN      lode binary (default: target/release/lode of this repo; never built here). It and
+#                 sendme are copied into BENCH_DIR at start, so a rebuild mid-run changes nothing
 #   SENDME        sendme binary (default: ~/.cargo/bin/sendme, else PATH); rows skipped if absent
 #   BENCH_DIR     scratch dir, wiped at start (default /tmp/lode-bench-sync; outside the repo)
 #   REPS          recorded rounds per scenario (default 3); one extra warm-up round first
@@ -147,6 +148,18 @@ SRVRAW=$BENCH_DIR/servers.tsv
 : >"$LOG"; : >"$RAW"; : >"$SRVRAW"
 RSS_OUT=$BENCH_DIR/tmp/rss.out
 XOUT=$BENCH_DIR/tmp/cmd.stdout
+# Freeze the binaries: a rebuild or reinstall during the run must not mix two versions.
+mkdir -p "$BENCH_DIR/bin"
+LODE_SRC=$LODE_BIN
+LODE_MTIME=$(date -u -r "$LODE_SRC" '+%Y-%m-%d %H:%M:%S UTC')
+cp "$LODE_SRC" "$BENCH_DIR/bin/lode"
+LODE_BIN=$BENCH_DIR/bin/lode
+"$LODE_BIN" --version >/dev/null 2>&1 || die "copied lode binary does not run (was $LODE_SRC being rewritten?)"
+LODE_SHA=$(sha256sum "$LODE_BIN" | cut -c1-16)
+if [[ $HAVE_SENDME == 1 ]]; then
+  cp "$SENDME" "$BENCH_DIR/bin/sendme"; SENDME=$BENCH_DIR/bin/sendme
+  "$SENDME" --version >/dev/null 2>&1 || die "copied sendme binary does not run"
+fi
 export LODE_BIN SENDME H1 H2 XOUT RSYNC_PORT
 declare -A FAILED=() NOTES=()
 note() { NOTES[$1]=$2; say "note: $2"; }
@@ -174,6 +187,7 @@ trap 'say "interrupted"; exit 130' INT TERM
 start_bg() {
   local name=$1 dir=$2; shift 2
   printf '### start %s in %s: %s\n' "$name" "$dir" "$*" >>"$LOG"
+  : >"$BENCH_DIR/srv/$name.out"   # exists before the first poll for a ticket
   ( cd "$dir" && exec "$@" ) >"$BENCH_DIR/srv/$name.out" 2>"$BENCH_DIR/srv/$name.err" </dev/null &
   BG_PID[$name]=$!
 }
@@ -509,6 +523,46 @@ run_transfer() {  # scen row round
   fi
 }
 
+# Other users' work on this shared machine (a build, another benchmark, a big rm) inflates
+# timings. Before every timed run, sample the CPU time of all user-space processes outside this
+# network namespace and name those that used at least 20 % of a core since the previous sample,
+# so that the report can flag the scenarios they overlapped. (No forks: `-ef` compares the
+# namespace inodes.)
+declare -A BUSY=() PREV_TICKS=()
+PREV_US=0
+CLK_TCK=$(getconf CLK_TCK)
+foreign_busy() {
+  local f line rest pid fld ticks prev now_us dt_us out=()
+  local -A cur=()
+  now_us=${EPOCHREALTIME/./}
+  dt_us=$(( now_us - PREV_US ))
+  for f in /proc/[0-9]*/stat; do
+    IFS= read -r line 2>/dev/null <"$f" || continue
+    rest=${line##*) }
+    read -r -a fld <<<"$rest"   # 0 state, 1 ppid, 11 utime, 12 stime
+    [[ ${fld[1]} == 2 || ${fld[1]} == 0 ]] && continue   # kernel threads
+    pid=${f#/proc/}; pid=${pid%/stat}
+    [[ /proc/$pid/ns/net -ef /proc/self/ns/net ]] && continue
+    ticks=$(( fld[11] + fld[12] )); cur[$pid]=$ticks
+    (( PREV_US > 0 )) || continue
+    prev=${PREV_TICKS[$pid]:-0}
+    if (( (ticks - prev) * 5000000 >= dt_us * CLK_TCK )); then
+      line=${line#*(}; out+=("${line%)*}")
+    fi
+  done
+  PREV_TICKS=()
+  for pid in "${!cur[@]}"; do PREV_TICKS[$pid]=${cur[$pid]}; done
+  PREV_US=$now_us
+  (( ${#out[@]} )) || return 0
+  printf '%s\n' "${out[@]}" | sort -u | tr '\n' ' '
+}
+mark_busy() {  # scen round
+  local b
+  foreign_busy >"$BENCH_DIR/tmp/busy"
+  b=$(<"$BENCH_DIR/tmp/busy")
+  [[ -z $b || $1 == prime || ${BUSY[$1]:-} == *"(before round $2)"* ]] || BUSY[$1]="${BUSY[$1]:-}$b(before round $2) "
+}
+
 # round-robin with rotating start; round 0 = warm-up. ROUND_FN scen row round runs one.
 run_rounds() {  # scen reps fn rows...
   local scen=$1 reps=$2 fn=$3; shift 3
@@ -516,11 +570,13 @@ run_rounds() {  # scen reps fn rows...
   (( n > 0 )) || { say "scenario $scen: no rows"; return 0; }
   LAST_ROUND=$reps
   say "scenario $scen: rows=${rows[*]} reps=$reps (+1 warm-up), alternated"
+  mark_busy prime 0
   for (( r = 0; r <= reps; r++ )); do
     if over_budget; then note "budget-$scen" "time budget MAX_SECONDS=$MAX_SECONDS spent: scenario $scen stopped before round $r"; break; fi
     for (( k = 0; k < n; k++ )); do
       row=${rows[$(( (r + k) % n ))]}
       [[ -n ${FAILED[$scen/$row]:-} ]] && continue
+      mark_busy "$scen" "$r"
       "$fn" "$scen" "$row" "$r"
     done
   done
@@ -801,7 +857,7 @@ cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   printf -- '- kernel: %s; load average (1/5/15 min) at start %s, at end %s\n' "$(uname -sr)" "$LOAD_START" "$LOAD_END"
   printf -- '- bench dir: %s, filesystem %s\n' "$BENCH_DIR" "$fstype"
   printf -- '- network: every process ran in one network namespace (`unshare -n`) with only `lo` up; lode with LODE_BIND=127.0.0.1:0, LODE_RELAY=disabled, LODE_NO_DISCOVERY=true\n'
-  printf -- '- lode: %s (%s, modified %s)\n' "$(ver "$LODE_BIN" --version)" "$LODE_BIN" "$(date -u -r "$LODE_BIN" '+%Y-%m-%d %H:%M UTC')"
+  printf -- '- lode: %s (%s, modified %s, sha256 %s..., copied to the bench dir at start)\n' "$(ver "$LODE_BIN" --version)" "$LODE_SRC" "$LODE_MTIME" "$LODE_SHA"
   printf -- '- sendme: %s; flags send `%s`, receive `%s`\n' \
     "$([[ $HAVE_SENDME == 1 ]] && ver "$SENDME" --version || echo absent)" "${SENDME_SEND_FLAGS[*]:-}" "${SENDME_RECV_FLAGS[*]:-}"
   printf -- '- aria2c: %s (BitTorrent; local HTTP tracker on 127.0.0.1:%s, DHT, LPD and PEX off, `--file-allocation=none`; torrents by %s, piece size aiming at 1,000-4,000 pieces)\n' \
@@ -829,6 +885,9 @@ fi
 [[ $SCENARIOS == *,C,* ]] && pull_table
 [[ $SCENARIOS == *,D,* ]] && push_table
 [[ $SCENARIOS == *,E,* ]] && iperf_table
+for k in A B C D E; do
+  [[ -n ${BUSY[$k]:-} ]] && NOTES[busy-$k]="WARNING: processes outside this benchmark were running during scenario $k (>= 20 % of a core between consecutive runs: ${BUSY[$k]% }); its timings may be inflated: rerun on a quiet machine"
+done
 if (( ${#NOTES[@]} )); then
   { printf '\n## Notes\n\n'; for k in "${!NOTES[@]}"; do printf -- '- %s\n' "${NOTES[$k]}"; done; } >>"$MD"
 fi

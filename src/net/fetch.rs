@@ -194,15 +194,22 @@ impl Client {
         progress: &dyn Progress,
         bytes: &mut u64,
     ) -> Result<()> {
-        let mut before = 0u64;
-        for h in &hashes {
-            before += store
-                .remote()
-                .local(*h)
-                .await
-                .map(|l| l.local_bytes())
-                .unwrap_or(0);
-        }
+        // Bytes already held (a resumed transfer), asked for concurrently: the downloader's
+        // progress counts them too.
+        let before: u64 = n0_future::stream::iter(hashes.iter().copied())
+            .map(|h| async move {
+                store
+                    .remote()
+                    .local(h)
+                    .await
+                    .map(|l| l.local_bytes())
+                    .unwrap_or(0)
+            })
+            .buffered_unordered(32)
+            .collect::<Vec<u64>>()
+            .await
+            .into_iter()
+            .sum();
         let dl = store.downloader(&self.net.endpoint);
         let opts =
             DownloadOptions::new(hashes.clone(), self.providers.clone(), SplitStrategy::None);
@@ -212,6 +219,7 @@ impl Client {
             .await
             .map_err(|e| Error::Net(format!("downloader: {e}")))?;
         let mut last = 0u64;
+        let mut errored = false;
         let mut tried = HashSet::new();
         let mut failed = HashSet::new();
         while let Some(item) = stream.next().await {
@@ -226,12 +234,18 @@ impl Client {
                 DownloadProgressItem::ProviderFailed { id, .. } => {
                     failed.insert(id);
                 }
+                DownloadProgressItem::DownloadError | DownloadProgressItem::Error(_) => {
+                    errored = true;
+                }
                 _ => {}
             }
         }
         *bytes += last.saturating_sub(before);
         for id in tried.difference(&failed) {
             self.peers.insert(peer_name(id.as_bytes()));
+        }
+        if !errored && failed.is_empty() {
+            return Ok(());
         }
         let mut missing = Vec::new();
         for h in &hashes {
