@@ -147,6 +147,8 @@ impl Client {
                     let text = e.to_string();
                     if text.to_lowercase().contains("alpn")
                         || text.contains("no_application_protocol")
+                        || text.contains("any known protocol")
+                        || text.contains("error 120")
                     {
                         Error::Peer {
                             peer: peer.clone(),

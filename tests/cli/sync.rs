@@ -740,3 +740,48 @@ fn serve_stops_cleanly_on_sigterm() {
     env.fails(ds, &["ticket"], "no `lode serve` is running");
     env.ok(ds, &["verify"]);
 }
+
+#[test]
+fn a_peer_without_lode_1_gets_a_clear_message() {
+    use lode::net::endpoint::{bind, NetOptions, Relay};
+    let env = TestEnv::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // An iroh endpoint that speaks only iroh-blobs: another program, or another lode version.
+    let (router, ticket) = rt.block_on(async {
+        let opts = NetOptions {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            relay: Relay::Disabled,
+            discovery: false,
+        };
+        let net = bind(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]), &opts)
+            .await
+            .unwrap();
+        let store = iroh_blobs::store::mem::MemStore::new();
+        let router = iroh::protocol::Router::builder(net.endpoint.clone())
+            .accept(
+                iroh_blobs::ALPN,
+                iroh_blobs::BlobsProtocol::new(&store, None),
+            )
+            .spawn();
+        let dataset = ed25519_dalek::SigningKey::from_bytes(&[6; 32])
+            .verifying_key()
+            .to_bytes();
+        (
+            router,
+            Ticket {
+                dataset,
+                providers: vec![net.provider()],
+            },
+        )
+    });
+    let err = env.fails(
+        "",
+        &["clone", &ticket.to_string(), "x"],
+        "does not speak lode/1",
+    );
+    assert!(
+        err.contains(&hex::encode(&ticket.providers[0].id[..5])),
+        "{err}"
+    );
+    rt.block_on(async { router.shutdown().await.unwrap() });
+}
