@@ -691,21 +691,36 @@ pub async fn receive(
     new: ObjectId,
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
-    let dataset = repo.dataset_id()?.to_bytes();
     let peer = client
         .providers
         .first()
         .map(|p| peer_name(p.as_bytes()))
         .unwrap_or_default();
+    let dir = repo.root().join(".lode").join("push-in-store");
+    fetch_into_repo(client, repo, &dir, vec![new], &peer, progress).await
+}
+
+/// Walks from `roots` into `repo`'s object store through the transfer store at `dir`,
+/// stopping at commits the local refs already hold whole. On success the transfer store is
+/// deleted and the objects are flushed; on failure it stays, so that a retry resumes.
+/// Returns (objects, bytes) received.
+async fn fetch_into_repo(
+    client: &mut Client,
+    repo: &Repo,
+    dir: &Path,
+    roots: Vec<ObjectId>,
+    peer: &str,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    let dataset = repo.dataset_id()?.to_bytes();
     let mut stop = HashSet::new();
     for prefix in ["heads/", "remotes/", "tags/"] {
         stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
     }
     repo.release_db();
-    let dir = repo.root().join(".lode").join("push-in-store");
-    let store = open_store(&dir).await?;
+    let store = open_store(dir).await?;
     let mut walk = Walk {
-        space_dir: dir.clone(),
+        space_dir: dir.to_path_buf(),
         client,
         store: &store,
         sink: Sink::Repo(repo),
@@ -713,11 +728,11 @@ pub async fn receive(
         objects: 0,
         bytes: 0,
     };
-    let result = walk.run(vec![new], &stop, dataset, &peer, None).await;
+    let result = walk.run(roots, &stop, dataset, peer, None).await;
     let counts = (walk.objects, walk.bytes);
     match result {
         Ok(_) => {
-            close_store(store, &dir).await;
+            close_store(store, dir).await;
             repo.store().sync()?;
             Ok(counts)
         }
@@ -817,32 +832,15 @@ async fn fetch_ticket(
     let mut client = Client::new(repo.home(), ticket, opts).await?;
     let refs = client.list_refs().await?;
     let peer = client.peers.iter().next().cloned().unwrap_or_default();
-    let mut stop = HashSet::new();
-    for prefix in ["heads/", "remotes/"] {
-        stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
-    }
-    let roots = refs.roots();
     let dir = fetch_store_dir(repo);
-    let store = open_store(&dir).await?;
-    repo.release_db();
-    let mut walk = Walk {
-        space_dir: dir.clone(),
-        client: &mut client,
-        store: &store,
-        sink: Sink::Repo(repo),
-        progress,
-        objects: 0,
-        bytes: 0,
+    let fetched = fetch_into_repo(&mut client, repo, &dir, refs.roots(), &peer, progress).await;
+    let (objects, bytes) = match fetched {
+        Ok(counts) => counts,
+        Err(e) => {
+            client.close().await;
+            return Err(e);
+        }
     };
-    let result = walk.run(roots, &stop, dataset, &peer, None).await;
-    let (objects, bytes) = (walk.objects, walk.bytes);
-    if let Err(e) = result {
-        let _ = store.shutdown().await;
-        client.close().await;
-        return Err(e);
-    }
-    close_store(store, &dir).await;
-    repo.store().sync()?;
     {
         let db = repo.db()?;
         let tx = db.db.begin_write()?;

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use iroh::endpoint::{Connection, VarInt};
+use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh_blobs::api::blobs::{AddPathOptions, ImportMode};
 use iroh_blobs::provider::events::{
@@ -404,6 +404,5 @@ pub async fn serve(
         .shutdown()
         .await
         .map_err(|e| Error::Net(format!("shutdown: {e}")))?;
-    let _ = VarInt::from_u32(0);
     Ok(())
 }

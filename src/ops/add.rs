@@ -305,13 +305,8 @@ fn modified(repo: &Repo, path: &str, e: &IndexEntry) -> Result<bool> {
     if e.stat == Some(Stat::of(&m)) || e.kind == EntryKind::Dir {
         return Ok(false);
     }
-    if !m.is_file() {
-        return Ok(true);
-    }
-    let f = fs::File::open(&abs).map_err(|err| Error::io("cannot read", &abs, err))?;
-    let (id, _) =
-        crate::store::hash_reader(f).map_err(|err| Error::io("cannot read", &abs, err))?;
-    Ok(id != e.id)
+    let now = super::status::hash_path(&abs, &m)?;
+    Ok(now.is_none_or(|n| n.id != e.id || n.kind != e.kind))
 }
 
 /// Removes now-empty directories between `path` and the repository root.

@@ -165,7 +165,7 @@ impl Worktree {
 }
 
 /// Hashes the working file or link at `abs` as the entry kind it is now.
-fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEntry>> {
+pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEntry>> {
     let ft = meta.file_type();
     if ft.is_symlink() {
         let t = fs::read_link(abs).map_err(|e| Error::io("cannot read link", abs, e))?;
