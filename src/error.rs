@@ -89,6 +89,12 @@ pub enum Error {
     Key { path: PathBuf, msg: String },
     #[error("invalid ticket: {0}")]
     BadTicket(#[from] crate::net::ticket::TicketError),
+    #[error("{0}")]
+    Trust(#[from] crate::trust::TrustError),
+    #[error("peer {peer}: not authorized: {msg}")]
+    NotAuthorized { peer: String, msg: String },
+    #[error("peer {peer} serves an older head of the dataset (sequence {got}) than this repository has seen ({have}): it is stale or rolling the dataset back")]
+    Rollback { peer: String, got: u64, have: u64 },
     #[error("cannot reach peer {peer}: {msg}")]
     Unreachable { peer: String, msg: String },
     #[error("peer {peer}: {msg}")]
@@ -192,6 +198,15 @@ impl Error {
             Error::Key { .. } => "check LODE_HOME and the key file's permissions (0600)".into(),
             Error::BadTicket(_) => {
                 "copy the whole ticket again from `lode serve` or `lode ticket` on the serving peer".into()
+            }
+            Error::Trust(_) => {
+                "ask the dataset owner for a new ticket (`lode grant`), and copy it whole".into()
+            }
+            Error::NotAuthorized { .. } => {
+                "ask the dataset owner for a ticket (`lode grant`) and pass it with --ticket".into()
+            }
+            Error::Rollback { .. } => {
+                "fetch from another provider, or from the dataset's origin".into()
             }
             Error::Unreachable { .. } | Error::NoProvider(_) | Error::Net(_) => {
                 "check that `lode serve` runs on the peer and that its address in the ticket is reachable".into()

@@ -71,6 +71,40 @@ impl Home {
         read_key(&self.device_path())
     }
 
+    /// Loads this device's age X25519 identity (`HOME/identity.age`, 0600), creating it when
+    /// missing. It decrypts restricted datasets shared with this device.
+    pub fn age_identity(&self) -> Result<age::x25519::Identity> {
+        use age::secrecy::ExposeSecret;
+        let path = self.dir.join("identity.age");
+        match fs::read_to_string(&path) {
+            Ok(t) => {
+                let t = Zeroizing::new(t);
+                t.trim().parse().map_err(|_| Error::Key {
+                    path: path.clone(),
+                    msg: "not an age identity".into(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = age::x25519::Identity::generate();
+                let text = Zeroizing::new(format!("{}\n", id.to_string().expose_secret()));
+                write_secret(&path, text.as_bytes())?;
+                Ok(id)
+            }
+            Err(e) => Err(Error::io("cannot read key file", &path, e)),
+        }
+    }
+
+    /// This device's identity card: its ed25519 key and age recipient, self-signed.
+    pub fn card(&self) -> Result<crate::trust::Card> {
+        let key = self.device_key()?;
+        let age = self.age_identity()?.to_public().to_string();
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        crate::trust::Card::sign(&key, &age, created).map_err(|e| Error::Other(e.to_string()))
+    }
+
     /// Makes and stores a new dataset key.
     pub fn new_dataset_key(&self) -> Result<SigningKey> {
         let key = SigningKey::generate(&mut OsRng);
@@ -104,11 +138,16 @@ fn read_key(path: &Path) -> Result<Option<SigningKey>> {
 }
 
 fn write_key(path: &Path, key: &SigningKey) -> Result<()> {
+    let text = Zeroizing::new(format!("{KEY_PREFIX}{}\n", hex::encode(key.to_bytes())));
+    write_secret(path, text.as_bytes())
+}
+
+/// Writes a secret file: temp file with mode 0600, fsync, rename.
+fn write_secret(path: &Path, text: &[u8]) -> Result<()> {
     let dir = path.parent().expect("key paths have a parent");
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create key directory", dir, e))?;
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    let text = Zeroizing::new(format!("{KEY_PREFIX}{}\n", hex::encode(key.to_bytes())));
     let write = || -> std::io::Result<()> {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -116,7 +155,7 @@ fn write_key(path: &Path, key: &SigningKey) -> Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(text)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     };

@@ -20,6 +20,7 @@ pub mod ops;
 pub mod progress;
 pub mod repo;
 pub mod store;
+pub mod trust;
 pub mod worktree;
 
 pub use error::{Error, Result};

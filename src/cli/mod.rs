@@ -49,11 +49,74 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Create a repository (and the dataset key) in DIR, default the current directory.
-    #[command(after_help = "Example:\n  lode init worm-tracks && cd worm-tracks")]
-    Init { dir: Option<PathBuf> },
-    /// Print this device's public key (its identity).
-    #[command(after_help = "Example:\n  lode id")]
-    Id,
+    #[command(
+        after_help = "Examples:\n  lode init worm-tracks && cd worm-tracks\n  lode init --private patient-scans"
+    )]
+    Init {
+        dir: Option<PathBuf>,
+        /// Make a restricted dataset: served only to holders of a ticket (`lode grant`).
+        #[arg(long)]
+        private: bool,
+    },
+    /// Print this device's public key (its identity) and its identity card.
+    #[command(
+        after_help = "Examples:\n  lode id\n  lode id --card   # send this to a dataset owner"
+    )]
+    Id {
+        /// Print only the identity card (ed25519 key + age recipient, signed), as one string.
+        #[arg(long)]
+        card: bool,
+    },
+    /// Show or change repository settings (`private true|false`).
+    #[command(after_help = "Examples:\n  lode config\n  lode config private true")]
+    Config {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// Issue a capability ticket bound to a peer (its identity card or device id).
+    #[command(
+        after_help = "Examples:\n  lode grant lodeid1… --read --expires 90d --note \"Lee lab\"\n  lode grant 5f2c…e1 --read --path tables/ --delegable 1\n  lode grant lodeid1… --relay   # a mirror: hosts ciphertext, cannot read"
+    )]
+    Grant {
+        /// The holder: an identity card (`lode id --card`) or a device id.
+        who: String,
+        /// Fetch and read the dataset.
+        #[arg(long)]
+        read: bool,
+        /// Push new commits.
+        #[arg(long)]
+        write: bool,
+        /// Fetch and host the dataset for others without reading it (mirrors).
+        #[arg(long)]
+        relay: bool,
+        /// Limit to a path prefix (repeatable; default the whole dataset).
+        #[arg(long = "path", value_name = "PREFIX")]
+        paths: Vec<String>,
+        /// Validity, e.g. 30d, 12h, 1y.
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        /// Let the holder delegate narrower tickets, N levels deep.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        delegable: u8,
+        /// A note kept in the ticket (who, why).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List the capability tickets this repository issued.
+    #[command(after_help = "Example:\n  lode grants")]
+    Grants,
+    /// Revoke a ticket (whole, or by id from `lode grants`), or with --key every ticket of a device.
+    #[command(
+        after_help = "Examples:\n  lode revoke 3fa9c1\n  lode revoke --key 5f2c…e1\nData already downloaded cannot be recalled; new commits are encrypted to a new key."
+    )]
+    Revoke {
+        what: String,
+        /// WHAT is a device id: revoke every ticket issued to or by it.
+        #[arg(long)]
+        key: bool,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
     /// Stage files and directories (recursively; honours .lodeignore).
     #[command(
         after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying"
@@ -172,6 +235,8 @@ enum Command {
         ticket: String,
         dir: Option<PathBuf>,
         #[command(flatten)]
+        cap: CapArg,
+        #[command(flatten)]
         net: NetArgs,
     },
     /// Manage remotes (named tickets).
@@ -185,12 +250,16 @@ enum Command {
     Fetch {
         remote: Option<String>,
         #[command(flatten)]
+        cap: CapArg,
+        #[command(flatten)]
         net: NetArgs,
     },
     /// Fetch, then fast-forward main and the working tree (refuses to overwrite changes).
     #[command(after_help = "Example:\n  lode pull")]
     Pull {
         remote: Option<String>,
+        #[command(flatten)]
+        cap: CapArg,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -203,6 +272,8 @@ enum Command {
         #[arg(short, long)]
         force: bool,
         #[command(flatten)]
+        cap: CapArg,
+        #[command(flatten)]
         net: NetArgs,
     },
     /// Fetch only the named files or directories of a dataset, verified, into DIR.
@@ -214,6 +285,8 @@ enum Command {
         /// Directory to write into.
         #[arg(long, default_value = ".")]
         to: PathBuf,
+        #[command(flatten)]
+        cap: CapArg,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -233,6 +306,51 @@ enum RemoteAction {
     Remove { name: String },
     /// List remotes.
     List,
+}
+
+/// The capability ticket a command presents (stored with the repository once used).
+#[derive(Args, Clone)]
+struct CapArg {
+    /// Capability ticket (lodecap1…) from `lode grant`; kept for later fetches and pushes.
+    #[arg(long = "ticket", value_name = "TICKET")]
+    capability: Option<String>,
+}
+
+impl CapArg {
+    fn bundle(&self) -> Result<Option<lode::trust::Bundle>, Error> {
+        Ok(self.capability.as_deref().map(str::parse).transpose()?)
+    }
+}
+
+/// One issued ticket, as `grant --json` and `grants` show it.
+#[derive(Serialize)]
+struct GrantJson {
+    id: String,
+    holder: String,
+    rights: String,
+    scope: Vec<String>,
+    not_before: u64,
+    expires: u64,
+    delegable: u8,
+    note: String,
+    ticket: String,
+    status: String,
+}
+
+fn grant_json(b: &lode::trust::Bundle) -> GrantJson {
+    let leaf = &b.leaf().body;
+    GrantJson {
+        id: hex::encode(b.leaf().id()),
+        holder: hex::encode(leaf.audience),
+        rights: leaf.rights.names(),
+        scope: leaf.scope.clone(),
+        not_before: leaf.not_before,
+        expires: leaf.expires,
+        delegable: leaf.max_depth,
+        note: leaf.note.clone(),
+        ticket: b.to_string(),
+        status: "valid".into(),
+    }
 }
 
 /// Network options shared by the commands that talk to peers.
@@ -454,9 +572,12 @@ fn one_line(s: &str) -> String {
 fn run(cli: Cli, mut ui: Ui) -> CliResult {
     let ctx = context(&cli.global)?;
     match cli.command {
-        Command::Init { dir } => {
+        Command::Init { dir, private } => {
             let dir = ctx.cwd.join(dir.unwrap_or_else(|| PathBuf::from(".")));
             let repo = Repo::init(&dir, ctx.home.clone(), ctx.opts.clone())?;
+            if private {
+                ops::access::set_private(&repo, true)?;
+            }
             let dataset = key_to_hex(&repo.dataset_id()?);
             let device = key_to_hex(&repo.device_key()?.verifying_key());
             if ui.json {
@@ -479,17 +600,182 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.line(format!("dataset id: {dataset}"))?;
             }
         }
-        Command::Id => {
+        Command::Id { card } => {
             let key = ctx.home.device_key()?;
             let id = key_to_hex(&key.verifying_key());
+            let c = ctx.home.card()?;
             if ui.json {
                 #[derive(Serialize)]
                 struct J {
                     device: String,
+                    age_recipient: String,
+                    card: String,
                 }
-                ui.json(&J { device: id })?;
+                ui.json(&J {
+                    device: id,
+                    age_recipient: c.body.age.clone(),
+                    card: c.to_string(),
+                })?;
+            } else if card {
+                ui.line(c.to_string())?;
             } else {
                 ui.line(id)?;
+                ui.line(format!("age recipient: {}", c.body.age))?;
+                ui.line(format!("identity card: {c}"))?;
+            }
+        }
+        Command::Config { key, value } => {
+            let repo = ctx.repo()?;
+            match (key.as_deref(), value.as_deref()) {
+                (None, _) | (Some("private"), None) => {
+                    let private = ops::access::is_private(&repo)?;
+                    if ui.json {
+                        #[derive(Serialize)]
+                        struct J {
+                            private: bool,
+                        }
+                        ui.json(&J { private })?;
+                    } else {
+                        ui.line(format!("private\t{private}"))?;
+                    }
+                }
+                (Some("private"), Some(v)) => {
+                    let on = match v {
+                        "true" | "yes" | "on" | "1" => true,
+                        "false" | "no" | "off" | "0" => false,
+                        _ => {
+                            return Err(Error::Other(format!(
+                                "private takes true or false, not {v:?}"
+                            ))
+                            .into())
+                        }
+                    };
+                    ops::access::set_private(&repo, on)?;
+                }
+                (Some(k), _) => {
+                    return Err(
+                        Error::Other(format!("unknown setting {k:?} (settings: private)")).into(),
+                    )
+                }
+            }
+        }
+        Command::Grant {
+            who,
+            read,
+            write,
+            relay,
+            paths,
+            expires,
+            delegable,
+            note,
+        } => {
+            use lode::trust::Rights;
+            let repo = ctx.repo()?;
+            let mut rights = Rights(0);
+            for (on, r) in [
+                (read, Rights::READ),
+                (write, Rights::WRITE),
+                (relay, Rights::RELAY),
+            ] {
+                if on {
+                    rights = rights.with(r);
+                }
+            }
+            if rights.0 == 0 {
+                return Err(Error::Other(
+                    "say what the ticket allows: --read, --write and/or --relay".into(),
+                )
+                .into());
+            }
+            if delegable > 0 {
+                rights = rights.with(Rights::GRANT);
+            }
+            let expires_in = lode::trust::parse_duration(&expires).ok_or_else(|| {
+                Error::Other(format!(
+                    "--expires takes a duration like 30d, 12h or 1y, not {expires:?}"
+                ))
+            })?;
+            let hints = lode::net::fetch::served_ticket(&repo)?
+                .map(|t| t.providers)
+                .unwrap_or_default();
+            let opts = ops::access::GrantOptions {
+                rights,
+                scope: paths,
+                expires_in,
+                depth: delegable,
+                note,
+            };
+            let bundle = ops::access::grant(&repo, &who, opts, hints)?;
+            if ui.json {
+                ui.json(&grant_json(&bundle))?;
+            } else {
+                ui.line(bundle.to_string())?;
+                let leaf = &bundle.leaf().body;
+                ui.note(format!(
+                    "ticket {} for {}: {}, expires in {expires}",
+                    &hex::encode(bundle.leaf().id())[..12],
+                    &hex::encode(leaf.audience)[..12],
+                    leaf.rights.names()
+                ));
+                if bundle.hints.is_empty() {
+                    ui.note("no `lode serve` runs here, so the ticket carries no address: the holder also needs the dataset's address ticket (clone ADDRESS --ticket TICKET)");
+                }
+            }
+        }
+        Command::Grants => {
+            let repo = ctx.repo()?;
+            let list = ops::access::grants(&repo)?;
+            let revoked = ops::access::revoked_set(&ops::access::revocations(&repo)?);
+            let ds = repo.dataset_id()?.to_bytes();
+            let now = ops::access::now();
+            let rows: Vec<GrantJson> = list
+                .iter()
+                .map(|b| {
+                    let mut j = grant_json(b);
+                    j.status = match lode::trust::verify_chain(b, &ds, now, &revoked) {
+                        Ok(_) => "valid".into(),
+                        Err(e) => e.to_string(),
+                    };
+                    j
+                })
+                .collect();
+            if ui.json {
+                ui.json(&rows)?;
+            } else {
+                for r in rows {
+                    ui.line(format!(
+                        "{}  {}  {:<16} {:<12} expires {}  {}{}",
+                        &r.id[..12],
+                        &r.holder[..12],
+                        r.rights,
+                        if r.scope.is_empty() {
+                            "/".to_string()
+                        } else {
+                            r.scope.join(",")
+                        },
+                        r.expires,
+                        r.status,
+                        if r.note.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  {:?}", r.note)
+                        }
+                    ))?;
+                }
+            }
+        }
+        Command::Revoke { what, key, note } => {
+            let repo = ctx.repo()?;
+            let r = ops::access::revoke(&repo, &what, key, &note)?;
+            if ui.json {
+                ui.json(&r)?;
+            } else {
+                ui.note(format!(
+                    "revoked {} {}; peers learn it with the next head they fetch",
+                    r.kind,
+                    &r.target[..12]
+                ));
+                ui.note("data already downloaded cannot be recalled");
             }
         }
         Command::Add { paths, link } => {
@@ -828,8 +1114,14 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 }
             }
         }
-        Command::Clone { ticket, dir, net } => {
-            let ticket = parse_ticket(&ticket)?;
+        Command::Clone {
+            ticket,
+            dir,
+            cap,
+            net,
+        } => {
+            let (ticket, cap) =
+                lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
             let dir = ctx.cwd.join(dir.unwrap_or_else(|| {
                 PathBuf::from(format!("dataset-{}", &hex::encode(ticket.dataset)[..8]))
             }));
@@ -839,6 +1131,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ctx.home.clone(),
                 ctx.opts.clone(),
                 &ticket,
+                cap,
                 &net.options(),
                 &bar,
             ))?;
@@ -877,26 +1170,44 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 }
             }
         }
-        Command::Fetch { remote, net } => {
+        Command::Fetch { remote, cap, net } => {
             let repo = ctx.repo()?;
             let name = remote.unwrap_or_else(|| "origin".into());
             let bar = ui.bar("fetch");
-            let r =
-                runtime()?.block_on(lode::net::fetch::fetch(&repo, &name, &net.options(), &bar))?;
+            let r = runtime()?.block_on(lode::net::fetch::fetch(
+                &repo,
+                &name,
+                cap.bundle()?,
+                &net.options(),
+                &bar,
+            ))?;
             drop(bar);
             print_transfer(&mut ui, "fetched", &r)?;
         }
-        Command::Pull { remote, net } => {
+        Command::Pull { remote, cap, net } => {
             let repo = ctx.repo()?;
             let name = remote.unwrap_or_else(|| "origin".into());
             let bar = ui.bar("pull");
-            let r =
-                runtime()?.block_on(lode::net::fetch::pull(&repo, &name, &net.options(), &bar))?;
+            let r = runtime()?.block_on(lode::net::fetch::pull(
+                &repo,
+                &name,
+                cap.bundle()?,
+                &net.options(),
+                &bar,
+            ))?;
             drop(bar);
             print_transfer(&mut ui, "pulled", &r)?;
         }
-        Command::Push { remote, force, net } => {
+        Command::Push {
+            remote,
+            force,
+            cap,
+            net,
+        } => {
             let repo = ctx.repo()?;
+            if let Some(c) = cap.bundle()? {
+                lode::net::fetch::use_capability(&repo, &c)?;
+            }
             let name = remote.unwrap_or_else(|| "origin".into());
             let r =
                 runtime()?.block_on(lode::net::push::push(&repo, &name, force, &net.options()))?;
@@ -916,9 +1227,11 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             ticket,
             paths,
             to,
+            cap,
             net,
         } => {
-            let ticket = parse_ticket(&ticket)?;
+            let (ticket, cap) =
+                lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
             let paths: Vec<String> = paths
                 .iter()
                 .map(|p| p.trim_matches('/').to_string())
@@ -927,6 +1240,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let r = runtime()?.block_on(lode::net::fetch::get(
                 &ctx.home,
                 &ticket,
+                cap,
                 &paths,
                 &ctx.cwd.join(to),
                 &net.options(),

@@ -1,6 +1,6 @@
 //! Fetching datasets: `clone`, `fetch`, `pull` and `get`.
 //!
-//! The client lists the refs of a provider over `lode/1`, then walks the commit closure level
+//! The client lists the refs of a provider over `lode/2`, then walks the commit closure level
 //! by level (commits, then their trees, then the trees' children), asking only for objects it
 //! does not have. Objects travel over iroh-blobs: every 16 KiB chunk group is verified
 //! against the BLAKE3 id while it streams, several providers serve one fetch (the iroh-blobs
@@ -30,11 +30,14 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::keys::Home;
 use crate::net::endpoint::{bind, peer_name, Net, NetOptions};
-use crate::net::proto::{self, Refs, Request, Response};
+use crate::net::proto::{self, Listing, Refs, Request, Response};
+use crate::net::serve::head_refs;
 use crate::net::ticket::Ticket;
 use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
+use crate::ops::access;
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
+use crate::trust::{self, Bundle, Revocation, SignedHead};
 use crate::worktree::under;
 
 /// Objects up to this size are fetched through memory rather than the transfer store.
@@ -57,10 +60,23 @@ pub struct FetchReport {
     pub peers: Vec<String>,
 }
 
+/// What a provider publishes for a dataset, verified: the refs of a head signed by a writer,
+/// and the revocations (a superset of those the head lists).
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub refs: Refs,
+    pub head: SignedHead,
+    pub revocations: Vec<Revocation>,
+    /// The provider that answered.
+    pub peer: String,
+}
+
 /// A connected client for one ticket.
 pub struct Client {
     net: Net,
     ticket: Ticket,
+    /// The capability ticket presented to providers.
+    cap: Option<Bundle>,
     providers: Vec<EndpointId>,
     peers: BTreeSet<String>,
     /// Whether `net` was bound for this client (and is closed with it).
@@ -69,16 +85,21 @@ pub struct Client {
 
 impl Client {
     /// Binds an endpoint with the device key and learns the ticket's provider addresses.
-    pub async fn new(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<Client> {
+    pub async fn new(
+        home: &Home,
+        ticket: &Ticket,
+        cap: Option<Bundle>,
+        opts: &NetOptions,
+    ) -> Result<Client> {
         let key = home.device_key()?;
         let net = bind(&key, opts).await?;
-        let mut client = Client::with_net(net, ticket)?;
+        let mut client = Client::with_net(net, ticket, cap)?;
         client.owned = true;
         Ok(client)
     }
 
     /// Uses an existing endpoint (a serving peer fetching a push).
-    pub fn with_net(net: Net, ticket: &Ticket) -> Result<Client> {
+    pub fn with_net(net: Net, ticket: &Ticket, cap: Option<Bundle>) -> Result<Client> {
         let providers = ticket
             .providers
             .iter()
@@ -87,14 +108,16 @@ impl Client {
         Ok(Client {
             net,
             ticket: ticket.clone(),
+            cap,
             providers,
             peers: BTreeSet::new(),
             owned: false,
         })
     }
 
-    /// Asks the providers, in order, for the dataset's refs; returns the first answer.
-    pub async fn list_refs(&mut self) -> Result<Refs> {
+    /// Asks the providers, in order, for the dataset's signed head; returns the first valid
+    /// answer.
+    pub async fn list_refs(&mut self) -> Result<Published> {
         let mut failures = Vec::new();
         for id in self.providers.clone() {
             let name = peer_name(id.as_bytes());
@@ -118,22 +141,29 @@ impl Client {
         }
     }
 
-    async fn list_refs_from(&self, id: EndpointId) -> Result<Refs> {
+    async fn list_refs_from(&self, id: EndpointId) -> Result<Published> {
         let req = Request::ListRefs {
             dataset: self.ticket.dataset,
+            ticket: self.cap.as_ref().map(Bundle::encode),
         };
         let peer = peer_name(id.as_bytes());
-        match self.request(id, &req, CONNECT_TIMEOUT).await? {
-            Response::Refs(refs) => Ok(refs),
-            Response::Error(msg) | Response::Rejected(msg) => Err(Error::Peer { peer, msg }),
-            Response::Pushed { .. } => Err(Error::LyingPeer {
-                peer,
-                msg: "answered a ref listing with a push result".into(),
-            }),
-        }
+        let listing = match self.request(id, &req, CONNECT_TIMEOUT).await? {
+            Response::Refs(listing) => listing,
+            Response::Denied(msg) => return Err(Error::NotAuthorized { peer, msg }),
+            Response::Error(msg) | Response::Rejected(msg) => {
+                return Err(Error::Peer { peer, msg })
+            }
+            Response::Pushed { .. } => {
+                return Err(Error::LyingPeer {
+                    peer,
+                    msg: "answered a ref listing with a push result".into(),
+                })
+            }
+        };
+        verify_listing(&listing, &self.ticket.dataset, &peer)
     }
 
-    /// Sends one `lode/1` request to provider `id` and waits up to `wait` for the answer.
+    /// Sends one `lode/2` request to provider `id` and waits up to `wait` for the answer.
     pub async fn request(&self, id: EndpointId, req: &Request, wait: Duration) -> Result<Response> {
         let peer = peer_name(id.as_bytes());
         let unreachable = |msg: String| Error::Unreachable {
@@ -155,7 +185,10 @@ impl Client {
                     {
                         Error::Peer {
                             peer: peer.clone(),
-                            msg: "it does not speak lode/1 (another lode version?)".into(),
+                            msg: format!(
+                                "it does not speak {} (another lode version?)",
+                                proto::NAME
+                            ),
                         }
                     } else {
                         unreachable(text)
@@ -805,17 +838,42 @@ pub fn remote(repo: &Repo, name: &str) -> Result<Ticket> {
 pub async fn fetch(
     repo: &Repo,
     remote_name: &str,
+    cap: Option<Bundle>,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
     let ticket = remote(repo, remote_name)?;
-    fetch_ticket(repo, remote_name, &ticket, opts, progress).await
+    fetch_ticket(repo, remote_name, &ticket, cap, opts, progress).await
+}
+
+/// Stores `cap` as the capability this device presents for the repository's dataset, after
+/// checking that it is for this dataset and held by this device.
+pub fn use_capability(repo: &Repo, cap: &Bundle) -> Result<()> {
+    let dataset = repo.dataset_id()?.to_bytes();
+    if cap.dataset() != dataset {
+        return Err(trust::TrustError::WrongDataset {
+            got: hex::encode(cap.dataset()),
+            want: hex::encode(dataset),
+        }
+        .into());
+    }
+    let me = repo.device_key()?.verifying_key().to_bytes();
+    if cap.leaf().body.audience != me {
+        return Err(trust::TrustError::WrongAudience {
+            holder: hex::encode(cap.leaf().body.audience),
+            peer: hex::encode(me),
+        }
+        .into());
+    }
+    let _lock = repo.lock()?;
+    access::store_capability(repo, cap)
 }
 
 async fn fetch_ticket(
     repo: &Repo,
     remote_name: &str,
     ticket: &Ticket,
+    cap: Option<Bundle>,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
@@ -828,10 +886,28 @@ async fn fetch_ticket(
             hex::encode(dataset)
         )));
     }
+    if let Some(c) = &cap {
+        use_capability(repo, c)?;
+    }
     let _lock = repo.lock()?;
-    let mut client = Client::new(repo.home(), ticket, opts).await?;
-    let refs = client.list_refs().await?;
-    let peer = client.peers.iter().next().cloned().unwrap_or_default();
+    let cap = match cap {
+        Some(c) => Some(c),
+        None => access::own_capability(repo)?,
+    };
+    let mut client = Client::new(repo.home(), ticket, cap, opts).await?;
+    let published = match client.list_refs().await {
+        Ok(p) => p,
+        Err(e) => {
+            client.close().await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = check_not_older(repo, &published) {
+        client.close().await;
+        return Err(e);
+    }
+    let refs = published.refs.clone();
+    let peer = published.peer.clone();
     let dir = fetch_store_dir(repo);
     let fetched = fetch_into_repo(&mut client, repo, &dir, refs.roots(), &peer, progress).await;
     let (objects, bytes) = match fetched {
@@ -861,9 +937,37 @@ async fn fetch_ticket(
         }
         tx.commit()?;
     }
+    access::store_revocations(repo, &published.revocations)?;
+    access::store_head(repo, &published.head)?;
+    if published.head.body.private && !access::is_private(repo)? {
+        access::put_private(repo, true)?;
+    }
     let report = client.report(refs.head, objects, bytes, start);
     client.close().await;
     Ok(report)
+}
+
+/// Refuses a head older than the newest this repository has seen (a stale or rolling-back
+/// provider), and a different head with the same sequence number (a fork).
+fn check_not_older(repo: &Repo, published: &Published) -> Result<()> {
+    let Some(stored) = access::stored_head(repo)? else {
+        return Ok(());
+    };
+    let (got, have) = (published.head.body.seq, stored.body.seq);
+    if got < have {
+        return Err(Error::Rollback {
+            peer: published.peer.clone(),
+            got,
+            have,
+        });
+    }
+    if got == have && published.head.body.main != stored.body.main {
+        return Err(Error::LyingPeer {
+            peer: published.peer.clone(),
+            msg: format!("serves a different head with the same sequence number {got} (a writer's key may be compromised)"),
+        });
+    }
+    Ok(())
 }
 
 /// Clones the dataset of `ticket` into `dir` (resuming an interrupted clone of the same
@@ -873,6 +977,7 @@ pub async fn clone(
     home: Home,
     repo_opts: RepoOptions,
     ticket: &Ticket,
+    cap: Option<Bundle>,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
@@ -888,7 +993,7 @@ pub async fn clone(
         Repo::init_clone(dir, home, repo_opts, ticket.dataset)?
     };
     set_remote(&repo, "origin", ticket)?;
-    let report = match fetch_ticket(&repo, "origin", ticket, opts, progress).await {
+    let report = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,
         Err(e) => {
             // Nothing received: leave no half-made clone behind. Once data arrived, keep it
@@ -913,10 +1018,11 @@ pub async fn clone(
 pub async fn pull(
     repo: &Repo,
     remote_name: &str,
+    cap: Option<Bundle>,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
-    let report = fetch(repo, remote_name, opts, progress).await?;
+    let report = fetch(repo, remote_name, cap, opts, progress).await?;
     let Some(remote_head) = report
         .head
         .as_ref()
@@ -956,16 +1062,30 @@ pub struct GetReport {
 pub async fn get(
     home: &Home,
     ticket: &Ticket,
+    cap: Option<Bundle>,
     paths: &[String],
     to: &Path,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
     let start = Instant::now();
-    let mut client = Client::new(home, ticket, opts).await?;
-    let refs = client.list_refs().await?;
-    let head = refs.head.ok_or(Error::NoCommits)?;
-    let peer = client.peers.iter().next().cloned().unwrap_or_default();
+    if let Some(c) = &cap {
+        for p in paths {
+            if !trust::in_scope(&c.leaf().body.scope, p.trim_matches('/')) {
+                return Err(trust::TrustError::OutOfScope(p.clone()).into());
+            }
+        }
+    }
+    let mut client = Client::new(home, ticket, cap, opts).await?;
+    let published = match client.list_refs().await {
+        Ok(p) => p,
+        Err(e) => {
+            client.close().await;
+            return Err(e);
+        }
+    };
+    let head = published.refs.head.ok_or(Error::NoCommits)?;
+    let peer = published.peer.clone();
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");
@@ -1059,6 +1179,70 @@ pub async fn get(
         files,
         transfer,
     })
+}
+
+/// Checks a provider's listing: every revocation signed by the dataset owner, the head signed
+/// by a writer (not one whose ticket is revoked), and every revocation the head lists present.
+pub fn verify_listing(listing: &Listing, dataset: &[u8; 32], peer: &str) -> Result<Published> {
+    let lying = |msg: String| Error::LyingPeer {
+        peer: peer.to_string(),
+        msg,
+    };
+    if listing.revocations.len() > trust::MAX_REVOCATIONS {
+        return Err(lying("too many revocations".into()));
+    }
+    let revocations = listing
+        .revocations
+        .iter()
+        .map(|b| Revocation::decode(b, dataset))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| lying(format!("serves a bad revocation: {e}")))?;
+    let revoked = access::revoked_set(&revocations);
+    let head = SignedHead::decode(&listing.head, dataset, &revoked)
+        .map_err(|e| lying(format!("serves a head that does not verify: {e}")))?;
+    let have: HashSet<[u8; 32]> = revocations.iter().map(Revocation::id).collect();
+    if let Some(missing) = head.body.revocations.iter().find(|id| !have.contains(*id)) {
+        return Err(lying(format!(
+            "withholds revocation {} that its head lists",
+            hex::encode(missing)
+        )));
+    }
+    Ok(Published {
+        refs: head_refs(Some(&head)),
+        head,
+        revocations,
+        peer: peer.to_string(),
+    })
+}
+
+/// Reads a ticket argument: an address ticket (`lode1…`) or a capability ticket
+/// (`lodecap1…`, whose hints give the addresses). `cap` is a separately given capability.
+pub fn resolve_ticket(arg: &str, cap: Option<&str>) -> Result<(Ticket, Option<Bundle>)> {
+    let cap: Option<Bundle> = cap.map(str::parse).transpose()?;
+    if trust::is_capability(arg) {
+        let bundle: Bundle = arg.parse()?;
+        if bundle.hints.is_empty() {
+            return Err(Error::Other(
+                "this capability ticket carries no provider address; give the dataset's address ticket (lode1…) and pass this one with --ticket".into(),
+            ));
+        }
+        let ticket = Ticket {
+            dataset: bundle.dataset(),
+            providers: bundle.hints.clone(),
+        };
+        return Ok((ticket, Some(bundle)));
+    }
+    let ticket: Ticket = arg.parse()?;
+    if let Some(c) = &cap {
+        if c.dataset() != ticket.dataset {
+            return Err(Error::Other(format!(
+                "the capability ticket is for dataset {}, the address ticket for {}",
+                hex::encode(c.dataset()),
+                hex::encode(ticket.dataset)
+            )));
+        }
+    }
+    Ok((ticket, cap))
 }
 
 /// Reads the ticket a running `lode serve` wrote for this repository.

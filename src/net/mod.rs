@@ -3,9 +3,9 @@
 //! - [`ticket`]: the copy-paste ticket (dataset id + provider addresses).
 //! - [`endpoint`]: endpoints from the device key; relays/discovery on for users, off for
 //!   direct-address use.
-//! - [`proto`]: the `lode/1` protocol (ref listing), versioned by ALPN, bounded messages.
+//! - [`proto`]: the `lode/2` protocol (ref listing), versioned by ALPN, bounded messages.
 //! - [`serve`]: `lode serve`: iroh-blobs with every request checked against the served
-//!   closure, plus `lode/1`.
+//!   closure, plus `lode/2`.
 //! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
 
 pub mod endpoint;

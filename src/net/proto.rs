@@ -1,25 +1,32 @@
-//! The lode protocol (ALPN `lode/1`): ref listing between peers. One request per
+//! The lode protocol (ALPN `lode/2`): ref listing and push negotiation between peers. One request per
 //! bidirectional stream: the client writes one postcard-encoded [`Request`] and finishes the
 //! stream; the server answers with one [`Response`]. Messages are bounded to
 //! [`MAX_MESSAGE`] bytes. Blob bytes never travel here: they move over iroh-blobs.
 //!
 //! A peer that speaks another version has another ALPN: the QUIC handshake then fails and the
-//! client reports that the peer does not speak `lode/1`.
+//! client reports that the peer does not speak `lode/2`. Version 2 added capability tickets
+//! and signed heads.
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::ObjectId;
 
 /// ALPN of this protocol version.
-pub const ALPN: &[u8] = b"lode/1";
+pub const ALPN: &[u8] = b"lode/2";
+/// The protocol name, for messages.
+pub const NAME: &str = "lode/2";
 /// Largest request or response.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
 /// What a client asks.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// The refs of a served dataset.
-    ListRefs { dataset: [u8; 32] },
+    /// The signed head and revocations of a served dataset. `ticket` is the client's
+    /// capability ticket (required for a restricted dataset).
+    ListRefs {
+        dataset: [u8; 32],
+        ticket: Option<Vec<u8>>,
+    },
     /// Asks the server to fetch `new` (and what it lacks of its closure) from `from` and
     /// move its `main` from `old` to `new`: fast-forward only unless `force`; refused when
     /// `main` is no longer `old` (another push won).
@@ -29,13 +36,17 @@ pub enum Request {
         new: ObjectId,
         force: bool,
         from: crate::net::ticket::Provider,
+        /// The pusher's capability ticket: it must hold WRITE.
+        ticket: Option<Vec<u8>>,
+        /// The sequence number of the newest head the pusher has seen.
+        seq: u64,
     },
 }
 
 /// What a server answers.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Refs(Refs),
+    Refs(Listing),
     /// The push landed: `main` is now `head`; the server fetched `objects` objects,
     /// `bytes` payload bytes, from the pusher.
     Pushed {
@@ -47,6 +58,16 @@ pub enum Response {
     Rejected(String),
     /// The request was refused or failed; the text says why.
     Error(String),
+    /// The request is not authorized (checked before any lookup); the text says why.
+    Denied(String),
+}
+
+/// A dataset's signed head (`trust::SignedHead` bytes) and every revocation the server
+/// knows (`trust::Revocation` bytes): the head lists the revocations that must be among them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listing {
+    pub head: Vec<u8>,
+    pub revocations: Vec<Vec<u8>>,
 }
 
 /// A dataset's published refs.

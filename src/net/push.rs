@@ -7,7 +7,7 @@
 //! racing pushes one wins and the other is told to pull first.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::protocol::Router;
@@ -20,7 +20,8 @@ use crate::id::ObjectId;
 use crate::net::endpoint::{bind, peer_name, NetOptions};
 use crate::net::fetch::{remote, Client};
 use crate::net::proto::{Request, Response};
-use crate::net::serve::{blobs_protocol, closure, import_objects};
+use crate::net::serve::{blobs_protocol, closure, import_objects, Policy};
+use crate::ops::access;
 use crate::repo::Repo;
 
 /// How long the pusher waits for the server to fetch and apply a push.
@@ -63,6 +64,7 @@ pub async fn push(
 ) -> Result<PushReport> {
     let start = Instant::now();
     let ticket = remote(repo, remote_name)?;
+    let cap = access::own_capability(repo)?;
     let head = repo.main()?.ok_or(Error::NoCommits)?;
     let tracking = format!("remotes/{remote_name}/main");
     let old = repo
@@ -80,23 +82,27 @@ pub async fn push(
         .map_err(|e| Error::Net(format!("cannot open blob store {}: {e}", dir.display())))?;
     let ids: Vec<ObjectId> = offered.iter().map(|(id, _)| *id).collect();
     import_objects(&store, repo, &ids).await?;
-    let allowed = Arc::new(RwLock::new(
-        ids.iter()
-            .map(|id| Hash::from_bytes(id.0))
-            .collect::<HashSet<_>>(),
-    ));
+    // Only the remote's providers may fetch, and only the offered objects.
+    let allowed: HashSet<Hash> = ids.iter().map(|id| Hash::from_bytes(id.0)).collect();
+    let servers: HashSet<[u8; 32]> = ticket.providers.iter().map(|p| p.id).collect();
+    let policy: Policy = Arc::new(move |peer: Option<[u8; 32]>, hash: &Hash| {
+        peer.is_some_and(|p| servers.contains(&p)) && allowed.contains(hash)
+    });
     let key = repo.device_key()?;
+    let seq = access::stored_head(repo)?.map_or(0, |h| h.body.seq);
     let net = bind(&key, opts).await?;
     let router = Router::builder(net.endpoint.clone())
-        .accept(iroh_blobs::ALPN, blobs_protocol(&store, allowed))
+        .accept(iroh_blobs::ALPN, blobs_protocol(&store, policy))
         .spawn();
-    let client = Client::with_net(net.clone(), &ticket)?;
+    let client = Client::with_net(net.clone(), &ticket, cap.clone())?;
     let req = Request::Push {
         dataset: ticket.dataset,
         old,
         new: head,
         force,
         from: net.provider(),
+        ticket: cap.map(|c| c.encode()),
+        seq,
     };
     let mut outcome = Err(Error::NoProvider("the remote lists no provider".into()));
     let mut peer = String::new();
@@ -119,6 +125,7 @@ pub async fn push(
         Response::Rejected(msg) | Response::Error(msg) => {
             return Err(Error::PushRejected { peer, msg })
         }
+        Response::Denied(msg) => return Err(Error::NotAuthorized { peer, msg }),
         other => {
             return Err(Error::LyingPeer {
                 peer,

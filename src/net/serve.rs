@@ -1,5 +1,5 @@
 //! `lode serve`: one iroh endpoint serving datasets over two protocols: iroh-blobs (verified
-//! BLAKE3 streaming of objects) and `lode/1` (ref listing).
+//! BLAKE3 streaming of objects) and `lode/2` (ref listing).
 //!
 //! Objects are imported into an iroh-blobs store (`.lode/serve-store` of the first served
 //! repository) *by reference*: the store reads the repository's immutable object files in
@@ -26,10 +26,12 @@ use n0_future::{BufferedStreamExt, StreamExt};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::{bind, Net, NetOptions};
-use crate::net::proto::{self, Refs, Request, Response};
+use crate::net::proto::{self, Listing, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::EntryKind;
+use crate::ops::access;
 use crate::repo::Repo;
+use crate::trust::{self, Bundle, Capability, Revocation, Revoked, Rights, SignedHead, TrustError};
 
 /// One served dataset.
 struct Served {
@@ -42,32 +44,95 @@ struct Served {
 
 #[derive(Default)]
 struct ServedState {
-    refs: Option<Refs>,
-    /// Every object reachable from `refs`, already imported into the blob store.
+    /// The signed head last published, and the revocations served with it.
+    head: Option<SignedHead>,
+    revocations: Vec<Revocation>,
+    revoked: Revoked,
+    private: bool,
+    /// Every object reachable from the head's refs, already imported into the blob store.
     objects: HashSet<ObjectId>,
+    /// Objects reachable within a scope (for path-scoped tickets), computed on demand.
+    scoped: HashMap<Vec<String>, Arc<HashSet<Hash>>>,
+}
+
+/// What one peer may fetch of one dataset, until `expires`.
+struct Authz {
+    dataset: [u8; 32],
+    expires: u64,
+    hashes: Arc<HashSet<Hash>>,
 }
 
 struct Shared {
     datasets: HashMap<[u8; 32], Arc<Served>>,
-    /// Union of the served objects of all datasets: what blob requests may ask for.
-    allowed: Allowed,
+    /// Union of the objects of the public datasets: what anyone may ask for.
+    public: RwLock<HashSet<Hash>>,
+    /// Per peer (endpoint id), what its presented tickets allow beyond the public objects.
+    authorized: RwLock<HashMap<[u8; 32], Vec<Authz>>>,
     store: FsStore,
     /// The endpoint, once bound (pushes are fetched back through it).
     net: OnceLock<Net>,
 }
 
-/// The hashes a blob provider may serve.
-pub type Allowed = Arc<RwLock<HashSet<Hash>>>;
+/// Decides whether a peer (by endpoint id, when the connection has one) may fetch a hash.
+pub type Policy = Arc<dyn Fn(Option<[u8; 32]>, &Hash) -> bool + Send + Sync>;
 
-/// Reads a dataset's published refs: the `main` branch and the tags.
-pub fn published_refs(repo: &Repo) -> Result<Refs> {
-    let head = repo.main()?;
-    let tags = repo
-        .refs("tags/")?
-        .into_iter()
-        .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id))
-        .collect();
-    Ok(Refs { head, tags })
+/// The head's refs as a [`Refs`].
+pub fn head_refs(head: Option<&SignedHead>) -> Refs {
+    match head {
+        None => Refs::default(),
+        Some(h) => Refs {
+            head: h.body.main.map(ObjectId),
+            tags: h
+                .body
+                .tags
+                .iter()
+                .map(|(n, id)| (n.clone(), ObjectId(*id)))
+                .collect(),
+        },
+    }
+}
+
+/// Lists the objects reachable from `roots` whose paths lie inside `scope`, with the commits
+/// and the trees on the way to it.
+pub fn scoped_closure(repo: &Repo, roots: &[ObjectId], scope: &[String]) -> Result<HashSet<Hash>> {
+    let mut out = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut commits: Vec<ObjectId> = roots.to_vec();
+    let mut trees: Vec<(String, ObjectId)> = Vec::new();
+    while let Some(c) = commits.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        let commit = repo.read_commit(&c)?;
+        out.insert(Hash::from_bytes(c.0));
+        commits.extend(commit.body.parents.iter().copied());
+        trees.push((String::new(), commit.body.tree));
+    }
+    let mut seen_trees = HashSet::new();
+    while let Some((path, t)) = trees.pop() {
+        if !seen_trees.insert((path.clone(), t)) {
+            continue;
+        }
+        out.insert(Hash::from_bytes(t.0));
+        let Ok(tree) = repo.read_tree(&t) else {
+            continue;
+        };
+        for e in tree.entries {
+            let p = if path.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{path}/{}", e.name)
+            };
+            if e.kind == EntryKind::Dir {
+                if trust::on_scope_path(scope, &p) {
+                    trees.push((p, e.id));
+                }
+            } else if trust::in_scope(scope, &p) {
+                out.insert(Hash::from_bytes(e.id.0));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Lists the objects reachable from `roots` that are not in `known`, with blob sizes (0 for
@@ -148,8 +213,9 @@ pub async fn import_objects(store: &FsStore, repo: &Repo, ids: &[ObjectId]) -> R
     results.into_iter().collect()
 }
 
-/// Builds the blob protocol for `store`, serving only the raw blobs in `allowed`.
-pub fn blobs_protocol(store: &FsStore, allowed: Allowed) -> BlobsProtocol {
+/// Builds the blob protocol for `store`, serving only the raw blobs `policy` allows to the
+/// asking peer.
+pub fn blobs_protocol(store: &FsStore, policy: Policy) -> BlobsProtocol {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
         get: RequestMode::Intercept,
@@ -158,39 +224,181 @@ pub fn blobs_protocol(store: &FsStore, allowed: Allowed) -> BlobsProtocol {
         ..EventMask::DEFAULT
     };
     let (events, rx) = EventSender::channel(256, mask);
-    tokio::spawn(gatekeeper(allowed, rx));
+    tokio::spawn(gatekeeper(policy, rx));
     BlobsProtocol::new(store, Some(events))
 }
 
 impl Shared {
-    /// Re-reads the refs of a dataset and imports whatever became reachable.
-    async fn refresh(&self, served: &Served) -> Result<Refs> {
-        let refs = published_refs(&served.repo);
+    /// Publishes the dataset's head (signing a new one when the refs or revocations changed
+    /// and this device can sign) and imports whatever became reachable.
+    async fn refresh(&self, served: &Served) -> Result<()> {
+        let read = || -> Result<_> {
+            let head = access::publish_head(&served.repo, 0)?;
+            let revocations = access::revocations(&served.repo)?;
+            let private = access::is_private(&served.repo)?;
+            Ok((head, revocations, private))
+        };
+        let state = read();
+        // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
         served.repo.release_db();
-        let refs = refs?;
+        let (head, revocations, private) = state?;
         let known = {
             let st = served.state.lock().expect("not poisoned");
-            if st.refs.as_ref() == Some(&refs) {
-                return Ok(refs);
+            if st.head == head && st.revocations.len() == revocations.len() && st.private == private
+            {
+                return Ok(());
             }
             st.objects.clone()
         };
-        let roots = refs.roots();
+        let roots = head_refs(head.as_ref()).roots();
         let new: Vec<ObjectId> = closure(&served.repo, &roots, &known)?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+        served.repo.release_db();
         import_objects(&self.store, &served.repo, &new).await?;
-        {
-            let mut allowed = self.allowed.write().expect("not poisoned");
-            allowed.extend(new.iter().map(|id| Hash::from_bytes(id.0)));
-        }
         let mut st = served.state.lock().expect("not poisoned");
         st.objects.extend(new);
-        st.refs = Some(refs.clone());
-        // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
-        served.repo.release_db();
-        Ok(refs)
+        {
+            let mut public = self.public.write().expect("not poisoned");
+            if private {
+                // Turning a dataset private withdraws it from the public set.
+                for id in &st.objects {
+                    public.remove(&Hash::from_bytes(id.0));
+                }
+            } else {
+                public.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
+            }
+        }
+        st.revoked = access::revoked_set(&revocations);
+        st.revocations = revocations;
+        st.head = head;
+        st.private = private;
+        st.scoped.clear();
+        drop(st);
+        // Decisions cached for this dataset are taken again under the new state.
+        let mut auth = self.authorized.write().expect("not poisoned");
+        for list in auth.values_mut() {
+            list.retain(|a| a.dataset != served.dataset);
+        }
+        Ok(())
+    }
+
+    /// Checks a presented ticket (or its absence) for `peer` and `dataset`, before anything
+    /// about the dataset is looked up. Returns the capability, or `None` for public access.
+    fn authorize(
+        &self,
+        dataset: &[u8; 32],
+        ticket: Option<&[u8]>,
+        peer: &[u8; 32],
+        need: Rights,
+    ) -> std::result::Result<(Arc<Served>, Option<Capability>), String> {
+        const NO: &str = "this peer serves no public dataset with that id; present a ticket from its owner (--ticket)";
+        let Some(bytes) = ticket else {
+            if need.contains(Rights::WRITE) {
+                return Err("pushing needs a ticket with the write right (--ticket)".into());
+            }
+            let served = self.datasets.get(dataset).ok_or(NO)?;
+            if served.state.lock().expect("not poisoned").private {
+                return Err(NO.into());
+            }
+            return Ok((served.clone(), None));
+        };
+        let bundle = Bundle::decode(bytes).map_err(|e| e.to_string())?;
+        let holder = bundle.leaf().body.audience;
+        if &holder != peer {
+            return Err(TrustError::WrongAudience {
+                holder: hex::encode(holder),
+                peer: hex::encode(peer),
+            }
+            .to_string());
+        }
+        if &bundle.dataset() != dataset {
+            return Err(TrustError::WrongDataset {
+                got: hex::encode(bundle.dataset()),
+                want: hex::encode(dataset),
+            }
+            .to_string());
+        }
+        let served = self
+            .datasets
+            .get(dataset)
+            .ok_or("the dataset of this ticket is not served here")?;
+        let (revoked, private) = {
+            let st = served.state.lock().expect("not poisoned");
+            (st.revoked.clone(), st.private)
+        };
+        let cap = trust::authorize(&bundle, dataset, peer, access::now(), &revoked)
+            .map_err(|e| e.to_string())?;
+        if need.contains(Rights::WRITE) {
+            cap.require(Rights::WRITE, "pushing (it has no write right)")
+                .map_err(|e| e.to_string())?;
+        } else if private && !cap.rights.contains(Rights::READ) {
+            return Err(TrustError::Forbidden(
+                "reading this restricted dataset (a relay ticket only carries ciphertext)",
+            )
+            .to_string());
+        }
+        Ok((served.clone(), Some(cap)))
+    }
+
+    /// Remembers what `peer` may fetch under `cap`, for the blob gatekeeper.
+    fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) -> Result<()> {
+        let (cached, roots) = {
+            let st = served.state.lock().expect("not poisoned");
+            let cached = if cap.scope.is_empty() {
+                Some(Arc::new(
+                    st.objects
+                        .iter()
+                        .map(|id| Hash::from_bytes(id.0))
+                        .collect::<HashSet<_>>(),
+                ))
+            } else {
+                st.scoped.get(&cap.scope).cloned()
+            };
+            (cached, head_refs(st.head.as_ref()).roots())
+        };
+        let hashes = match cached {
+            Some(h) => h,
+            None => {
+                let h = scoped_closure(&served.repo, &roots, &cap.scope);
+                served.repo.release_db();
+                let h = Arc::new(h?);
+                served
+                    .state
+                    .lock()
+                    .expect("not poisoned")
+                    .scoped
+                    .insert(cap.scope.clone(), h.clone());
+                h
+            }
+        };
+        let mut auth = self.authorized.write().expect("not poisoned");
+        let list = auth.entry(peer).or_default();
+        list.retain(|a| a.dataset != served.dataset);
+        list.push(Authz {
+            dataset: served.dataset,
+            expires: cap.expires,
+            hashes,
+        });
+        Ok(())
+    }
+
+    /// The gatekeeper's question: may `peer` fetch `hash`?
+    fn may_serve(&self, peer: Option<[u8; 32]>, hash: &Hash) -> bool {
+        if self.public.read().expect("not poisoned").contains(hash) {
+            return true;
+        }
+        let Some(peer) = peer else { return false };
+        let now = access::now();
+        self.authorized
+            .read()
+            .expect("not poisoned")
+            .get(&peer)
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|a| now < a.expires + trust::CLOCK_SKEW && a.hashes.contains(hash))
+            })
     }
 }
 
@@ -228,28 +436,39 @@ impl LodeProtocol {
             Ok(r) => r,
             Err(e) => return Response::Error(format!("malformed request: {e}")),
         };
+        let peer = *remote.as_bytes();
         match req {
-            Request::ListRefs { dataset } => match self.0.datasets.get(&dataset) {
-                None => Response::Error("dataset not served here".into()),
-                Some(served) => match self.0.refresh(served).await {
-                    Ok(refs) => Response::Refs(refs),
-                    Err(e) => Response::Error(format!("cannot read the dataset: {e}")),
-                },
-            },
+            Request::ListRefs { dataset, ticket } => self.list(dataset, ticket, peer).await,
             Request::Push {
                 dataset,
                 old,
                 new,
                 force,
                 from,
+                ticket,
+                seq,
             } => {
-                let Some(served) = self.0.datasets.get(&dataset) else {
-                    return Response::Error("dataset not served here".into());
-                };
-                if from.id != *remote.as_bytes() {
+                let (served, cap) =
+                    match self
+                        .0
+                        .authorize(&dataset, ticket.as_deref(), &peer, Rights::WRITE)
+                    {
+                        Ok(ok) => ok,
+                        Err(msg) => return Response::Denied(msg),
+                    };
+                let scope = cap.map(|c| c.scope).unwrap_or_default();
+                if from.id != peer {
                     return Response::Rejected("the pusher must provide the objects itself".into());
                 }
-                match self.receive_push(served, old, new, force, from).await {
+                let push = PushRequest {
+                    old,
+                    new,
+                    force,
+                    from,
+                    scope,
+                    seq,
+                };
+                match self.receive_push(&served, push).await {
                     Ok((objects, bytes)) => Response::Pushed {
                         head: new,
                         objects,
@@ -261,16 +480,43 @@ impl LodeProtocol {
         }
     }
 
-    /// Fetches a pushed commit's missing objects from the pusher, then moves `main` (and the
-    /// working tree) under the writer lock, fast-forward only unless forced.
-    async fn receive_push(
-        &self,
-        served: &Served,
-        old: Option<ObjectId>,
-        new: ObjectId,
-        force: bool,
-        from: crate::net::ticket::Provider,
-    ) -> Result<(u64, u64)> {
+    async fn list(&self, dataset: [u8; 32], ticket: Option<Vec<u8>>, peer: [u8; 32]) -> Response {
+        let check = || {
+            self.0
+                .authorize(&dataset, ticket.as_deref(), &peer, Rights::RELAY)
+        };
+        let served = match check() {
+            Ok((served, _)) => served,
+            Err(msg) => return Response::Denied(msg),
+        };
+        if let Err(e) = self.0.refresh(&served).await {
+            return Response::Error(format!("cannot read the dataset: {e}"));
+        }
+        // The refresh may have brought new revocations or made the dataset private: decide
+        // again on the fresh state.
+        let cap = match check() {
+            Ok((_, cap)) => cap,
+            Err(msg) => return Response::Denied(msg),
+        };
+        if let Some(cap) = &cap {
+            if let Err(e) = self.0.admit(&served, peer, cap) {
+                return Response::Error(format!("cannot read the dataset: {e}"));
+            }
+        }
+        let st = served.state.lock().expect("not poisoned");
+        match &st.head {
+            None => Response::Error("this peer has no signed head for the dataset yet".into()),
+            Some(h) => Response::Refs(Listing {
+                head: h.encode(),
+                revocations: st.revocations.iter().map(Revocation::encode).collect(),
+            }),
+        }
+    }
+
+    /// Fetches a pushed commit's missing objects from the pusher, checks that it changes only
+    /// paths inside the writer's scope, then moves `main` (and the working tree) under the
+    /// writer lock, fast-forward only unless forced, and signs a new head.
+    async fn receive_push(&self, served: &Served, push: PushRequest) -> Result<(u64, u64)> {
         let _one_at_a_time = served.push.lock().await;
         let net = self
             .0
@@ -280,23 +526,38 @@ impl LodeProtocol {
             .clone();
         let ticket = Ticket {
             dataset: served.dataset,
-            providers: vec![from],
+            providers: vec![push.from.clone()],
         };
-        let mut client = crate::net::fetch::Client::with_net(net, &ticket)?;
+        let mut client = crate::net::fetch::Client::with_net(net, &ticket, None)?;
         let counts = crate::net::fetch::receive(
             &mut client,
             &served.repo,
-            new,
+            push.new,
             &crate::progress::NoProgress,
         )
         .await?;
-        let result = crate::ops::checkout::update_main(
-            &served.repo,
-            old,
-            new,
-            force,
-            &crate::progress::NoProgress,
-        );
+        let result = (|| -> Result<()> {
+            if !push.scope.is_empty() {
+                let before = served.repo.flatten_commit(served.repo.main()?.as_ref())?;
+                let after = served.repo.flatten_commit(Some(&push.new))?;
+                let removed = before.iter().filter(|(p, e)| after.get(*p) != Some(e));
+                let added = after.iter().filter(|(p, e)| before.get(*p) != Some(e));
+                for (p, _) in removed.chain(added) {
+                    if !trust::in_scope(&push.scope, p) {
+                        return Err(TrustError::OutOfScope(p.clone()).into());
+                    }
+                }
+            }
+            crate::ops::checkout::update_main(
+                &served.repo,
+                push.old,
+                push.new,
+                push.force,
+                &crate::progress::NoProgress,
+            )?;
+            access::publish_head(&served.repo, push.seq)?;
+            Ok(())
+        })();
         served.repo.release_db();
         result?;
         self.0.refresh(served).await?;
@@ -304,17 +565,35 @@ impl LodeProtocol {
     }
 }
 
-/// Answers the blob provider's intercepted events: connections are accepted (served datasets
-/// are public until access control lands); each request is checked against `allowed`.
-async fn gatekeeper(allowed: Allowed, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
-    let may_serve = |h: &Hash| allowed.read().expect("not poisoned").contains(h);
+/// A push, as the serving side handles it.
+struct PushRequest {
+    old: Option<ObjectId>,
+    new: ObjectId,
+    force: bool,
+    from: crate::net::ticket::Provider,
+    /// The writer's scope (empty: the whole dataset).
+    scope: Vec<String>,
+    seq: u64,
+}
+
+/// Answers the blob provider's intercepted events: each request is checked against `policy`
+/// for the peer of its connection.
+async fn gatekeeper(policy: Policy, mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>) {
+    let mut peers: HashMap<u64, [u8; 32]> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         match msg {
             ProviderMessage::ClientConnected(msg) => {
+                if let Some(id) = msg.endpoint_id {
+                    peers.insert(msg.connection_id, *id.as_bytes());
+                }
                 msg.tx.send(Ok(())).await.ok();
             }
+            ProviderMessage::ConnectionClosed(msg) => {
+                peers.remove(&msg.connection_id);
+            }
             ProviderMessage::GetRequestReceived(msg) => {
-                let ok = msg.request.ranges.is_blob() && may_serve(&msg.request.hash);
+                let peer = peers.get(&msg.connection_id).copied();
+                let ok = msg.request.ranges.is_blob() && policy(peer, &msg.request.hash);
                 let answer = if ok {
                     Ok(())
                 } else {
@@ -323,8 +602,8 @@ async fn gatekeeper(allowed: Allowed, mut rx: tokio::sync::mpsc::Receiver<Provid
                 msg.tx.send(answer).await.ok();
             }
             ProviderMessage::ObserveRequestReceived(msg) => {
-                let ok = may_serve(&msg.request.hash);
-                let answer = if ok {
+                let peer = peers.get(&msg.connection_id).copied();
+                let answer = if policy(peer, &msg.request.hash) {
                     Ok(())
                 } else {
                     Err(AbortReason::Permission)
@@ -368,14 +647,19 @@ pub async fn serve(
     }
     let shared = Arc::new(Shared {
         datasets,
-        allowed: Arc::new(RwLock::new(HashSet::new())),
+        public: RwLock::new(HashSet::new()),
+        authorized: RwLock::new(HashMap::new()),
         store,
         net: OnceLock::new(),
     });
     for served in shared.datasets.values() {
         shared.refresh(served).await?;
     }
-    let blobs = blobs_protocol(&shared.store, shared.allowed.clone());
+    let policy: Policy = {
+        let shared = shared.clone();
+        Arc::new(move |peer, hash| shared.may_serve(peer, hash))
+    };
+    let blobs = blobs_protocol(&shared.store, policy);
     let net = bind(&key, opts).await?;
     let _ = shared.net.set(net.clone());
     let router = Router::builder(net.endpoint.clone())

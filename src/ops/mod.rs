@@ -1,6 +1,7 @@
 //! Repository operations, one module per family of commands. Each takes a [`crate::Repo`]
 //! and options, and returns a report the CLI prints (as text or JSON).
 
+pub mod access;
 pub mod add;
 pub mod checkout;
 pub mod commit;

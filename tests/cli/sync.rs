@@ -24,8 +24,19 @@ impl Drop for Server {
     }
 }
 
-/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line.
+/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line. Peer "srv" is
+/// the owner's server: it gets the dataset keys of the owner (peer "home"), so it can sign
+/// heads, as the owner's own machine would.
 pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
+    if home == "srv" {
+        let from = env.path("home/datasets");
+        let to = env.path("srv/datasets");
+        fs::create_dir_all(&to).unwrap();
+        for e in fs::read_dir(&from).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
     let mut child = env
         .cmd_as(home, cwd, &["serve", "-q"])
         .stdout(Stdio::piped())
@@ -49,6 +60,22 @@ pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
         .expect("ticket line")
         .to_string();
     Server { child, ticket }
+}
+
+/// The device id of peer `home`.
+pub fn device_id(env: &TestEnv, home: &str) -> String {
+    env.json_as(home, "", &["id"])["device"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The owner (peer "home") grants peer `holder` a ticket for the dataset in `ds`.
+pub fn grant(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> String {
+    let id = device_id(env, holder);
+    let mut args = vec!["grant", id.as_str()];
+    args.extend_from_slice(flags);
+    env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
 }
 
 fn dataset(env: &TestEnv) -> &'static str {
@@ -444,7 +471,15 @@ fn push_fast_forward_rejected_and_forced() {
         .status()
         .unwrap()
         .success());
-    let r = env.json_as("b", "b", &["push"]);
+    // Pushing needs a ticket with the write right.
+    let err = String::from_utf8_lossy(&env.cmd_as("b", "b", &["push"]).output().unwrap().stderr)
+        .to_string();
+    assert!(
+        err.contains("not authorized") && err.contains("write right"),
+        "{err}"
+    );
+    let tb = grant(&env, ds, "b", &["--write"]);
+    let r = env.json_as("b", "b", &["push", "--ticket", &tb]);
     assert!(r["bytes_sent"].as_u64().unwrap() <= 6 + 64 * 1024, "{r}");
     assert_eq!(env.head(ds), env.head("b"));
     assert_eq!(env.read("ds/tables/neurons.csv"), b"from b");
@@ -461,7 +496,11 @@ fn push_fast_forward_rejected_and_forced() {
         .status()
         .unwrap()
         .success());
-    let out = env.cmd_as("c", "c", &["push"]).output().unwrap();
+    let tc = grant(&env, ds, "c", &["--write"]);
+    let out = env
+        .cmd_as("c", "c", &["push", "--ticket", &tc])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("push rejected") && err.contains("pull"),
@@ -486,7 +525,8 @@ fn of_two_racing_pushes_one_wins() {
     let ds = dataset(&env);
     let server = serve(&env, "srv", ds);
     for p in ["b", "c"] {
-        env.json_as(p, "", &["clone", &server.ticket, p]);
+        let t = grant(&env, ds, p, &["--read", "--write"]);
+        env.json_as(p, "", &["clone", &server.ticket, p, "--ticket", &t]);
         env.write(&format!("{p}/{p}.csv"), vec![b'x'; 500_000]);
         assert!(env.cmd_as(p, p, &["add", "."]).status().unwrap().success());
         assert!(env
@@ -777,7 +817,7 @@ fn a_peer_without_lode_1_gets_a_clear_message() {
     let err = env.fails(
         "",
         &["clone", &ticket.to_string(), "x"],
-        "does not speak lode/1",
+        "does not speak lode/2",
     );
     assert!(
         err.contains(&hex::encode(&ticket.providers[0].id[..5])),

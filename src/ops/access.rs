@@ -1,0 +1,394 @@
+//! Access state of a repository: the private flag, the capability tickets it issued (`lode
+//! grant`), the revocations it knows (`lode revoke`, and those received from peers), the
+//! capability this device holds for the dataset, and the signed head it publishes.
+//!
+//! Everything lives in the `config-v1` table: `private`, `cap` (this device's ticket),
+//! `grant/<link id>` (issued tickets), `revocation/<id>` (signed revocations), `reader/<key>`
+//! (age recipients of readers, from their identity cards) and `head` (the signed head).
+//!
+//! Heads are signed lazily: [`publish_head`] compares the refs and revocations with the stored
+//! head and, when they changed and this device can sign (it holds the dataset key, or a ticket
+//! with WRITE), signs the next sequence number. A peer that cannot sign (a mirror) publishes
+//! the head it received, unchanged.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::db::CONFIG;
+use crate::error::{Error, Result};
+use crate::repo::Repo;
+use crate::trust::{self, Bundle, Card, HeadBody, Revocation, Revoked, Rights, SignedHead, Target};
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn get(repo: &Repo, key: &str) -> Result<Option<Vec<u8>>> {
+    let db = repo.db()?;
+    let tx = db.db.begin_read()?;
+    crate::db::get_config(&tx, key)
+}
+
+fn list(repo: &Repo, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let db = repo.db()?;
+    let tx = db.db.begin_read()?;
+    let t = tx.open_table(CONFIG)?;
+    let mut out = Vec::new();
+    for item in t.range(prefix..)? {
+        let (k, v) = item?;
+        let Some(rest) = k.value().strip_prefix(prefix) else {
+            break;
+        };
+        out.push((rest.to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Writes config entries in one transaction (`None` removes). The caller holds the lock.
+fn put(repo: &Repo, entries: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+    let db = repo.db()?;
+    let tx = db.db.begin_write()?;
+    {
+        let mut t = tx.open_table(CONFIG)?;
+        for (k, v) in entries {
+            match v {
+                Some(v) => {
+                    t.insert(k.as_str(), v.as_slice())?;
+                }
+                None => {
+                    t.remove(k.as_str())?;
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// True when the dataset is restricted: served only to ticket holders.
+pub fn is_private(repo: &Repo) -> Result<bool> {
+    Ok(get(repo, "private")?.is_some_and(|v| v == b"1"))
+}
+
+/// Marks the dataset restricted (or public).
+pub fn set_private(repo: &Repo, private: bool) -> Result<()> {
+    let _lock = repo.lock()?;
+    put_private(repo, private)
+}
+
+/// [`set_private`] for a caller that holds the lock.
+pub fn put_private(repo: &Repo, private: bool) -> Result<()> {
+    put(repo, &[("private".into(), private.then(|| b"1".to_vec()))])
+}
+
+/// The capability ticket this device holds for the dataset, if any.
+pub fn own_capability(repo: &Repo) -> Result<Option<Bundle>> {
+    match get(repo, "cap")? {
+        None => Ok(None),
+        Some(b) => Ok(Some(Bundle::decode(&b)?)),
+    }
+}
+
+/// Stores the capability ticket this device presents to peers. The caller holds the lock.
+pub fn store_capability(repo: &Repo, cap: &Bundle) -> Result<()> {
+    put(repo, &[("cap".into(), Some(cap.encode()))])
+}
+
+/// Who a grant is for: a bare device id, or an identity card (which also carries the age
+/// recipient that restricted datasets encrypt to).
+pub fn parse_audience(s: &str) -> Result<([u8; 32], Option<Card>)> {
+    let s = s.trim();
+    if s.starts_with("lodeid1") {
+        let card: Card = s.parse()?;
+        return Ok((card.body.key, Some(card)));
+    }
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(s, &mut key).map_err(|_| {
+        Error::Other(format!(
+            "{s:?} is neither an identity card (lodeid1…) nor a device id (64 hex digits)"
+        ))
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| Error::Other(format!("{s:?} is not a valid device id")))?;
+    Ok((key, None))
+}
+
+/// What `lode grant` asks for.
+pub struct GrantOptions {
+    pub rights: Rights,
+    pub scope: Vec<String>,
+    /// Seconds from now.
+    pub expires_in: u64,
+    pub depth: u8,
+    pub note: String,
+}
+
+/// Issues a capability ticket to `audience` (a card or device id): a root link when this
+/// user holds the dataset key, else a delegation from this device's own ticket (which must
+/// allow GRANT and be at least as wide). Records it under `grant/`.
+pub fn grant(
+    repo: &Repo,
+    audience: &str,
+    opts: GrantOptions,
+    hints: Vec<crate::net::ticket::Provider>,
+) -> Result<Bundle> {
+    let (aud, card) = parse_audience(audience)?;
+    let dataset = repo.dataset_id()?;
+    let ds = dataset.to_bytes();
+    let scope = trust::normalize_scope(&opts.scope)?;
+    let t = now();
+    let grant = trust::Grant {
+        audience: aud,
+        rights: opts.rights,
+        scope,
+        not_before: t.saturating_sub(trust::CLOCK_SKEW),
+        expires: t + opts.expires_in.max(1),
+        max_depth: opts.depth,
+        note: opts.note,
+    };
+    let _lock = repo.lock()?;
+    let mut bundle = match repo.home().dataset_key(&dataset)? {
+        Some(key) => trust::issue(&ds, &key, None, grant, t)?,
+        None => {
+            let own = own_capability(repo)?.ok_or_else(|| {
+                Error::Other(
+                    "this device neither owns the dataset nor holds a ticket that allows granting"
+                        .into(),
+                )
+            })?;
+            let key = repo.device_key()?;
+            if own.leaf().body.audience != key.verifying_key().to_bytes() {
+                return Err(Error::Other(
+                    "the stored ticket belongs to another device".into(),
+                ));
+            }
+            let mut g = grant;
+            // A delegation cannot outlive its parent: clip rather than fail.
+            g.expires = g.expires.min(own.leaf().body.expires);
+            g.not_before = g.not_before.max(own.leaf().body.not_before);
+            trust::issue(&ds, &key, Some(&own), g, t)?
+        }
+    };
+    bundle.hints = hints;
+    let id = hex::encode(bundle.leaf().id());
+    let mut entries = vec![(format!("grant/{id}"), Some(bundle.encode()))];
+    if let Some(card) = card {
+        entries.push((
+            format!("reader/{}", hex::encode(aud)),
+            Some(card.body.age.into_bytes()),
+        ));
+    }
+    put(repo, &entries)?;
+    Ok(bundle)
+}
+
+/// The tickets this repository issued, by link id.
+pub fn grants(repo: &Repo) -> Result<Vec<Bundle>> {
+    list(repo, "grant/")?
+        .into_iter()
+        .map(|(_, b)| Ok(Bundle::decode(&b)?))
+        .collect()
+}
+
+/// The age recipients of readers known from identity cards, by device id.
+pub fn reader_recipients(repo: &Repo) -> Result<BTreeMap<[u8; 32], String>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in list(repo, "reader/")? {
+        let mut key = [0u8; 32];
+        if hex::decode_to_slice(&k, &mut key).is_ok() {
+            out.insert(key, String::from_utf8_lossy(&v).to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The revocations this repository knows.
+pub fn revocations(repo: &Repo) -> Result<Vec<Revocation>> {
+    let ds = repo.dataset_id()?.to_bytes();
+    list(repo, "revocation/")?
+        .into_iter()
+        .map(|(_, b)| Ok(Revocation::decode(&b, &ds)?))
+        .collect()
+}
+
+/// The set a verifier consults.
+pub fn revoked_set(revs: &[Revocation]) -> Revoked {
+    Revoked {
+        targets: revs.iter().map(|r| r.body.target).collect(),
+    }
+}
+
+/// Stores revocations received from a peer (already verified). The caller holds the lock.
+pub fn store_revocations(repo: &Repo, revs: &[Revocation]) -> Result<()> {
+    let entries: Vec<(String, Option<Vec<u8>>)> = revs
+        .iter()
+        .map(|r| {
+            (
+                format!("revocation/{}", hex::encode(r.id())),
+                Some(r.encode()),
+            )
+        })
+        .collect();
+    put(repo, &entries)
+}
+
+/// What `revoke` revoked.
+#[derive(Debug, serde::Serialize)]
+pub struct RevokeReport {
+    /// `link` or `key`.
+    pub kind: &'static str,
+    pub target: String,
+    /// Reader keys that lose access: the next commit is encrypted to a new epoch key.
+    pub readers_removed: Vec<String>,
+}
+
+/// Revokes a ticket (given whole, or by link id or unique prefix of an issued one) or, with
+/// `key`, every ticket issued to or by a device. Only the dataset owner signs revocations.
+pub fn revoke(repo: &Repo, what: &str, key: bool, note: &str) -> Result<RevokeReport> {
+    let dataset = repo.dataset_id()?;
+    let ds = dataset.to_bytes();
+    let owner = repo.home().dataset_key(&dataset)?.ok_or_else(|| {
+        Error::Other("only the dataset owner (who holds the dataset key) can revoke".into())
+    })?;
+    let (target, holder) = if key {
+        let (k, _) = parse_audience(what)?;
+        (Target::Key(k), Some(k))
+    } else if trust::is_capability(what) {
+        let b: Bundle = what.parse()?;
+        (Target::Link(b.leaf().id()), Some(b.leaf().body.audience))
+    } else {
+        let want = what.trim().to_ascii_lowercase();
+        let matches: Vec<Bundle> = grants(repo)?
+            .into_iter()
+            .filter(|b| hex::encode(b.leaf().id()).starts_with(&want))
+            .collect();
+        match matches.len() {
+            1 => (
+                Target::Link(matches[0].leaf().id()),
+                Some(matches[0].leaf().body.audience),
+            ),
+            0 => {
+                return Err(Error::Other(format!(
+                    "no issued ticket has id {what:?} (`lode grants` lists them)"
+                )))
+            }
+            _ => return Err(Error::Other(format!("ticket id {what:?} is ambiguous"))),
+        }
+    };
+    let rev = Revocation::sign(&ds, &owner, target, now(), note)?;
+    let _lock = repo.lock()?;
+    let mut entries = vec![(
+        format!("revocation/{}", hex::encode(rev.id())),
+        Some(rev.encode()),
+    )];
+    // A reader whose every ticket is now revoked leaves the keyring: new commits use a new
+    // epoch key it does not get.
+    let mut removed = Vec::new();
+    if let Some(h) = holder {
+        let mut revoked = revoked_set(&revocations(repo)?);
+        revoked.targets.insert(target);
+        let still = grants(repo)?.iter().any(|b| {
+            b.leaf().body.audience == h && trust::verify_chain(b, &ds, now(), &revoked).is_ok()
+        });
+        if !still && reader_recipients(repo)?.contains_key(&h) {
+            entries.push((format!("reader/{}", hex::encode(h)), None));
+            removed.push(hex::encode(h));
+        }
+    }
+    put(repo, &entries)?;
+    let (kind, target) = match target {
+        Target::Link(id) => ("link", hex::encode(id)),
+        Target::Key(k) => ("key", hex::encode(k)),
+    };
+    Ok(RevokeReport {
+        kind,
+        target,
+        readers_removed: removed,
+    })
+}
+
+/// The signed head stored in this repository (published or received).
+pub fn stored_head(repo: &Repo) -> Result<Option<SignedHead>> {
+    let Some(bytes) = get(repo, "head")? else {
+        return Ok(None);
+    };
+    let ds = repo.dataset_id()?.to_bytes();
+    let revoked = revoked_set(&revocations(repo)?);
+    Ok(Some(SignedHead::decode(&bytes, &ds, &revoked)?))
+}
+
+/// Stores a head received from a peer when it is newer than the stored one. The caller holds
+/// the lock and has verified it.
+pub fn store_head(repo: &Repo, head: &SignedHead) -> Result<()> {
+    if stored_head(repo)?.is_some_and(|h| h.body.seq >= head.body.seq) {
+        return Ok(());
+    }
+    put(repo, &[("head".into(), Some(head.encode()))])
+}
+
+/// Returns the head to publish: the stored one when it still matches the refs and the
+/// revocations, else a newly signed one (when this device can sign). `min_seq` lets a push
+/// receipt move past the pusher's own sequence number.
+pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
+    let dataset = repo.dataset_id()?;
+    let ds = dataset.to_bytes();
+    let stored = stored_head(repo)?;
+    let revs = revocations(repo)?;
+    let mut rev_ids: Vec<[u8; 32]> = revs.iter().map(Revocation::id).collect();
+    rev_ids.sort();
+    let main = repo.main()?.map(|c| c.0);
+    let tags: Vec<(String, [u8; 32])> = repo
+        .refs("tags/")?
+        .into_iter()
+        .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id.0))
+        .collect();
+    let private = is_private(repo)?;
+    if let Some(h) = &stored {
+        if h.body.main == main
+            && h.body.tags == tags
+            && h.body.revocations == rev_ids
+            && h.body.private == private
+        {
+            return Ok(stored);
+        }
+    }
+    let (key, chain) = match repo.home().dataset_key(&dataset)? {
+        Some(k) => (k, Vec::new()),
+        None => {
+            let device = repo.device_key()?;
+            match own_capability(repo)? {
+                Some(cap)
+                    if cap.leaf().body.rights.contains(Rights::WRITE)
+                        && cap.leaf().body.audience == device.verifying_key().to_bytes()
+                        && trust::verify_chain(&cap, &ds, now(), &revoked_set(&revs)).is_ok() =>
+                {
+                    (device, cap.encode())
+                }
+                // Cannot sign: publish what was received.
+                _ => return Ok(stored),
+            }
+        }
+    };
+    let seq = stored.as_ref().map_or(0, |h| h.body.seq).max(min_seq) + 1;
+    let head = SignedHead::sign(
+        HeadBody {
+            version: 1,
+            dataset: ds,
+            signer: key.verifying_key().to_bytes(),
+            seq,
+            main,
+            tags,
+            revocations: rev_ids,
+            private,
+            time: now(),
+            chain,
+        },
+        &key,
+    );
+    let _lock = repo.lock()?;
+    put(repo, &[("head".into(), Some(head.encode()))])?;
+    Ok(Some(head))
+}
