@@ -635,8 +635,10 @@ pub async fn serve(
     })?;
     let key = first.device_key()?;
     let mut datasets = HashMap::new();
+    let mut order = Vec::new();
     for repo in repos {
         let dataset = repo.dataset_id()?.to_bytes();
+        order.push(dataset);
         let served = Served {
             repo,
             dataset,
@@ -667,15 +669,16 @@ pub async fn serve(
         .accept(iroh_blobs::ALPN, blobs)
         .spawn();
     let provider = net.provider();
-    let tickets: Vec<Ticket> = shared
-        .datasets
-        .values()
-        .map(|s| Ticket {
-            dataset: s.dataset,
+    // One ticket per dataset, in the order the repositories were given.
+    let tickets: Vec<Ticket> = order
+        .iter()
+        .map(|d| Ticket {
+            dataset: *d,
             providers: vec![provider.clone()],
         })
         .collect();
-    for (served, ticket) in shared.datasets.values().zip(&tickets) {
+    for ticket in &tickets {
+        let served = &shared.datasets[&ticket.dataset];
         let path = served.repo.root().join(".lode").join("serve.ticket");
         let _ = std::fs::write(path, format!("{ticket}\n"));
     }

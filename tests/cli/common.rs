@@ -53,7 +53,12 @@ impl TestEnv {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, cwd: &str, args: &[&str]) -> String {
-        let out = self.run(cwd, args);
+        self.ok_as("home", cwd, args)
+    }
+
+    /// [`TestEnv::ok`] as peer `home`.
+    pub fn ok_as(&self, home: &str, cwd: &str, args: &[&str]) -> String {
+        let out = self.cmd_as(home, cwd, args).output().expect("run lode");
         assert!(
             out.status.success(),
             "lode {args:?} failed: {}\n{}",
@@ -65,7 +70,12 @@ impl TestEnv {
 
     /// Runs and asserts failure with a one-line error containing `needle`; returns stderr.
     pub fn fails(&self, cwd: &str, args: &[&str], needle: &str) -> String {
-        let out = self.run(cwd, args);
+        self.fails_as("home", cwd, args, needle)
+    }
+
+    /// [`TestEnv::fails`] as peer `home`.
+    pub fn fails_as(&self, home: &str, cwd: &str, args: &[&str], needle: &str) -> String {
+        let out = self.cmd_as(home, cwd, args).output().expect("run lode");
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
             !out.status.success(),

@@ -1,5 +1,6 @@
 //! One integration binary that drives the real `lode` executable (see common.rs).
 
+mod access;
 mod common;
 mod faults;
 mod history;

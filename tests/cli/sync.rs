@@ -28,6 +28,11 @@ impl Drop for Server {
 /// the owner's server: it gets the dataset keys of the owner (peer "home"), so it can sign
 /// heads, as the owner's own machine would.
 pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
+    serve_repos(env, home, cwd, &[]).0
+}
+
+/// Like [`serve`], serving `repos` (paths relative to `cwd`); returns one ticket per repo.
+pub fn serve_repos(env: &TestEnv, home: &str, cwd: &str, repos: &[&str]) -> (Server, Vec<String>) {
     if home == "srv" {
         let from = env.path("home/datasets");
         let to = env.path("srv/datasets");
@@ -37,8 +42,10 @@ pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
             fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+    let mut args = vec!["serve", "-q"];
+    args.extend_from_slice(repos);
     let mut child = env
-        .cmd_as(home, cwd, &["serve", "-q"])
+        .cmd_as(home, cwd, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -52,14 +59,19 @@ pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
             }
         }
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("serve printed a ticket");
-    let ticket = line
-        .strip_prefix("ticket: ")
-        .expect("ticket line")
-        .to_string();
-    Server { child, ticket }
+    let mut tickets = Vec::new();
+    for _ in 0..repos.len().max(1) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve printed a ticket");
+        tickets.push(
+            line.strip_prefix("ticket: ")
+                .expect("ticket line")
+                .to_string(),
+        );
+    }
+    let ticket = tickets[0].clone();
+    (Server { child, ticket }, tickets)
 }
 
 /// The device id of peer `home`.

@@ -1,0 +1,646 @@
+//! Access control on real processes: an owner's server (`lode serve` as peer "srv", holding
+//! the dataset key) and attackers, each case asserting its specific error. Forged tickets are
+//! built with the library (as an attacker would), then presented over the network.
+
+use std::fs;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use lode::keys::Home;
+use lode::net::endpoint::{bind, NetOptions, Relay};
+use lode::net::fetch::Client;
+use lode::net::proto::{self, Listing, Request, Response};
+use lode::net::ticket::Ticket;
+use lode::trust::{Bundle, HeadBody, Link, LinkBody, Rights, SignedHead};
+
+use crate::common::*;
+use crate::sync::{device_id, grant, serve, serve_repos};
+
+fn opts() -> NetOptions {
+    NetOptions {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        relay: Relay::Disabled,
+        discovery: false,
+    }
+}
+
+fn now() -> u64 {
+    lode::ops::access::now()
+}
+
+/// One reference time for all links a test makes, so that equal windows compare equal.
+fn t0() -> u64 {
+    static T0: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *T0.get_or_init(now)
+}
+
+fn read_key(path: &std::path::Path) -> SigningKey {
+    let text = fs::read_to_string(path).unwrap();
+    let hex_part = text.trim().strip_prefix("lode-ed25519-secret-v1 ").unwrap();
+    let bytes: [u8; 32] = hex::decode(hex_part).unwrap().try_into().unwrap();
+    SigningKey::from_bytes(&bytes)
+}
+
+/// The dataset key of `ds`, from the owner's home.
+fn owner_key(env: &TestEnv, ds: &str) -> SigningKey {
+    let id = env.json(ds, &["show"])["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    read_key(&env.path(&format!("home/datasets/{id}.key")))
+}
+
+/// The device key of peer `home` (made on first use).
+fn device_key(env: &TestEnv, home: &str) -> SigningKey {
+    device_id(env, home);
+    read_key(&env.path(&format!("{home}/identity.key")))
+}
+
+fn pk(k: &SigningKey) -> [u8; 32] {
+    k.verifying_key().to_bytes()
+}
+
+/// A link body with sensible defaults: valid for an hour, no scope, no delegation.
+fn body(dataset: [u8; 32], issuer: &SigningKey, audience: [u8; 32], rights: Rights) -> LinkBody {
+    LinkBody {
+        version: 1,
+        dataset,
+        issuer: pk(issuer),
+        audience,
+        parent: None,
+        rights,
+        scope: vec![],
+        not_before: t0() - 120,
+        expires: t0() + 3600,
+        max_depth: 0,
+        nonce: [7; 16],
+        note: String::new(),
+    }
+}
+
+fn chain(links: Vec<Link>) -> Vec<u8> {
+    Bundle {
+        links,
+        hints: vec![],
+    }
+    .encode()
+}
+
+/// Sends one ListRefs for `dataset` with raw `ticket` bytes, as peer `home`.
+fn ask(
+    env: &TestEnv,
+    home: &str,
+    addr: &str,
+    dataset: [u8; 32],
+    ticket: Option<Vec<u8>>,
+) -> Response {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t: Ticket = addr.parse().unwrap();
+        let client = Client::new(&Home::new(env.path(home)), &t, None, &opts())
+            .await
+            .unwrap();
+        let id = client.providers()[0];
+        let req = Request::ListRefs { dataset, ticket };
+        let r = client
+            .request(id, &req, Duration::from_secs(10))
+            .await
+            .unwrap();
+        client.close().await;
+        r
+    })
+}
+
+#[track_caller]
+fn denied(r: Response, needle: &str) -> String {
+    match r {
+        Response::Denied(msg) => {
+            assert!(msg.contains(needle), "expected {needle:?} in {msg:?}");
+            msg
+        }
+        other => panic!("expected a refusal containing {needle:?}, got {other:?}"),
+    }
+}
+
+fn private_dataset(env: &TestEnv, name: &str) {
+    env.ok("", &["init", "--private", name]);
+    env.write(
+        &format!("{name}/tables/neurons.csv"),
+        format!("{name},inter\n"),
+    );
+    env.write(&format!("{name}/video/day1.bin"), vec![9u8; 100_000]);
+    env.ok(name, &["add", "."]);
+    env.ok(name, &["commit", "-m", "day 1"]);
+}
+
+fn dataset_bytes(addr: &str) -> [u8; 32] {
+    addr.parse::<Ticket>().unwrap().dataset
+}
+
+#[test]
+fn attack_matrix_on_ticket_checks() {
+    let env = TestEnv::new();
+    private_dataset(&env, "ds");
+    private_dataset(&env, "ds2");
+    let (_server, tickets) = serve_repos(&env, "srv", "", &["ds", "ds2"]);
+    let (addr, addr2) = (tickets[0].clone(), tickets[1].clone());
+    let ds = dataset_bytes(&addr);
+    let ds2 = dataset_bytes(&addr2);
+    let owner = owner_key(&env, "ds");
+    let b = device_key(&env, "b");
+    let c = device_key(&env, "c");
+    let mallory = SigningKey::from_bytes(&[66; 32]);
+    let read_b = |rights: Rights| Link::sign(body(ds, &owner, pk(&b), rights), &owner).unwrap();
+
+    // A valid read ticket works (the baseline every case below departs from).
+    let ok = chain(vec![read_b(Rights::READ)]);
+    assert!(matches!(
+        ask(&env, "b", &addr, ds, Some(ok.clone())),
+        Response::Refs(_)
+    ));
+
+    // 1. No ticket; and no existence oracle: an unknown dataset gets the same answer.
+    let a = denied(ask(&env, "b", &addr, ds, None), "no public dataset");
+    let unknown = denied(ask(&env, "b", &addr, [5; 32], None), "no public dataset");
+    assert_eq!(a, unknown);
+    // 2. Expired.
+    let mut bd = body(ds, &owner, pk(&b), Rights::READ);
+    bd.not_before = now() - 7200;
+    bd.expires = now() - 3600;
+    let t = chain(vec![Link::sign(bd, &owner).unwrap()]);
+    denied(ask(&env, "b", &addr, ds, Some(t)), "expired");
+    // 3. Not yet valid.
+    let mut bd = body(ds, &owner, pk(&b), Rights::READ);
+    bd.not_before = now() + 3600;
+    bd.expires = now() + 7200;
+    let t = chain(vec![Link::sign(bd, &owner).unwrap()]);
+    denied(ask(&env, "b", &addr, ds, Some(t)), "not valid before");
+    // 4. Wrong audience: b's ticket presented by c (stolen from a chat log).
+    denied(
+        ask(&env, "c", &addr, ds, Some(ok.clone())),
+        "tickets are bound to their holder",
+    );
+    // 5. Another dataset's ticket (same owner, same server).
+    let owner2 = owner_key(&env, "ds2");
+    let other = chain(vec![Link::sign(
+        body(ds2, &owner2, pk(&b), Rights::READ),
+        &owner2,
+    )
+    .unwrap()]);
+    denied(
+        ask(&env, "b", &addr, ds, Some(other)),
+        "ticket is for dataset",
+    );
+    // 6. Forged signature: one bit of the signature flipped.
+    let mut t = ok.clone();
+    let n = t.len();
+    t[n - 2] ^= 1; // the last bytes are the (empty) hints count and the signature's end
+    denied(ask(&env, "b", &addr, ds, Some(t)), "does not verify");
+    // 7. Altered payload: rights widened in place, signature kept.
+    let link = read_b(Rights::READ);
+    let mut payload = link.payload().to_vec();
+    let at = payload.windows(32).position(|w| w == pk(&b)).unwrap() + 32 + 1; // audience, then `parent: None` (one byte), then rights
+    assert_eq!(payload[at], Rights::READ.0);
+    payload[at] = Rights::READ.with(Rights::WRITE).0;
+    let wire = |links: Vec<(Vec<u8>, Vec<u8>)>| {
+        let mut v = vec![1u8];
+        v.extend(postcard::to_stdvec(&links).unwrap());
+        v.push(0); // no hints
+        v
+    };
+    let t = wire(vec![(payload, link.signature().to_vec())]);
+    denied(ask(&env, "b", &addr, ds, Some(t)), "does not verify");
+    // 8. A root link signed by someone who is not the dataset owner.
+    let t = chain(vec![Link::sign(
+        body(ds, &mallory, pk(&b), Rights::READ),
+        &mallory,
+    )
+    .unwrap()]);
+    denied(
+        ask(&env, "b", &addr, ds, Some(t)),
+        "not issued by the dataset owner",
+    );
+    // 9. Truncated.
+    denied(
+        ask(&env, "b", &addr, ds, Some(ok[..ok.len() - 10].to_vec())),
+        "malformed",
+    );
+    // 10. Padded.
+    let mut t = ok.clone();
+    t.push(0);
+    denied(ask(&env, "b", &addr, ds, Some(t)), "trailing bytes");
+    // 11. Non-canonical: the link count as an overlong varint (0x81 0x00 = 1).
+    let mut t = vec![ok[0], 0x81, 0x00];
+    t.extend_from_slice(&ok[2..]);
+    let r = ask(&env, "b", &addr, ds, Some(t));
+    let msg = denied(r, "ticket");
+    assert!(
+        msg.contains("canonical") || msg.contains("malformed"),
+        "{msg}"
+    );
+    // 12-16. Delegations that widen: b holds READ+GRANT, depth 1, scope tables/.
+    let mut root = body(ds, &owner, pk(&b), Rights::READ.with(Rights::GRANT));
+    root.max_depth = 1;
+    root.scope = vec!["tables".into()];
+    let root = Link::sign(root, &owner).unwrap();
+    let delegate = |f: &dyn Fn(&mut LinkBody)| {
+        let mut d = body(ds, &b, pk(&c), Rights::READ);
+        d.parent = Some(root.id());
+        d.scope = vec!["tables".into()];
+        f(&mut d);
+        chain(vec![root.clone(), Link::sign(d, &b).unwrap()])
+    };
+    let valid = delegate(&|_| {});
+    assert!(matches!(
+        ask(&env, "c", &addr, ds, Some(valid)),
+        Response::Refs(_)
+    ));
+    let widen = |f: &dyn Fn(&mut LinkBody), what: &str| {
+        denied(
+            ask(&env, "c", &addr, ds, Some(delegate(f))),
+            &format!("widens its parent's {what}"),
+        );
+    };
+    widen(&|d| d.rights = Rights::READ.with(Rights::WRITE), "rights");
+    widen(&|d| d.scope = vec![], "scope");
+    widen(&|d| d.scope = vec!["video".into()], "scope");
+    widen(&|d| d.expires = t0() + 10 * 3600, "validity");
+    widen(&|d| d.max_depth = 1, "depth");
+    // 17. A delegation from a link without the grant right.
+    let plain = read_b(Rights::READ);
+    let mut d = body(ds, &b, pk(&c), Rights::READ);
+    d.parent = Some(plain.id());
+    let t = chain(vec![plain, Link::sign(d, &b).unwrap()]);
+    denied(
+        ask(&env, "c", &addr, ds, Some(t)),
+        "without the grant right",
+    );
+    // 18. Broken chain: the second link is issued by mallory, not by the first holder.
+    let mut d = body(ds, &mallory, pk(&c), Rights::READ);
+    d.parent = Some(root.id());
+    d.scope = vec!["tables".into()];
+    let t = chain(vec![root.clone(), Link::sign(d, &mallory).unwrap()]);
+    denied(
+        ask(&env, "c", &addr, ds, Some(t)),
+        "issuer is not the previous holder",
+    );
+    // 19. Spliced chain: b's delegation names another parent (a link of another chain).
+    let mut d = body(ds, &b, pk(&c), Rights::READ);
+    d.parent = Some(read_b(Rights::READ).id());
+    d.scope = vec!["tables".into()];
+    let t = chain(vec![root.clone(), Link::sign(d, &b).unwrap()]);
+    denied(
+        ask(&env, "c", &addr, ds, Some(t)),
+        "parent id does not match",
+    );
+    // 20. Too large (more than 5 links).
+    let t = chain(vec![root.clone(); 6]);
+    denied(ask(&env, "c", &addr, ds, Some(t)), "1 to 5 links");
+}
+
+#[test]
+fn revocation_scope_relay_and_push_rights_are_enforced() {
+    let env = TestEnv::new();
+    private_dataset(&env, "ds");
+    private_dataset(&env, "ds2");
+    let (server, tickets) = serve_repos(&env, "srv", "", &["ds", "ds2"]);
+    let addr = tickets[0].clone();
+
+    // The owner grants b read of tables/ only, delegable once; b delegates to c.
+    let tb = grant(
+        &env,
+        "ds",
+        "b",
+        &["--read", "--path", "tables/", "--delegable", "1"],
+    );
+    env.fails_as(
+        "b",
+        "",
+        &["get", &addr, "tables/neurons.csv", "--to", "nob"],
+        "not authorized",
+    );
+    env.ok_as(
+        "b",
+        "",
+        &[
+            "get",
+            &addr,
+            "tables/neurons.csv",
+            "--to",
+            "outb",
+            "--ticket",
+            &tb,
+        ],
+    );
+    assert_eq!(env.read("outb/tables/neurons.csv"), b"ds,inter\n");
+
+    // 21. A path outside the ticket's scope: refused by the client, and by the server.
+    env.fails_as(
+        "b",
+        "",
+        &[
+            "get",
+            &addr,
+            "video/day1.bin",
+            "--to",
+            "outb",
+            "--ticket",
+            &tb,
+        ],
+        "outside the ticket's scope",
+    );
+    // 22. Server side, as an attacker who skips the client's check: with b's scoped ticket
+    // admitted, the video blob (same dataset, out of scope) and a blob of ds2 (same store,
+    // another dataset) are refused.
+    let video = b3(&env.path("ds/video/day1.bin"));
+    let other = b3(&env.path("ds2/tables/neurons.csv"));
+    let inside = b3(&env.path("ds/tables/neurons.csv"));
+    let bkey = device_key(&env, "b");
+    let bundle: Bundle = tb.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use iroh_blobs::Hash;
+        let hash = |hex: &str| Hash::from_bytes(hex::decode(hex).unwrap().try_into().unwrap());
+        let net = bind(&bkey, &opts()).await.unwrap();
+        let t: Ticket = addr.parse().unwrap();
+        let mut client = Client::with_net(net.clone(), &t, Some(bundle)).unwrap();
+        client.list_refs().await.expect("b's ticket is accepted");
+        let id = client.providers()[0];
+        let conn = net.endpoint.connect(id, iroh_blobs::ALPN).await.unwrap();
+        let store = iroh_blobs::store::mem::MemStore::new();
+        store
+            .remote()
+            .fetch(conn.clone(), hash(&inside))
+            .await
+            .expect("in scope: served");
+        for (what, h) in [("out of scope", &video), ("another dataset", &other)] {
+            assert!(
+                store.remote().fetch(conn.clone(), hash(h)).await.is_err(),
+                "{what}: must be refused"
+            );
+        }
+        net.endpoint.close().await;
+    });
+
+    // b clones with a delegable read ticket and delegates to c from its clone; c's ticket
+    // works until the owner revokes b's key.
+    let cid = device_id(&env, "c");
+    let tb_full = grant(&env, "ds", "b", &["--read", "--delegable", "1"]);
+    env.json_as("b", "", &["clone", &addr, "bclone", "--ticket", &tb_full]);
+    let tc: String = {
+        let v = env.json_as("b", "bclone", &["grant", &cid, "--read"]);
+        v["ticket"].as_str().unwrap().to_string()
+    };
+    let get_c = |to: &str| {
+        env.cmd_as(
+            "c",
+            "",
+            &[
+                "get",
+                &addr,
+                "tables/neurons.csv",
+                "--to",
+                to,
+                "--ticket",
+                &tc,
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    assert!(get_c("outc").status.success());
+    // 23. A revoked issuer: the owner revokes b's key; c's delegation dies with it.
+    let bid = device_id(&env, "b");
+    env.ok("ds", &["revoke", "--key", &bid]);
+    let out = get_c("outc2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has been revoked"),
+        "{err}"
+    );
+    // 24. A revoked link: a fresh ticket for d, revoked by its id from `lode grants`.
+    let td = grant(&env, "ds", "d", &["--read"]);
+    let grants = env.json("ds", &["grants"]);
+    let row = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["ticket"] == td.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "valid");
+    env.ok("ds", &["revoke", &row["id"].as_str().unwrap()[..16]]);
+    let out = env
+        .cmd_as(
+            "d",
+            "",
+            &[
+                "get",
+                &addr,
+                "tables/neurons.csv",
+                "--to",
+                "outd",
+                "--ticket",
+                &td,
+            ],
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has been revoked"),
+        "{err}"
+    );
+    assert!(env.ok("ds", &["grants"]).contains("has been revoked"));
+    // 25. A relay (mirror) ticket does not read plaintext.
+    let te = grant(&env, "ds", "e", &["--relay"]);
+    let out = env
+        .cmd_as(
+            "e",
+            "",
+            &[
+                "get",
+                &addr,
+                "tables/neurons.csv",
+                "--to",
+                "oute",
+                "--ticket",
+                &te,
+            ],
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("relay ticket"),
+        "{err}"
+    );
+    // 26. A push by a reader.
+    let tf = grant(&env, "ds", "f", &["--read"]);
+    env.json_as("f", "", &["clone", &addr, "fclone", "--ticket", &tf]);
+    env.write("fclone/tables/neurons.csv", "vandalized");
+    assert!(env
+        .cmd_as("f", "fclone", &["add", "."])
+        .status()
+        .unwrap()
+        .success());
+    assert!(env
+        .cmd_as("f", "fclone", &["commit", "-m", "x"])
+        .status()
+        .unwrap()
+        .success());
+    let out = env.cmd_as("f", "fclone", &["push"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no write right"),
+        "{err}"
+    );
+    assert_eq!(env.read("ds/tables/neurons.csv"), b"ds,inter\n");
+    // 27. A writer scoped to tables/ cannot change video/ (g cloned with a full read ticket,
+    // then pushes with the scoped write ticket).
+    let tg_read = grant(&env, "ds", "g", &["--read"]);
+    env.json_as("g", "", &["clone", &addr, "gclone", "--ticket", &tg_read]);
+    let tg = grant(&env, "ds", "g", &["--read", "--write", "--path", "tables"]);
+    env.write("gclone/video/day1.bin", "replaced");
+    assert!(env
+        .cmd_as("g", "gclone", &["add", "."])
+        .status()
+        .unwrap()
+        .success());
+    assert!(env
+        .cmd_as("g", "gclone", &["commit", "-m", "x"])
+        .status()
+        .unwrap()
+        .success());
+    let out = env
+        .cmd_as("g", "gclone", &["push", "--ticket", &tg])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("outside the ticket's scope"),
+        "{err}"
+    );
+    drop(server);
+}
+
+/// A fake provider that answers every `lode/2` request with one fixed response.
+#[derive(Debug, Clone)]
+struct Fake(Vec<u8>);
+
+impl ProtocolHandler for Fake {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        recv.read_to_end(1 << 20)
+            .await
+            .map_err(AcceptError::from_err)?;
+        send.write_all(&self.0)
+            .await
+            .map_err(AcceptError::from_err)?;
+        send.finish()?;
+        conn.closed().await;
+        Ok(())
+    }
+}
+
+/// Runs a fake provider answering `response` while `f` runs with its ticket.
+fn with_fake(dataset: [u8; 32], response: &Response, f: impl FnOnce(&str)) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (router, ticket) = rt.block_on(async {
+        let net = bind(&SigningKey::from_bytes(&[77; 32]), &opts())
+            .await
+            .unwrap();
+        let router = Router::builder(net.endpoint.clone())
+            .accept(proto::ALPN, Fake(proto::encode(response)))
+            .spawn();
+        let t = Ticket {
+            dataset,
+            providers: vec![net.provider()],
+        };
+        (router, t.to_string())
+    });
+    f(&ticket);
+    rt.block_on(async {
+        let _ = router.shutdown().await;
+    });
+}
+
+#[test]
+fn forged_withheld_and_rolled_back_heads_are_refused() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.write("ds/a.csv", "1");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "one"]);
+    let owner = owner_key(&env, ds);
+    let dataset = pk(&owner);
+    let mallory = SigningKey::from_bytes(&[66; 32]);
+    let head = |signer: &SigningKey, seq: u64, revocations: Vec<[u8; 32]>, chain: Vec<u8>| {
+        SignedHead::sign(
+            HeadBody {
+                version: 1,
+                dataset,
+                signer: pk(signer),
+                seq,
+                main: None,
+                tags: vec![],
+                revocations,
+                private: false,
+                time: now(),
+                chain,
+            },
+            signer,
+        )
+    };
+    // 28. A head signed by a key that is not a writer of the dataset.
+    let forged = Response::Refs(Listing {
+        head: head(&mallory, 99, vec![], vec![]).encode(),
+        revocations: vec![],
+    });
+    with_fake(dataset, &forged, |t| {
+        env.fails("", &["clone", t, "x1"], "not signed by a writer");
+    });
+    // 29. A head whose writer chain holds only READ.
+    let link = Link::sign(body(dataset, &owner, pk(&mallory), Rights::READ), &owner).unwrap();
+    let reader_head = Response::Refs(Listing {
+        head: head(&mallory, 99, vec![], chain(vec![link])).encode(),
+        revocations: vec![],
+    });
+    with_fake(dataset, &reader_head, |t| {
+        env.fails("", &["clone", t, "x2"], "does not allow write");
+    });
+    // 30. A mirror that withholds a revocation its head lists.
+    let withheld = Response::Refs(Listing {
+        head: head(&owner, 5, vec![[9; 32]], vec![]).encode(),
+        revocations: vec![],
+    });
+    with_fake(dataset, &withheld, |t| {
+        env.fails("", &["clone", t, "x3"], "withholds revocation");
+    });
+    assert!(!env.path("x1").exists() && !env.path("x2").exists() && !env.path("x3").exists());
+
+    // 31. A mirror serving a rolled-back head: it cloned at the first head, the owner moved
+    // on, the reader saw the newer head, then asks the stale mirror.
+    let origin = serve(&env, "srv", ds);
+    env.json_as("m", "", &["clone", &origin.ticket, "mirror"]);
+    let mirror = serve(&env, "m", "mirror");
+    env.write("ds/a.csv", "2");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "two"]);
+    env.json_as("b", "", &["clone", &origin.ticket, "b"]);
+    assert!(env
+        .cmd_as("b", "b", &["remote", "add", "m", &mirror.ticket])
+        .status()
+        .unwrap()
+        .success());
+    let out = env.cmd_as("b", "b", &["fetch", "m"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("older head") && err.contains("rolling"),
+        "{err}"
+    );
+    assert_error_line(&err);
+    assert_eq!(env.read("b/a.csv"), b"2");
+}
