@@ -234,6 +234,10 @@ enum Command {
     Clone {
         ticket: String,
         dir: Option<PathBuf>,
+        /// Fetch and keep what the dataset publishes, to serve it on, without checking out
+        /// (for a restricted dataset: ciphertext only; needs a --relay or --read ticket).
+        #[arg(long)]
+        mirror: bool,
         #[command(flatten)]
         cap: CapArg,
         #[command(flatten)]
@@ -1117,6 +1121,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         Command::Clone {
             ticket,
             dir,
+            mirror,
             cap,
             net,
         } => {
@@ -1132,6 +1137,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ctx.opts.clone(),
                 &ticket,
                 cap,
+                mirror,
                 &net.options(),
                 &bar,
             ))?;

@@ -37,6 +37,7 @@ use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
 use crate::ops::access;
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
+use crate::ops::sealed::{self, Manifest};
 use crate::trust::{self, Bundle, Revocation, SignedHead};
 use crate::worktree::under;
 
@@ -475,6 +476,68 @@ impl Walk<'_> {
         repo.store().adopt(&abs, id)
     }
 
+    /// Fetches those of `wanted` (ids with sizes) that are missing: small ones through memory
+    /// in bounded batches, big ones through the transfer store.
+    async fn fetch_missing(&mut self, wanted: &[(ObjectId, u64)]) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut queued = HashSet::new();
+        for (id, _) in wanted {
+            if queued.insert(*id) && !self.has(id).await {
+                missing.push(Hash::from_bytes(id.0));
+            }
+        }
+        // Small objects travel through memory in bounded batches and are written to the
+        // object store directly: iroh-blobs' file store would create three files and
+        // fsync each of them for every blob (about 1 ms per object here).
+        if let Sink::Repo(repo) = self.sink {
+            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
+            let (small, big): (Vec<Hash>, Vec<Hash>) = missing.iter().partition(|h| {
+                sizes
+                    .get(&ObjectId(*h.as_bytes()))
+                    .is_some_and(|n| *n <= SMALL_BLOB)
+            });
+            missing = big;
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0u64;
+            for (i, h) in small.iter().enumerate() {
+                batch.push(*h);
+                batch_bytes += sizes[&ObjectId(*h.as_bytes())].max(64 << 10);
+                if batch.len() >= 512 || batch_bytes >= 64 << 20 || i + 1 == small.len() {
+                    self.fetch_small(repo, std::mem::take(&mut batch)).await?;
+                    batch_bytes = 0;
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let (client, store, progress) = (&mut *self.client, self.store, self.progress);
+            let got = client
+                .download(store, missing.clone(), progress, &mut self.bytes)
+                .await;
+            if let Err(e) = got {
+                // A full disk shows up as a failed download: say so plainly.
+                if disk_nearly_full(&self.space_dir) {
+                    let full = std::io::Error::from_raw_os_error(28);
+                    return Err(Error::io(
+                        "cannot store fetched data in",
+                        self.space_dir.clone(),
+                        full,
+                    ));
+                }
+                return Err(e);
+            }
+            let this = &*self;
+            let ids: Vec<ObjectId> = missing.iter().map(|h| ObjectId(*h.as_bytes())).collect();
+            let puts: Vec<Result<()>> = n0_future::stream::iter(ids)
+                .map(|id| async move { this.put(&id).await })
+                .buffered_unordered(16)
+                .collect()
+                .await;
+            puts.into_iter().collect::<Result<()>>()?;
+            self.objects += missing.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Walks from `roots`, fetching what is missing. `stop` holds commits whose closure is
     /// known to be complete locally. With `filter`, only the named paths of the first commit
     /// are walked (and no parents), and the leaves reached are returned.
@@ -504,62 +567,8 @@ impl Walk<'_> {
         let mut leaves = Vec::new();
         while !level.is_empty() {
             level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
-            let mut missing = Vec::new();
-            let mut queued = HashSet::new();
-            for i in &level {
-                if queued.insert(i.id) && !self.has(&i.id).await {
-                    missing.push(Hash::from_bytes(i.id.0));
-                }
-            }
-            // Small objects travel through memory in bounded batches and are written to the
-            // object store directly: iroh-blobs' file store would create three files and
-            // fsync each of them for every blob (about 1 ms per object here).
-            if let Sink::Repo(repo) = self.sink {
-                let sizes: HashMap<ObjectId, u64> = level.iter().map(|i| (i.id, i.size)).collect();
-                let (small, big): (Vec<Hash>, Vec<Hash>) = missing.iter().partition(|h| {
-                    sizes
-                        .get(&ObjectId(*h.as_bytes()))
-                        .is_some_and(|n| *n <= SMALL_BLOB)
-                });
-                missing = big;
-                let mut batch = Vec::new();
-                let mut batch_bytes = 0u64;
-                for (i, h) in small.iter().enumerate() {
-                    batch.push(*h);
-                    batch_bytes += sizes[&ObjectId(*h.as_bytes())].max(64 << 10);
-                    if batch.len() >= 512 || batch_bytes >= 64 << 20 || i + 1 == small.len() {
-                        self.fetch_small(repo, std::mem::take(&mut batch)).await?;
-                        batch_bytes = 0;
-                    }
-                }
-            }
-            if !missing.is_empty() {
-                let (client, store, progress) = (&mut *self.client, self.store, self.progress);
-                let got = client
-                    .download(store, missing.clone(), progress, &mut self.bytes)
-                    .await;
-                if let Err(e) = got {
-                    // A full disk shows up as a failed download: say so plainly.
-                    if disk_nearly_full(&self.space_dir) {
-                        let full = std::io::Error::from_raw_os_error(28);
-                        return Err(Error::io(
-                            "cannot store fetched data in",
-                            self.space_dir.clone(),
-                            full,
-                        ));
-                    }
-                    return Err(e);
-                }
-                let this = &*self;
-                let ids: Vec<ObjectId> = missing.iter().map(|h| ObjectId(*h.as_bytes())).collect();
-                let puts: Vec<Result<()>> = n0_future::stream::iter(ids)
-                    .map(|id| async move { this.put(&id).await })
-                    .buffered_unordered(16)
-                    .collect()
-                    .await;
-                puts.into_iter().collect::<Result<()>>()?;
-                self.objects += missing.len() as u64;
-            }
+            let wanted: Vec<(ObjectId, u64)> = level.iter().map(|i| (i.id, i.size)).collect();
+            self.fetch_missing(&wanted).await?;
             let mut next = Vec::new();
             for item in level {
                 match item.kind {
@@ -730,21 +739,32 @@ pub async fn receive(
         .map(|p| peer_name(p.as_bytes()))
         .unwrap_or_default();
     let dir = repo.root().join(".lode").join("push-in-store");
-    fetch_into_repo(client, repo, &dir, vec![new], &peer, progress).await
+    let (objects, bytes, _) =
+        fetch_into_repo(client, repo, &dir, Want::Plain(vec![new]), &peer, progress).await?;
+    Ok((objects, bytes))
 }
 
-/// Walks from `roots` into `repo`'s object store through the transfer store at `dir`,
+/// What a fetch brings into a repository.
+pub enum Want {
+    /// The plaintext closure of these commits.
+    Plain(Vec<ObjectId>),
+    /// A restricted dataset's sealed envelope and its ciphertexts; with `open`, also the
+    /// plaintext (decrypted with this device's key, then checked like any fetched closure).
+    Sealed { envelope: ObjectId, open: bool },
+}
+
+/// Walks what `want` names into `repo`'s object store through the transfer store at `dir`,
 /// stopping at commits the local refs already hold whole. On success the transfer store is
 /// deleted and the objects are flushed; on failure it stays, so that a retry resumes.
-/// Returns (objects, bytes) received.
+/// Returns (objects, bytes) received, and for an opened sealed head its manifest.
 async fn fetch_into_repo(
     client: &mut Client,
     repo: &Repo,
     dir: &Path,
-    roots: Vec<ObjectId>,
+    want: Want,
     peer: &str,
     progress: &dyn Progress,
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, Option<Manifest>)> {
     let dataset = repo.dataset_id()?.to_bytes();
     let mut stop = HashSet::new();
     for prefix in ["heads/", "remotes/", "tags/"] {
@@ -761,19 +781,62 @@ async fn fetch_into_repo(
         objects: 0,
         bytes: 0,
     };
-    let result = walk.run(roots, &stop, dataset, peer, None).await;
+    let result = match want {
+        Want::Plain(roots) => walk.run(roots, &stop, dataset, peer, None).await.map(|_| None),
+        Want::Sealed { envelope, open } => {
+            fetch_sealed(&mut walk, repo, envelope, open, &stop, dataset, peer).await
+        }
+    };
     let counts = (walk.objects, walk.bytes);
     match result {
-        Ok(_) => {
+        Ok(manifest) => {
             close_store(store, dir).await;
             repo.store().sync()?;
-            Ok(counts)
+            Ok((counts.0, counts.1, manifest))
         }
         Err(e) => {
             let _ = store.shutdown().await;
             Err(e)
         }
     }
+}
+
+/// Fetches a sealed envelope and every ciphertext it lists; with `open`, decrypts and checks
+/// the plaintext closure.
+async fn fetch_sealed(
+    walk: &mut Walk<'_>,
+    repo: &Repo,
+    envelope: ObjectId,
+    open: bool,
+    stop: &HashSet<ObjectId>,
+    dataset: [u8; 32],
+    peer: &str,
+) -> Result<Option<Manifest>> {
+    let lying = |msg: String| Error::LyingPeer {
+        peer: peer.to_string(),
+        msg,
+    };
+    walk.fetch_missing(&[(envelope, 0)]).await?;
+    let env = sealed::read_envelope(repo, &envelope)
+        .map_err(|e| lying(format!("its signed head names a bad envelope: {e}")))?;
+    if env.dataset != dataset {
+        return Err(lying("its envelope belongs to another dataset".into()));
+    }
+    walk.fetch_missing(&env.objects).await?;
+    if !open {
+        return Ok(None);
+    }
+    let manifest = sealed::open(repo, &env)?;
+    let roots: Vec<ObjectId> = manifest
+        .main
+        .iter()
+        .copied()
+        .chain(manifest.tags.iter().map(|(_, id)| *id))
+        .collect();
+    // Everything is local now: this checks the decrypted commits and trees (signatures,
+    // names, symlinks) exactly as for a plaintext fetch, without fetching.
+    walk.run(roots, stop, dataset, peer, None).await?;
+    Ok(Some(manifest))
 }
 
 /// Saves or replaces a remote.
@@ -906,16 +969,34 @@ async fn fetch_ticket(
         client.close().await;
         return Err(e);
     }
-    let refs = published.refs.clone();
     let peer = published.peer.clone();
     let dir = fetch_store_dir(repo);
-    let fetched = fetch_into_repo(&mut client, repo, &dir, refs.roots(), &peer, progress).await;
-    let (objects, bytes) = match fetched {
+    let mirror = access::is_mirror(repo)?;
+    let want = match (published.head.body.private, published.refs.head) {
+        (true, Some(envelope)) => Want::Sealed {
+            envelope,
+            open: !mirror,
+        },
+        (true, None) => Want::Plain(vec![]),
+        (false, _) => Want::Plain(published.refs.roots()),
+    };
+    let fetched = fetch_into_repo(&mut client, repo, &dir, want, &peer, progress).await;
+    let (objects, bytes, manifest) = match fetched {
         Ok(counts) => counts,
         Err(e) => {
             client.close().await;
             return Err(e);
         }
+    };
+    // The refs to record: the plaintext ones (from the manifest of a restricted dataset); a
+    // mirror of a restricted dataset has none, only the head it serves on.
+    let refs = match manifest {
+        Some(m) => Refs {
+            head: m.main,
+            tags: m.tags,
+        },
+        None if published.head.body.private => Refs::default(),
+        None => published.refs.clone(),
     };
     {
         let db = repo.db()?;
@@ -978,6 +1059,7 @@ pub async fn clone(
     repo_opts: RepoOptions,
     ticket: &Ticket,
     cap: Option<Bundle>,
+    mirror: bool,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
@@ -993,6 +1075,9 @@ pub async fn clone(
         Repo::init_clone(dir, home, repo_opts, ticket.dataset)?
     };
     set_remote(&repo, "origin", ticket)?;
+    if mirror {
+        access::set_mirror(&repo)?;
+    }
     let report = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,
         Err(e) => {
@@ -1084,6 +1169,13 @@ pub async fn get(
             return Err(e);
         }
     };
+    if published.head.body.private {
+        client.close().await;
+        return Err(Error::Other(
+            "a restricted dataset is fetched whole (its paths are encrypted): use `lode clone`"
+                .into(),
+        ));
+    }
     let head = published.refs.head.ok_or(Error::NoCommits)?;
     let peer = published.peer.clone();
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;

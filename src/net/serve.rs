@@ -92,6 +92,33 @@ pub fn head_refs(head: Option<&SignedHead>) -> Refs {
     }
 }
 
+/// The objects a head publishes that are not in `known`: the plaintext closure of its refs,
+/// or for a restricted dataset the sealed envelope and its ciphertexts (never plaintext).
+pub fn published_closure(
+    repo: &Repo,
+    head: Option<&SignedHead>,
+    known: &HashSet<ObjectId>,
+) -> Result<Vec<ObjectId>> {
+    let Some(h) = head else { return Ok(vec![]) };
+    if h.body.private {
+        let Some(env_id) = h.body.main.map(ObjectId) else {
+            return Ok(vec![]);
+        };
+        let env = crate::ops::sealed::read_envelope(repo, &env_id)?;
+        return Ok(env
+            .closure(env_id, 0)
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !known.contains(id))
+            .collect());
+    }
+    let roots = head_refs(Some(h)).roots();
+    Ok(closure(repo, &roots, known)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
 /// Lists the objects reachable from `roots` whose paths lie inside `scope`, with the commits
 /// and the trees on the way to it.
 pub fn scoped_closure(repo: &Repo, roots: &[ObjectId], scope: &[String]) -> Result<HashSet<Hash>> {
@@ -235,7 +262,8 @@ impl Shared {
         let read = || -> Result<_> {
             let head = access::publish_head(&served.repo, 0)?;
             let revocations = access::revocations(&served.repo)?;
-            let private = access::is_private(&served.repo)?;
+            let private = access::is_private(&served.repo)?
+                || head.as_ref().is_some_and(|h| h.body.private);
             Ok((head, revocations, private))
         };
         let state = read();
@@ -250,12 +278,9 @@ impl Shared {
             }
             st.objects.clone()
         };
-        let roots = head_refs(head.as_ref()).roots();
-        let new: Vec<ObjectId> = closure(&served.repo, &roots, &known)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+        let new = published_closure(&served.repo, head.as_ref(), &known);
         served.repo.release_db();
+        let new = new?;
         import_objects(&self.store, &served.repo, &new).await?;
         let mut st = served.state.lock().expect("not poisoned");
         st.objects.extend(new);
@@ -333,9 +358,11 @@ impl Shared {
         if need.contains(Rights::WRITE) {
             cap.require(Rights::WRITE, "pushing (it has no write right)")
                 .map_err(|e| e.to_string())?;
-        } else if private && !cap.rights.contains(Rights::READ) {
+        } else if private && !cap.scope.is_empty() {
+            // A serving peer of a restricted dataset sees only ciphertext: it cannot tell
+            // which paths a ciphertext holds, so a path-scoped ticket gets nothing.
             return Err(TrustError::Forbidden(
-                "reading this restricted dataset (a relay ticket only carries ciphertext)",
+                "reading a restricted dataset with a path-scoped ticket (paths are encrypted)",
             )
             .to_string());
         }

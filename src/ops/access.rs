@@ -84,6 +84,18 @@ pub fn put_private(repo: &Repo, private: bool) -> Result<()> {
     put(repo, &[("private".into(), private.then(|| b"1".to_vec()))])
 }
 
+/// True for a mirror (`clone --mirror`): it fetches and serves, but never decrypts or checks
+/// out.
+pub fn is_mirror(repo: &Repo) -> Result<bool> {
+    Ok(get(repo, "mirror")?.is_some())
+}
+
+/// Marks the repository a mirror.
+pub fn set_mirror(repo: &Repo) -> Result<()> {
+    let _lock = repo.lock()?;
+    put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
+}
+
 /// The capability ticket this device holds for the dataset, if any.
 pub fn own_capability(repo: &Repo) -> Result<Option<Bundle>> {
     match get(repo, "cap")? {
@@ -149,6 +161,19 @@ pub fn grant(
         max_depth: opts.depth,
         note: opts.note,
     };
+    if is_private(repo)? {
+        let reads = grant.rights.contains(Rights::READ) || grant.rights.contains(Rights::WRITE);
+        if reads && card.is_none() {
+            return Err(Error::Other(
+                "a restricted dataset is encrypted to its readers: grant to the holder's identity card (`lode id --card` on their device), not to a bare device id".into(),
+            ));
+        }
+        if !grant.scope.is_empty() {
+            return Err(Error::Other(
+                "path scopes do not apply to a restricted dataset (serving peers see only ciphertext); share the paths as a dataset of their own".into(),
+            ));
+        }
+    }
     let _lock = repo.lock()?;
     let mut bundle = match repo.home().dataset_key(&dataset)? {
         Some(key) => trust::issue(&ds, &key, None, grant, t)?,
@@ -346,9 +371,32 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
         .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id.0))
         .collect();
     let private = is_private(repo)?;
+    // A restricted dataset publishes a sealed envelope instead of its plaintext refs; the
+    // envelope is made again only when the refs or the readers change.
+    let seal_digest = if private {
+        let mut h = blake3::Hasher::new_derive_key("lode seal-inputs v1");
+        h.update(&postcard::to_stdvec(&(&main, &tags)).expect("encodes"));
+        for (k, r) in reader_recipients(repo)? {
+            h.update(&k);
+            h.update(r.as_bytes());
+        }
+        Some(*h.finalize().as_bytes())
+    } else {
+        None
+    };
+    let sealed = match seal_digest {
+        None => None,
+        Some(d) => get(repo, "sealed")?.filter(|v| v.len() == 64 && v[..32] == d),
+    };
+    let (pub_main, pub_tags) = match (&seal_digest, &sealed) {
+        (None, _) => (main, tags),
+        (Some(_), Some(v)) => (Some(<[u8; 32]>::try_from(&v[32..]).expect("64 bytes")), vec![]),
+        (Some(_), None) => (None, vec![]), // to be sealed below
+    };
     if let Some(h) = &stored {
-        if h.body.main == main
-            && h.body.tags == tags
+        if (seal_digest.is_none() || sealed.is_some())
+            && h.body.main == pub_main
+            && h.body.tags == pub_tags
             && h.body.revocations == rev_ids
             && h.body.private == private
         {
@@ -372,6 +420,21 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
             }
         }
     };
+    if private && key.verifying_key().to_bytes() != ds {
+        // Only the owner seals (it knows the readers); a writer pushes to the owner instead.
+        return Ok(stored);
+    }
+    let _lock = repo.lock()?;
+    let (main, tags) = match seal_digest {
+        Some(d) if sealed.is_none() => {
+            let env = crate::ops::sealed::seal(repo)?;
+            let mut v = d.to_vec();
+            v.extend_from_slice(&env.0);
+            put(repo, &[("sealed".into(), Some(v))])?;
+            (Some(env.0), vec![])
+        }
+        _ => (pub_main, pub_tags),
+    };
     let seq = stored.as_ref().map_or(0, |h| h.body.seq).max(min_seq) + 1;
     let head = SignedHead::sign(
         HeadBody {
@@ -388,7 +451,6 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
         },
         &key,
     );
-    let _lock = repo.lock()?;
     put(repo, &[("head".into(), Some(head.encode()))])?;
     Ok(Some(head))
 }

@@ -46,6 +46,20 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     if let Some(c) = repo.head()?.commit {
         commits.push(c);
     }
+    // What a restricted dataset publishes (sealed envelope, keyring, manifest, ciphertexts)
+    // is kept too: this repository serves it.
+    if let Some(h) = crate::ops::access::stored_head(repo)? {
+        if let (true, Some(env_id)) = (h.body.private, h.body.main.map(ObjectId)) {
+            match crate::ops::sealed::read_envelope(repo, &env_id) {
+                Ok(env) => {
+                    for (id, _) in env.closure(env_id, 0) {
+                        r.objects.insert(id, None);
+                    }
+                }
+                Err(e) => r.problems.push(problem(env_id, None, e)),
+            }
+        }
+    }
     let (index, _) = repo.load_index()?;
     for (p, e) in &index {
         if e.kind != EntryKind::Dir {

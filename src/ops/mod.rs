@@ -8,6 +8,7 @@ pub mod commit;
 pub mod history;
 pub mod maintain;
 pub mod meta;
+pub mod sealed;
 pub mod status;
 
 use std::collections::BTreeMap;
