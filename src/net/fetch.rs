@@ -35,9 +35,9 @@ use crate::net::serve::head_refs;
 use crate::net::ticket::Ticket;
 use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
 use crate::ops::access;
+use crate::ops::sealed::{self, Manifest};
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
-use crate::ops::sealed::{self, Manifest};
 use crate::trust::{self, Bundle, Revocation, SignedHead};
 use crate::worktree::under;
 
@@ -782,7 +782,10 @@ async fn fetch_into_repo(
         bytes: 0,
     };
     let result = match want {
-        Want::Plain(roots) => walk.run(roots, &stop, dataset, peer, None).await.map(|_| None),
+        Want::Plain(roots) => walk
+            .run(roots, &stop, dataset, peer, None)
+            .await
+            .map(|_| None),
         Want::Sealed { envelope, open } => {
             fetch_sealed(&mut walk, repo, envelope, open, &stop, dataset, peer).await
         }

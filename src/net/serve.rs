@@ -262,8 +262,8 @@ impl Shared {
         let read = || -> Result<_> {
             let head = access::publish_head(&served.repo, 0)?;
             let revocations = access::revocations(&served.repo)?;
-            let private = access::is_private(&served.repo)?
-                || head.as_ref().is_some_and(|h| h.body.private);
+            let private =
+                access::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
             Ok((head, revocations, private))
         };
         let state = read();

@@ -390,7 +390,10 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
     };
     let (pub_main, pub_tags) = match (&seal_digest, &sealed) {
         (None, _) => (main, tags),
-        (Some(_), Some(v)) => (Some(<[u8; 32]>::try_from(&v[32..]).expect("64 bytes")), vec![]),
+        (Some(_), Some(v)) => (
+            Some(<[u8; 32]>::try_from(&v[32..]).expect("64 bytes")),
+            vec![],
+        ),
         (Some(_), None) => (None, vec![]), // to be sealed below
     };
     if let Some(h) = &stored {

@@ -105,7 +105,8 @@ fn encrypt_bytes(data: &[u8], recipients: &[age::x25519::Recipient]) -> Result<V
     let mut w = enc
         .wrap_output(&mut out)
         .map_err(|e| age_err("cannot encrypt", e))?;
-    w.write_all(data).map_err(|e| age_err("cannot encrypt", e))?;
+    w.write_all(data)
+        .map_err(|e| age_err("cannot encrypt", e))?;
     w.finish().map_err(|e| age_err("cannot encrypt", e))?;
     Ok(out)
 }
@@ -124,7 +125,11 @@ fn decrypt_bytes(repo: &Repo, id: &ObjectId, ids: &[age::x25519::Identity]) -> R
 }
 
 /// Encrypts the stored object `plain` to `recipient`, streaming; returns the ciphertext id.
-fn encrypt_object(repo: &Repo, plain: &ObjectId, recipient: &age::x25519::Recipient) -> Result<ObjectId> {
+fn encrypt_object(
+    repo: &Repo,
+    plain: &ObjectId,
+    recipient: &age::x25519::Recipient,
+) -> Result<ObjectId> {
     let store = repo.store();
     let mut input = BufReader::with_capacity(1 << 20, store.open(plain)?);
     let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
@@ -138,15 +143,20 @@ fn encrypt_object(repo: &Repo, plain: &ObjectId, recipient: &age::x25519::Recipi
     let mut w = enc
         .wrap_output(hasher)
         .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
-    std::io::copy(&mut input, &mut w).map_err(|e| Error::io("cannot encrypt into", tmp.path(), e))?;
-    let mut hasher = w.finish().map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+    std::io::copy(&mut input, &mut w)
+        .map_err(|e| Error::io("cannot encrypt into", tmp.path(), e))?;
+    let mut hasher = w
+        .finish()
+        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
     hasher
         .inner
         .flush()
         .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
     let id = ObjectId(*hasher.hasher.finalize().as_bytes());
     drop(hasher);
-    let (_, path) = tmp.keep().map_err(|e| Error::io("cannot keep", store.tmp_dir(), e.error))?;
+    let (_, path) = tmp
+        .keep()
+        .map_err(|e| Error::io("cannot keep", store.tmp_dir(), e.error))?;
     store.adopt(&path, &id)?;
     Ok(id)
 }
@@ -162,8 +172,12 @@ fn decrypt_object(
 ) -> Result<()> {
     let store = repo.store();
     let input = BufReader::with_capacity(1 << 20, store.open(cipher)?);
-    let dec = age::Decryptor::new_buffered(input)
-        .map_err(|e| age_err(&format!("ciphertext {} is not an age file", cipher.short()), e))?;
+    let dec = age::Decryptor::new_buffered(input).map_err(|e| {
+        age_err(
+            &format!("ciphertext {} is not an age file", cipher.short()),
+            e,
+        )
+    })?;
     let mut r = dec
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
         .map_err(|e| age_err(&format!("cannot decrypt {}", cipher.short()), e))?;
@@ -192,7 +206,9 @@ fn decrypt_object(
             plain.short()
         )));
     }
-    let (_, path) = tmp.keep().map_err(|e| Error::io("cannot keep", store.tmp_dir(), e.error))?;
+    let (_, path) = tmp
+        .keep()
+        .map_err(|e| Error::io("cannot keep", store.tmp_dir(), e.error))?;
     store.adopt(&path, plain)
 }
 
@@ -261,16 +277,16 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
     let readers = crate::ops::access::reader_recipients(repo)?;
     let reader_keys: Vec<u8> = readers.keys().flatten().copied().collect();
     let mut secrets = epoch_secrets(repo)?;
-    let current = config_get(repo, "epoch")?
-        .and_then(|v| v.try_into().ok().map(u32::from_be_bytes));
+    let current =
+        config_get(repo, "epoch")?.and_then(|v| v.try_into().ok().map(u32::from_be_bytes));
     // A new epoch when there is none, or when someone of the current epoch's readers is gone.
     let need_new = match current {
         None => true,
         Some(n) => {
             let was = config_get(repo, &format!("epoch-readers/{n:08}"))?.unwrap_or_default();
-            was.chunks(32).any(|k| {
-                !readers.contains_key(&<[u8; 32]>::try_from(k).unwrap_or_default())
-            }) || !secrets.contains_key(&n)
+            was.chunks(32)
+                .any(|k| !readers.contains_key(&<[u8; 32]>::try_from(k).unwrap_or_default()))
+                || !secrets.contains_key(&n)
         }
     };
     let epoch = if need_new {
@@ -279,7 +295,10 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
         config_put(
             repo,
             &[
-                (epoch_key(n), id.to_string().expose_secret().as_bytes().to_vec()),
+                (
+                    epoch_key(n),
+                    id.to_string().expose_secret().as_bytes().to_vec(),
+                ),
                 ("epoch".into(), n.to_be_bytes().to_vec()),
                 (format!("epoch-readers/{n:08}"), reader_keys.clone()),
             ],
@@ -298,7 +317,11 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
         .into_iter()
         .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id))
         .collect();
-    let roots: Vec<ObjectId> = main.iter().copied().chain(tags.iter().map(|(_, id)| *id)).collect();
+    let roots: Vec<ObjectId> = main
+        .iter()
+        .copied()
+        .chain(tags.iter().map(|(_, id)| *id))
+        .collect();
     let plain = crate::net::serve::closure(repo, &roots, &HashSet::new())?;
     let mut manifest = Manifest {
         main,
@@ -338,7 +361,9 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
             .collect(),
     };
     let ring_plain = Zeroizing::new(postcard::to_stdvec(&ring).expect("encodes"));
-    let keyring = repo.store().put_bytes(&encrypt_bytes(&ring_plain, &recipients)?)?;
+    let keyring = repo
+        .store()
+        .put_bytes(&encrypt_bytes(&ring_plain, &recipients)?)?;
     let manifest_id = repo.store().put_bytes(&encrypt_bytes(
         &postcard::to_stdvec(&manifest).expect("encodes"),
         std::slice::from_ref(&recipient),
@@ -391,8 +416,8 @@ pub fn open(repo: &Repo, env: &Envelope) -> Result<Manifest> {
         )
     })?;
     let ring = Zeroizing::new(ring);
-    let ring: Keyring = postcard::from_bytes(&ring)
-        .map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
+    let ring: Keyring =
+        postcard::from_bytes(&ring).map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
     let mut ids = Vec::new();
     let mut learnt = Vec::new();
     for (n, secret) in &ring.epochs {

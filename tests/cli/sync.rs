@@ -90,6 +90,15 @@ pub fn grant(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> String {
     env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
 }
 
+/// The owner grants peer `holder` a ticket bound to its identity card (needed to read a
+/// restricted dataset: the keyring is encrypted to the card's age recipient).
+pub fn grant_card(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> String {
+    let card = env.ok_as(holder, "", &["id", "--card"]).trim().to_string();
+    let mut args = vec!["grant", card.as_str()];
+    args.extend_from_slice(flags);
+    env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
+}
+
 fn dataset(env: &TestEnv) -> &'static str {
     let ds = env.init();
     env.write("ds/tables/neurons.csv", "name,type\nAVAL,inter\n");
