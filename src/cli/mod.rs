@@ -1136,8 +1136,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ctx.home.clone(),
                 ctx.opts.clone(),
                 &ticket,
-                cap,
-                mirror,
+                lode::net::fetch::CloneOptions { cap, mirror },
                 &net.options(),
                 &bar,
             ))?;

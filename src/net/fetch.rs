@@ -1054,6 +1054,15 @@ fn check_not_older(repo: &Repo, published: &Published) -> Result<()> {
     Ok(())
 }
 
+/// How to clone.
+#[derive(Default)]
+pub struct CloneOptions {
+    /// The capability ticket to present (and keep).
+    pub cap: Option<Bundle>,
+    /// Keep what the dataset publishes without decrypting or checking out (a mirror).
+    pub mirror: bool,
+}
+
 /// Clones the dataset of `ticket` into `dir` (resuming an interrupted clone of the same
 /// dataset there) and checks out its `main` commit.
 pub async fn clone(
@@ -1061,11 +1070,11 @@ pub async fn clone(
     home: Home,
     repo_opts: RepoOptions,
     ticket: &Ticket,
-    cap: Option<Bundle>,
-    mirror: bool,
+    how: CloneOptions,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
+    let CloneOptions { cap, mirror } = how;
     let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
     let repo = if resumable {
