@@ -306,7 +306,20 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
         secrets.insert(n, id);
         n
     } else {
-        current.unwrap_or(0)
+        // Everyone who ever got this epoch's key is remembered, so that removing any of them
+        // opens the next epoch.
+        let n = current.unwrap_or(0);
+        let key = format!("epoch-readers/{n:08}");
+        let mut was: Vec<[u8; 32]> = config_get(repo, &key)?
+            .unwrap_or_default()
+            .chunks(32)
+            .filter_map(|k| k.try_into().ok())
+            .collect();
+        was.extend(readers.keys().copied());
+        was.sort();
+        was.dedup();
+        config_put(repo, &[(key, was.concat())])?;
+        n
     };
     let recipient = secrets[&epoch].to_public();
 

@@ -615,3 +615,136 @@ fn forged_withheld_and_rolled_back_heads_are_refused() {
     assert_error_line(&err);
     assert_eq!(env.read("b/a.csv"), b"2");
 }
+
+/// Flips one byte in the middle of an object file of repository `repo`.
+fn corrupt_object(env: &TestEnv, repo: &str, id: &lode::ObjectId) {
+    use std::os::unix::fs::PermissionsExt;
+    let hex = id.to_hex();
+    let p = env.path(&format!("{repo}/.lode/objects/{}/{}", &hex[..2], &hex[2..]));
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut data = fs::read(&p).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    fs::write(&p, data).unwrap();
+}
+
+/// The end-to-end story: owner A grants B read; B clones and reads; mirror M (relay)
+/// hosts the ciphertext and serves B while A is offline; A revokes B and commits; B keeps the
+/// old data but can read nothing new; C without a ticket gets nothing from A or from M.
+#[test]
+fn owner_reader_mirror_and_revocation_end_to_end() {
+    let env = TestEnv::new();
+    private_dataset(&env, "ds");
+    let origin = serve(&env, "srv", "ds");
+    let tb = grant_card(&env, "ds", "b", &["--read"]);
+    env.json_as("b", "", &["clone", &origin.ticket, "b1", "--ticket", &tb]);
+    assert_eq!(env.read("b1/tables/neurons.csv"), b"ds,inter\n");
+    assert_eq!(env.read("b1/video/day1.bin"), vec![9u8; 100_000]);
+
+    // M mirrors with a relay ticket (no identity card needed: it never decrypts).
+    let mid = device_id(&env, "m");
+    let tm = env.json("ds", &["grant", &mid, "--relay"])["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.json_as(
+        "m",
+        "",
+        &[
+            "clone",
+            "--mirror",
+            &origin.ticket,
+            "mirror",
+            "--ticket",
+            &tm,
+        ],
+    );
+    let mirror = serve(&env, "m", "mirror");
+
+    // A goes offline; B clones again, from M alone, and gets the same verified files.
+    drop(origin);
+    env.json_as("b", "", &["clone", &mirror.ticket, "b2", "--ticket", &tb]);
+    assert_eq!(env.ls("b1", "HEAD"), env.ls("b2", "HEAD"));
+    assert_eq!(env.read("b2/video/day1.bin"), vec![9u8; 100_000]);
+    env.ok_as("b", "b2", &["verify"]);
+    // C, without a ticket, gets nothing from M.
+    env.fails_as("c", "", &["clone", &mirror.ticket, "c1"], "not authorized");
+
+    // A revokes B and commits; A serves again; M follows it.
+    let bid = device_id(&env, "b");
+    env.ok("ds", &["revoke", "--key", &bid]);
+    env.write("ds/tables/new.csv", "after the revocation\n");
+    env.ok("ds", &["add", "."]);
+    env.ok("ds", &["commit", "-m", "day 2"]);
+    let origin = serve(&env, "srv", "ds");
+    env.ok_as("m", "mirror", &["remote", "add", "origin", &origin.ticket]);
+    env.ok_as("m", "mirror", &["fetch"]);
+
+    // B is refused by A and by M (M learnt the revocation with the head it fetched) ...
+    env.ok_as("b", "b1", &["remote", "add", "origin", &origin.ticket]);
+    env.fails_as("b", "b1", &["pull"], "has been revoked");
+    env.fails_as("b", "b2", &["pull"], "has been revoked");
+    // ... keeps what it had ...
+    assert_eq!(env.read("b1/tables/neurons.csv"), b"ds,inter\n");
+    assert!(!env.path("b1/tables/new.csv").exists());
+    // ... and even holding M's ciphertext it cannot read the new commit: the new epoch's
+    // keyring leaves it out.
+    let m_as_b = lode::Repo::discover(
+        &env.path("mirror"),
+        Home::new(env.path("b")),
+        lode::RepoOptions::default(),
+    )
+    .unwrap();
+    let head = lode::ops::access::stored_head(&m_as_b).unwrap().unwrap();
+    let env_id = lode::ObjectId(head.body.main.unwrap());
+    let envelope = lode::ops::sealed::read_envelope(&m_as_b, &env_id).unwrap();
+    assert!(envelope.epoch >= 1, "revoking a reader opens a new epoch");
+    let err = lode::ops::sealed::open(&m_as_b, &envelope).unwrap_err();
+    assert!(
+        err.to_string().contains("not among the dataset's readers"),
+        "{err}"
+    );
+    drop(m_as_b);
+    // C gets nothing from A either.
+    env.fails_as("c", "", &["clone", &origin.ticket, "c2"], "not authorized");
+
+    // D, granted after the revocation, reads the new commit from M once M has the new
+    // keyring. A tampered ciphertext at M is caught and nothing of it is kept.
+    let td = grant_card(&env, "ds", "d", &["--read"]);
+    env.ok_as("d", "", &["clone", &origin.ticket, "d0", "--ticket", &td]);
+    env.ok_as("m", "mirror", &["fetch"]);
+    let (_, sealed) = sealed_ids(&env, "ds");
+    let big = sealed.objects.iter().max_by_key(|(_, n)| *n).unwrap().0;
+    // The running mirror publishes the new head (and imports its ciphertexts) when asked.
+    assert!(matches!(
+        ask(
+            &env,
+            "d",
+            &mirror.ticket,
+            sealed.dataset,
+            Some(td.parse::<Bundle>().unwrap().encode())
+        ),
+        Response::Refs(_)
+    ));
+    corrupt_object(&env, "mirror", &big);
+    let out = env
+        .cmd_as("d", "", &["clone", &mirror.ticket, "d1", "--ticket", &td])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a tampered ciphertext must fail the clone"
+    );
+    assert!(
+        err.contains("sent bad data")
+            || err.contains("could not be fetched")
+            || err.contains("cannot read the dataset"),
+        "{err}"
+    );
+    assert!(!env.path("d1/tables/new.csv").exists());
+    corrupt_object(&env, "mirror", &big); // flip it back
+    env.json_as("d", "", &["clone", &mirror.ticket, "d2", "--ticket", &td]);
+    assert_eq!(env.read("d2/tables/new.csv"), b"after the revocation\n");
+    env.ok_as("d", "d2", &["verify"]);
+}
