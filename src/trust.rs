@@ -90,7 +90,7 @@ pub enum TrustError {
     OutOfScope(String),
     #[error("head is not signed by a writer of the dataset: {0}")]
     NotWriter(String),
-    #[error("revocation is not signed by the dataset owner or the revoked link's issuer")]
+    #[error("revocation is not signed by the dataset owner")]
     NotRevoker,
 }
 

@@ -3,6 +3,8 @@
 mod access;
 mod common;
 mod faults;
+mod fuzz;
 mod history;
 mod local;
 mod sync;
+mod vectors;
