@@ -825,11 +825,20 @@ async fn fetch_sealed(
     if env.dataset != dataset {
         return Err(lying("its envelope belongs to another dataset".into()));
     }
-    walk.fetch_missing(&env.objects).await?;
     if !open {
+        walk.fetch_missing(&env.objects).await?;
         return Ok(None);
     }
-    let manifest = sealed::open(repo, &env)?;
+    // A reader fetches the keyring and manifest, then only the ciphertexts of the plaintext
+    // it lacks, decrypts them and keeps the plaintext.
+    let size = |id: &ObjectId| env.objects.iter().find(|(c, _)| c == id).map_or(0, |(_, n)| *n);
+    walk.fetch_missing(&[(env.keyring, size(&env.keyring)), (env.manifest, size(&env.manifest))])
+        .await?;
+    let (manifest, ids) = sealed::read_manifest(repo, &env)?;
+    let need = sealed::needed(repo, &env, &manifest);
+    walk.fetch_missing(&need).await?;
+    let keep = sealed::holds_ciphertext(repo)?;
+    sealed::decrypt_missing(repo, &manifest, &ids, keep)?;
     let roots: Vec<ObjectId> = manifest
         .main
         .iter()

@@ -104,6 +104,11 @@ pub fn published_closure(
         let Some(env_id) = h.body.main.map(ObjectId) else {
             return Ok(vec![]);
         };
+        if !crate::ops::sealed::holds_ciphertext(repo)? {
+            return Err(Error::Other(
+                "this clone of a restricted dataset holds its plaintext, not its ciphertext: serve a `lode clone --mirror` copy instead".into(),
+            ));
+        }
         let env = crate::ops::sealed::read_envelope(repo, &env_id)?;
         return Ok(env
             .closure(env_id, 0)

@@ -51,8 +51,14 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     if let Some(h) = crate::ops::access::stored_head(repo)? {
         if let (true, Some(env_id)) = (h.body.private, h.body.main.map(ObjectId)) {
             match crate::ops::sealed::read_envelope(repo, &env_id) {
-                Ok(env) => {
+                Ok(env) if crate::ops::sealed::holds_ciphertext(repo)? => {
                     for (id, _) in env.closure(env_id, 0) {
+                        r.objects.insert(id, None);
+                    }
+                }
+                // A reader keeps the envelope, keyring and manifest; not the ciphertexts.
+                Ok(env) => {
+                    for id in [env_id, env.keyring, env.manifest] {
                         r.objects.insert(id, None);
                     }
                 }

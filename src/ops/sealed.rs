@@ -183,21 +183,54 @@ fn decrypt_object(
         .map_err(|e| age_err(&format!("cannot decrypt {}", cipher.short()), e))?;
     let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
         .map_err(|e| Error::io("cannot create a temp file in", store.tmp_dir(), e))?;
-    let mut w = HashingWriter {
-        inner: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
-        hasher: blake3::Hasher::new(),
-    };
-    std::io::copy(&mut r, &mut w).map_err(|e| {
+    // Decryption on this thread, hashing and writing on another: the two overlap.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let file = tmp.as_file();
+    let (read, hashed) = std::thread::scope(|s| {
+        let writer = s.spawn(move || -> std::io::Result<blake3::Hasher> {
+            let mut hasher = blake3::Hasher::new();
+            let mut out = file;
+            for buf in rx {
+                hasher.update(&buf);
+                out.write_all(&buf)?;
+            }
+            Ok(hasher)
+        });
+        let read = (|| -> std::io::Result<()> {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    let n = r.read(&mut buf[filled..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                buf.truncate(filled);
+                if tx.send(buf).is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+        })();
+        drop(tx);
+        let hashed = writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")));
+        (read, hashed)
+    });
+    read.map_err(|e| {
         Error::Other(format!(
             "ciphertext {} does not authenticate (tampered?): {e}",
             cipher.short()
         ))
     })?;
-    w.inner
-        .flush()
-        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
-    let got = ObjectId(*w.hasher.finalize().as_bytes());
-    drop(w);
+    let hasher = hashed.map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+    let got = ObjectId(*hasher.finalize().as_bytes());
+
     if got != *plain {
         return Err(Error::Other(format!(
             "ciphertext {} decrypts to {}, not to {} as the signed manifest says",
@@ -407,6 +440,13 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
     Ok(id)
 }
 
+/// True when this repository holds every ciphertext of a sealed head (the owner, who seals,
+/// and mirrors); a reader's clone keeps the plaintext only.
+pub fn holds_ciphertext(repo: &Repo) -> Result<bool> {
+    Ok(crate::ops::access::is_mirror(repo)?
+        || repo.home().dataset_key(&repo.dataset_id()?)?.is_some())
+}
+
 /// Reads a stored envelope.
 pub fn read_envelope(repo: &Repo, id: &ObjectId) -> Result<Envelope> {
     let bytes = repo.store().read_verified(id, MAX_OBJECT_META_SIZE)?;
@@ -418,10 +458,10 @@ pub fn read_envelope(repo: &Repo, id: &ObjectId) -> Result<Envelope> {
 }
 
 /// Opens a sealed head with this device's age identity: learns the epoch secrets from the
-/// keyring, decrypts the manifest, then every ciphertext whose plaintext is missing. Returns
-/// the manifest (plaintext refs). The caller then checks the plaintext closure like any
-/// fetched one.
-pub fn open(repo: &Repo, env: &Envelope) -> Result<Manifest> {
+/// keyring and decrypts the manifest (the plaintext refs and the plaintext -> ciphertext
+/// map). Needs the keyring and manifest objects locally. Returns the manifest and the epoch
+/// identities.
+pub fn read_manifest(repo: &Repo, env: &Envelope) -> Result<(Manifest, Vec<age::x25519::Identity>)> {
     let me = repo.home().age_identity()?;
     let ring = decrypt_bytes(repo, &env.keyring, std::slice::from_ref(&me)).map_err(|_| {
         Error::Other(
@@ -429,15 +469,15 @@ pub fn open(repo: &Repo, env: &Envelope) -> Result<Manifest> {
         )
     })?;
     let ring = Zeroizing::new(ring);
-    let ring: Keyring =
-        postcard::from_bytes(&ring).map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
+    let ring: Keyring = postcard::from_bytes(&ring)
+        .map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
     let mut ids = Vec::new();
     let mut learnt = Vec::new();
-    for (n, secret) in &ring.epochs {
-        let secret = Zeroizing::new(secret.clone());
+    for (n, secret) in ring.epochs {
+        let secret = Zeroizing::new(secret);
         if let Ok(id) = age::x25519::Identity::from_str(&secret) {
             ids.push(id);
-            learnt.push((epoch_key(*n), secret.as_bytes().to_vec()));
+            learnt.push((epoch_key(n), secret.as_bytes().to_vec()));
         }
     }
     let manifest_bytes = decrypt_bytes(repo, &env.manifest, &ids).map_err(|_| {
@@ -449,19 +489,81 @@ pub fn open(repo: &Repo, env: &Envelope) -> Result<Manifest> {
     let manifest: Manifest = postcard::from_bytes(&manifest_bytes)
         .map_err(|e| Error::Other(format!("malformed manifest: {e}")))?;
     let listed: HashSet<ObjectId> = env.objects.iter().map(|(id, _)| *id).collect();
-    for (plain, (cipher, _)) in &manifest.map {
-        if repo.store().has(plain) {
-            continue;
-        }
-        if !listed.contains(cipher) {
-            return Err(Error::Other(format!(
-                "the manifest names ciphertext {} that the signed envelope does not list",
-                cipher.short()
-            )));
-        }
-        decrypt_object(repo, cipher, plain, &ids)?;
+    if let Some((_, (c, _))) = manifest.map.iter().find(|(_, (c, _))| !listed.contains(c)) {
+        return Err(Error::Other(format!(
+            "the manifest names ciphertext {} that the signed envelope does not list",
+            c.short()
+        )));
     }
-    repo.store().sync()?;
     config_put(repo, &learnt)?;
+    Ok((manifest, ids))
+}
+
+/// The ciphertexts (with sizes) whose plaintext this repository lacks.
+pub fn needed(repo: &Repo, env: &Envelope, manifest: &Manifest) -> Vec<(ObjectId, u64)> {
+    let sizes: BTreeMap<ObjectId, u64> = env.objects.iter().copied().collect();
+    let mut out: Vec<(ObjectId, u64)> = manifest
+        .map
+        .iter()
+        .filter(|(p, _)| !repo.store().has(p))
+        .map(|(_, (c, _))| (*c, sizes.get(c).copied().unwrap_or(0)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Decrypts every ciphertext whose plaintext is missing (two objects at a time), then, unless
+/// `keep`, deletes the ciphertexts (a reader keeps plaintext only; a mirror keeps ciphertext
+/// only; the keyring and manifest stay).
+pub fn decrypt_missing(
+    repo: &Repo,
+    manifest: &Manifest,
+    ids: &[age::x25519::Identity],
+    keep: bool,
+) -> Result<()> {
+    let work: Vec<(ObjectId, ObjectId)> = manifest
+        .map
+        .iter()
+        .filter(|(p, _)| !repo.store().has(p))
+        .map(|(p, (c, _))| (*p, *c))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((plain, cipher)) = work.get(i) else {
+                            return Ok(());
+                        };
+                        if !repo.store().has(plain) {
+                            decrypt_object(repo, cipher, plain, ids)?;
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(Error::Other("decryption worker failed".into()))))
+            .collect()
+    });
+    results.into_iter().collect::<Result<()>>()?;
+    if !keep {
+        for (_, cipher) in &work {
+            let _ = repo.store().remove(cipher);
+        }
+    }
+    Ok(())
+}
+
+/// Opens a sealed head whose every ciphertext is local: [`read_manifest`], then
+/// [`decrypt_missing`] (keeping the ciphertexts).
+pub fn open(repo: &Repo, env: &Envelope) -> Result<Manifest> {
+    let (manifest, ids) = read_manifest(repo, env)?;
+    decrypt_missing(repo, &manifest, &ids, true)?;
+    repo.store().sync()?;
     Ok(manifest)
 }
