@@ -800,8 +800,15 @@ impl SignedHead {
     }
 
     /// Decodes a head of `dataset` and checks that a writer signed it: the dataset key, or a
-    /// key whose ticket (valid when the head was signed, not revoked) holds WRITE.
-    pub fn decode(bytes: &[u8], dataset: &[u8; 32], revoked: &Revoked) -> TResult<SignedHead> {
+    /// key whose ticket holds WRITE, is not revoked and is valid at `now` (a writer whose
+    /// ticket expired cannot publish by backdating a head). `now = None` checks the ticket at
+    /// the head's own time: for a head this repository already verified and stored.
+    pub fn decode(
+        bytes: &[u8],
+        dataset: &[u8; 32],
+        revoked: &Revoked,
+        now: Option<u64>,
+    ) -> TResult<SignedHead> {
         if bytes.len() < 64 {
             return Err(TrustError::Malformed("head", "truncated".into()));
         }
@@ -834,7 +841,8 @@ impl SignedHead {
                 return Err(TrustError::NotWriter(hex::encode(body.signer)));
             }
             let bundle = Bundle::decode(&body.chain)?;
-            let cap = authorize(&bundle, dataset, &body.signer, body.time, revoked)
+            let at = now.unwrap_or(body.time);
+            let cap = authorize(&bundle, dataset, &body.signer, at, revoked)
                 .map_err(|e| TrustError::NotWriter(e.to_string()))?;
             cap.require(Rights::WRITE, "write")
                 .map_err(|e| TrustError::NotWriter(e.to_string()))?;

@@ -655,6 +655,13 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                         }
                     };
                     ops::access::set_private(&repo, on)?;
+                    if ui.json {
+                        #[derive(Serialize)]
+                        struct J {
+                            private: bool,
+                        }
+                        ui.json(&J { private: on })?;
+                    }
                 }
                 (Some(k), _) => {
                     return Err(

@@ -831,9 +831,17 @@ async fn fetch_sealed(
     }
     // A reader fetches the keyring and manifest, then only the ciphertexts of the plaintext
     // it lacks, decrypts them and keeps the plaintext.
-    let size = |id: &ObjectId| env.objects.iter().find(|(c, _)| c == id).map_or(0, |(_, n)| *n);
-    walk.fetch_missing(&[(env.keyring, size(&env.keyring)), (env.manifest, size(&env.manifest))])
-        .await?;
+    let size = |id: &ObjectId| {
+        env.objects
+            .iter()
+            .find(|(c, _)| c == id)
+            .map_or(0, |(_, n)| *n)
+    };
+    walk.fetch_missing(&[
+        (env.keyring, size(&env.keyring)),
+        (env.manifest, size(&env.manifest)),
+    ])
+    .await?;
     let (manifest, ids) = sealed::read_manifest(repo, &env)?;
     let need = sealed::needed(repo, &env, &manifest);
     walk.fetch_missing(&need).await?;
@@ -1043,6 +1051,21 @@ async fn fetch_ticket(
 /// Refuses a head older than the newest this repository has seen (a stale or rolling-back
 /// provider), and a different head with the same sequence number (a fork).
 fn check_not_older(repo: &Repo, published: &Published) -> Result<()> {
+    // The head's writer must not be revoked by what this repository already knows either.
+    let mut known = access::revocations(repo)?;
+    known.extend(published.revocations.iter().cloned());
+    let revoked = access::revoked_set(&known);
+    let dataset = repo.dataset_id()?.to_bytes();
+    SignedHead::decode(
+        &published.head.encode(),
+        &dataset,
+        &revoked,
+        Some(access::now()),
+    )
+    .map_err(|e| Error::LyingPeer {
+        peer: published.peer.clone(),
+        msg: format!("serves a head that does not verify: {e}"),
+    })?;
     let Some(stored) = access::stored_head(repo)? else {
         return Ok(());
     };
@@ -1054,7 +1077,7 @@ fn check_not_older(repo: &Repo, published: &Published) -> Result<()> {
             have,
         });
     }
-    if got == have && published.head.body.main != stored.body.main {
+    if got == have && published.head.encode() != stored.encode() {
         return Err(Error::LyingPeer {
             peer: published.peer.clone(),
             msg: format!("serves a different head with the same sequence number {got} (a writer's key may be compromised)"),
@@ -1110,7 +1133,7 @@ pub async fn clone(
             return Err(e);
         }
     };
-    if let Some(head) = &report.head {
+    if let (Some(head), false) = (&report.head, mirror) {
         let id: ObjectId = head
             .parse()
             .map_err(|_| Error::Other("bad head id".into()))?;
@@ -1311,7 +1334,7 @@ pub fn verify_listing(listing: &Listing, dataset: &[u8; 32], peer: &str) -> Resu
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| lying(format!("serves a bad revocation: {e}")))?;
     let revoked = access::revoked_set(&revocations);
-    let head = SignedHead::decode(&listing.head, dataset, &revoked)
+    let head = SignedHead::decode(&listing.head, dataset, &revoked, Some(access::now()))
         .map_err(|e| lying(format!("serves a head that does not verify: {e}")))?;
     let have: HashSet<[u8; 32]> = revocations.iter().map(Revocation::id).collect();
     if let Some(missing) = head.body.revocations.iter().find(|id| !have.contains(*id)) {
@@ -1333,6 +1356,11 @@ pub fn verify_listing(listing: &Listing, dataset: &[u8; 32], peer: &str) -> Resu
 pub fn resolve_ticket(arg: &str, cap: Option<&str>) -> Result<(Ticket, Option<Bundle>)> {
     let cap: Option<Bundle> = cap.map(str::parse).transpose()?;
     if trust::is_capability(arg) {
+        if cap.is_some() {
+            return Err(Error::Other(
+                "give one capability ticket: either as the ticket argument or with --ticket".into(),
+            ));
+        }
         let bundle: Bundle = arg.parse()?;
         if bundle.hints.is_empty() {
             return Err(Error::Other(

@@ -51,8 +51,6 @@ struct ServedState {
     private: bool,
     /// Every object reachable from the head's refs, already imported into the blob store.
     objects: HashSet<ObjectId>,
-    /// Objects reachable within a scope (for path-scoped tickets), computed on demand.
-    scoped: HashMap<Vec<String>, Arc<HashSet<Hash>>>,
 }
 
 /// What one peer may fetch of one dataset, until `expires`.
@@ -122,49 +120,6 @@ pub fn published_closure(
         .into_iter()
         .map(|(id, _)| id)
         .collect())
-}
-
-/// Lists the objects reachable from `roots` whose paths lie inside `scope`, with the commits
-/// and the trees on the way to it.
-pub fn scoped_closure(repo: &Repo, roots: &[ObjectId], scope: &[String]) -> Result<HashSet<Hash>> {
-    let mut out = HashSet::new();
-    let mut seen = HashSet::new();
-    let mut commits: Vec<ObjectId> = roots.to_vec();
-    let mut trees: Vec<(String, ObjectId)> = Vec::new();
-    while let Some(c) = commits.pop() {
-        if !seen.insert(c) {
-            continue;
-        }
-        let commit = repo.read_commit(&c)?;
-        out.insert(Hash::from_bytes(c.0));
-        commits.extend(commit.body.parents.iter().copied());
-        trees.push((String::new(), commit.body.tree));
-    }
-    let mut seen_trees = HashSet::new();
-    while let Some((path, t)) = trees.pop() {
-        if !seen_trees.insert((path.clone(), t)) {
-            continue;
-        }
-        out.insert(Hash::from_bytes(t.0));
-        let Ok(tree) = repo.read_tree(&t) else {
-            continue;
-        };
-        for e in tree.entries {
-            let p = if path.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{path}/{}", e.name)
-            };
-            if e.kind == EntryKind::Dir {
-                if trust::on_scope_path(scope, &p) {
-                    trees.push((p, e.id));
-                }
-            } else if trust::in_scope(scope, &p) {
-                out.insert(Hash::from_bytes(e.id.0));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Lists the objects reachable from `roots` that are not in `known`, with blob sizes (0 for
@@ -289,23 +244,21 @@ impl Shared {
         import_objects(&self.store, &served.repo, &new).await?;
         let mut st = served.state.lock().expect("not poisoned");
         st.objects.extend(new);
-        {
+        let was_private = st.private;
+        if !private {
             let mut public = self.public.write().expect("not poisoned");
-            if private {
-                // Turning a dataset private withdraws it from the public set.
-                for id in &st.objects {
-                    public.remove(&Hash::from_bytes(id.0));
-                }
-            } else {
-                public.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
-            }
+            public.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
         }
         st.revoked = access::revoked_set(&revocations);
         st.revocations = revocations;
         st.head = head;
         st.private = private;
-        st.scoped.clear();
         drop(st);
+        if private && !was_private {
+            // Turning a dataset private withdraws it: the public set is rebuilt from the
+            // datasets that stay public (they may share objects with this one).
+            self.rebuild_public();
+        }
         // Decisions cached for this dataset are taken again under the new state.
         let mut auth = self.authorized.write().expect("not poisoned");
         for list in auth.values_mut() {
@@ -324,16 +277,36 @@ impl Shared {
         need: Rights,
     ) -> std::result::Result<(Arc<Served>, Option<Capability>), String> {
         const NO: &str = "this peer serves no public dataset with that id; present a ticket from its owner (--ticket)";
+        let public = || -> Option<Arc<Served>> {
+            let served = self.datasets.get(dataset)?;
+            let private = served.state.lock().expect("not poisoned").private;
+            (!private && !need.contains(Rights::WRITE)).then(|| served.clone())
+        };
         let Some(bytes) = ticket else {
             if need.contains(Rights::WRITE) {
                 return Err("pushing needs a ticket with the write right (--ticket)".into());
             }
-            let served = self.datasets.get(dataset).ok_or(NO)?;
-            if served.state.lock().expect("not poisoned").private {
-                return Err(NO.into());
-            }
-            return Ok((served.clone(), None));
+            return public().map(|s| (s, None)).ok_or_else(|| NO.to_string());
         };
+        let checked = self.check_ticket(dataset, bytes, peer, need);
+        match checked {
+            Ok(ok) => Ok(ok),
+            // Reading a public dataset needs no ticket: a stale one is ignored there.
+            Err(_) if public().is_some() => Ok((public().expect("checked"), None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ticket checks, in order: strict decoding, the holder is the peer, the dataset
+    /// matches, the chain is rooted in the dataset key and valid now (all before looking up
+    /// whether the dataset is hosted here), then revocations and rights.
+    fn check_ticket(
+        &self,
+        dataset: &[u8; 32],
+        bytes: &[u8],
+        peer: &[u8; 32],
+        need: Rights,
+    ) -> std::result::Result<(Arc<Served>, Option<Capability>), String> {
         let bundle = Bundle::decode(bytes).map_err(|e| e.to_string())?;
         let holder = bundle.leaf().body.audience;
         if &holder != peer {
@@ -350,6 +323,9 @@ impl Shared {
             }
             .to_string());
         }
+        let now = access::now();
+        trust::verify_chain(&bundle, dataset, now, &Revoked::default())
+            .map_err(|e| e.to_string())?;
         let served = self
             .datasets
             .get(dataset)
@@ -358,11 +334,15 @@ impl Shared {
             let st = served.state.lock().expect("not poisoned");
             (st.revoked.clone(), st.private)
         };
-        let cap = trust::authorize(&bundle, dataset, peer, access::now(), &revoked)
-            .map_err(|e| e.to_string())?;
+        let cap =
+            trust::authorize(&bundle, dataset, peer, now, &revoked).map_err(|e| e.to_string())?;
         if need.contains(Rights::WRITE) {
             cap.require(Rights::WRITE, "pushing (it has no write right)")
                 .map_err(|e| e.to_string())?;
+        } else if !cap.rights.contains(Rights::READ) && !cap.rights.contains(Rights::RELAY) {
+            return Err(
+                TrustError::Forbidden("fetching (it has neither read nor relay right)").to_string(),
+            );
         } else if private && !cap.scope.is_empty() {
             // A serving peer of a restricted dataset sees only ciphertext: it cannot tell
             // which paths a ciphertext holds, so a path-scoped ticket gets nothing.
@@ -374,36 +354,18 @@ impl Shared {
         Ok((served.clone(), Some(cap)))
     }
 
-    /// Remembers what `peer` may fetch under `cap`, for the blob gatekeeper.
-    fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) -> Result<()> {
-        let (cached, roots) = {
+    /// Remembers what `peer` may fetch under `cap`, for the blob gatekeeper: everything the
+    /// dataset publishes (a ticket with a path scope never reaches here for reading: public
+    /// datasets need no ticket, and restricted ones refuse scoped tickets).
+    fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) {
+        let hashes = {
             let st = served.state.lock().expect("not poisoned");
-            let cached = if cap.scope.is_empty() {
-                Some(Arc::new(
-                    st.objects
-                        .iter()
-                        .map(|id| Hash::from_bytes(id.0))
-                        .collect::<HashSet<_>>(),
-                ))
-            } else {
-                st.scoped.get(&cap.scope).cloned()
-            };
-            (cached, head_refs(st.head.as_ref()).roots())
-        };
-        let hashes = match cached {
-            Some(h) => h,
-            None => {
-                let h = scoped_closure(&served.repo, &roots, &cap.scope);
-                served.repo.release_db();
-                let h = Arc::new(h?);
-                served
-                    .state
-                    .lock()
-                    .expect("not poisoned")
-                    .scoped
-                    .insert(cap.scope.clone(), h.clone());
-                h
-            }
+            Arc::new(
+                st.objects
+                    .iter()
+                    .map(|id| Hash::from_bytes(id.0))
+                    .collect::<HashSet<_>>(),
+            )
         };
         let mut auth = self.authorized.write().expect("not poisoned");
         let list = auth.entry(peer).or_default();
@@ -413,7 +375,17 @@ impl Shared {
             expires: cap.expires,
             hashes,
         });
-        Ok(())
+    }
+
+    fn rebuild_public(&self) {
+        let mut set = HashSet::new();
+        for served in self.datasets.values() {
+            let st = served.state.lock().expect("not poisoned");
+            if !st.private {
+                set.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
+            }
+        }
+        *self.public.write().expect("not poisoned") = set;
     }
 
     /// The gatekeeper's question: may `peer` fetch `hash`?
@@ -489,6 +461,17 @@ impl LodeProtocol {
                         Err(msg) => return Response::Denied(msg),
                     };
                 let scope = cap.map(|c| c.scope).unwrap_or_default();
+                match access::can_sign(&served.repo) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        served.repo.release_db();
+                        return Response::Rejected(
+                            "this peer mirrors the dataset and cannot publish it: push to the dataset's owner".into(),
+                        );
+                    }
+                    Err(e) => return Response::Error(format!("cannot read the dataset: {e}")),
+                }
+                served.repo.release_db();
                 if from.id != peer {
                     return Response::Rejected("the pusher must provide the objects itself".into());
                 }
@@ -531,9 +514,7 @@ impl LodeProtocol {
             Err(msg) => return Response::Denied(msg),
         };
         if let Some(cap) = &cap {
-            if let Err(e) = self.0.admit(&served, peer, cap) {
-                return Response::Error(format!("cannot read the dataset: {e}"));
-            }
+            self.0.admit(&served, peer, cap);
         }
         let st = served.state.lock().expect("not poisoned");
         match &st.head {
@@ -570,15 +551,7 @@ impl LodeProtocol {
         .await?;
         let result = (|| -> Result<()> {
             if !push.scope.is_empty() {
-                let before = served.repo.flatten_commit(served.repo.main()?.as_ref())?;
-                let after = served.repo.flatten_commit(Some(&push.new))?;
-                let removed = before.iter().filter(|(p, e)| after.get(*p) != Some(e));
-                let added = after.iter().filter(|(p, e)| before.get(*p) != Some(e));
-                for (p, _) in removed.chain(added) {
-                    if !trust::in_scope(&push.scope, p) {
-                        return Err(TrustError::OutOfScope(p.clone()).into());
-                    }
-                }
+                check_push_scope(&served.repo, push.new, &push.scope)?;
             }
             crate::ops::checkout::update_main(
                 &served.repo,
@@ -595,6 +568,37 @@ impl LodeProtocol {
         self.0.refresh(served).await?;
         Ok(counts)
     }
+}
+
+/// Checks that every commit a push brings (each one not already reachable from `main`)
+/// differs from `main`'s tree only inside `scope`: a scoped writer cannot slip other paths
+/// into history, not even in an intermediate commit.
+fn check_push_scope(repo: &Repo, new: ObjectId, scope: &[String]) -> Result<()> {
+    let main = repo.main()?;
+    let known: HashSet<ObjectId> =
+        closure(repo, &main.into_iter().collect::<Vec<_>>(), &HashSet::new())?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    let base = repo.flatten_commit(main.as_ref())?;
+    let mut todo = vec![new];
+    let mut seen = HashSet::new();
+    while let Some(c) = todo.pop() {
+        if known.contains(&c) || !seen.insert(c) {
+            continue;
+        }
+        let commit = repo.read_commit(&c)?;
+        let tree = repo.flatten(&commit.body.tree)?;
+        let removed = base.iter().filter(|(p, e)| tree.get(*p) != Some(e));
+        let added = tree.iter().filter(|(p, e)| base.get(*p) != Some(e));
+        for (p, _) in removed.chain(added) {
+            if !trust::in_scope(scope, p) {
+                return Err(TrustError::OutOfScope(p.clone()).into());
+            }
+        }
+        todo.extend(commit.body.parents.iter().copied());
+    }
+    Ok(())
 }
 
 /// A push, as the serving side handles it.

@@ -200,7 +200,8 @@ pub fn grant(
     bundle.hints = hints;
     let id = hex::encode(bundle.leaf().id());
     let mut entries = vec![(format!("grant/{id}"), Some(bundle.encode()))];
-    if let Some(card) = card {
+    let reads = opts_reads(&bundle);
+    if let (Some(card), true) = (card, reads) {
         entries.push((
             format!("reader/{}", hex::encode(aud)),
             Some(card.body.age.into_bytes()),
@@ -208,6 +209,32 @@ pub fn grant(
     }
     put(repo, &entries)?;
     Ok(bundle)
+}
+
+/// True when a ticket lets its holder read plaintext (READ or WRITE): only such holders get
+/// the keys of a restricted dataset.
+fn opts_reads(b: &Bundle) -> bool {
+    let r = b.leaf().body.rights;
+    r.contains(Rights::READ) || r.contains(Rights::WRITE)
+}
+
+/// True when this device can sign heads for the dataset: it holds the dataset key, or (for
+/// a public dataset) a valid ticket with WRITE. Only such a peer accepts pushes.
+pub fn can_sign(repo: &Repo) -> Result<bool> {
+    let dataset = repo.dataset_id()?;
+    if repo.home().dataset_key(&dataset)?.is_some() {
+        return Ok(true);
+    }
+    if is_private(repo)? || stored_head(repo)?.is_some_and(|h| h.body.private) {
+        return Ok(false);
+    }
+    let me = repo.device_key()?.verifying_key().to_bytes();
+    let revoked = revoked_set(&revocations(repo)?);
+    Ok(own_capability(repo)?.is_some_and(|c| {
+        c.leaf().body.audience == me
+            && trust::authorize(&c, &dataset.to_bytes(), &me, now(), &revoked)
+                .is_ok_and(|cap| cap.rights.contains(Rights::WRITE))
+    }))
 }
 
 /// The tickets this repository issued, by link id.
@@ -218,12 +245,22 @@ pub fn grants(repo: &Repo) -> Result<Vec<Bundle>> {
         .collect()
 }
 
-/// The age recipients of readers known from identity cards, by device id.
+/// The age recipients of the current readers, by device id: holders of an identity card
+/// given at grant time whose ticket with READ or WRITE is still valid (not expired, not
+/// revoked). A reader who drops out of this set stops getting new epoch keys.
 pub fn reader_recipients(repo: &Repo) -> Result<BTreeMap<[u8; 32], String>> {
+    let ds = repo.dataset_id()?.to_bytes();
+    let revoked = revoked_set(&revocations(repo)?);
+    let t = now();
+    let valid: std::collections::HashSet<[u8; 32]> = grants(repo)?
+        .iter()
+        .filter(|b| opts_reads(b) && trust::verify_chain(b, &ds, t, &revoked).is_ok())
+        .map(|b| b.leaf().body.audience)
+        .collect();
     let mut out = BTreeMap::new();
     for (k, v) in list(repo, "reader/")? {
         let mut key = [0u8; 32];
-        if hex::decode_to_slice(&k, &mut key).is_ok() {
+        if hex::decode_to_slice(&k, &mut key).is_ok() && valid.contains(&key) {
             out.insert(key, String::from_utf8_lossy(&v).to_string());
         }
     }
@@ -341,8 +378,13 @@ pub fn stored_head(repo: &Repo) -> Result<Option<SignedHead>> {
         return Ok(None);
     };
     let ds = repo.dataset_id()?.to_bytes();
-    let revoked = revoked_set(&revocations(repo)?);
-    Ok(Some(SignedHead::decode(&bytes, &ds, &revoked)?))
+    // Verified when it was received or signed; later revocations do not unmake it.
+    Ok(Some(SignedHead::decode(
+        &bytes,
+        &ds,
+        &Revoked::default(),
+        None,
+    )?))
 }
 
 /// Stores a head received from a peer when it is newer than the stored one. The caller holds
@@ -438,7 +480,13 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
         }
         _ => (pub_main, pub_tags),
     };
-    let seq = stored.as_ref().map_or(0, |h| h.body.seq).max(min_seq) + 1;
+    // A pusher's sequence number moves ours on, but only by a bounded step (a hostile
+    // writer must not be able to exhaust the counter).
+    let have = stored.as_ref().map_or(0, |h| h.body.seq);
+    let seq = have
+        .max(min_seq.min(have.saturating_add(1 << 32)))
+        .checked_add(1)
+        .ok_or_else(|| Error::Other("head sequence number exhausted".into()))?;
     let head = SignedHead::sign(
         HeadBody {
             version: 1,

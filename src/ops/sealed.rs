@@ -87,10 +87,19 @@ pub struct Manifest {
     pub map: BTreeMap<ObjectId, (ObjectId, u32)>,
 }
 
-/// Epoch secrets, as the keyring carries them.
+/// Epoch secrets, as the keyring carries them (wiped from memory when dropped).
 #[derive(Serialize, Deserialize)]
 struct Keyring {
     epochs: Vec<(u32, String)>,
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for (_, s) in &mut self.epochs {
+            s.zeroize();
+        }
+    }
 }
 
 fn age_err(what: &str, e: impl std::fmt::Display) -> Error {
@@ -461,7 +470,10 @@ pub fn read_envelope(repo: &Repo, id: &ObjectId) -> Result<Envelope> {
 /// keyring and decrypts the manifest (the plaintext refs and the plaintext -> ciphertext
 /// map). Needs the keyring and manifest objects locally. Returns the manifest and the epoch
 /// identities.
-pub fn read_manifest(repo: &Repo, env: &Envelope) -> Result<(Manifest, Vec<age::x25519::Identity>)> {
+pub fn read_manifest(
+    repo: &Repo,
+    env: &Envelope,
+) -> Result<(Manifest, Vec<age::x25519::Identity>)> {
     let me = repo.home().age_identity()?;
     let ring = decrypt_bytes(repo, &env.keyring, std::slice::from_ref(&me)).map_err(|_| {
         Error::Other(
@@ -469,15 +481,15 @@ pub fn read_manifest(repo: &Repo, env: &Envelope) -> Result<(Manifest, Vec<age::
         )
     })?;
     let ring = Zeroizing::new(ring);
-    let ring: Keyring = postcard::from_bytes(&ring)
-        .map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
+    let ring: Keyring =
+        postcard::from_bytes(&ring).map_err(|e| Error::Other(format!("malformed keyring: {e}")))?;
     let mut ids = Vec::new();
     let mut learnt = Vec::new();
-    for (n, secret) in ring.epochs {
-        let secret = Zeroizing::new(secret);
+    for (n, secret) in &ring.epochs {
+        let secret = Zeroizing::new(secret.clone());
         if let Ok(id) = age::x25519::Identity::from_str(&secret) {
             ids.push(id);
-            learnt.push((epoch_key(n), secret.as_bytes().to_vec()));
+            learnt.push((epoch_key(*n), secret.as_bytes().to_vec()));
         }
     }
     let manifest_bytes = decrypt_bytes(repo, &env.manifest, &ids).map_err(|_| {
@@ -547,7 +559,10 @@ pub fn decrypt_missing(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err(Error::Other("decryption worker failed".into()))))
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::Other("decryption worker failed".into())))
+            })
             .collect()
     });
     results.into_iter().collect::<Result<()>>()?;

@@ -415,12 +415,9 @@ fn revocation_scope_relay_and_push_rights_are_enforced() {
     env.ok("ds", &["revoke", &row["id"].as_str().unwrap()[..16]]);
     env.fails_as("d", "dclone", &["pull"], "has been revoked");
     assert!(env.ok("ds", &["grants"]).contains("has been revoked"));
-    // 25. A relay (mirror) ticket: ciphertext yes, key material no.
-    let eid = device_id(&env, "e");
-    let te = env.json("ds", &["grant", &eid, "--relay"])["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // 25. A relay (mirror) ticket: ciphertext yes, key material no, even when granted to the
+    // mirror's identity card.
+    let te = grant_card(&env, "ds", "e", &["--relay"]);
     env.json_as(
         "e",
         "",
@@ -470,12 +467,19 @@ fn revocation_scope_relay_and_push_rights_are_enforced() {
         &["push", "--ticket", &tg],
         "outside the ticket's scope",
     );
-    // Inside its scope the push lands.
+    // Undoing the change in a later commit does not help: the out-of-scope commit would
+    // still enter the history.
     env.ok_as("g", "gclone", &["checkout", "-f", "HEAD~1", "video/v.bin"]);
     env.write("gclone/tables/t.csv", "from g");
     env.ok_as("g", "gclone", &["add", "."]);
     env.ok_as("g", "gclone", &["commit", "-m", "y"]);
-    env.ok_as("g", "gclone", &["push"]);
+    env.fails_as("g", "gclone", &["push"], "outside the ticket's scope");
+    // Inside its scope the push lands.
+    env.json_as("g", "", &["clone", &pubsrv.ticket, "g2"]);
+    env.write("g2/tables/t.csv", "from g");
+    env.ok_as("g", "g2", &["add", "."]);
+    env.ok_as("g", "g2", &["commit", "-m", "y"]);
+    env.ok_as("g", "g2", &["push", "--ticket", &tg]);
     assert_eq!(env.read("pub/tables/t.csv"), b"from g");
     assert_eq!(env.read("pub/video/v.bin"), b"2");
 }
@@ -660,6 +664,19 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
         ],
     );
     let mirror = serve(&env, "m", "mirror");
+
+    // A writer's push to M is refused: M cannot publish the dataset (and must never receive
+    // its plaintext).
+    let tw = grant_card(&env, "ds", "w", &["--read", "--write"]);
+    env.json_as("w", "", &["clone", &origin.ticket, "w1", "--ticket", &tw]);
+    env.write("w1/tables/neurons.csv", "w's edit\n");
+    env.ok_as("w", "w1", &["add", "."]);
+    env.ok_as("w", "w1", &["commit", "-m", "w"]);
+    env.ok_as("w", "w1", &["remote", "add", "m", &mirror.ticket]);
+    env.fails_as("w", "w1", &["push", "m"], "push to the dataset's owner");
+    assert!(!walk_files(&env.path("mirror"))
+        .iter()
+        .any(|f| { fs::read(f).is_ok_and(|d| d.windows(9).any(|w| w == b"w's edit\n")) }));
 
     // A goes offline; B clones again, from M alone, and gets the same verified files.
     drop(origin);

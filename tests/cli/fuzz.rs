@@ -180,7 +180,7 @@ fn check(kind: &str, original: &[u8], input: &[u8], ds: &[u8; 32]) {
             }
         }
         "head" => {
-            if let Ok(h) = SignedHead::decode(input, ds, &revoked) {
+            if let Ok(h) = SignedHead::decode(input, ds, &revoked, None) {
                 assert_eq!(h.encode(), original);
             }
         }

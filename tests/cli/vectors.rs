@@ -99,7 +99,7 @@ fn verdict(v: &Vector) -> String {
             Bundle::decode(&bytes)
                 .and_then(|b| authorize(&b, &ds, &peer, v.now, &revoked).map(|_| ()))
         }
-        "head" => SignedHead::decode(&bytes, &ds, &revoked).map(|_| ()),
+        "head" => SignedHead::decode(&bytes, &ds, &revoked, Some(v.now)).map(|_| ()),
         "revocation" => Revocation::decode(&bytes, &ds).map(|_| ()),
         "card" => Card::decode(&bytes).map(|_| ()),
         k => panic!("unknown kind {k}"),
@@ -382,6 +382,18 @@ fn make() -> Vec<Vector> {
         SignedHead::sign(head_body(&b, bundle(vec![wl.clone()])), &b).encode(),
         n,
         vec![format!("link:{}", hex::encode(wl.id()))],
+    );
+    let mut short = link_body(ds, &owner, pk(&b), Rights::WRITE);
+    short.not_before = NOW - 7200;
+    short.expires = NOW - 3600;
+    let mut backdated = head_body(&b, bundle(vec![sign(short, &owner)]));
+    backdated.time = NOW - 5000;
+    add(
+        "head: writer's ticket expired (head backdated)",
+        "head",
+        SignedHead::sign(backdated, &b).encode(),
+        n,
+        vec![],
     );
     let mut h = SignedHead::sign(head_body(&owner, vec![]), &owner).encode();
     let l = h.len();
