@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # lode quick start: make a dataset, commit it, change it, look at history, go back in time,
-# and verify every byte — all in a temp directory, nothing leaves this machine.
+# verify every byte, serve it, clone it as a collaborator who pushes with a capability
+# ticket, and share a restricted (encrypted) dataset — all in a temp directory, nothing
+# leaves this machine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -z "${LODE:-}" ]; then
@@ -43,27 +45,60 @@ run show
 
 # --- Peer to peer, on this machine only: direct loopback addresses, no relay, no discovery.
 export LODE_BIND=127.0.0.1:0 LODE_RELAY=disabled LODE_NO_DISCOVERY=true
+serve_pids=()
+trap 'kill "${serve_pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+start_serve() {  # start_serve NAME: `lode serve` here in the background; sets $ticket
+  "$LODE" serve > "$work/$1.out" 2>/dev/null &
+  serve_pids+=($!)
+  for _ in $(seq 100); do grep -q '^ticket: ' "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  ticket=$(sed -n 's/^ticket: //p' "$work/$1.out")
+}
 printf '\n$ lode serve &   # the lab publishes the dataset\n'
-"$LODE" serve > "$work/serve.out" 2>/dev/null &
-serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q '^ticket: ' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-ticket=$(sed -n 's/^ticket: //p' "$work/serve.out")
+start_serve lab
 echo "ticket: $ticket"
 cd "$work"
-# A collaborator is another device: another identity.
+# A collaborator is another device: another identity. It sends the lab its identity card.
 export LODE_HOME="$work/collaborator-home"
+card=$("$LODE" id --card)
 run clone "$ticket" collaborator-copy --json
-cd collaborator-copy
+# The lab grants the collaborator the right to push: a capability ticket bound to its key.
+export LODE_HOME="$work/home"
+cd "$work/worm-data"
+printf '\n$ lode grant <card> --write --expires 7d   # at the lab\n'
+write_ticket=$("$LODE" grant "$card" --write --expires 7d --note collaborator --json | sed -n 's/.*"ticket": *"\([^"]*\)".*/\1/p')
+echo "$write_ticket"
+export LODE_HOME="$work/collaborator-home"
+cd "$work/collaborator-copy"
 printf 'AVAR,interneuron\n' >> tables/neurons.csv
 run add .
 run commit -m "collaborator: fix neuron table"
-run push
+run push --ticket "$write_ticket"
 run get "$ticket" tables/neurons.csv --to "$work/one-file"
 export LODE_HOME="$work/home"
 cd "$work/worm-data"
 printf '\n(back at the lab)\n'
 run log -n 2
-kill $serve_pid
+run grants
+
+# --- A restricted dataset: stored and served encrypted; only ticket holders read it.
+cd "$work"
+run init --private patient-scans
+cd patient-scans
+printf 'subject,scan\nS01,ok\n' > scans.csv
+run add .
+run commit -m "scans"
+start_serve scans
+ticket2=$ticket
+printf '\n$ lode grant <card> --read   # the ticket also carries the address\n'
+read_ticket=$("$LODE" grant "$card" --read --json | sed -n 's/.*"ticket": *"\([^"]*\)".*/\1/p')
+echo "$read_ticket"
+cd "$work"
+export LODE_HOME="$work/collaborator-home"
+run clone "$read_ticket" scans-copy
+cat scans-copy/scans.csv
+export LODE_HOME="$work/stranger-home"
+printf '\n$ lode clone %s stranger-copy   # no ticket: refused\n' "$ticket2"
+"$LODE" clone "$ticket2" stranger-copy || true
+kill "${serve_pids[@]}"
 echo
 echo "quick start finished: every step above ran in $work"

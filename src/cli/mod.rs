@@ -764,7 +764,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                         } else {
                             r.scope.join(",")
                         },
-                        r.expires,
+                        fmt_time(r.expires as i64),
                         r.status,
                         if r.note.is_empty() {
                             String::new()
