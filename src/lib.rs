@@ -12,6 +12,7 @@
 
 pub mod db;
 pub mod error;
+pub mod gateway;
 pub mod id;
 pub mod keys;
 pub mod net;

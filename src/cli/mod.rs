@@ -223,6 +223,10 @@ enum Command {
     Serve {
         /// Repositories to serve (default: the current one).
         repos: Vec<PathBuf>,
+        /// Also serve the public datasets read-only over HTTP on ADDR (listing pages, file
+        /// downloads with Range support, BLAKE3 ids in headers); prints `http: URL`.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -1072,22 +1076,47 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 return Err(CliError::Failed);
             }
         }
-        Command::Serve { repos, net } => {
-            let repos = if repos.is_empty() {
-                vec![ctx.repo()?]
-            } else {
-                repos
-                    .iter()
-                    .map(|r| Repo::discover(&ctx.cwd.join(r), ctx.home.clone(), ctx.opts.clone()))
-                    .collect::<Result<Vec<_>, _>>()?
+        Command::Serve { repos, http, net } => {
+            let open = || -> Result<Vec<Repo>, Error> {
+                if repos.is_empty() {
+                    Ok(vec![ctx.repo()?])
+                } else {
+                    repos
+                        .iter()
+                        .map(|r| {
+                            Repo::discover(&ctx.cwd.join(r), ctx.home.clone(), ctx.opts.clone())
+                        })
+                        .collect()
+                }
             };
+            let served = open()?;
+            for r in &served {
+                r.release_db();
+            }
             let opts = net.options();
             let json = ui.json;
             let quiet = ui.quiet;
             let out = &mut ui.out;
             let mut printed: io::Result<()> = Ok(());
-            runtime()?.block_on(lode::net::serve::serve(
-                repos,
+            let rt = runtime()?;
+            // The gateway reads its own handles of the repositories.
+            let gateway = match http {
+                None => None,
+                Some(addr) => {
+                    let listener = rt.block_on(lode::gateway::bind(addr))?;
+                    let url = listener
+                        .local_addr()
+                        .map_err(|e| Error::Net(format!("HTTP listener: {e}")))?;
+                    let gw = std::sync::Arc::new(lode::gateway::Gateway::new(open()?)?);
+                    Some((listener, gw, url))
+                }
+            };
+            let http_url = gateway.as_ref().map(|(_, _, u)| *u);
+            if let Some((listener, gw, _)) = gateway {
+                rt.spawn(lode::gateway::run(listener, gw));
+            }
+            rt.block_on(lode::net::serve::serve(
+                served,
                 &opts,
                 |tickets| {
                     printed = (|| {
@@ -1096,6 +1125,13 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                                 writeln!(out, "{{\"ticket\": \"{t}\"}}")?;
                             } else {
                                 writeln!(out, "ticket: {t}")?;
+                            }
+                        }
+                        if let Some(u) = http_url {
+                            if json {
+                                writeln!(out, "{{\"http\": \"http://{u}/\"}}")?;
+                            } else {
+                                writeln!(out, "http: http://{u}/")?;
                             }
                         }
                         out.flush()

@@ -4,6 +4,7 @@ mod access;
 mod common;
 mod faults;
 mod fuzz;
+mod gateway;
 mod history;
 mod local;
 mod sync;
