@@ -476,6 +476,83 @@ impl Walk<'_> {
         repo.store().adopt(&abs, id)
     }
 
+    /// Fetches ciphertext `cipher` from the first provider and decrypts it as it streams
+    /// (iroh-blobs verifies every chunk against `cipher` first) into the plaintext object
+    /// `plain`. Nothing of the ciphertext touches the disk.
+    async fn stream_decrypt(
+        &mut self,
+        repo: &Repo,
+        cipher: ObjectId,
+        plain: ObjectId,
+        ids: &[age::x25519::Identity],
+    ) -> Result<()> {
+        let id = *self
+            .client
+            .providers
+            .first()
+            .ok_or_else(|| Error::NoProvider("no provider".into()))?;
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.client.net.endpoint.connect(id, iroh_blobs::ALPN),
+        )
+        .await
+        .map_err(|_| Error::Net("no answer".into()))?
+        .map_err(|e| Error::Net(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
+        let store = repo.store().clone();
+        let ids = ids.to_vec();
+        let worker = std::thread::spawn(move || {
+            let reader = std::io::BufReader::with_capacity(
+                1 << 20,
+                ChanReader {
+                    rx,
+                    cur: bytes::Bytes::new(),
+                },
+            );
+            sealed::decrypt_from(&store, reader, &cipher, &plain, &ids)
+        });
+        let mut stream =
+            iroh_blobs::get::request::get_blob(conn.clone(), Hash::from_bytes(cipher.0));
+        let mut got = 0u64;
+        let mut failed: Option<String> = None;
+        use iroh_blobs::get::request::GetBlobItem;
+        while let Some(item) = stream.next().await {
+            match item {
+                GetBlobItem::Item(bao_tree::io::BaoContentItem::Leaf(leaf)) => {
+                    if leaf.offset != got {
+                        failed = Some("chunks out of order".into());
+                        break;
+                    }
+                    let n = leaf.data.len() as u64;
+                    got += n;
+                    self.progress.inc(n);
+                    if tokio::task::block_in_place(|| tx.send(leaf.data)).is_err() {
+                        break; // the decryptor stopped; its error says why
+                    }
+                }
+                GetBlobItem::Item(_) => {}
+                GetBlobItem::Done(_) => break,
+                GetBlobItem::Error(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        conn.close(VarInt::from_u32(0), b"done");
+        let decrypted = tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .unwrap_or_else(|_| Err(Error::Other("decryption thread failed".into())));
+        self.bytes += got;
+        if let Some(msg) = failed {
+            return Err(Error::Net(msg));
+        }
+        decrypted?;
+        self.objects += 1;
+        Ok(())
+    }
+
     /// Fetches those of `wanted` (ids with sizes) that are missing: small ones through memory
     /// in bounded batches, big ones through the transfer store.
     async fn fetch_missing(&mut self, wanted: &[(ObjectId, u64)]) -> Result<()> {
@@ -681,6 +758,27 @@ impl Walk<'_> {
     }
 }
 
+/// Reads the chunks a channel delivers, in order; the end of the channel is the end of input.
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.cur = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
 /// Reports whether the filesystem holding `dir` has less than 4 MiB free.
 fn disk_nearly_full(dir: &Path) -> bool {
     rustix::fs::statvfs(dir).is_ok_and(|s| s.f_bavail.saturating_mul(s.f_frsize) < 4 << 20)
@@ -844,8 +942,26 @@ async fn fetch_sealed(
     .await?;
     let (manifest, ids) = sealed::read_manifest(repo, &env)?;
     let need = sealed::needed(repo, &env, &manifest);
-    walk.fetch_missing(&need).await?;
     let keep = sealed::holds_ciphertext(repo)?;
+    // A reader decrypts large ciphertexts while they stream in (verified chunk by chunk),
+    // so nothing of them is written; if that fails, they go through the transfer store
+    // (resumable, every provider) and are decrypted from there.
+    let plain_of: HashMap<ObjectId, ObjectId> =
+        manifest.map.iter().map(|(p, (c, _))| (*c, *p)).collect();
+    let mut rest = Vec::new();
+    for (cipher, size) in need {
+        let streamed = match plain_of.get(&cipher) {
+            Some(plain) if size > SMALL_BLOB && !keep => walk
+                .stream_decrypt(repo, cipher, *plain, &ids)
+                .await
+                .is_ok(),
+            _ => false,
+        };
+        if !streamed {
+            rest.push((cipher, size));
+        }
+    }
+    walk.fetch_missing(&rest).await?;
     sealed::decrypt_missing(repo, &manifest, &ids, keep)?;
     let roots: Vec<ObjectId> = manifest
         .main

@@ -181,6 +181,18 @@ fn decrypt_object(
 ) -> Result<()> {
     let store = repo.store();
     let input = BufReader::with_capacity(1 << 20, store.open(cipher)?);
+    decrypt_from(store, input, cipher, plain, ids)
+}
+
+/// Decrypts the ciphertext `cipher` read from `input` (a stored object, or bytes verified
+/// while they stream in) into the plaintext object `plain`; see [`decrypt_object`].
+pub fn decrypt_from(
+    store: &crate::store::Store,
+    input: impl std::io::BufRead,
+    cipher: &ObjectId,
+    plain: &ObjectId,
+    ids: &[age::x25519::Identity],
+) -> Result<()> {
     let dec = age::Decryptor::new_buffered(input).map_err(|e| {
         age_err(
             &format!("ciphertext {} is not an age file", cipher.short()),

@@ -131,6 +131,9 @@ fn private_dataset(env: &TestEnv, name: &str) {
         format!("{name},inter\n"),
     );
     env.write(&format!("{name}/video/day1.bin"), vec![9u8; 100_000]);
+    // Above 1 MiB: a reader decrypts it while it streams in.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    env.write(&format!("{name}/video/day2.bin"), big);
     env.ok(name, &["add", "."]);
     env.ok(name, &["commit", "-m", "day 1"]);
 }
@@ -683,6 +686,20 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     env.json_as("b", "", &["clone", &mirror.ticket, "b2", "--ticket", &tb]);
     assert_eq!(env.ls("b1", "HEAD"), env.ls("b2", "HEAD"));
     assert_eq!(env.read("b2/video/day1.bin"), vec![9u8; 100_000]);
+    assert_eq!(
+        b3(&env.path("b2/video/day2.bin")),
+        b3(&env.path("ds/video/day2.bin"))
+    );
+    // A reader keeps plaintext only: no ciphertext of the big file stays in its store.
+    let (ciphers, _) = sealed_ids(&env, "ds");
+    for c in &ciphers {
+        let p = env.path(&format!("b2/.lode/objects/{}/{}", &c[..2], &c[2..]));
+        let kept = p.exists();
+        let small = fs::metadata(env.path(&format!("ds/.lode/objects/{}/{}", &c[..2], &c[2..])))
+            .map(|m| m.len() < 4096)
+            .unwrap_or(true);
+        assert!(!kept || small, "ciphertext {c} kept by a reader");
+    }
     env.ok_as("b", "b2", &["verify"]);
     // C, without a ticket, gets nothing from M.
     env.fails_as("c", "", &["clone", &mirror.ticket, "c1"], "not authorized");
