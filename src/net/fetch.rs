@@ -365,6 +365,7 @@ impl Client {
 }
 
 /// Where fetched objects go.
+#[derive(Clone, Copy)]
 enum Sink<'a> {
     /// Into a repository's object store.
     Repo(&'a Repo),
@@ -476,6 +477,124 @@ impl Walk<'_> {
         repo.store().adopt(&abs, id)
     }
 
+    /// Streams a blob into `.lode/partial/ID` from each provider in turn (every chunk
+    /// verified against `id` by iroh-blobs before it is written), resuming from the whole
+    /// 16 KiB groups already there, then moves the file into the object store.
+    async fn stream_plain(&mut self, repo: &Repo, id: ObjectId) -> Result<()> {
+        let dir = partial_dir(repo);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let path = dir.join(id.to_hex());
+        let mut last = Error::NoProvider("no provider".into());
+        for provider in self.client.providers.clone() {
+            match self.stream_from(provider, &path, id).await {
+                Ok(()) => {
+                    self.client.peers.insert(peer_name(provider.as_bytes()));
+                    self.objects += 1;
+                    return repo.store().adopt(&path, &id);
+                }
+                Err(e) if is_disk_full(&e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn stream_from(&mut self, provider: EndpointId, path: &Path, id: ObjectId) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        const GROUP: u64 = 16 << 10;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("cannot open", path, e))?;
+        let have = file
+            .metadata()
+            .map_err(|e| Error::io("cannot read", path, e))?
+            .len();
+        let start = have / GROUP * GROUP;
+        file.set_len(start)
+            .map_err(|e| Error::io("cannot write", path, e))?;
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.client.net.endpoint.connect(provider, iroh_blobs::ALPN),
+        )
+        .await
+        .map_err(|_| Error::Net("no answer".into()))?
+        .map_err(|e| Error::Net(e.to_string()))?;
+        let ranges = iroh_blobs::protocol::ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..);
+        let req = iroh_blobs::protocol::GetRequest::new(
+            Hash::from_bytes(id.0),
+            iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
+        );
+        // A fresh download is hashed as it is written (a second check beside iroh-blobs'
+        // verification); a resumed one is re-hashed whole at the end.
+        let mut hasher = (start == 0).then(blake3::Hasher::new);
+        let mut next_offset = start;
+        let result: Result<()> = async {
+            use iroh_blobs::get::fsm;
+            let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
+            let connected = fsm::start(conn.clone(), req, Default::default())
+                .next()
+                .await
+                .map_err(|e| net(&e))?;
+            let fsm::ConnectedNext::StartRoot(root) =
+                connected.next().await.map_err(|e| net(&e))?
+            else {
+                return Err(Error::Net("unexpected response".into()));
+            };
+            let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
+            let end = loop {
+                match curr.next().await {
+                    fsm::BlobContentNext::More((next, item)) => {
+                        let item = item.map_err(|e| net(&e))?;
+                        if let bao_tree::io::BaoContentItem::Leaf(leaf) = item {
+                            if leaf.offset != next_offset {
+                                return Err(Error::Net("chunks out of order".into()));
+                            }
+                            file.write_all_at(&leaf.data, leaf.offset)
+                                .map_err(|e| Error::io("cannot write", path, e))?;
+                            if let Some(h) = hasher.as_mut() {
+                                h.update(&leaf.data);
+                            }
+                            let n = leaf.data.len() as u64;
+                            next_offset += n;
+                            self.bytes += n;
+                            self.progress.inc(n);
+                        }
+                        curr = next;
+                    }
+                    fsm::BlobContentNext::Done(end) => break end,
+                }
+            };
+            if let fsm::EndBlobNext::Closing(closing) = end.next() {
+                let _ = closing.next().await;
+            }
+            Ok(())
+        }
+        .await;
+        conn.close(VarInt::from_u32(0), b"done");
+        result?;
+        let got = match hasher {
+            Some(h) => ObjectId(*h.finalize().as_bytes()),
+            None => {
+                let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+                crate::store::hash_reader(f)
+                    .map_err(|e| Error::io("cannot read", path, e))?
+                    .0
+            }
+        };
+        if got != id {
+            let _ = std::fs::remove_file(path);
+            return Err(Error::ObjectCorrupt { id, path: None });
+        }
+        Ok(())
+    }
+
     /// Fetches ciphertext `cipher` from the first provider and decrypts it as it streams
     /// (iroh-blobs verifies every chunk against `cipher` first) into the plaintext object
     /// `plain`. Nothing of the ciphertext touches the disk.
@@ -584,6 +703,21 @@ impl Walk<'_> {
                     batch_bytes = 0;
                 }
             }
+        }
+        // Big objects stream straight into a partial file, provider after provider, each
+        // attempt resuming where the last stopped; what still fails goes through the
+        // iroh-blobs downloader below.
+        if let (Sink::Repo(repo), false) = (self.sink, missing.is_empty()) {
+            let mut left = Vec::new();
+            for h in std::mem::take(&mut missing) {
+                let id = ObjectId(*h.as_bytes());
+                match self.stream_plain(repo, id).await {
+                    Ok(()) => {}
+                    Err(e) if is_disk_full(&e) => return Err(e),
+                    Err(_) => left.push(h),
+                }
+            }
+            missing = left;
         }
         if !missing.is_empty() {
             let (client, store, progress) = (&mut *self.client, self.store, self.progress);
@@ -777,6 +911,16 @@ impl std::io::Read for ChanReader {
         self.cur = self.cur.slice(n..);
         Ok(n)
     }
+}
+
+/// Where big objects stream to before they move into the object store.
+fn partial_dir(repo: &Repo) -> PathBuf {
+    repo.root().join(".lode").join("partial")
+}
+
+/// True for an error caused by a full disk (ENOSPC, EDQUOT).
+fn is_disk_full(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
 }
 
 /// Reports whether the filesystem holding `dir` has less than 4 MiB free.
@@ -1243,7 +1387,10 @@ pub async fn clone(
         Err(e) => {
             // Nothing received: leave no half-made clone behind. Once data arrived, keep it
             // so that running the clone again resumes.
-            if !existed && !fetch_store_dir(&repo).exists() {
+            let partial = std::fs::read_dir(partial_dir(&repo))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if !existed && !fetch_store_dir(&repo).exists() && !partial {
                 let _ = std::fs::remove_dir_all(dir);
             }
             return Err(e);

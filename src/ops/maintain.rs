@@ -235,8 +235,11 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         report.objects_removed += 1;
         report.bytes_freed += len;
     }
-    // The writer lock is held, so no temp file belongs to a live writer.
-    if let Ok(rd) = fs::read_dir(repo.store().tmp_dir()) {
+    // The writer lock is held, so no temp file belongs to a live writer. Partial downloads
+    // (kept so that an interrupted fetch resumes) go too.
+    let partial = repo.root().join(".lode").join("partial");
+    for dir in [repo.store().tmp_dir(), partial.as_path()] {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
         for entry in rd.flatten() {
             let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
             if dry_run || fs::remove_file(entry.path()).is_ok() {
