@@ -116,6 +116,8 @@ enum Command {
         key: bool,
         #[arg(long, default_value = "")]
         note: String,
+        #[command(flatten)]
+        net: NetArgs,
     },
     /// Stage files and directories (recursively; honours .lodeignore).
     #[command(
@@ -779,18 +781,43 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 }
             }
         }
-        Command::Revoke { what, key, note } => {
+        Command::Revoke {
+            what,
+            key,
+            note,
+            net,
+        } => {
             let repo = ctx.repo()?;
             let r = ops::access::revoke(&repo, &what, key, &note)?;
+            // Tell the known peers (the remotes) at once; the others learn it with the next
+            // head they fetch.
+            let told =
+                runtime()?.block_on(lode::net::push::push_revocations(&repo, &net.options()))?;
             if ui.json {
-                ui.json(&r)?;
+                #[derive(Serialize)]
+                struct J<'a> {
+                    #[serde(flatten)]
+                    revoked: &'a ops::access::RevokeReport,
+                    peers: &'a [lode::net::push::RevocationPush],
+                }
+                ui.json(&J {
+                    revoked: &r,
+                    peers: &told,
+                })?;
             } else {
-                ui.note(format!(
-                    "revoked {} {}; peers learn it with the next head they fetch",
-                    r.kind,
-                    &r.target[..12]
-                ));
-                ui.note("data already downloaded cannot be recalled");
+                ui.note(format!("revoked {} {}", r.kind, &r.target[..12]));
+                for t in &told {
+                    match (&t.new, &t.error) {
+                        (Some(_), _) => ui.note(format!("told {} ({})", t.remote, t.peer)),
+                        (None, e) => ui.note(format!(
+                            "could not tell {} ({}): {}; it learns the revocation with its next fetch",
+                            t.remote,
+                            t.peer,
+                            e.as_deref().unwrap_or("no answer")
+                        )),
+                    }
+                }
+                ui.note("other peers learn it with the next head they fetch; data already downloaded cannot be recalled");
             }
         }
         Command::Add { paths, link } => {

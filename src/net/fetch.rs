@@ -154,10 +154,10 @@ impl Client {
             Response::Error(msg) | Response::Rejected(msg) => {
                 return Err(Error::Peer { peer, msg })
             }
-            Response::Pushed { .. } => {
+            Response::Pushed { .. } | Response::Revoked { .. } => {
                 return Err(Error::LyingPeer {
                     peer,
-                    msg: "answered a ref listing with a push result".into(),
+                    msg: "answered a ref listing with something else".into(),
                 })
             }
         };

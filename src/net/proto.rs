@@ -41,6 +41,12 @@ pub enum Request {
         /// The sequence number of the newest head the pusher has seen.
         seq: u64,
     },
+    /// New revocations of a dataset (each signed by its owner), sent by `lode revoke` to
+    /// known peers so that they apply them at once rather than with their next fetch.
+    Revoke {
+        dataset: [u8; 32],
+        revocations: Vec<Vec<u8>>,
+    },
 }
 
 /// What a server answers.
@@ -56,6 +62,10 @@ pub enum Response {
     },
     /// The push was refused (stale, not a fast-forward, dirty working tree...).
     Rejected(String),
+    /// The revocations were checked and stored; `new` of them were not known before.
+    Revoked {
+        new: u64,
+    },
     /// The request was refused or failed; the text says why.
     Error(String),
     /// The request is not authorized (checked before any lookup); the text says why.

@@ -150,3 +150,57 @@ pub async fn push(
         peer,
     })
 }
+
+/// What `revoke` told one known peer.
+#[derive(Debug, serde::Serialize)]
+pub struct RevocationPush {
+    pub remote: String,
+    pub peer: String,
+    /// Revocations the peer did not know before, or `None` when it could not be told.
+    pub new: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Sends every revocation of `repo` to the providers of each of its remotes (mirrors and
+/// other peers that serve the dataset), so that they refuse revoked tickets at once. A peer
+/// that cannot be reached learns them with its next fetch.
+pub async fn push_revocations(repo: &Repo, opts: &NetOptions) -> Result<Vec<RevocationPush>> {
+    let revs: Vec<Vec<u8>> = crate::ops::access::revocations(repo)?
+        .iter()
+        .map(crate::trust::Revocation::encode)
+        .collect();
+    let remotes = crate::net::fetch::remotes(repo)?;
+    let key = repo.device_key()?;
+    repo.release_db();
+    let mut out = Vec::new();
+    if remotes.is_empty() || revs.is_empty() {
+        return Ok(out);
+    }
+    let net = bind(&key, opts).await?;
+    for (name, ticket) in remotes {
+        let client = Client::with_net(net.clone(), &ticket, None)?;
+        let req = Request::Revoke {
+            dataset: ticket.dataset,
+            revocations: revs.clone(),
+        };
+        for id in client.providers().to_vec() {
+            let peer = peer_name(id.as_bytes());
+            let (new, error) = match client.request(id, &req, Duration::from_secs(20)).await {
+                Ok(Response::Revoked { new }) => (Some(new), None),
+                Ok(Response::Error(m)) | Ok(Response::Denied(m)) | Ok(Response::Rejected(m)) => {
+                    (None, Some(m))
+                }
+                Ok(other) => (None, Some(format!("unexpected answer: {other:?}"))),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(RevocationPush {
+                remote: name.clone(),
+                peer,
+                new,
+                error,
+            });
+        }
+    }
+    net.endpoint.close().await;
+    Ok(out)
+}

@@ -443,6 +443,10 @@ impl LodeProtocol {
         let peer = *remote.as_bytes();
         match req {
             Request::ListRefs { dataset, ticket } => self.list(dataset, ticket, peer).await,
+            Request::Revoke {
+                dataset,
+                revocations,
+            } => self.revoke(dataset, revocations).await,
             Request::Push {
                 dataset,
                 old,
@@ -523,6 +527,42 @@ impl LodeProtocol {
                 head: h.encode(),
                 revocations: st.revocations.iter().map(Revocation::encode).collect(),
             }),
+        }
+    }
+
+    /// Stores revocations sent by a peer: anyone may send them, but each must be signed by
+    /// the dataset's owner. Cached admissions are dropped at once by the refresh.
+    async fn revoke(&self, dataset: [u8; 32], revocations: Vec<Vec<u8>>) -> Response {
+        let Some(served) = self.0.datasets.get(&dataset) else {
+            return Response::Denied("this peer does not serve that dataset".into());
+        };
+        if revocations.len() > trust::MAX_REVOCATIONS {
+            return Response::Error("too many revocations".into());
+        }
+        let mut revs = Vec::new();
+        for b in &revocations {
+            match Revocation::decode(b, &dataset) {
+                Ok(r) => revs.push(r),
+                Err(e) => return Response::Error(format!("bad revocation: {e}")),
+            }
+        }
+        let stored = (|| -> Result<u64> {
+            let known: HashSet<[u8; 32]> = access::revocations(&served.repo)?
+                .iter()
+                .map(Revocation::id)
+                .collect();
+            let new = revs.iter().filter(|r| !known.contains(&r.id())).count() as u64;
+            let _lock = served.repo.lock()?;
+            access::store_revocations(&served.repo, &revs)?;
+            Ok(new)
+        })();
+        served.repo.release_db();
+        match stored {
+            Ok(new) => match self.0.refresh(served).await {
+                Ok(()) => Response::Revoked { new },
+                Err(e) => Response::Error(format!("cannot read the dataset: {e}")),
+            },
+            Err(e) => Response::Error(format!("cannot store the revocations: {e}")),
         }
     }
 

@@ -704,9 +704,14 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     // C, without a ticket, gets nothing from M.
     env.fails_as("c", "", &["clone", &mirror.ticket, "c1"], "not authorized");
 
-    // A revokes B and commits; A serves again; M follows it.
+    // A revokes B: the revocation goes at once to M, a known peer (a remote of A's
+    // repository), so M refuses B before it fetches anything new.
     let bid = device_id(&env, "b");
-    env.ok("ds", &["revoke", "--key", &bid]);
+    env.ok("ds", &["remote", "add", "m", &mirror.ticket]);
+    let told = env.json("ds", &["revoke", "--key", &bid]);
+    assert_eq!(told["peers"][0]["new"], 1, "{told}");
+    env.fails_as("b", "b2", &["pull"], "has been revoked");
+    // A commits; A serves again; M follows it.
     env.write("ds/tables/new.csv", "after the revocation\n");
     env.ok("ds", &["add", "."]);
     env.ok("ds", &["commit", "-m", "day 2"]);
