@@ -531,10 +531,28 @@ impl Walk<'_> {
             Hash::from_bytes(id.0),
             iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
         );
-        // A fresh download is hashed as it is written (a second check beside iroh-blobs'
-        // verification); a resumed one is re-hashed whole at the end.
-        let mut hasher = (start == 0).then(blake3::Hasher::new);
+        // Writing (and, for a fresh download, hashing: a second check beside iroh-blobs'
+        // verification) happens on its own thread, so the receiving task only moves bytes.
+        // A resumed download is re-hashed whole at the end.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, bytes::Bytes)>(32);
+        let fresh = start == 0;
+        let writer_file = file
+            .try_clone()
+            .map_err(|e| Error::io("cannot open", path, e))?;
+        let writer = std::thread::spawn(move || -> std::io::Result<Option<blake3::Hasher>> {
+            let mut hasher = fresh.then(blake3::Hasher::new);
+            for (offset, data) in rx {
+                writer_file.write_all_at(&data, offset)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&data);
+                }
+            }
+            Ok(hasher)
+        });
         let mut next_offset = start;
+        // Leaves are 16 KiB: hand them to the writer in 1 MiB batches.
+        const BATCH: usize = 1 << 20;
+        let mut batch = bytes::BytesMut::with_capacity(BATCH);
         let result: Result<()> = async {
             use iroh_blobs::get::fsm;
             let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
@@ -556,21 +574,32 @@ impl Walk<'_> {
                             if leaf.offset != next_offset {
                                 return Err(Error::Net("chunks out of order".into()));
                             }
-                            file.write_all_at(&leaf.data, leaf.offset)
-                                .map_err(|e| Error::io("cannot write", path, e))?;
-                            if let Some(h) = hasher.as_mut() {
-                                h.update(&leaf.data);
-                            }
                             let n = leaf.data.len() as u64;
+                            batch.extend_from_slice(&leaf.data);
                             next_offset += n;
                             self.bytes += n;
                             self.progress.inc(n);
+                            if batch.len() >= BATCH {
+                                let data = std::mem::take(&mut batch).freeze();
+                                let at = next_offset - data.len() as u64;
+                                if tokio::task::block_in_place(|| tx.send((at, data))).is_err() {
+                                    // The writer failed; its error is reported below.
+                                    return Err(Error::Net("writer stopped".into()));
+                                }
+                            }
                         }
                         curr = next;
                     }
                     fsm::BlobContentNext::Done(end) => break end,
                 }
             };
+            if !batch.is_empty() {
+                let data = std::mem::take(&mut batch).freeze();
+                let at = next_offset - data.len() as u64;
+                if tokio::task::block_in_place(|| tx.send((at, data))).is_err() {
+                    return Err(Error::Net("writer stopped".into()));
+                }
+            }
             if let fsm::EndBlobNext::Closing(closing) = end.next() {
                 let _ = closing.next().await;
             }
@@ -578,7 +607,16 @@ impl Walk<'_> {
         }
         .await;
         conn.close(VarInt::from_u32(0), b"done");
+        drop(tx);
+        let written = tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")))
+            .map_err(|e| Error::io("cannot write", path, e));
+        // A write error (a full disk) explains a stopped transfer better than the transfer.
+        let hasher = written?;
         result?;
+        drop(file);
         let got = match hasher {
             Some(h) => ObjectId(*h.finalize().as_bytes()),
             None => {
@@ -634,6 +672,7 @@ impl Walk<'_> {
             iroh_blobs::get::request::get_blob(conn.clone(), Hash::from_bytes(cipher.0));
         let mut got = 0u64;
         let mut failed: Option<String> = None;
+        let mut batch = bytes::BytesMut::with_capacity(1 << 20);
         use iroh_blobs::get::request::GetBlobItem;
         while let Some(item) = stream.next().await {
             match item {
@@ -645,12 +684,22 @@ impl Walk<'_> {
                     let n = leaf.data.len() as u64;
                     got += n;
                     self.progress.inc(n);
-                    if tokio::task::block_in_place(|| tx.send(leaf.data)).is_err() {
-                        break; // the decryptor stopped; its error says why
+                    batch.extend_from_slice(&leaf.data);
+                    if batch.len() >= 1 << 20 {
+                        let data = std::mem::take(&mut batch).freeze();
+                        if tokio::task::block_in_place(|| tx.send(data)).is_err() {
+                            break; // the decryptor stopped; its error says why
+                        }
                     }
                 }
                 GetBlobItem::Item(_) => {}
-                GetBlobItem::Done(_) => break,
+                GetBlobItem::Done(_) => {
+                    if !batch.is_empty() {
+                        let data = std::mem::take(&mut batch).freeze();
+                        let _ = tokio::task::block_in_place(|| tx.send(data));
+                    }
+                    break;
+                }
                 GetBlobItem::Error(e) => {
                     failed = Some(e.to_string());
                     break;
