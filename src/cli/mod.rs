@@ -229,12 +229,35 @@ enum Command {
         /// downloads with Range support, BLAKE3 ids in headers); prints `http: URL`.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// Also serve every mirror of this user (`lode mirror add`).
+        #[arg(long)]
+        mirrors: bool,
+        /// With --mirrors: fetch each mirrored dataset from its origin every SECS seconds
+        /// (0: never).
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        follow: u64,
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Print the ticket of the `lode serve` running for this repository.
-    #[command(after_help = "Example:\n  lode ticket")]
-    Ticket,
+    /// Print the ticket of the `lode serve` running for this repository, optionally with
+    /// the providers of other tickets of the same dataset (its mirrors) added.
+    #[command(
+        after_help = "Examples:\n  lode ticket\n  lode ticket --add lode1…mirror1 --add lode1…mirror2   # one ticket, three providers"
+    )]
+    Ticket {
+        /// Another ticket of the same dataset whose providers to include.
+        #[arg(long = "add", value_name = "TICKET")]
+        add: Vec<String>,
+    },
+    /// Mirror datasets: keep a copy of what they publish, follow them, serve them
+    /// (`lode serve --mirrors`).
+    #[command(
+        after_help = "Examples:\n  lode mirror add lode1…\n  lode mirror add lode1… --ticket lodecap1…   # a restricted dataset, with a relay ticket\n  lode mirror list\n  lode serve --mirrors --follow 60"
+    )]
+    Mirror {
+        #[command(subcommand)]
+        action: MirrorAction,
+    },
     /// Copy a dataset from its providers into DIR and check out its main commit.
     #[command(after_help = "Example:\n  lode clone lode1abc… worm-data")]
     Clone {
@@ -306,6 +329,22 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum MirrorAction {
+    /// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
+    Add {
+        ticket: String,
+        #[command(flatten)]
+        cap: CapArg,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List the mirrors.
+    List,
+    /// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
+    Remove { dataset: String },
 }
 
 #[derive(Subcommand)]
@@ -1103,18 +1142,41 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 return Err(CliError::Failed);
             }
         }
-        Command::Serve { repos, http, net } => {
+        Command::Serve {
+            repos,
+            http,
+            mirrors,
+            follow,
+            net,
+        } => {
+            let mirror_paths = if mirrors {
+                lode::net::mirror::paths(&ctx.home)?
+            } else {
+                vec![]
+            };
             let open = || -> Result<Vec<Repo>, Error> {
-                if repos.is_empty() {
-                    Ok(vec![ctx.repo()?])
+                let mut out: Vec<Repo> = if repos.is_empty() && mirrors {
+                    vec![]
+                } else if repos.is_empty() {
+                    vec![ctx.repo()?]
                 } else {
                     repos
                         .iter()
                         .map(|r| {
                             Repo::discover(&ctx.cwd.join(r), ctx.home.clone(), ctx.opts.clone())
                         })
-                        .collect()
+                        .collect::<Result<_, _>>()?
+                };
+                for p in &mirror_paths {
+                    out.push(Repo::discover(p, ctx.home.clone(), ctx.opts.clone())?);
                 }
+                if out.is_empty() {
+                    return Err(Error::Other(
+                        "nothing to serve: no repository given and no mirror (`lode mirror add`)"
+                            .into(),
+                    ));
+                }
+                Ok(out)
             };
             let served = open()?;
             for r in &served {
@@ -1141,6 +1203,31 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let http_url = gateway.as_ref().map(|(_, _, u)| *u);
             if let Some((listener, gw, _)) = gateway {
                 rt.spawn(lode::gateway::run(listener, gw));
+            }
+            if mirrors && follow > 0 {
+                // Follow the mirrored datasets: fetch each from its origin at a fixed
+                // interval; the served head moves at the next request.
+                let home = ctx.home.clone();
+                let opts = net.options();
+                let quiet = ui.quiet;
+                rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(follow)).await;
+                        for (id, r) in lode::net::mirror::follow_once(&home, &opts).await {
+                            #[allow(clippy::print_stderr)]
+                            match r {
+                                Ok(r) if r.objects > 0 && !quiet => eprintln!(
+                                    "mirror {}: fetched {} objects, {}",
+                                    &id[..12],
+                                    r.objects,
+                                    human(r.bytes)
+                                ),
+                                Ok(_) => {}
+                                Err(e) => eprintln!("mirror {}: {e}", &id[..12.min(id.len())]),
+                            }
+                        }
+                    }
+                });
             }
             rt.block_on(lode::net::serve::serve(
                 served,
@@ -1174,9 +1261,71 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             ))?;
             printed?;
         }
-        Command::Ticket => {
+        Command::Mirror { action } => match action {
+            MirrorAction::Add { ticket, cap, net } => {
+                let (ticket, cap) =
+                    lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
+                let bar = ui.bar("mirror");
+                let (repo, r) = runtime()?.block_on(lode::net::mirror::add(
+                    &ctx.home,
+                    &ticket,
+                    cap,
+                    &net.options(),
+                    &bar,
+                ))?;
+                drop(bar);
+                let verb = format!("mirroring into {}:", repo.root().display());
+                print_transfer(&mut ui, &verb, &r)?;
+                ui.note("serve it with `lode serve --mirrors`");
+            }
+            MirrorAction::List => {
+                let list = lode::net::mirror::list(&ctx.home)?;
+                if ui.json {
+                    ui.json(&list)?;
+                } else {
+                    for m in list {
+                        ui.line(format!(
+                            "{}  seq {}  {}{}  from {}",
+                            &m.dataset[..16],
+                            m.seq.map_or("-".into(), |s| s.to_string()),
+                            human(m.bytes),
+                            if m.restricted {
+                                "  restricted (ciphertext)"
+                            } else {
+                                ""
+                            },
+                            m.origin.join(",")
+                        ))?;
+                    }
+                }
+            }
+            MirrorAction::Remove { dataset } => {
+                let id = lode::net::mirror::remove(&ctx.home, &dataset)?;
+                ui.note(format!("stopped mirroring {id} and deleted its copy"));
+            }
+        },
+        Command::Ticket { add } => {
             let repo = ctx.repo()?;
-            match lode::net::fetch::served_ticket(&repo)? {
+            let merged = |mut t: lode::net::ticket::Ticket| -> Result<_, Error> {
+                for other in &add {
+                    let o = parse_ticket(other)?;
+                    if o.dataset != t.dataset {
+                        return Err(Error::Other(
+                            "--add takes tickets of the same dataset".into(),
+                        ));
+                    }
+                    for p in o.providers {
+                        if !t.providers.iter().any(|q| q.id == p.id) {
+                            t.providers.push(p);
+                        }
+                    }
+                }
+                Ok(t)
+            };
+            match lode::net::fetch::served_ticket(&repo)?
+                .map(merged)
+                .transpose()?
+            {
                 Some(t) if ui.json => ui.json(&serde_json::json!({ "ticket": t.to_string() }))?,
                 Some(t) => ui.line(t.to_string())?,
                 None => {
@@ -1211,17 +1360,9 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &bar,
             ))?;
             drop(bar);
-            if ui.json {
-                ui.json(&r)?;
-            } else {
-                ui.note(format!(
-                    "cloned into {}: {} objects, {} in {:.2}s from {}",
-                    repo.root().display(),
-                    r.objects,
-                    human(r.bytes),
-                    r.seconds,
-                    r.peers.join(", ")
-                ));
+            {
+                let verb = format!("cloned into {}:", repo.root().display());
+                print_transfer(&mut ui, &verb, &r)?;
             }
         }
         Command::Remote { action } => {

@@ -79,6 +79,8 @@ pub struct Client {
     /// The capability ticket presented to providers.
     cap: Option<Bundle>,
     providers: Vec<EndpointId>,
+    /// Providers that failed to answer: tried last from then on.
+    dead: HashSet<EndpointId>,
     peers: BTreeSet<String>,
     /// Whether `net` was bound for this client (and is closed with it).
     owned: bool,
@@ -111,6 +113,7 @@ impl Client {
             ticket: ticket.clone(),
             cap,
             providers,
+            dead: HashSet::new(),
             peers: BTreeSet::new(),
             owned: false,
         })
@@ -127,7 +130,12 @@ impl Client {
                     self.peers.insert(name);
                     return Ok(refs);
                 }
-                Err(e) => failures.push(e),
+                Err(e) => {
+                    if matches!(e, Error::Unreachable { .. }) {
+                        self.dead.insert(id);
+                    }
+                    failures.push(e)
+                }
             }
         }
         match failures.len() {
@@ -485,7 +493,9 @@ impl Walk<'_> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let path = dir.join(id.to_hex());
         let mut last = Error::NoProvider("no provider".into());
-        for provider in self.client.providers.clone() {
+        let mut order = self.client.providers.clone();
+        order.sort_by_key(|p| self.client.dead.contains(p));
+        for provider in order {
             match self.stream_from(provider, &path, id).await {
                 Ok(()) => {
                     self.client.peers.insert(peer_name(provider.as_bytes()));
@@ -496,7 +506,12 @@ impl Walk<'_> {
                     let _ = std::fs::remove_file(&path);
                     return Err(e);
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    if matches!(e, Error::Unreachable { .. }) {
+                        self.client.dead.insert(provider);
+                    }
+                    last = e
+                }
             }
         }
         Err(last)
@@ -519,13 +534,17 @@ impl Walk<'_> {
         let start = have / GROUP * GROUP;
         file.set_len(start)
             .map_err(|e| Error::io("cannot write", path, e))?;
+        let unreachable = |msg: String| Error::Unreachable {
+            peer: peer_name(provider.as_bytes()),
+            msg,
+        };
         let conn = tokio::time::timeout(
             CONNECT_TIMEOUT,
             self.client.net.endpoint.connect(provider, iroh_blobs::ALPN),
         )
         .await
-        .map_err(|_| Error::Net("no answer".into()))?
-        .map_err(|e| Error::Net(e.to_string()))?;
+        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
         let ranges = iroh_blobs::protocol::ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..);
         let req = iroh_blobs::protocol::GetRequest::new(
             Hash::from_bytes(id.0),
@@ -646,8 +665,9 @@ impl Walk<'_> {
         let id = *self
             .client
             .providers
-            .first()
-            .ok_or_else(|| Error::NoProvider("no provider".into()))?;
+            .iter()
+            .find(|p| !self.client.dead.contains(*p))
+            .ok_or_else(|| Error::NoProvider("no provider answers".into()))?;
         let conn = tokio::time::timeout(
             CONNECT_TIMEOUT,
             self.client.net.endpoint.connect(id, iroh_blobs::ALPN),

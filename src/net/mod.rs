@@ -7,9 +7,12 @@
 //! - [`serve`]: `lode serve`: iroh-blobs with every request checked against the served
 //!   closure, plus `lode/2`.
 //! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
+//! - [`push`]: `push`, and sending revocations to known peers.
+//! - [`mirror`]: `lode mirror add|list|remove` and following mirrored datasets.
 
 pub mod endpoint;
 pub mod fetch;
+pub mod mirror;
 pub mod proto;
 pub mod push;
 pub mod serve;

@@ -49,6 +49,11 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     // What a restricted dataset publishes (sealed envelope, keyring, manifest, ciphertexts)
     // is kept too: this repository serves it.
     if let Some(h) = crate::ops::access::stored_head(repo)? {
+        // A mirror of a public dataset has no branch of its own: what it serves is its head.
+        if !h.body.private {
+            commits.extend(h.body.main.map(ObjectId));
+            commits.extend(h.body.tags.iter().map(|(_, id)| ObjectId(*id)));
+        }
         if let (true, Some(env_id)) = (h.body.private, h.body.main.map(ObjectId)) {
             match crate::ops::sealed::read_envelope(repo, &env_id) {
                 Ok(env) if crate::ops::sealed::holds_ciphertext(repo)? => {

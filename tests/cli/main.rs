@@ -7,5 +7,6 @@ mod fuzz;
 mod gateway;
 mod history;
 mod local;
+mod mirror;
 mod sync;
 mod vectors;

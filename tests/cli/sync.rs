@@ -33,6 +33,18 @@ pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
 
 /// Like [`serve`], serving `repos` (paths relative to `cwd`); returns one ticket per repo.
 pub fn serve_repos(env: &TestEnv, home: &str, cwd: &str, repos: &[&str]) -> (Server, Vec<String>) {
+    serve_args(env, home, cwd, repos, repos.len().max(1))
+}
+
+/// `lode serve -q ARGS...` as peer `home`; waits for `tickets` ticket lines.
+pub fn serve_args(
+    env: &TestEnv,
+    home: &str,
+    cwd: &str,
+    extra: &[&str],
+    tickets: usize,
+) -> (Server, Vec<String>) {
+    let repos = extra;
     if home == "srv" {
         let from = env.path("home/datasets");
         let to = env.path("srv/datasets");
@@ -59,8 +71,9 @@ pub fn serve_repos(env: &TestEnv, home: &str, cwd: &str, repos: &[&str]) -> (Ser
             }
         }
     });
+    let want = tickets;
     let mut tickets = Vec::new();
-    for _ in 0..repos.len().max(1) {
+    for _ in 0..want {
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("serve printed a ticket");

@@ -1,0 +1,178 @@
+//! Storage managers: `lode mirror add|list|remove`. A mirror is a `clone --mirror` of a
+//! dataset kept under `$LODE_HOME/mirrors/DATASET-ID/`: it holds what the dataset publishes
+//! (for a restricted dataset, ciphertext only, with a relay ticket), never checks out, and is
+//! served by `lode serve --mirrors`, which also follows each dataset by fetching from its
+//! origin at a fixed interval (see the CLI).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::keys::Home;
+use crate::net::endpoint::NetOptions;
+use crate::net::fetch::{self, CloneOptions, FetchReport};
+use crate::net::ticket::Ticket;
+use crate::progress::Progress;
+use crate::repo::{Repo, RepoOptions};
+use crate::trust::Bundle;
+
+/// Where the mirrors of this user live.
+pub fn mirrors_dir(home: &Home) -> PathBuf {
+    home.dir().join("mirrors")
+}
+
+/// One mirror, as `lode mirror list` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct MirrorInfo {
+    pub dataset: String,
+    pub path: String,
+    /// Sequence number of the signed head it holds and serves.
+    pub seq: Option<u64>,
+    pub restricted: bool,
+    /// Bytes of its object store.
+    pub bytes: u64,
+    /// Endpoint ids (short) of the providers it follows.
+    pub origin: Vec<String>,
+}
+
+/// Starts mirroring the dataset of `ticket`: a `clone --mirror` under the mirrors directory.
+pub async fn add(
+    home: &Home,
+    ticket: &Ticket,
+    cap: Option<Bundle>,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<(Repo, FetchReport)> {
+    let dir = mirrors_dir(home).join(hex::encode(ticket.dataset));
+    if dir.join(".lode").is_dir() {
+        let repo = Repo::discover(&dir, home.clone(), RepoOptions::default())?;
+        if repo.main()?.is_some() || crate::ops::access::stored_head(&repo)?.is_some() {
+            return Err(Error::Other(format!(
+                "dataset {} is already mirrored in {}",
+                hex::encode(ticket.dataset),
+                dir.display()
+            )));
+        }
+    }
+    fetch::clone(
+        &dir,
+        home.clone(),
+        RepoOptions::default(),
+        ticket,
+        CloneOptions { cap, mirror: true },
+        opts,
+        progress,
+    )
+    .await
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The mirror repositories (paths), sorted by dataset id.
+pub fn paths(home: &Home) -> Result<Vec<PathBuf>> {
+    let dir = mirrors_dir(home);
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("cannot read", &dir, e)),
+    };
+    for e in rd.flatten() {
+        if e.path().join(".lode").is_dir() {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Lists the mirrors.
+pub fn list(home: &Home) -> Result<Vec<MirrorInfo>> {
+    let mut out = Vec::new();
+    for p in paths(home)? {
+        let repo = Repo::discover(&p, home.clone(), RepoOptions::default())?;
+        let head = crate::ops::access::stored_head(&repo)?;
+        let origin = fetch::remote(&repo, "origin")
+            .map(|t| {
+                t.providers
+                    .iter()
+                    .map(|p| crate::net::endpoint::peer_name(&p.id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(MirrorInfo {
+            dataset: hex::encode(repo.dataset_id()?.to_bytes()),
+            path: p.display().to_string(),
+            seq: head.as_ref().map(|h| h.body.seq),
+            restricted: head.is_some_and(|h| h.body.private),
+            bytes: dir_bytes(&p.join(".lode").join("objects")),
+            origin,
+        });
+    }
+    Ok(out)
+}
+
+/// Stops mirroring the dataset whose id starts with `prefix`: deletes its copy.
+pub fn remove(home: &Home, prefix: &str) -> Result<String> {
+    let want = prefix.trim().to_ascii_lowercase();
+    let found: Vec<PathBuf> = paths(home)?
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&want))
+        })
+        .collect();
+    match found.as_slice() {
+        [p] => {
+            let id = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            std::fs::remove_dir_all(p).map_err(|e| Error::io("cannot remove", p, e))?;
+            Ok(id)
+        }
+        [] => Err(Error::Other(format!(
+            "no mirror of a dataset {prefix:?} (`lode mirror list` shows them)"
+        ))),
+        _ => Err(Error::Other(format!("dataset id {prefix:?} is ambiguous"))),
+    }
+}
+
+/// One round of following: fetches every mirror from its origin. Returns, per mirror, the
+/// dataset id and what the fetch did.
+pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<FetchReport>)> {
+    let mut out = Vec::new();
+    let Ok(paths) = paths(home) else {
+        return out;
+    };
+    for p in paths {
+        let id = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let res = match Repo::discover(&p, home.clone(), RepoOptions::default()) {
+            Ok(repo) => {
+                let r =
+                    fetch::fetch(&repo, "origin", None, opts, &crate::progress::NoProgress).await;
+                repo.release_db();
+                r
+            }
+            Err(e) => Err(e),
+        };
+        out.push((id, res));
+    }
+    out
+}

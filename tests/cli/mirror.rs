@@ -1,0 +1,95 @@
+//! Storage managers: `lode mirror add|list|remove` and `lode serve --mirrors`, on real
+//! processes over 127.0.0.1: mirrors follow the origin, and with the origin gone a clone
+//! from the mirrors completes and verifies.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::sync::{serve, serve_args};
+
+fn mirror_seq(env: &TestEnv, home: &str) -> u64 {
+    let v = env.json_as(home, "", &["mirror", "list"]);
+    v[0]["seq"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn mirrors_follow_the_origin_and_serve_when_it_is_gone() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    env.write("ds/video/day1.bin", &big);
+    env.write("ds/tables/t.csv", "a,b\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 1"]);
+    let origin = serve(&env, "srv", ds);
+
+    // Two storage managers mirror the dataset and serve it, following the origin every second.
+    let mut mirrors = Vec::new();
+    for m in ["m1", "m2"] {
+        env.ok_as(m, "", &["mirror", "add", &origin.ticket]);
+        let list = env.json_as(m, "", &["mirror", "list"]);
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        assert!(list[0]["bytes"].as_u64().unwrap() >= 3_000_000, "{list}");
+        let (server, tickets) = serve_args(&env, m, "", &["--mirrors", "--follow", "1"], 1);
+        mirrors.push((m, server, tickets[0].clone()));
+    }
+    env.fails_as(
+        "m1",
+        "",
+        &["mirror", "add", &origin.ticket],
+        "already mirrored",
+    );
+    let before = mirror_seq(&env, "m1");
+
+    // The owner commits day 2: the mirrors fetch it within a few follow cycles.
+    env.write("ds/tables/day2.csv", "c,d\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 2"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (m, _, _) in &mirrors {
+        while mirror_seq(&env, m) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "mirror {m} did not follow the origin"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    // One ticket naming the origin and both mirrors; then the origin goes away.
+    let all = env
+        .ok(
+            ds,
+            &["ticket", "--add", &mirrors[0].2, "--add", &mirrors[1].2],
+        )
+        .trim()
+        .to_string();
+    drop(origin);
+    let r = env.json_as("c", "", &["clone", &all, "copy"]);
+    let peers: Vec<String> = r["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert!(!peers.is_empty(), "{r}");
+    assert_eq!(env.read("copy/tables/day2.csv"), b"c,d\n");
+    assert_eq!(env.read("copy/video/day1.bin"), big);
+    env.ok_as("c", "copy", &["verify"]);
+
+    // Removing a mirror deletes its copy.
+    drop(mirrors);
+    let id = env.json(ds, &["show"])["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok_as("m1", "", &["mirror", "remove", &id[..10]]);
+    assert_eq!(
+        env.json_as("m1", "", &["mirror", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    env.fails_as("m1", "", &["mirror", "remove", &id[..10]], "no mirror");
+}
