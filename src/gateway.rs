@@ -124,7 +124,7 @@ fn url_component(s: &str) -> String {
 }
 
 /// Decodes `%XX` escapes; `None` for malformed escapes or non-UTF-8 results.
-fn url_decode(s: &str) -> Option<String> {
+pub(crate) fn url_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

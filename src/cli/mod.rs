@@ -309,11 +309,14 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Fetch only the named files or directories of a dataset, verified, into DIR.
-    #[command(after_help = "Example:\n  lode get lode1abc… tables/connectome.csv --to data/")]
+    /// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
+    /// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through the providers
+    /// seen before for that dataset.
+    #[command(
+        after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"
+    )]
     Get {
         ticket: String,
-        #[arg(required = true)]
         paths: Vec<String>,
         /// Directory to write into.
         #[arg(long, default_value = ".")]
@@ -1441,22 +1444,35 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         }
         Command::Get {
             ticket,
-            paths,
+            paths: paths_arg,
             to,
             cap,
             net,
         } => {
-            let (ticket, cap) =
-                lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
-            let paths: Vec<String> = paths
-                .iter()
-                .map(|p| p.trim_matches('/').to_string())
-                .collect();
+            // A lode:// referral names the dataset (and maybe a path and a revision); its
+            // providers are those seen before.
+            let (ticket, cap, mut paths, rev) = if lode::net::uri::is_referral(&ticket) {
+                let r = lode::net::uri::parse(&ticket)?;
+                let t = lode::net::uri::resolve(&ctx.home, &r)?;
+                let cap: Option<lode::trust::Bundle> = cap.bundle()?;
+                (t, cap, r.path.into_iter().collect::<Vec<_>>(), r.rev)
+            } else {
+                let (t, c) = lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
+                (t, c, vec![], None)
+            };
+            paths.extend(paths_arg.iter().map(|p| p.trim_matches('/').to_string()));
+            if paths.is_empty() {
+                return Err(Error::Other(
+                    "name the files or directories to get (after the ticket, or in the lode:// URI)"
+                        .into(),
+                )
+                .into());
+            }
             let bar = ui.bar("get");
             let r = runtime()?.block_on(lode::net::fetch::get(
                 &ctx.home,
                 &ticket,
-                cap,
+                lode::net::fetch::GetOptions { cap, rev },
                 &paths,
                 &ctx.cwd.join(to),
                 &net.options(),

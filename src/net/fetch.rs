@@ -1374,6 +1374,7 @@ async fn fetch_ticket(
     }
     let report = client.report(refs.head, objects, bytes, start);
     client.close().await;
+    crate::net::uri::remember(repo.home(), ticket);
     Ok(report)
 }
 
@@ -1510,6 +1511,15 @@ pub async fn pull(
 
 pub use crate::ops::history::is_ancestor;
 
+/// How to `get`.
+#[derive(Default)]
+pub struct GetOptions {
+    /// The capability ticket to present.
+    pub cap: Option<Bundle>,
+    /// A tag or full commit id instead of `main`.
+    pub rev: Option<String>,
+}
+
 /// What `get` wrote.
 #[derive(Debug, serde::Serialize)]
 pub struct GetReport {
@@ -1523,12 +1533,13 @@ pub struct GetReport {
 pub async fn get(
     home: &Home,
     ticket: &Ticket,
-    cap: Option<Bundle>,
+    how: GetOptions,
     paths: &[String],
     to: &Path,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
+    let GetOptions { cap, rev } = how;
     let start = Instant::now();
     if let Some(c) = &cap {
         for p in paths {
@@ -1552,8 +1563,17 @@ pub async fn get(
                 .into(),
         ));
     }
-    let head = published.refs.head.ok_or(Error::NoCommits)?;
+    let head = match rev.as_deref() {
+        None => published.refs.head.ok_or(Error::NoCommits)?,
+        Some(r) => match published.refs.tags.iter().find(|(n, _)| n == r) {
+            Some((_, id)) => *id,
+            None => r.parse::<ObjectId>().map_err(|_| {
+                Error::UnknownRev(format!("{r} (a tag of the dataset or a full commit id)"))
+            })?,
+        },
+    };
     let peer = published.peer.clone();
+    crate::net::uri::remember(home, ticket);
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");

@@ -9,6 +9,7 @@
 //! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
 //! - [`push`]: `push`, and sending revocations to known peers.
 //! - [`mirror`]: `lode mirror add|list|remove` and following mirrored datasets.
+//! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
 
 pub mod endpoint;
 pub mod fetch;
@@ -17,3 +18,4 @@ pub mod proto;
 pub mod push;
 pub mod serve;
 pub mod ticket;
+pub mod uri;

@@ -93,3 +93,46 @@ fn mirrors_follow_the_origin_and_serve_when_it_is_gone() {
     );
     env.fails_as("m1", "", &["mirror", "remove", &id[..10]], "no mirror");
 }
+
+#[test]
+fn referral_uris_resolve_through_known_providers() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.write("ds/tables/t.csv", "1\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "one"]);
+    env.ok(ds, &["tag", "v1"]);
+    env.write("ds/tables/t.csv", "2\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "two"]);
+    let server = serve(&env, "srv", ds);
+    let id = env.json(ds, &["show"])["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uri = format!("lode://{id}/tables/t.csv");
+    // Nothing known yet about where the dataset is served.
+    env.fails_as("r", "", &["get", &uri, "--to", "o0"], "no known provider");
+    // One use of a ticket teaches lode the providers; the URI then resolves.
+    env.ok_as(
+        "r",
+        "",
+        &["get", &server.ticket, "tables/t.csv", "--to", "o1"],
+    );
+    env.ok_as("r", "", &["get", &uri, "--to", "o2"]);
+    assert_eq!(env.read("o2/tables/t.csv"), b"2\n");
+    env.ok_as("r", "", &["get", &format!("{uri}?rev=v1"), "--to", "o3"]);
+    assert_eq!(env.read("o3/tables/t.csv"), b"1\n");
+    env.fails_as(
+        "r",
+        "",
+        &["get", &format!("{uri}?rev=nope"), "--to", "o4"],
+        "unknown revision",
+    );
+    env.fails_as(
+        "r",
+        "",
+        &["get", &format!("lode://{id}/tables/%2e%2e/x"), "--to", "o5"],
+        "invalid lode:// URI",
+    );
+}
