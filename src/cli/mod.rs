@@ -339,6 +339,10 @@ enum MirrorAction {
     /// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
     Add {
         ticket: String,
+        /// Disk to volunteer, e.g. 50G: beyond it, the files only old versions use are
+        /// dropped, oldest first (other providers still serve them).
+        #[arg(long, value_name = "SIZE")]
+        quota: Option<String>,
         #[command(flatten)]
         cap: CapArg,
         #[command(flatten)]
@@ -346,6 +350,12 @@ enum MirrorAction {
     },
     /// List the mirrors.
     List,
+    /// Fetch every mirror from its origin now and keep each within its quota (what
+    /// `lode serve --mirrors --follow` does periodically).
+    Sync {
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
     Remove { dataset: String },
 }
@@ -1219,13 +1229,24 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                         for (id, r) in lode::net::mirror::follow_once(&home, &opts).await {
                             #[allow(clippy::print_stderr)]
                             match r {
-                                Ok(r) if r.objects > 0 && !quiet => eprintln!(
-                                    "mirror {}: fetched {} objects, {}",
-                                    &id[..12],
-                                    r.objects,
-                                    human(r.bytes)
-                                ),
-                                Ok(_) => {}
+                                Ok(f) => {
+                                    if f.fetched.objects > 0 && !quiet {
+                                        eprintln!(
+                                            "mirror {}: fetched {} objects, {}",
+                                            &id[..12],
+                                            f.fetched.objects,
+                                            human(f.fetched.bytes)
+                                        );
+                                    }
+                                    for d in f.dropped {
+                                        eprintln!(
+                                            "mirror {}: over quota, dropped {} ({})",
+                                            &id[..12],
+                                            &d.id[..12],
+                                            human(d.bytes)
+                                        );
+                                    }
+                                }
                                 Err(e) => eprintln!("mirror {}: {e}", &id[..12.min(id.len())]),
                             }
                         }
@@ -1265,7 +1286,21 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             printed?;
         }
         Command::Mirror { action } => match action {
-            MirrorAction::Add { ticket, cap, net } => {
+            MirrorAction::Add {
+                ticket,
+                quota,
+                cap,
+                net,
+            } => {
+                let quota = quota
+                    .map(|q| {
+                        lode::net::mirror::parse_size(&q).ok_or_else(|| {
+                            Error::Other(format!(
+                                "--quota takes a size like 50G or 512M, not {q:?}"
+                            ))
+                        })
+                    })
+                    .transpose()?;
                 let (ticket, cap) =
                     lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
                 let bar = ui.bar("mirror");
@@ -1277,9 +1312,51 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     &bar,
                 ))?;
                 drop(bar);
+                if let Some(q) = quota {
+                    lode::ops::access::set_quota(&repo, q)?;
+                    for d in lode::net::mirror::enforce_quota(&repo)? {
+                        ui.note(format!(
+                            "over quota: dropped {} ({})",
+                            &d.id[..12],
+                            human(d.bytes)
+                        ));
+                    }
+                }
                 let verb = format!("mirroring into {}:", repo.root().display());
                 print_transfer(&mut ui, &verb, &r)?;
                 ui.note("serve it with `lode serve --mirrors`");
+            }
+            MirrorAction::Sync { net } => {
+                let rounds =
+                    runtime()?.block_on(lode::net::mirror::follow_once(&ctx.home, &net.options()));
+                let mut failed = None;
+                let mut done = Vec::new();
+                for (id, r) in rounds {
+                    match r {
+                        Ok(f) => {
+                            for d in &f.dropped {
+                                ui.note(format!(
+                                    "mirror {}: over quota, dropped {} ({}; last used by commit {})",
+                                    &id[..12],
+                                    &d.id[..12],
+                                    human(d.bytes),
+                                    &d.last_used_by[..12]
+                                ));
+                            }
+                            done.push(f);
+                        }
+                        Err(e) => {
+                            ui.note(format!("mirror {}: {e}", &id[..12.min(id.len())]));
+                            failed = Some(e);
+                        }
+                    }
+                }
+                if ui.json {
+                    ui.json(&done)?;
+                }
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
             }
             MirrorAction::List => {
                 let list = lode::net::mirror::list(&ctx.home)?;

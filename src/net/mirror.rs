@@ -32,6 +32,10 @@ pub struct MirrorInfo {
     pub bytes: u64,
     /// Endpoint ids (short) of the providers it follows.
     pub origin: Vec<String>,
+    /// Its quota in bytes, if any.
+    pub quota: Option<u64>,
+    /// Objects dropped to stay within the quota.
+    pub dropped: usize,
 }
 
 /// Starts mirroring the dataset of `ticket`: a `clone --mirror` under the mirrors directory.
@@ -117,6 +121,8 @@ pub fn list(home: &Home) -> Result<Vec<MirrorInfo>> {
             restricted: head.is_some_and(|h| h.body.private),
             bytes: dir_bytes(&p.join(".lode").join("objects")),
             origin,
+            quota: crate::ops::access::quota(&repo)?,
+            dropped: crate::ops::access::dropped(&repo)?.len(),
         });
     }
     Ok(out)
@@ -150,9 +156,128 @@ pub fn remove(home: &Home, prefix: &str) -> Result<String> {
     }
 }
 
-/// One round of following: fetches every mirror from its origin. Returns, per mirror, the
-/// dataset id and what the fetch did.
-pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<FetchReport>)> {
+/// Parses a size like `50G`, `512M`, `10k` or `4096` (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let unit = unit.to_ascii_lowercase();
+    let mult: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// An object a mirror dropped to stay within its quota.
+#[derive(Debug, serde::Serialize)]
+pub struct Dropped {
+    pub id: String,
+    pub bytes: u64,
+    /// The newest commit that used it.
+    pub last_used_by: String,
+}
+
+/// Keeps a mirror within its quota: blobs that neither the head's `main` nor a tag uses
+/// are dropped, those whose newest use is oldest first, until the store fits. Commits and
+/// trees stay (the history remains listable; other providers can serve the dropped files).
+/// A restricted dataset's mirror cannot tell versions apart (it holds ciphertext only) and
+/// drops nothing. Returns what was dropped.
+pub fn enforce_quota(repo: &Repo) -> Result<Vec<Dropped>> {
+    use crate::id::ObjectId;
+    use std::collections::{HashMap, HashSet};
+    let Some(quota) = crate::ops::access::quota(repo)? else {
+        return Ok(vec![]);
+    };
+    let _lock = repo.lock()?;
+    let back: Vec<ObjectId> = crate::ops::access::dropped(repo)?
+        .into_iter()
+        .filter(|id| repo.store().has(id))
+        .collect();
+    if !back.is_empty() {
+        crate::ops::access::set_dropped(repo, &[], &back)?;
+    }
+    let Some(head) = crate::ops::access::stored_head(repo)? else {
+        return Ok(vec![]);
+    };
+    if head.body.private {
+        return Ok(vec![]);
+    }
+    let mut total = dir_bytes(&repo.root().join(".lode").join("objects"));
+    if total <= quota {
+        return Ok(vec![]);
+    }
+    let roots = crate::net::serve::head_refs(Some(&head)).roots();
+    let mut keep: HashSet<ObjectId> = HashSet::new();
+    for c in &roots {
+        for e in repo.flatten_commit(Some(c))?.values() {
+            keep.insert(e.id);
+        }
+    }
+    // The newest use of every other blob, walking the whole history.
+    let mut newest: HashMap<ObjectId, (i64, ObjectId)> = HashMap::new();
+    let mut todo = roots;
+    let mut seen = HashSet::new();
+    while let Some(c) = todo.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        let Ok(commit) = repo.read_commit(&c) else {
+            continue;
+        };
+        for e in repo.flatten_commit(Some(&c))?.values() {
+            if keep.contains(&e.id) {
+                continue;
+            }
+            let slot = newest.entry(e.id).or_insert((commit.body.time, c));
+            if commit.body.time > slot.0 {
+                *slot = (commit.body.time, c);
+            }
+        }
+        todo.extend(commit.body.parents.iter().copied());
+    }
+    let mut order: Vec<(i64, ObjectId, ObjectId)> =
+        newest.into_iter().map(|(id, (t, c))| (t, id, c)).collect();
+    order.sort();
+    let mut dropped = Vec::new();
+    let mut ids = Vec::new();
+    for (_, id, c) in order {
+        if total <= quota {
+            break;
+        }
+        let Ok(meta) = std::fs::metadata(repo.store().path(&id)) else {
+            continue;
+        };
+        repo.store().remove(&id)?;
+        total = total.saturating_sub(meta.len());
+        ids.push(id);
+        dropped.push(Dropped {
+            id: id.to_hex(),
+            bytes: meta.len(),
+            last_used_by: c.to_hex(),
+        });
+    }
+    crate::ops::access::set_dropped(repo, &ids, &[])?;
+    Ok(dropped)
+}
+
+/// What one mirror did in a round of following.
+#[derive(Debug, serde::Serialize)]
+pub struct Followed {
+    pub dataset: String,
+    #[serde(flatten)]
+    pub fetched: FetchReport,
+    pub dropped: Vec<Dropped>,
+}
+
+/// One round of following: fetches every mirror from its origin, then keeps it within its
+/// quota. Returns, per mirror, the dataset id and what happened.
+pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<Followed>)> {
     let mut out = Vec::new();
     let Ok(paths) = paths(home) else {
         return out;
@@ -165,8 +290,15 @@ pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<
             .to_string();
         let res = match Repo::discover(&p, home.clone(), RepoOptions::default()) {
             Ok(repo) => {
-                let r =
+                let fetched =
                     fetch::fetch(&repo, "origin", None, opts, &crate::progress::NoProgress).await;
+                let r = fetched.and_then(|fetched| {
+                    Ok(Followed {
+                        dataset: id.clone(),
+                        fetched,
+                        dropped: enforce_quota(&repo)?,
+                    })
+                });
                 repo.release_db();
                 r
             }

@@ -116,9 +116,12 @@ pub fn published_closure(
             .collect());
     }
     let roots = head_refs(Some(h)).roots();
+    // A mirror over its quota serves what it still holds.
+    let dropped = access::dropped(repo)?;
     Ok(closure(repo, &roots, known)?
         .into_iter()
         .map(|(id, _)| id)
+        .filter(|id| !dropped.contains(id))
         .collect())
 }
 

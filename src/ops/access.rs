@@ -96,6 +96,46 @@ pub fn set_mirror(repo: &Repo) -> Result<()> {
     put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
 }
 
+/// Objects a mirror dropped to stay within its quota (config `dropped/ID`): not served, not
+/// reported missing by `verify`.
+pub fn dropped(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
+    Ok(list(repo, "dropped/")?
+        .into_iter()
+        .filter_map(|(k, _)| k.parse().ok())
+        .collect())
+}
+
+/// Records dropped objects and forgets those that came back. The caller holds the lock.
+pub fn set_dropped(
+    repo: &Repo,
+    add: &[crate::id::ObjectId],
+    back: &[crate::id::ObjectId],
+) -> Result<()> {
+    let mut entries: Vec<(String, Option<Vec<u8>>)> = add
+        .iter()
+        .map(|id| (format!("dropped/{}", id.to_hex()), Some(vec![1])))
+        .collect();
+    entries.extend(
+        back.iter()
+            .map(|id| (format!("dropped/{}", id.to_hex()), None)),
+    );
+    put(repo, &entries)
+}
+
+/// A mirror's quota in bytes (config `quota`).
+pub fn quota(repo: &Repo) -> Result<Option<u64>> {
+    Ok(get(repo, "quota")?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
+}
+
+/// Sets a mirror's quota.
+pub fn set_quota(repo: &Repo, bytes: u64) -> Result<()> {
+    let _lock = repo.lock()?;
+    put(
+        repo,
+        &[("quota".into(), Some(bytes.to_be_bytes().to_vec()))],
+    )
+}
+
 /// The capability ticket this device holds for the dataset, if any.
 pub fn own_capability(repo: &Repo) -> Result<Option<Bundle>> {
     match get(repo, "cap")? {

@@ -72,6 +72,7 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         }
     }
     let (index, _) = repo.load_index()?;
+    let dropped = crate::ops::access::dropped(repo)?;
     for (p, e) in &index {
         if e.kind != EntryKind::Dir {
             r.objects.entry(e.id).or_insert_with(|| Some(p.clone()));
@@ -127,6 +128,8 @@ fn reachable(repo: &Repo) -> Result<Reach> {
                 .push(problem(t, Some(prefix).filter(|p| !p.is_empty()), e)),
         }
     }
+    // A mirror over its quota dropped these on purpose: they are not missing.
+    r.objects.retain(|id, _| !dropped.contains(id));
     Ok(r)
 }
 

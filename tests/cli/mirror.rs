@@ -136,3 +136,67 @@ fn referral_uris_resolve_through_known_providers() {
         "invalid lode:// URI",
     );
 }
+
+#[test]
+fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let version = |seed: u32| -> Vec<u8> {
+        (0..3_000_000u32)
+            .map(|i| ((i ^ seed).wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect()
+    };
+    env.write("ds/a.bin", version(1));
+    env.write("ds/t.csv", "x\n");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "v1"]);
+    let old_id = b3(&env.path("ds/a.bin"));
+    let origin = serve(&env, "srv", ds);
+    let id = env.json(ds, &["show"])["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok_as("m", "", &["mirror", "add", &origin.ticket, "--quota", "5M"]);
+
+    // Version 2 replaces a.bin: two 3 MB versions do not fit in 5 MiB, so the mirror drops
+    // the file only the old version uses, and says so.
+    env.write("ds/a.bin", version(2));
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "v2"]);
+    let new_id = b3(&env.path("ds/a.bin"));
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    let dropped = r[0]["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1, "{r}");
+    assert_eq!(dropped[0]["id"], old_id.as_str());
+    let list = env.json_as("m", "", &["mirror", "list"]);
+    assert!(list[0]["bytes"].as_u64().unwrap() <= 5 << 20, "{list}");
+    assert_eq!(list[0]["dropped"], 1);
+    let mirror_dir = format!("m/mirrors/{id}");
+    let obj = |h: &str| {
+        env.path(&format!(
+            "{mirror_dir}/.lode/objects/{}/{}",
+            &h[..2],
+            &h[2..]
+        ))
+    };
+    assert!(!obj(&old_id).exists() && obj(&new_id).exists());
+    // What was dropped on purpose is not reported missing.
+    env.ok_as("m", &mirror_dir, &["verify"]);
+
+    // A clone through the mirror first gets the dropped old version from the origin.
+    let (_mirror, tickets) = serve_args(&env, "m", "", &["--mirrors", "--follow", "0"], 1);
+    let m: lode::net::ticket::Ticket = tickets[0].parse().unwrap();
+    let o: lode::net::ticket::Ticket = origin.ticket.parse().unwrap();
+    let both = lode::net::ticket::Ticket {
+        dataset: m.dataset,
+        providers: vec![m.providers[0].clone(), o.providers[0].clone()],
+    };
+    env.json_as("c", "", &["clone", &both.to_string(), "copy"]);
+    assert_eq!(env.read("copy/a.bin"), version(2));
+    env.ok_as("c", "copy", &["checkout", "HEAD~1", "a.bin"]);
+    assert_eq!(b3(&env.path("copy/a.bin")), old_id);
+    // With the origin gone, the mirror still serves the current version.
+    drop(origin);
+    env.ok_as("d", "", &["get", &tickets[0], "a.bin", "--to", "out"]);
+    assert_eq!(env.read("out/a.bin"), version(2));
+}
