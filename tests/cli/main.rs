@@ -8,5 +8,6 @@ mod gateway;
 mod history;
 mod local;
 mod mirror;
+mod owmeta;
 mod sync;
 mod vectors;
