@@ -517,6 +517,91 @@ impl Walk<'_> {
         Err(last)
     }
 
+    /// Streams blob `id` from `provider`, starting at byte `start` (a multiple of 16 KiB):
+    /// iroh-blobs verifies every 16 KiB group against `id` before it is handed on, in order,
+    /// to `tx` as `(offset, bytes)` batches of about 1 MiB (per-leaf hand-offs would cost a
+    /// thread switch every 16 KiB). A closed `tx` (its consumer failed) stops the stream.
+    async fn stream_to(
+        &mut self,
+        provider: EndpointId,
+        id: ObjectId,
+        start: u64,
+        tx: std::sync::mpsc::SyncSender<(u64, bytes::Bytes)>,
+    ) -> Result<()> {
+        use iroh_blobs::get::fsm;
+        const BATCH: usize = 1 << 20;
+        let unreachable = |msg: String| Error::Unreachable {
+            peer: peer_name(provider.as_bytes()),
+            msg,
+        };
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            self.client.net.endpoint.connect(provider, iroh_blobs::ALPN),
+        )
+        .await
+        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let ranges = iroh_blobs::protocol::ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..);
+        let req = iroh_blobs::protocol::GetRequest::new(
+            Hash::from_bytes(id.0),
+            iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
+        );
+        let mut next_offset = start;
+        let mut batch = bytes::BytesMut::with_capacity(BATCH);
+        let send = |batch: &mut bytes::BytesMut, end: u64| -> Result<()> {
+            let data = std::mem::take(batch).freeze();
+            let at = end - data.len() as u64;
+            tokio::task::block_in_place(|| tx.send((at, data)))
+                .map_err(|_| Error::Net("the consumer of the stream stopped".into()))
+        };
+        let result: Result<()> = async {
+            let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
+            let connected = fsm::start(conn.clone(), req, Default::default())
+                .next()
+                .await
+                .map_err(|e| net(&e))?;
+            let fsm::ConnectedNext::StartRoot(root) =
+                connected.next().await.map_err(|e| net(&e))?
+            else {
+                return Err(Error::Net("unexpected response".into()));
+            };
+            let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
+            let end = loop {
+                match curr.next().await {
+                    fsm::BlobContentNext::More((next, item)) => {
+                        if let bao_tree::io::BaoContentItem::Leaf(leaf) =
+                            item.map_err(|e| net(&e))?
+                        {
+                            if leaf.offset != next_offset {
+                                return Err(Error::Net("chunks out of order".into()));
+                            }
+                            let n = leaf.data.len() as u64;
+                            batch.extend_from_slice(&leaf.data);
+                            next_offset += n;
+                            self.bytes += n;
+                            self.progress.inc(n);
+                            if batch.len() >= BATCH {
+                                send(&mut batch, next_offset)?;
+                            }
+                        }
+                        curr = next;
+                    }
+                    fsm::BlobContentNext::Done(end) => break end,
+                }
+            };
+            if !batch.is_empty() {
+                send(&mut batch, next_offset)?;
+            }
+            if let fsm::EndBlobNext::Closing(closing) = end.next() {
+                let _ = closing.next().await;
+            }
+            Ok(())
+        }
+        .await;
+        conn.close(VarInt::from_u32(0), b"done");
+        result
+    }
+
     async fn stream_from(&mut self, provider: EndpointId, path: &Path, id: ObjectId) -> Result<()> {
         use std::os::unix::fs::FileExt;
         const GROUP: u64 = 16 << 10;
@@ -534,22 +619,6 @@ impl Walk<'_> {
         let start = have / GROUP * GROUP;
         file.set_len(start)
             .map_err(|e| Error::io("cannot write", path, e))?;
-        let unreachable = |msg: String| Error::Unreachable {
-            peer: peer_name(provider.as_bytes()),
-            msg,
-        };
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.net.endpoint.connect(provider, iroh_blobs::ALPN),
-        )
-        .await
-        .map_err(|_| unreachable("no answer".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-        let ranges = iroh_blobs::protocol::ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..);
-        let req = iroh_blobs::protocol::GetRequest::new(
-            Hash::from_bytes(id.0),
-            iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
-        );
         // Writing (and, for a fresh download, hashing: a second check beside iroh-blobs'
         // verification) happens on its own thread, so the receiving task only moves bytes.
         // A resumed download is re-hashed whole at the end.
@@ -568,65 +637,7 @@ impl Walk<'_> {
             }
             Ok(hasher)
         });
-        let mut next_offset = start;
-        // Leaves are 16 KiB: hand them to the writer in 1 MiB batches.
-        const BATCH: usize = 1 << 20;
-        let mut batch = bytes::BytesMut::with_capacity(BATCH);
-        let result: Result<()> = async {
-            use iroh_blobs::get::fsm;
-            let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
-            let connected = fsm::start(conn.clone(), req, Default::default())
-                .next()
-                .await
-                .map_err(|e| net(&e))?;
-            let fsm::ConnectedNext::StartRoot(root) =
-                connected.next().await.map_err(|e| net(&e))?
-            else {
-                return Err(Error::Net("unexpected response".into()));
-            };
-            let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
-            let end = loop {
-                match curr.next().await {
-                    fsm::BlobContentNext::More((next, item)) => {
-                        let item = item.map_err(|e| net(&e))?;
-                        if let bao_tree::io::BaoContentItem::Leaf(leaf) = item {
-                            if leaf.offset != next_offset {
-                                return Err(Error::Net("chunks out of order".into()));
-                            }
-                            let n = leaf.data.len() as u64;
-                            batch.extend_from_slice(&leaf.data);
-                            next_offset += n;
-                            self.bytes += n;
-                            self.progress.inc(n);
-                            if batch.len() >= BATCH {
-                                let data = std::mem::take(&mut batch).freeze();
-                                let at = next_offset - data.len() as u64;
-                                if tokio::task::block_in_place(|| tx.send((at, data))).is_err() {
-                                    // The writer failed; its error is reported below.
-                                    return Err(Error::Net("writer stopped".into()));
-                                }
-                            }
-                        }
-                        curr = next;
-                    }
-                    fsm::BlobContentNext::Done(end) => break end,
-                }
-            };
-            if !batch.is_empty() {
-                let data = std::mem::take(&mut batch).freeze();
-                let at = next_offset - data.len() as u64;
-                if tokio::task::block_in_place(|| tx.send((at, data))).is_err() {
-                    return Err(Error::Net("writer stopped".into()));
-                }
-            }
-            if let fsm::EndBlobNext::Closing(closing) = end.next() {
-                let _ = closing.next().await;
-            }
-            Ok(())
-        }
-        .await;
-        conn.close(VarInt::from_u32(0), b"done");
-        drop(tx);
+        let result = self.stream_to(provider, id, start, tx).await;
         let written = tokio::task::spawn_blocking(move || writer.join())
             .await
             .map_err(|e| Error::Other(e.to_string()))?
@@ -652,9 +663,9 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Fetches ciphertext `cipher` from the first provider and decrypts it as it streams
-    /// (iroh-blobs verifies every chunk against `cipher` first) into the plaintext object
-    /// `plain`. Nothing of the ciphertext touches the disk.
+    /// Fetches ciphertext `cipher` from the first provider that answers and decrypts it as it
+    /// streams (iroh-blobs verifies every chunk against `cipher` first) into the plaintext
+    /// object `plain`. Nothing of the ciphertext touches the disk.
     async fn stream_decrypt(
         &mut self,
         repo: &Repo,
@@ -662,20 +673,13 @@ impl Walk<'_> {
         plain: ObjectId,
         ids: &[age::x25519::Identity],
     ) -> Result<()> {
-        let id = *self
+        let provider = *self
             .client
             .providers
             .iter()
             .find(|p| !self.client.dead.contains(*p))
             .ok_or_else(|| Error::NoProvider("no provider answers".into()))?;
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.net.endpoint.connect(id, iroh_blobs::ALPN),
-        )
-        .await
-        .map_err(|_| Error::Net("no answer".into()))?
-        .map_err(|e| Error::Net(e.to_string()))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(32);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, bytes::Bytes)>(32);
         let store = repo.store().clone();
         let ids = ids.to_vec();
         let worker = std::thread::spawn(move || {
@@ -688,55 +692,15 @@ impl Walk<'_> {
             );
             sealed::decrypt_from(&store, reader, &cipher, &plain, &ids)
         });
-        let mut stream =
-            iroh_blobs::get::request::get_blob(conn.clone(), Hash::from_bytes(cipher.0));
-        let mut got = 0u64;
-        let mut failed: Option<String> = None;
-        let mut batch = bytes::BytesMut::with_capacity(1 << 20);
-        use iroh_blobs::get::request::GetBlobItem;
-        while let Some(item) = stream.next().await {
-            match item {
-                GetBlobItem::Item(bao_tree::io::BaoContentItem::Leaf(leaf)) => {
-                    if leaf.offset != got {
-                        failed = Some("chunks out of order".into());
-                        break;
-                    }
-                    let n = leaf.data.len() as u64;
-                    got += n;
-                    self.progress.inc(n);
-                    batch.extend_from_slice(&leaf.data);
-                    if batch.len() >= 1 << 20 {
-                        let data = std::mem::take(&mut batch).freeze();
-                        if tokio::task::block_in_place(|| tx.send(data)).is_err() {
-                            break; // the decryptor stopped; its error says why
-                        }
-                    }
-                }
-                GetBlobItem::Item(_) => {}
-                GetBlobItem::Done(_) => {
-                    if !batch.is_empty() {
-                        let data = std::mem::take(&mut batch).freeze();
-                        let _ = tokio::task::block_in_place(|| tx.send(data));
-                    }
-                    break;
-                }
-                GetBlobItem::Error(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        conn.close(VarInt::from_u32(0), b"done");
+        let streamed = self.stream_to(provider, cipher, 0, tx).await;
         let decrypted = tokio::task::spawn_blocking(move || worker.join())
             .await
             .map_err(|e| Error::Other(e.to_string()))?
             .unwrap_or_else(|_| Err(Error::Other("decryption thread failed".into())));
-        self.bytes += got;
-        if let Some(msg) = failed {
-            return Err(Error::Net(msg));
-        }
+        // The decryptor's error (a ciphertext that does not authenticate) says more than the
+        // stopped stream.
         decrypted?;
+        streamed?;
         self.objects += 1;
         Ok(())
     }
@@ -963,7 +927,7 @@ impl Walk<'_> {
 
 /// Reads the chunks a channel delivers, in order; the end of the channel is the end of input.
 struct ChanReader {
-    rx: std::sync::mpsc::Receiver<bytes::Bytes>,
+    rx: std::sync::mpsc::Receiver<(u64, bytes::Bytes)>,
     cur: bytes::Bytes,
 }
 
@@ -971,7 +935,7 @@ impl std::io::Read for ChanReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
             match self.rx.recv() {
-                Ok(b) => self.cur = b,
+                Ok((_, b)) => self.cur = b,
                 Err(_) => return Ok(0),
             }
         }

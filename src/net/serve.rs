@@ -51,6 +51,8 @@ struct ServedState {
     private: bool,
     /// Every object reachable from the head's refs, already imported into the blob store.
     objects: HashSet<ObjectId>,
+    /// The same, as the blob gatekeeper checks them; shared by every admitted peer.
+    hashes: Arc<HashSet<Hash>>,
 }
 
 /// What one peer may fetch of one dataset, until `expires`.
@@ -247,10 +249,11 @@ impl Shared {
         import_objects(&self.store, &served.repo, &new).await?;
         let mut st = served.state.lock().expect("not poisoned");
         st.objects.extend(new);
+        st.hashes = Arc::new(st.objects.iter().map(|id| Hash::from_bytes(id.0)).collect());
         let was_private = st.private;
         if !private {
             let mut public = self.public.write().expect("not poisoned");
-            public.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
+            public.extend(st.hashes.iter().copied());
         }
         st.revoked = access::revoked_set(&revocations);
         st.revocations = revocations;
@@ -291,13 +294,9 @@ impl Shared {
             }
             return public().map(|s| (s, None)).ok_or_else(|| NO.to_string());
         };
-        let checked = self.check_ticket(dataset, bytes, peer, need);
-        match checked {
-            Ok(ok) => Ok(ok),
-            // Reading a public dataset needs no ticket: a stale one is ignored there.
-            Err(_) if public().is_some() => Ok((public().expect("checked"), None)),
-            Err(e) => Err(e),
-        }
+        // Reading a public dataset needs no ticket: a stale one is ignored there.
+        self.check_ticket(dataset, bytes, peer, need)
+            .or_else(|e| public().map(|s| (s, None)).ok_or(e))
     }
 
     /// The ticket checks, in order: strict decoding, the holder is the peer, the dataset
@@ -361,15 +360,7 @@ impl Shared {
     /// dataset publishes (a ticket with a path scope never reaches here for reading: public
     /// datasets need no ticket, and restricted ones refuse scoped tickets).
     fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) {
-        let hashes = {
-            let st = served.state.lock().expect("not poisoned");
-            Arc::new(
-                st.objects
-                    .iter()
-                    .map(|id| Hash::from_bytes(id.0))
-                    .collect::<HashSet<_>>(),
-            )
-        };
+        let hashes = served.state.lock().expect("not poisoned").hashes.clone();
         let mut auth = self.authorized.write().expect("not poisoned");
         let list = auth.entry(peer).or_default();
         list.retain(|a| a.dataset != served.dataset);
@@ -385,7 +376,7 @@ impl Shared {
         for served in self.datasets.values() {
             let st = served.state.lock().expect("not poisoned");
             if !st.private {
-                set.extend(st.objects.iter().map(|id| Hash::from_bytes(id.0)));
+                set.extend(st.hashes.iter().copied());
             }
         }
         *self.public.write().expect("not poisoned") = set;

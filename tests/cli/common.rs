@@ -118,6 +118,23 @@ impl TestEnv {
         fs::read(self.path(rel)).expect("read")
     }
 
+    /// Writes `files` into repository `cwd`, adds everything and commits with `msg`.
+    pub fn commit_files(&self, cwd: &str, files: &[(&str, &[u8])], msg: &str) {
+        for (rel, data) in files {
+            self.write(&format!("{cwd}/{rel}"), data);
+        }
+        self.ok(cwd, &["add", "."]);
+        self.ok(cwd, &["commit", "-m", msg]);
+    }
+
+    /// The dataset id (hex) of repository `cwd`.
+    pub fn dataset_id(&self, cwd: &str) -> String {
+        self.json(cwd, &["show"])["dataset"]
+            .as_str()
+            .expect("dataset id")
+            .to_string()
+    }
+
     /// `lode init ds` and returns "ds".
     pub fn init(&self) -> &'static str {
         self.ok("", &["init", "ds"]);

@@ -79,10 +79,7 @@ fn mirrors_follow_the_origin_and_serve_when_it_is_gone() {
 
     // Removing a mirror deletes its copy.
     drop(mirrors);
-    let id = env.json(ds, &["show"])["dataset"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.dataset_id(ds);
     env.ok_as("m1", "", &["mirror", "remove", &id[..10]]);
     assert_eq!(
         env.json_as("m1", "", &["mirror", "list"])
@@ -98,18 +95,11 @@ fn mirrors_follow_the_origin_and_serve_when_it_is_gone() {
 fn referral_uris_resolve_through_known_providers() {
     let env = TestEnv::new();
     let ds = env.init();
-    env.write("ds/tables/t.csv", "1\n");
-    env.ok(ds, &["add", "."]);
-    env.ok(ds, &["commit", "-m", "one"]);
+    env.commit_files(ds, &[("tables/t.csv", b"1\n")], "one");
     env.ok(ds, &["tag", "v1"]);
-    env.write("ds/tables/t.csv", "2\n");
-    env.ok(ds, &["add", "."]);
-    env.ok(ds, &["commit", "-m", "two"]);
+    env.commit_files(ds, &[("tables/t.csv", b"2\n")], "two");
     let server = serve(&env, "srv", ds);
-    let id = env.json(ds, &["show"])["dataset"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.dataset_id(ds);
     let uri = format!("lode://{id}/tables/t.csv");
     // Nothing known yet about where the dataset is served.
     env.fails_as("r", "", &["get", &uri, "--to", "o0"], "no known provider");
@@ -152,10 +142,7 @@ fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
     env.ok(ds, &["commit", "-m", "v1"]);
     let old_id = b3(&env.path("ds/a.bin"));
     let origin = serve(&env, "srv", ds);
-    let id = env.json(ds, &["show"])["dataset"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.dataset_id(ds);
     env.ok_as("m", "", &["mirror", "add", &origin.ticket, "--quota", "5M"]);
 
     // Version 2 replaces a.bin: two 3 MB versions do not fit in 5 MiB, so the mirror drops

@@ -71,21 +71,19 @@ fn owmeta_loads_a_data_source_through_lode() {
     let Some(py) = owmeta_python() else { return };
     let env = TestEnv::new();
     let ds = env.init();
-    env.write("ds/tables/neurons.csv", "name,type\nAVAL,inter\n");
-    env.ok(ds, &["add", "."]);
-    env.ok(ds, &["commit", "-m", "one"]);
-    env.ok(ds, &["tag", "v1"]);
-    env.write(
-        "ds/tables/neurons.csv",
-        "name,type\nAVAL,inter\nAVAR,inter\n",
+    env.commit_files(
+        ds,
+        &[("tables/neurons.csv", b"name,type\nAVAL,inter\n")],
+        "one",
     );
-    env.ok(ds, &["add", "."]);
-    env.ok(ds, &["commit", "-m", "two"]);
+    env.ok(ds, &["tag", "v1"]);
+    env.commit_files(
+        ds,
+        &[("tables/neurons.csv", b"name,type\nAVAL,inter\nAVAR,inter\n")],
+        "two",
+    );
     let server = serve(&env, "srv", ds);
-    let id = env.json(ds, &["show"])["dataset"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = env.dataset_id(ds);
     // The owmeta user's lode learns where the dataset is served from one use of its ticket.
     env.ok_as(
         "ow",
