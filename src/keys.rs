@@ -55,7 +55,13 @@ impl Home {
 
     /// Loads the device key, creating it when missing.
     pub fn device_key(&self) -> Result<SigningKey> {
-        let path = self.device_path();
+        self.device_key_at("identity.key")
+    }
+
+    /// Loads the key kept in file `name` of this directory (a device or registry key),
+    /// creating it when missing.
+    pub fn device_key_at(&self, name: &str) -> Result<SigningKey> {
+        let path = self.dir.join(name);
         match read_key(&path)? {
             Some(k) => Ok(k),
             None => {
@@ -69,6 +75,11 @@ impl Home {
     /// Loads the device key if it exists, without creating it.
     pub fn existing_device_key(&self) -> Result<Option<SigningKey>> {
         read_key(&self.device_path())
+    }
+
+    /// Loads the key kept in file `name` of this directory, if it exists.
+    pub fn existing_key_at(&self, name: &str) -> Result<Option<SigningKey>> {
+        read_key(&self.dir.join(name))
     }
 
     /// Loads this device's age X25519 identity (`HOME/identity.age`, 0600), creating it when

@@ -262,14 +262,18 @@ impl LinkBody {
 }
 
 /// Encodes, signs `CONTEXT ‖ payload`.
-fn sign_payload<T: Serialize>(context: &[u8], body: &T, key: &SigningKey) -> (Vec<u8>, [u8; 64]) {
+pub(crate) fn sign_payload<T: Serialize>(
+    context: &[u8],
+    body: &T,
+    key: &SigningKey,
+) -> (Vec<u8>, [u8; 64]) {
     let payload = postcard::to_stdvec(body).expect("in-memory values encode");
     let sig = key.sign(&[context, &payload].concat()).to_bytes();
     (payload, sig)
 }
 
 /// Verifies the signature of `signer` over the received bytes, then decodes strictly.
-fn open_payload<T: Serialize + for<'a> Deserialize<'a>>(
+pub(crate) fn open_payload<T: Serialize + for<'a> Deserialize<'a>>(
     what: &'static str,
     context: &[u8],
     payload: &[u8],

@@ -5,6 +5,7 @@
 //! carries messages. Errors are one line: `error: WHAT; hint: WHAT TO DO`.
 
 mod progress;
+mod registry;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -258,11 +259,17 @@ enum Command {
         #[command(subcommand)]
         action: MirrorAction,
     },
-    /// Copy a dataset from its providers into DIR and check out its main commit.
-    #[command(after_help = "Example:\n  lode clone lode1abc… worm-data")]
+    /// Copy a dataset from its providers into DIR and check out its main commit. With
+    /// --registry, TICKET is a dataset name listed there.
+    #[command(
+        after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…"
+    )]
     Clone {
         ticket: String,
         dir: Option<PathBuf>,
+        /// Resolve TICKET as a dataset name at this registry (lodereg1…).
+        #[arg(long, value_name = "TICKET")]
+        registry: Option<String>,
         /// Fetch and keep what the dataset publishes, to serve it on, without checking out
         /// (for a restricted dataset: ciphertext only; needs a --relay or --read ticket).
         #[arg(long)]
@@ -326,6 +333,39 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Run a registry, or act on one: taint notices (takedowns), their public list.
+    #[command(
+        after_help = "Examples:\n  lode registry serve --peer lodereg1…other\n  lode registry taint --dataset 5f2c…e1 --reason \"court order 2026-117\" --registry lodereg1…\n  lode registry notices --registry lodereg1…"
+    )]
+    Registry {
+        #[command(subcommand)]
+        action: RegistryAction,
+    },
+    /// List this dataset at a registry under NAME (default: the directory name), with its
+    /// title, description, license, keywords and the providers of its running `lode serve`.
+    #[command(
+        after_help = "Example:\n  lode serve &\n  lode publish worm-tracks --registry lodereg1…"
+    )]
+    Publish {
+        name: Option<String>,
+        /// The registry's ticket (lodereg1…), printed by `lode registry serve`.
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        /// Another ticket of this dataset (a mirror) whose providers to list too.
+        #[arg(long = "provider", value_name = "TICKET")]
+        providers: Vec<String>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Find datasets at a registry by name, title, description or keyword.
+    #[command(after_help = "Example:\n  lode search elegans --registry lodereg1…")]
+    Search {
+        term: String,
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Delete objects that no commit, tag or staged file uses.
     #[command(after_help = "Example:\n  lode gc --dry-run")]
     Gc {
@@ -358,6 +398,65 @@ enum MirrorAction {
     },
     /// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
     Remove { dataset: String },
+    /// Obey the taint notices (takedowns) of a registry: at each sync round, mirrors delete
+    /// what its notices name, and say so.
+    Follow {
+        /// The registry's ticket (lodereg1…).
+        registry: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryAction {
+    /// Run a registry until Ctrl-C or SIGTERM; prints `registry: TICKET`.
+    Serve {
+        /// Where the registry keeps its key, entries and notices (default
+        /// $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Another registry to replicate with (repeatable); registries that sync with this
+        /// one become its peers too.
+        #[arg(long = "peer", value_name = "TICKET")]
+        peers: Vec<String>,
+        /// Ask every peer for what this registry lacks every SECS seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        sync: u64,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Publish a signed taint notice (takedown) at the registry this user operates: mirrors
+    /// that follow it delete the dataset or blob.
+    Taint {
+        /// A dataset id to take down.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "blob",
+            conflicts_with = "blob"
+        )]
+        dataset: Option<String>,
+        /// One blob (BLAKE3 id) to take down, in whatever dataset.
+        #[arg(long, value_name = "ID")]
+        blob: Option<String>,
+        /// Why (public).
+        #[arg(long)]
+        reason: String,
+        /// The running registry's ticket.
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        /// The registry's directory (holds its key; default $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List a registry's taint notices (public and signed: anyone can audit them).
+    Notices {
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -499,6 +598,12 @@ impl From<Error> for CliError {
     }
 }
 
+impl From<lode::net::ticket::TicketError> for CliError {
+    fn from(e: lode::net::ticket::TicketError) -> Self {
+        CliError::Core(e.into())
+    }
+}
+
 impl From<io::Error> for CliError {
     fn from(e: io::Error) -> Self {
         if e.kind() == io::ErrorKind::BrokenPipe {
@@ -535,6 +640,46 @@ impl Ui {
     }
     fn bar(&self, label: &str) -> Bar {
         Bar::new(label, self.progress)
+    }
+}
+
+/// Reports one round of mirror following on stderr: taint notices obeyed or ignored, what
+/// was fetched, what was dropped over quota, what failed (errors even when `quiet`).
+#[allow(clippy::print_stderr)]
+fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
+    for n in &round.notices {
+        let short = &n.notice[..12.min(n.notice.len())];
+        if n.obeyed {
+            eprintln!(
+                "taint notice {short} ({}: {}): {}",
+                n.target, n.reason, n.action
+            );
+        } else {
+            eprintln!("taint notice {short}: {}", n.action);
+        }
+    }
+    for (id, r) in &round.mirrors {
+        let id = &id[..12.min(id.len())];
+        match r {
+            Ok(f) => {
+                if f.fetched.objects > 0 && !quiet {
+                    eprintln!(
+                        "mirror {id}: fetched {} objects, {}",
+                        f.fetched.objects,
+                        human(f.fetched.bytes)
+                    );
+                }
+                for d in &f.dropped {
+                    eprintln!(
+                        "mirror {id}: over quota, dropped {} ({}; last used by commit {})",
+                        &d.id[..12],
+                        human(d.bytes),
+                        &d.last_used_by[..12]
+                    );
+                }
+            }
+            Err(e) => eprintln!("mirror {id}: {e}"),
+        }
     }
 }
 
@@ -1217,45 +1362,36 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             if let Some((listener, gw, _)) = gateway {
                 rt.spawn(lode::gateway::run(listener, gw));
             }
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
             if mirrors && follow > 0 {
-                // Follow the mirrored datasets: fetch each from its origin at a fixed
-                // interval; the served head moves at the next request.
+                // Follow the mirrored datasets: obey the taint notices of the followed
+                // registries, fetch each dataset from its origin at a fixed interval, then
+                // have the server re-read what it serves.
                 let home = ctx.home.clone();
                 let opts = net.options();
                 let quiet = ui.quiet;
                 rt.spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(follow)).await;
-                        for (id, r) in lode::net::mirror::follow_once(&home, &opts).await {
-                            #[allow(clippy::print_stderr)]
-                            match r {
-                                Ok(f) => {
-                                    if f.fetched.objects > 0 && !quiet {
-                                        eprintln!(
-                                            "mirror {}: fetched {} objects, {}",
-                                            &id[..12],
-                                            f.fetched.objects,
-                                            human(f.fetched.bytes)
-                                        );
-                                    }
-                                    for d in f.dropped {
-                                        eprintln!(
-                                            "mirror {}: over quota, dropped {} ({})",
-                                            &id[..12],
-                                            &d.id[..12],
-                                            human(d.bytes)
-                                        );
-                                    }
-                                }
-                                Err(e) => eprintln!("mirror {}: {e}", &id[..12.min(id.len())]),
-                            }
+                        let round = lode::net::mirror::follow_once(&home, &opts).await;
+                        report_round(&round, quiet);
+                        if reload_tx.send(()).is_err() {
+                            break;
                         }
                     }
                 });
             }
+            let setup = lode::net::serve::ServeSetup {
+                // Serving mirrors only: the blob store lives beside them, not inside one
+                // (a taint notice may remove any mirror).
+                store_dir: (repos.is_empty() && mirrors)
+                    .then(|| lode::net::mirror::mirrors_dir(&ctx.home).join(".serve-store")),
+                reload: Some(reload_rx),
+            };
             rt.block_on(lode::net::serve::serve(
                 served,
                 &opts,
+                setup,
                 |tickets| {
                     printed = (|| {
                         for t in tickets {
@@ -1327,36 +1463,35 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.note("serve it with `lode serve --mirrors`");
             }
             MirrorAction::Sync { net } => {
-                let rounds =
+                let round =
                     runtime()?.block_on(lode::net::mirror::follow_once(&ctx.home, &net.options()));
+                report_round(&round, ui.quiet || ui.json);
                 let mut failed = None;
                 let mut done = Vec::new();
-                for (id, r) in rounds {
+                for (_, r) in round.mirrors {
                     match r {
-                        Ok(f) => {
-                            for d in &f.dropped {
-                                ui.note(format!(
-                                    "mirror {}: over quota, dropped {} ({}; last used by commit {})",
-                                    &id[..12],
-                                    &d.id[..12],
-                                    human(d.bytes),
-                                    &d.last_used_by[..12]
-                                ));
-                            }
-                            done.push(f);
-                        }
-                        Err(e) => {
-                            ui.note(format!("mirror {}: {e}", &id[..12.min(id.len())]));
-                            failed = Some(e);
-                        }
+                        Ok(f) => done.push(f),
+                        Err(e) => failed = Some(e),
                     }
                 }
                 if ui.json {
-                    ui.json(&done)?;
+                    ui.json(&serde_json::json!({ "mirrors": done, "notices": round.notices }))?;
                 }
                 if let Some(e) = failed {
                     return Err(e.into());
                 }
+            }
+            MirrorAction::Follow { registry } => {
+                let reg: lode::net::ticket::RegistryTicket = registry.parse()?;
+                let new = lode::net::mirror::follow_registry(&ctx.home, &reg)?;
+                ui.note(if new {
+                    format!(
+                        "mirrors now obey the taint notices of registry {} (checked at each sync round)",
+                        &hex::encode(reg.key())[..16]
+                    )
+                } else {
+                    "this registry was already followed".to_string()
+                });
             }
             MirrorAction::List => {
                 let list = lode::net::mirror::list(&ctx.home)?;
@@ -1420,12 +1555,24 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         Command::Clone {
             ticket,
             dir,
+            registry,
             mirror,
             cap,
             net,
         } => {
-            let (ticket, cap) =
-                lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
+            let (ticket, cap) = match registry {
+                Some(reg) => {
+                    let reg: lode::net::ticket::RegistryTicket = reg.parse()?;
+                    let t = runtime()?.block_on(lode::net::registry::resolve(
+                        &reg,
+                        &ticket,
+                        &net.options(),
+                    ))?;
+                    lode::net::registry::remember(&ctx.home, &reg);
+                    (t, cap.bundle()?)
+                }
+                None => lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?,
+            };
             let dir = ctx.cwd.join(dir.unwrap_or_else(|| {
                 PathBuf::from(format!("dataset-{}", &hex::encode(ticket.dataset)[..8]))
             }));
@@ -1530,7 +1677,12 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             // providers are those seen before.
             let (ticket, cap, mut paths, rev) = if lode::net::uri::is_referral(&ticket) {
                 let r = lode::net::uri::parse(&ticket)?;
-                let t = lode::net::uri::resolve(&ctx.home, &r)?;
+                let t = match &r.dataset {
+                    lode::net::uri::Named::Id(id) => lode::net::uri::resolve(&ctx.home, id)?,
+                    lode::net::uri::Named::Name(name) => runtime()?.block_on(
+                        lode::net::registry::resolve_known(&ctx.home, name, &net.options()),
+                    )?,
+                };
                 let cap: Option<lode::trust::Bundle> = cap.bundle()?;
                 (t, cap, r.path.into_iter().collect::<Vec<_>>(), r.rev)
             } else {
@@ -1567,6 +1719,18 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ));
             }
         }
+        Command::Registry { action } => registry::run(&ctx, &mut ui, action)?,
+        Command::Publish {
+            name,
+            registry: reg,
+            providers,
+            net,
+        } => registry::publish(&ctx, &mut ui, name, &reg, &providers, &net)?,
+        Command::Search {
+            term,
+            registry: reg,
+            net,
+        } => registry::search(&ctx, &mut ui, &term, &reg, &net)?,
         Command::Gc { dry_run } => {
             let repo = ctx.repo()?;
             let r = ops::maintain::gc(&repo, dry_run)?;

@@ -130,6 +130,63 @@ fn provider_addr(id: iroh::EndpointId, p: &Provider) -> EndpointAddr {
     addr
 }
 
+/// How long dialling a peer may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Dials `id` on protocol `alpn`, sends one request on a bidirectional stream and returns
+/// the answer (at most `max` bytes), waiting up to `wait` for it. A peer that does not speak
+/// the protocol gets a message that says so.
+pub async fn exchange(
+    net: &Net,
+    id: iroh::EndpointId,
+    alpn: &[u8],
+    request: &[u8],
+    max: usize,
+    wait: std::time::Duration,
+) -> Result<Vec<u8>> {
+    let peer = peer_name(id.as_bytes());
+    let unreachable = |msg: String| Error::Unreachable {
+        peer: peer.clone(),
+        msg,
+    };
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, net.endpoint.connect(id, alpn))
+        .await
+        .map_err(|_| unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+        .map_err(|e| {
+            let text = e.to_string();
+            if text.to_lowercase().contains("alpn")
+                || text.contains("no_application_protocol")
+                || text.contains("any known protocol")
+                || text.contains("error 120")
+            {
+                Error::Peer {
+                    peer: peer.clone(),
+                    msg: format!(
+                        "it does not speak {} (another lode version, or another kind of peer?)",
+                        String::from_utf8_lossy(alpn)
+                    ),
+                }
+            } else {
+                unreachable(text)
+            }
+        })?;
+    let talk = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(request).await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        recv.read_to_end(max).await.map_err(|e| e.to_string())
+    };
+    let bytes = tokio::time::timeout(wait, talk)
+        .await
+        .map_err(|_| unreachable(format!("no answer within {}s", wait.as_secs())))?
+        .map_err(|msg| Error::Peer {
+            peer: peer.clone(),
+            msg,
+        })?;
+    conn.close(iroh::endpoint::VarInt::from_u32(0), b"done");
+    Ok(bytes)
+}
+
 /// Returns a short printable form of an endpoint id, for messages.
 pub fn peer_name(id: &[u8; 32]) -> String {
     hex::encode(&id[..5])

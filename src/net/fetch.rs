@@ -29,6 +29,7 @@ use crate::db::{CONFIG, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::keys::Home;
+use crate::net::endpoint::CONNECT_TIMEOUT;
 use crate::net::endpoint::{bind, peer_name, Net, NetOptions};
 use crate::net::proto::{self, Listing, Refs, Request, Response};
 use crate::net::serve::head_refs;
@@ -43,9 +44,6 @@ use crate::worktree::under;
 
 /// Objects up to this size are fetched through memory rather than the transfer store.
 const SMALL_BLOB: u64 = 1 << 20;
-
-/// How long to wait for one provider to answer a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a fetch moved.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -174,55 +172,17 @@ impl Client {
 
     /// Sends one `lode/2` request to provider `id` and waits up to `wait` for the answer.
     pub async fn request(&self, id: EndpointId, req: &Request, wait: Duration) -> Result<Response> {
-        let peer = peer_name(id.as_bytes());
-        let unreachable = |msg: String| Error::Unreachable {
-            peer: peer.clone(),
-            msg,
-        };
-        let conn =
-            tokio::time::timeout(CONNECT_TIMEOUT, self.net.endpoint.connect(id, proto::ALPN))
-                .await
-                .map_err(|_| {
-                    unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
-                })?
-                .map_err(|e| {
-                    let text = e.to_string();
-                    if text.to_lowercase().contains("alpn")
-                        || text.contains("no_application_protocol")
-                        || text.contains("any known protocol")
-                        || text.contains("error 120")
-                    {
-                        Error::Peer {
-                            peer: peer.clone(),
-                            msg: format!(
-                                "it does not speak {} (another lode version?)",
-                                proto::NAME
-                            ),
-                        }
-                    } else {
-                        unreachable(text)
-                    }
-                })?;
-        let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-            send.write_all(&proto::encode(req))
-                .await
-                .map_err(|e| e.to_string())?;
-            send.finish().map_err(|e| e.to_string())?;
-            recv.read_to_end(proto::MAX_MESSAGE)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let bytes = tokio::time::timeout(wait, exchange)
-            .await
-            .map_err(|_| unreachable(format!("no answer within {}s", wait.as_secs())))?
-            .map_err(|msg| Error::Peer {
-                peer: peer.clone(),
-                msg,
-            })?;
-        conn.close(VarInt::from_u32(0), b"done");
+        let bytes = crate::net::endpoint::exchange(
+            &self.net,
+            id,
+            proto::ALPN,
+            &proto::encode(req),
+            proto::MAX_MESSAGE,
+            wait,
+        )
+        .await?;
         proto::decode::<Response>(&bytes).map_err(|e| Error::LyingPeer {
-            peer,
+            peer: peer_name(id.as_bytes()),
             msg: format!("malformed response: {e}"),
         })
     }
@@ -412,6 +372,8 @@ struct Walk<'a> {
     progress: &'a dyn Progress,
     objects: u64,
     bytes: u64,
+    /// Objects never to fetch (a mirror deleted them under a taint notice).
+    skip: HashSet<ObjectId>,
 }
 
 impl Walk<'_> {
@@ -711,7 +673,7 @@ impl Walk<'_> {
         let mut missing = Vec::new();
         let mut queued = HashSet::new();
         for (id, _) in wanted {
-            if queued.insert(*id) && !self.has(id).await {
+            if queued.insert(*id) && !self.skip.contains(id) && !self.has(id).await {
                 missing.push(Hash::from_bytes(id.0));
             }
         }
@@ -1045,6 +1007,7 @@ async fn fetch_into_repo(
     for prefix in ["heads/", "remotes/", "tags/"] {
         stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
     }
+    let skip = crate::ops::access::tainted(repo)?;
     repo.release_db();
     let store = open_store(dir).await?;
     let mut walk = Walk {
@@ -1055,6 +1018,7 @@ async fn fetch_into_repo(
         progress,
         objects: 0,
         bytes: 0,
+        skip,
     };
     let result = match want {
         Want::Plain(roots) => walk
@@ -1550,6 +1514,7 @@ pub async fn get(
         progress,
         objects: 0,
         bytes: 0,
+        skip: HashSet::new(),
     };
     let leaves = walk
         .run(

@@ -6,11 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::catalog::{Notice, Tainted};
 use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::net::fetch::{self, CloneOptions, FetchReport};
-use crate::net::ticket::Ticket;
+use crate::net::registry;
+use crate::net::ticket::{RegistryTicket, Ticket};
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
 use crate::trust::Bundle;
@@ -46,6 +48,18 @@ pub async fn add(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
+    if let Some(n) = obeyed(home)
+        .into_iter()
+        .find(|n| n.body.target == Tainted::Dataset(ticket.dataset))
+    {
+        return Err(Error::Other(format!(
+            "dataset {} was taken down by registry {} (notice {}: {}); this user's mirrors obey it",
+            hex::encode(ticket.dataset),
+            crate::net::endpoint::peer_name(&n.body.registry),
+            hex::encode(&n.id()[..8]),
+            n.body.reason
+        )));
+    }
     let dir = mirrors_dir(home).join(hex::encode(ticket.dataset));
     if dir.join(".lode").is_dir() {
         let repo = Repo::discover(&dir, home.clone(), RepoOptions::default())?;
@@ -275,12 +289,25 @@ pub struct Followed {
     pub dropped: Vec<Dropped>,
 }
 
-/// One round of following: fetches every mirror from its origin, then keeps it within its
-/// quota. Returns, per mirror, the dataset id and what happened.
-pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<Followed>)> {
-    let mut out = Vec::new();
+/// What one round of following did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Round {
+    /// Taint notices handled this round (obeyed or ignored).
+    pub notices: Vec<NoticeAction>,
+    /// Per mirror (dataset id): what following it did, or why it failed.
+    #[serde(skip)]
+    pub mirrors: Vec<(String, Result<Followed>)>,
+}
+
+/// One round of following: applies the taint notices of the followed registries, fetches
+/// every mirror from its origin (never a tainted blob), then keeps it within its quota.
+pub async fn follow_once(home: &Home, opts: &NetOptions) -> Round {
+    let mut round = Round {
+        notices: apply_notices(home, opts).await,
+        mirrors: Vec::new(),
+    };
     let Ok(paths) = paths(home) else {
-        return out;
+        return round;
     };
     for p in paths {
         let id = p
@@ -304,7 +331,203 @@ pub async fn follow_once(home: &Home, opts: &NetOptions) -> Vec<(String, Result<
             }
             Err(e) => Err(e),
         };
-        out.push((id, res));
+        round.mirrors.push((id, res));
+    }
+    round
+}
+
+/// What a mirror did with one taint notice.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NoticeAction {
+    /// The notice id (hex).
+    pub notice: String,
+    /// The key that signed it.
+    pub signer: String,
+    pub target: String,
+    pub reason: String,
+    /// Whether the mirrors obey it (signed by the registry they follow).
+    pub obeyed: bool,
+    /// What was done: the mirror removed, blobs deleted, or why it was ignored.
+    pub action: String,
+}
+
+fn registries_path(home: &Home) -> PathBuf {
+    mirrors_dir(home).join("registries")
+}
+
+/// The registries whose taint notices this user's mirrors obey.
+pub fn followed(home: &Home) -> Vec<RegistryTicket> {
+    std::fs::read_to_string(registries_path(home))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// Makes this user's mirrors obey the taint notices of `reg` (signed by its key). Returns
+/// false when it was already followed.
+pub fn follow_registry(home: &Home, reg: &RegistryTicket) -> Result<bool> {
+    let mut all = followed(home);
+    let new = !all.iter().any(|r| r.key() == reg.key());
+    all.retain(|r| r.key() != reg.key());
+    all.push(reg.clone());
+    let text: String = all.iter().map(|r| format!("{r}\n")).collect();
+    let path = registries_path(home);
+    std::fs::create_dir_all(mirrors_dir(home))
+        .map_err(|e| Error::io("cannot create directory", mirrors_dir(home), e))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(new)
+}
+
+/// The notices this user's mirrors obey (kept under `mirrors/notices/`, for audit).
+pub fn obeyed(home: &Home) -> Vec<Notice> {
+    let Ok(rd) = std::fs::read_dir(mirrors_dir(home).join("notices")) else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| Notice::decode(&b).ok())
+        .collect()
+}
+
+fn describe(n: &Notice, obeyed: bool, action: String) -> NoticeAction {
+    NoticeAction {
+        notice: hex::encode(n.id()),
+        signer: hex::encode(n.body.registry),
+        target: n.body.target.to_string(),
+        reason: n.body.reason.clone(),
+        obeyed,
+        action,
+    }
+}
+
+/// Fetches the notices of every followed registry; records and enforces those signed by
+/// that registry, records and reports the others as ignored (each once). A registry that
+/// cannot be reached is retried next round.
+pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> {
+    let mut out = Vec::new();
+    let base = mirrors_dir(home);
+    for reg in followed(home) {
+        let Ok(raw) = registry::notices_raw(&reg, opts).await else {
+            continue;
+        };
+        for bytes in raw {
+            let id = hex::encode(blake3::hash(&bytes).as_bytes());
+            let (kept, ignored) = (
+                base.join("notices").join(&id),
+                base.join("ignored").join(&id),
+            );
+            if kept.exists() || ignored.exists() {
+                continue;
+            }
+            let why = match Notice::decode(&bytes) {
+                Err(e) => Err(format!("ignored: {e}")),
+                Ok(n) if n.body.registry != reg.key() => Err(format!(
+                    "ignored: signed by {}, not by the followed registry {}",
+                    hex::encode(n.body.registry),
+                    hex::encode(reg.key())
+                )),
+                Ok(n) => Ok(n),
+            };
+            let (path, action) = match why {
+                Ok(n) => {
+                    out.extend(enforce(home, &n));
+                    (kept, None)
+                }
+                Err(msg) => {
+                    let a = match Notice::decode(&bytes) {
+                        Ok(n) => describe(&n, false, msg.clone()),
+                        Err(_) => NoticeAction {
+                            notice: id.clone(),
+                            signer: String::new(),
+                            target: String::new(),
+                            reason: String::new(),
+                            obeyed: false,
+                            action: msg.clone(),
+                        },
+                    };
+                    (ignored, Some(a))
+                }
+            };
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = std::fs::write(&path, &bytes);
+            out.extend(action);
+        }
+    }
+    // Notices obeyed earlier also bind mirrors added since.
+    for n in obeyed(home) {
+        out.extend(
+            enforce(home, &n)
+                .into_iter()
+                .filter(|a| a.action != "nothing held"),
+        );
+    }
+    out.dedup_by(|a, b| a.notice == b.notice && a.action == b.action);
+    out
+}
+
+/// Enforces one obeyed notice on every mirror: removes a tainted dataset's mirror, deletes a
+/// tainted blob from every mirror that holds it (recorded, so it is never fetched again).
+fn enforce(home: &Home, n: &Notice) -> Vec<NoticeAction> {
+    let mut out = Vec::new();
+    let Ok(paths) = paths(home) else { return out };
+    let mut done = Vec::new();
+    for p in paths {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        match n.body.target {
+            Tainted::Dataset(d) if hex::encode(d) == name => match std::fs::remove_dir_all(&p) {
+                Ok(()) => done.push(format!("removed the mirror of dataset {name}")),
+                Err(e) => done.push(format!("could not remove {}: {e}", p.display())),
+            },
+            Tainted::Blob(b) => {
+                let id = crate::id::ObjectId(b);
+                let Ok(repo) = Repo::discover(&p, home.clone(), RepoOptions::default()) else {
+                    continue;
+                };
+                // Recorded in every mirror (never fetched later); reported where it was held.
+                let r = (|| -> Result<bool> {
+                    let _lock = repo.lock()?;
+                    if crate::ops::access::tainted(&repo)?.contains(&id) {
+                        return Ok(false);
+                    }
+                    let held = repo.store().has(&id);
+                    if held {
+                        repo.store().remove(&id)?;
+                    }
+                    crate::ops::access::set_tainted(&repo, &[id])?;
+                    Ok(held)
+                })();
+                repo.release_db();
+                match r {
+                    Ok(true) => done.push(format!(
+                        "deleted blob {} from mirror {}",
+                        &id.to_hex()[..12],
+                        &name[..12]
+                    )),
+                    Ok(false) => {}
+                    Err(e) => done.push(format!(
+                        "could not delete blob from mirror {}: {e}",
+                        &name[..12]
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    if done.is_empty() {
+        done.push("nothing held".into());
+    }
+    for action in done {
+        out.push(describe(n, true, action));
     }
     out
 }

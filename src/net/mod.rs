@@ -9,6 +9,8 @@
 //! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
 //! - [`push`]: `push`, and sending revocations to known peers.
 //! - [`mirror`]: `lode mirror add|list|remove` and following mirrored datasets.
+//! - [`registry`]: `lode registry serve`, `publish`, `search`, clone by name; signed entries
+//!   and taint notices, replicated between registries.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
 
 pub mod endpoint;
@@ -16,6 +18,7 @@ pub mod fetch;
 pub mod mirror;
 pub mod proto;
 pub mod push;
+pub mod registry;
 pub mod serve;
 pub mod ticket;
 pub mod uri;

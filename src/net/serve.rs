@@ -53,6 +53,8 @@ struct ServedState {
     objects: HashSet<ObjectId>,
     /// The same, as the blob gatekeeper checks them; shared by every admitted peer.
     hashes: Arc<HashSet<Hash>>,
+    /// The repository is gone (a mirror removed under a taint notice): nothing is served.
+    gone: bool,
 }
 
 /// What one peer may fetch of one dataset, until `expires`.
@@ -100,6 +102,9 @@ pub fn published_closure(
     known: &HashSet<ObjectId>,
 ) -> Result<Vec<ObjectId>> {
     let Some(h) = head else { return Ok(vec![]) };
+    // A mirror serves what it still holds: not what it dropped to stay within its quota,
+    // nor what a taint notice made it delete.
+    let dropped = access::dropped(repo)?;
     if h.body.private {
         let Some(env_id) = h.body.main.map(ObjectId) else {
             return Ok(vec![]);
@@ -114,12 +119,10 @@ pub fn published_closure(
             .closure(env_id, 0)
             .into_iter()
             .map(|(id, _)| id)
-            .filter(|id| !known.contains(id))
+            .filter(|id| !known.contains(id) && !dropped.contains(id))
             .collect());
     }
     let roots = head_refs(Some(h)).roots();
-    // A mirror over its quota serves what it still holds.
-    let dropped = access::dropped(repo)?;
     Ok(closure(repo, &roots, known)?
         .into_iter()
         .map(|(id, _)| id)
@@ -224,6 +227,12 @@ impl Shared {
     /// Publishes the dataset's head (signing a new one when the refs or revocations changed
     /// and this device can sign) and imports whatever became reachable.
     async fn refresh(&self, served: &Served) -> Result<()> {
+        if !served.repo.root().join(".lode").is_dir() {
+            self.withdraw(served);
+        }
+        if served.state.lock().expect("not poisoned").gone {
+            return Err(Error::Other("this dataset is no longer served here".into()));
+        }
         let read = || -> Result<_> {
             let head = access::publish_head(&served.repo, 0)?;
             let revocations = access::revocations(&served.repo)?;
@@ -273,6 +282,57 @@ impl Shared {
         Ok(())
     }
 
+    /// Stops serving a dataset whose repository is gone (a mirror removed under a taint
+    /// notice): nothing of it is listed or served any more.
+    fn withdraw(&self, served: &Served) {
+        {
+            let mut st = served.state.lock().expect("not poisoned");
+            if st.gone {
+                return;
+            }
+            *st = ServedState {
+                gone: true,
+                private: true,
+                ..ServedState::default()
+            };
+        }
+        self.rebuild_public();
+        let mut auth = self.authorized.write().expect("not poisoned");
+        for list in auth.values_mut() {
+            list.retain(|a| a.dataset != served.dataset);
+        }
+    }
+
+    /// Re-reads a dataset from scratch, so that objects a mirror deleted (quota, taint
+    /// notice) stop being served; a repository that is gone is withdrawn entirely.
+    async fn reload(&self, served: &Served) -> Result<()> {
+        if !served.repo.root().join(".lode").is_dir() {
+            self.withdraw(served);
+            return Ok(());
+        }
+        let head = access::stored_head(&served.repo);
+        served.repo.release_db();
+        let head = head?;
+        let all = published_closure(&served.repo, head.as_ref(), &HashSet::new());
+        served.repo.release_db();
+        let all: HashSet<ObjectId> = all?.into_iter().collect();
+        let new: Vec<ObjectId> = {
+            let st = served.state.lock().expect("not poisoned");
+            all.difference(&st.objects).copied().collect()
+        };
+        import_objects(&self.store, &served.repo, &new).await?;
+        let mut st = served.state.lock().expect("not poisoned");
+        st.hashes = Arc::new(all.iter().map(|id| Hash::from_bytes(id.0)).collect());
+        st.objects = all;
+        drop(st);
+        self.rebuild_public();
+        let mut auth = self.authorized.write().expect("not poisoned");
+        for list in auth.values_mut() {
+            list.retain(|a| a.dataset != served.dataset);
+        }
+        Ok(())
+    }
+
     /// Checks a presented ticket (or its absence) for `peer` and `dataset`, before anything
     /// about the dataset is looked up. Returns the capability, or `None` for public access.
     fn authorize(
@@ -285,8 +345,10 @@ impl Shared {
         const NO: &str = "this peer serves no public dataset with that id; present a ticket from its owner (--ticket)";
         let public = || -> Option<Arc<Served>> {
             let served = self.datasets.get(dataset)?;
-            let private = served.state.lock().expect("not poisoned").private;
-            (!private && !need.contains(Rights::WRITE)).then(|| served.clone())
+            let st = served.state.lock().expect("not poisoned");
+            let open = !st.private && !st.gone;
+            drop(st);
+            (open && !need.contains(Rights::WRITE)).then(|| served.clone())
         };
         let Some(bytes) = ticket else {
             if need.contains(Rights::WRITE) {
@@ -334,6 +396,9 @@ impl Shared {
             .ok_or("the dataset of this ticket is not served here")?;
         let (revoked, private) = {
             let st = served.state.lock().expect("not poisoned");
+            if st.gone {
+                return Err("the dataset of this ticket is not served here".into());
+            }
             (st.revoked.clone(), st.private)
         };
         let cap =
@@ -503,6 +568,10 @@ impl LodeProtocol {
             Err(msg) => return Response::Denied(msg),
         };
         if let Err(e) = self.0.refresh(&served).await {
+            // A dataset withdrawn meanwhile is refused like one never served.
+            if let Err(msg) = check() {
+                return Response::Denied(msg);
+            }
             return Response::Error(format!("cannot read the dataset: {e}"));
         }
         // The refresh may have brought new revocations or made the dataset private: decide
@@ -685,18 +754,31 @@ async fn gatekeeper(policy: Policy, mut rx: tokio::sync::mpsc::Receiver<Provider
     }
 }
 
+/// Optional settings of [`serve`].
+#[derive(Default)]
+pub struct ServeSetup {
+    /// Where the blob store lives (default: `.lode/serve-store` of the first repository).
+    pub store_dir: Option<std::path::PathBuf>,
+    /// Each message makes every dataset be re-read from scratch (after a mirror deleted
+    /// objects or was removed).
+    pub reload: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
 /// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon
 /// as the endpoint listens.
 pub async fn serve(
     repos: Vec<Repo>,
     opts: &NetOptions,
+    setup: ServeSetup,
     ready: impl FnOnce(&[Ticket]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let first = repos
         .first()
         .ok_or_else(|| Error::Other("nothing to serve".into()))?;
-    let store_dir = first.root().join(".lode").join("serve-store");
+    let store_dir = setup
+        .store_dir
+        .unwrap_or_else(|| first.root().join(".lode").join("serve-store"));
     let store = FsStore::load(&store_dir).await.map_err(|e| {
         Error::Net(format!(
             "cannot open blob store {}: {e}",
@@ -732,6 +814,17 @@ pub async fn serve(
         Arc::new(move |peer, hash| shared.may_serve(peer, hash))
     };
     let blobs = blobs_protocol(&shared.store, policy);
+    if let Some(mut rx) = setup.reload {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                for served in shared.datasets.values() {
+                    // A failure leaves the previous state; the next round tries again.
+                    let _ = shared.reload(served).await;
+                }
+            }
+        });
+    }
     let net = bind(&key, opts).await?;
     let _ = shared.net.set(net.clone());
     let router = Router::builder(net.endpoint.clone())

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "lode1";
+const REGISTRY_PREFIX: &str = "lodereg1";
 const MAX_TICKET_CHARS: usize = 4096;
 const MAX_PROVIDERS: usize = 16;
 const MAX_ADDRS: usize = 16;
@@ -40,6 +41,10 @@ pub struct Ticket {
 pub enum TicketError {
     #[error("a ticket starts with {PREFIX:?}")]
     Prefix,
+    #[error("a registry ticket starts with {REGISTRY_PREFIX:?}")]
+    RegistryPrefix,
+    #[error("this is a registry ticket (lodereg1…): pass it with --registry")]
+    IsRegistry,
     #[error("ticket is longer than {MAX_TICKET_CHARS} characters")]
     TooLong,
     #[error("ticket is not valid base32 (was it cut or changed while copying?)")]
@@ -71,24 +76,28 @@ impl Ticket {
     }
 }
 
-impl fmt::Display for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Ticket {
+    fn write(&self, prefix: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = postcard::to_stdvec(self).map_err(|_| fmt::Error)?;
         let text = data_encoding::BASE32_NOPAD
             .encode(&bytes)
             .to_ascii_lowercase();
-        write!(f, "{PREFIX}{text}")
+        write!(f, "{prefix}{text}")
     }
-}
 
-impl FromStr for Ticket {
-    type Err = TicketError;
-    fn from_str(s: &str) -> Result<Ticket, TicketError> {
+    fn read(prefix: &str, s: &str) -> Result<Ticket, TicketError> {
         let s = s.trim();
         if s.len() > MAX_TICKET_CHARS {
             return Err(TicketError::TooLong);
         }
-        let body = s.strip_prefix(PREFIX).ok_or(TicketError::Prefix)?;
+        if prefix == PREFIX && s.starts_with(REGISTRY_PREFIX) {
+            return Err(TicketError::IsRegistry);
+        }
+        let body = s.strip_prefix(prefix).ok_or(if prefix == PREFIX {
+            TicketError::Prefix
+        } else {
+            TicketError::RegistryPrefix
+        })?;
         let bytes = data_encoding::BASE32_NOPAD
             .decode(body.to_ascii_uppercase().as_bytes())
             .map_err(|_| TicketError::Encoding)?;
@@ -102,6 +111,44 @@ impl FromStr for Ticket {
             return Err(TicketError::Body("non-canonical encoding".into()));
         }
         Ok(ticket)
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(PREFIX, f)
+    }
+}
+
+impl FromStr for Ticket {
+    type Err = TicketError;
+    fn from_str(s: &str) -> Result<Ticket, TicketError> {
+        Ticket::read(PREFIX, s)
+    }
+}
+
+/// A registry's ticket (`lodereg1…`): the same encoding as a dataset ticket, where the id is
+/// the registry's key (which signs its taint notices) and the providers are its endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryTicket(pub Ticket);
+
+impl RegistryTicket {
+    /// The registry's key.
+    pub fn key(&self) -> [u8; 32] {
+        self.0.dataset
+    }
+}
+
+impl fmt::Display for RegistryTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(REGISTRY_PREFIX, f)
+    }
+}
+
+impl FromStr for RegistryTicket {
+    type Err = TicketError;
+    fn from_str(s: &str) -> Result<RegistryTicket, TicketError> {
+        Ticket::read(REGISTRY_PREFIX, s).map(RegistryTicket)
     }
 }
 

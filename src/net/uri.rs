@@ -1,7 +1,9 @@
 //! Referral URIs: `lode://DATASET-ID[/PATH][?rev=REV]` names a dataset, or one file or
 //! directory of it, without naming who serves it. lode resolves it through the providers it
 //! has seen for that dataset (every ticket used by `clone`, `fetch`, `pull`, `get` and
-//! `mirror add` is remembered under `$LODE_HOME/providers/DATASET-ID`). See docs/FORMAT.md.
+//! `mirror add` is remembered under `$LODE_HOME/providers/DATASET-ID`). The name form
+//! `lode://NAME[/PATH][?rev=REV]` is resolved through the registries this user has used
+//! (`net::registry`). See docs/FORMAT.md.
 
 use std::path::PathBuf;
 
@@ -13,10 +15,19 @@ const SCHEME: &str = "lode://";
 /// Most providers remembered per dataset (newest first).
 const MAX_REMEMBERED: usize = 16;
 
+/// How a referral names its dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// By id (64 hex digits).
+    Id([u8; 32]),
+    /// By a registry name.
+    Name(String),
+}
+
 /// A parsed referral URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Referral {
-    pub dataset: [u8; 32],
+    pub dataset: Named,
     /// A `/`-separated path inside the dataset (decoded), if any.
     pub path: Option<String>,
     /// A tag or commit id, if any (default: the dataset's `main`).
@@ -43,9 +54,18 @@ pub fn parse(s: &str) -> Result<Referral> {
         Some((id, p)) => (id, p),
         None => (rest, ""),
     };
-    let mut dataset = [0u8; 32];
-    hex::decode_to_slice(id, &mut dataset).map_err(|_| bad("the dataset id is 64 hex digits"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&dataset).map_err(|_| bad("not a dataset id"))?;
+    let dataset = if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut dataset = [0u8; 32];
+        hex::decode_to_slice(id, &mut dataset).map_err(|_| bad("malformed dataset id"))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&dataset).map_err(|_| bad("not a dataset id"))?;
+        Named::Id(dataset)
+    } else if crate::catalog::valid_name(id) {
+        Named::Name(id.to_string())
+    } else {
+        return Err(bad(
+            "it names a dataset id (64 hex digits) or a registry name (a-z 0-9 . _ -)",
+        ));
+    };
     let path = crate::gateway::url_decode(path).ok_or_else(|| bad("malformed escape"))?;
     let path = path.trim_matches('/').to_string();
     if !path.is_empty() && !path.split('/').all(crate::object::valid_name) {
@@ -106,12 +126,12 @@ pub fn remember(home: &Home, ticket: &Ticket) {
     }
 }
 
-/// Resolves a referral to a ticket through the known providers.
-pub fn resolve(home: &Home, r: &Referral) -> Result<Ticket> {
-    known(home, &r.dataset)?.ok_or_else(|| {
+/// Resolves a referral by dataset id to a ticket through the known providers.
+pub fn resolve(home: &Home, dataset: &[u8; 32]) -> Result<Ticket> {
+    known(home, dataset)?.ok_or_else(|| {
         Error::Other(format!(
             "no known provider for dataset {}: use a ticket once (lode get TICKET …, lode clone TICKET, lode remote add) so that lode learns where it is served",
-            hex::encode(r.dataset)
+            hex::encode(dataset)
         ))
     })
 }
@@ -131,11 +151,14 @@ mod tests {
         assert_eq!(r.path.as_deref(), Some("tables/my file.csv"));
         assert_eq!(r.rev.as_deref(), Some("v1"));
         assert_eq!(parse(&format!("lode://{id}")).unwrap().path, None);
+        let named = parse("lode://worm-tracks/t.csv").unwrap();
+        assert_eq!(named.dataset, Named::Name("worm-tracks".into()));
         for bad in [
             format!("lode://{id}/../x"),
             format!("lode://{id}/a/%2e%2e/b"),
             format!("lode://{id}?x=1"),
-            "lode://abc/x".to_string(),
+            "lode://Abc/x".to_string(),
+            "lode://a%2Fb/x".to_string(),
             format!("http://{id}"),
         ] {
             assert!(parse(&bad).is_err(), "{bad}");

@@ -122,6 +122,25 @@ pub fn set_dropped(
     put(repo, &entries)
 }
 
+/// Objects a taint notice made this mirror delete (config `dropped/ID` = `t`): not served,
+/// not reported missing, and never fetched again.
+pub fn tainted(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
+    Ok(list(repo, "dropped/")?
+        .into_iter()
+        .filter(|(_, v)| v == b"t")
+        .filter_map(|(k, _)| k.parse().ok())
+        .collect())
+}
+
+/// Records objects deleted under a taint notice. The caller holds the lock.
+pub fn set_tainted(repo: &Repo, ids: &[crate::id::ObjectId]) -> Result<()> {
+    let entries: Vec<(String, Option<Vec<u8>>)> = ids
+        .iter()
+        .map(|id| (format!("dropped/{}", id.to_hex()), Some(b"t".to_vec())))
+        .collect();
+    put(repo, &entries)
+}
+
 /// A mirror's quota in bytes (config `quota`).
 pub fn quota(repo: &Repo) -> Result<Option<u64>> {
     Ok(get(repo, "quota")?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))

@@ -9,5 +9,6 @@ mod history;
 mod local;
 mod mirror;
 mod owmeta;
+mod registry;
 mod sync;
 mod vectors;

@@ -152,7 +152,7 @@ fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
     env.ok(ds, &["commit", "-m", "v2"]);
     let new_id = b3(&env.path("ds/a.bin"));
     let r = env.json_as("m", "", &["mirror", "sync"]);
-    let dropped = r[0]["dropped"].as_array().unwrap();
+    let dropped = r["mirrors"][0]["dropped"].as_array().unwrap();
     assert_eq!(dropped.len(), 1, "{r}");
     assert_eq!(dropped[0]["id"], old_id.as_str());
     let list = env.json_as("m", "", &["mirror", "list"]);

@@ -24,9 +24,9 @@ impl Drop for Server {
     }
 }
 
-/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line. Peer "srv" is
-/// the owner's server: it gets the dataset keys of the owner (peer "home"), so it can sign
-/// heads, as the owner's own machine would.
+/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line. Peers "srv…"
+/// are the owner's servers: they get the dataset keys of the owner (peer "home"), so they
+/// can sign heads, as the owner's own machines would.
 pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
     serve_repos(env, home, cwd, &[]).0
 }
@@ -45,9 +45,9 @@ pub fn serve_args(
     tickets: usize,
 ) -> (Server, Vec<String>) {
     let repos = extra;
-    if home == "srv" {
+    if home.starts_with("srv") {
         let from = env.path("home/datasets");
-        let to = env.path("srv/datasets");
+        let to = env.path(&format!("{home}/datasets"));
         fs::create_dir_all(&to).unwrap();
         for e in fs::read_dir(&from).unwrap() {
             let e = e.unwrap();
@@ -56,21 +56,7 @@ pub fn serve_args(
     }
     let mut args = vec!["serve", "-q"];
     args.extend_from_slice(repos);
-    let mut child = env
-        .cmd_as(home, cwd, &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lode serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (child, rx) = spawn_lines(env.cmd_as(home, cwd, &args));
     let want = tickets;
     let mut tickets = Vec::new();
     for _ in 0..want {
@@ -85,6 +71,26 @@ pub fn serve_args(
     }
     let ticket = tickets[0].clone();
     (Server { child, ticket }, tickets)
+}
+
+/// Starts `cmd` with stdout piped (stderr inherited) and returns it with a channel of its
+/// stdout lines.
+pub fn spawn_lines(mut cmd: std::process::Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start lode");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
 
 /// The device id of peer `home`.

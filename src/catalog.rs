@@ -1,0 +1,324 @@
+//! Registry entries and taint notices: the two signed objects registries keep and replicate.
+//! Pure: no I/O, no clock. Encoded like every other signed object (`payload ‖ signature`,
+//! ed25519 `verify_strict` over `CONTEXT ‖ payload`, canonical postcard; see `trust`).
+//!
+//! - An [`Entry`] is a dataset's listing in a registry: name, metadata summary and
+//!   providers, signed by the **dataset key** (only the owner can list or re-list a dataset).
+//!   A newer `seq` replaces an older one, so every registry converges on the newest.
+//! - A [`Notice`] marks a dataset or one blob as tainted (a takedown), signed by the
+//!   **registry key**. Mirrors that follow a registry obey that registry's notices only.
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+
+use crate::net::ticket::Provider;
+use crate::trust::{open_payload, sign_payload, TrustError};
+
+/// Context of registry-entry signatures.
+pub const ENTRY_CONTEXT: &[u8] = b"lode/entry/v1\0";
+/// Context of taint-notice signatures.
+pub const NOTICE_CONTEXT: &[u8] = b"lode/notice/v1\0";
+/// Longest dataset name.
+pub const MAX_NAME: usize = 63;
+/// Longest title, license or reason.
+pub const MAX_LINE: usize = 256;
+/// Longest description.
+pub const MAX_DESCRIPTION: usize = 4096;
+/// Most keywords, and the longest keyword.
+pub const MAX_KEYWORDS: usize = 32;
+/// Most providers an entry lists.
+pub const MAX_PROVIDERS: usize = 16;
+
+const VERSION: u8 = 1;
+/// Both objects carry their signer's key right after the version byte.
+const SIGNER_AT: usize = 1;
+
+type TResult<T> = std::result::Result<T, TrustError>;
+
+/// True for a valid dataset name: 1–63 characters of `a-z 0-9 . _ -`, starting with a
+/// letter or digit. (A 64-hex-digit dataset id can never be a name.)
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+        })
+}
+
+/// A signed object: the decoded body and the exact bytes that were signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signed<B> {
+    pub body: B,
+    payload: Vec<u8>,
+    sig: [u8; 64],
+}
+
+impl<B> Signed<B> {
+    /// The canonical bytes: payload then signature.
+    pub fn encode(&self) -> Vec<u8> {
+        [&self.payload[..], &self.sig[..]].concat()
+    }
+
+    /// The object's id: BLAKE3 of its canonical bytes.
+    pub fn id(&self) -> [u8; 32] {
+        *blake3::hash(&self.encode()).as_bytes()
+    }
+}
+
+fn open<B: Serialize + for<'a> Deserialize<'a>>(
+    what: &'static str,
+    context: &[u8],
+    bytes: &[u8],
+) -> TResult<Signed<B>> {
+    if bytes.len() < 64 {
+        return Err(TrustError::Malformed(what, "truncated".into()));
+    }
+    let (payload, sig) = bytes.split_at(bytes.len() - 64);
+    let (body, sig) = open_payload(what, context, payload, sig, SIGNER_AT)?;
+    Ok(Signed {
+        body,
+        payload: payload.to_vec(),
+        sig,
+    })
+}
+
+/// The signed part of a registry entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryBody {
+    pub version: u8,
+    /// The dataset id, which also signs the entry.
+    pub dataset: [u8; 32],
+    /// Orders the entries of one dataset: the highest wins.
+    pub seq: u64,
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub license: String,
+    pub keywords: Vec<String>,
+    /// Where the dataset is served (the owner's peers and mirrors).
+    pub providers: Vec<Provider>,
+    /// When the owner signed it (seconds since the epoch).
+    pub time: u64,
+}
+
+/// A dataset's registry entry, signed by the dataset key.
+pub type Entry = Signed<EntryBody>;
+
+impl EntryBody {
+    fn check(&self) -> TResult<()> {
+        let bad = |why: &str| Err(TrustError::Malformed("registry entry", why.into()));
+        if self.version != VERSION {
+            return bad("unknown version");
+        }
+        if !valid_name(&self.name) {
+            return bad("invalid name (1-63 of a-z 0-9 . _ -, starting with a letter or digit)");
+        }
+        if self.title.len() > MAX_LINE
+            || self.license.len() > MAX_LINE
+            || self.description.len() > MAX_DESCRIPTION
+            || self.keywords.len() > MAX_KEYWORDS
+            || self.keywords.iter().any(|k| k.len() > 64)
+            || self.providers.len() > MAX_PROVIDERS
+            || self
+                .providers
+                .iter()
+                .any(|p| p.addrs.len() > 16 || p.relay.as_ref().is_some_and(|r| r.len() > 256))
+        {
+            return Err(TrustError::TooLarge("registry entry"));
+        }
+        if self.providers.is_empty() {
+            return bad("no provider");
+        }
+        Ok(())
+    }
+
+    /// True when `term` (lowercase) occurs in the name, title, description or a keyword.
+    pub fn matches(&self, term: &str) -> bool {
+        let term = term.to_lowercase();
+        [&self.name, &self.title, &self.description]
+            .into_iter()
+            .chain(self.keywords.iter())
+            .any(|s| s.to_lowercase().contains(&term))
+    }
+}
+
+impl Entry {
+    /// Signs an entry with the dataset key.
+    pub fn sign(body: EntryBody, key: &SigningKey) -> TResult<Entry> {
+        if body.dataset != key.verifying_key().to_bytes() {
+            return Err(TrustError::Malformed(
+                "registry entry",
+                "must be signed by the dataset key".into(),
+            ));
+        }
+        body.check()?;
+        let (payload, sig) = sign_payload(ENTRY_CONTEXT, &body, key);
+        Ok(Signed { body, payload, sig })
+    }
+
+    /// Decodes an entry and checks that the dataset key signed it.
+    pub fn decode(bytes: &[u8]) -> TResult<Entry> {
+        let e: Entry = open("registry entry", ENTRY_CONTEXT, bytes)?;
+        e.body.check()?;
+        Ok(e)
+    }
+
+    /// Whether `self` should replace `other` (same dataset): a higher `seq`, or on a tie
+    /// the smaller id, so that every registry keeps the same one.
+    pub fn supersedes(&self, other: &Entry) -> bool {
+        (self.body.seq, std::cmp::Reverse(self.id()))
+            > (other.body.seq, std::cmp::Reverse(other.id()))
+    }
+}
+
+/// What a notice taints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Tainted {
+    /// A whole dataset, by id.
+    Dataset([u8; 32]),
+    /// One object (file content or ciphertext), by BLAKE3 id, in whatever dataset.
+    Blob([u8; 32]),
+}
+
+impl std::fmt::Display for Tainted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tainted::Dataset(d) => write!(f, "dataset {}", hex::encode(d)),
+            Tainted::Blob(b) => write!(f, "blob {}", hex::encode(b)),
+        }
+    }
+}
+
+/// The signed part of a taint notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeBody {
+    pub version: u8,
+    /// The registry key that signs the notice.
+    pub registry: [u8; 32],
+    pub target: Tainted,
+    /// Why (shown to mirror operators and in the public list).
+    pub reason: String,
+    pub time: u64,
+}
+
+/// A takedown notice, signed by a registry.
+pub type Notice = Signed<NoticeBody>;
+
+impl Notice {
+    /// Signs a notice with the registry key.
+    pub fn sign(target: Tainted, reason: &str, time: u64, key: &SigningKey) -> TResult<Notice> {
+        let body = NoticeBody {
+            version: VERSION,
+            registry: key.verifying_key().to_bytes(),
+            target,
+            reason: reason.to_string(),
+            time,
+        };
+        check_notice(&body)?;
+        let (payload, sig) = sign_payload(NOTICE_CONTEXT, &body, key);
+        Ok(Signed { body, payload, sig })
+    }
+
+    /// Decodes a notice and checks that the key it names signed it (who that key belongs to
+    /// is the caller's question).
+    pub fn decode(bytes: &[u8]) -> TResult<Notice> {
+        let n: Notice = open("taint notice", NOTICE_CONTEXT, bytes)?;
+        check_notice(&n.body)?;
+        Ok(n)
+    }
+}
+
+fn check_notice(body: &NoticeBody) -> TResult<()> {
+    if body.version != VERSION {
+        return Err(TrustError::Malformed(
+            "taint notice",
+            "unknown version".into(),
+        ));
+    }
+    if body.reason.trim().is_empty() {
+        return Err(TrustError::Malformed(
+            "taint notice",
+            "it gives no reason".into(),
+        ));
+    }
+    if body.reason.len() > MAX_LINE {
+        return Err(TrustError::TooLarge("taint notice"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    fn body(k: &SigningKey, seq: u64) -> EntryBody {
+        EntryBody {
+            version: 1,
+            dataset: k.verifying_key().to_bytes(),
+            seq,
+            name: "worm-tracks".into(),
+            title: "C. elegans tracks".into(),
+            description: "Locomotion of N2 worms".into(),
+            license: "CC-BY-4.0".into(),
+            keywords: vec!["elegans".into()],
+            providers: vec![Provider {
+                id: key(9).verifying_key().to_bytes(),
+                addrs: vec!["127.0.0.1:1".parse().unwrap()],
+                relay: None,
+            }],
+            time: 5,
+        }
+    }
+
+    #[test]
+    fn entries_verify_and_order() {
+        let k = key(1);
+        let e = Entry::sign(body(&k, 1), &k).unwrap();
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes).unwrap(), e);
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        assert!(Entry::decode(&bad).is_err());
+        assert!(Entry::decode(&bytes[..bytes.len() - 1]).is_err());
+        // Only the dataset key may sign its entry.
+        assert!(Entry::sign(body(&k, 1), &key(2)).is_err());
+        let newer = Entry::sign(body(&k, 2), &k).unwrap();
+        assert!(newer.supersedes(&e) && !e.supersedes(&newer));
+        assert!(body(&k, 1).matches("ELEGANS") && !body(&k, 1).matches("zebrafish"));
+        let mut b = body(&k, 3);
+        b.name = "Bad Name".into();
+        assert!(Entry::sign(b, &k).is_err());
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["worm", "c.elegans-2024", "a", "0x"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "Worm", "a/b", "é", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn notices_verify() {
+        let r = key(3);
+        let n = Notice::sign(Tainted::Blob([7; 32]), "court order 12", 9, &r).unwrap();
+        let back = Notice::decode(&n.encode()).unwrap();
+        assert_eq!(back.body.registry, r.verifying_key().to_bytes());
+        let mut bad = n.encode();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(Notice::decode(&bad).is_err());
+        assert!(Notice::sign(Tainted::Blob([7; 32]), " ", 9, &r).is_err());
+        // An entry's bytes are not a notice (separate signature contexts).
+        let k = key(1);
+        let e = Entry::sign(body(&k, 1), &k).unwrap();
+        assert!(Notice::decode(&e.encode()).is_err());
+    }
+}

@@ -1,0 +1,923 @@
+//! Registries: `lode registry serve`, `lode publish`, `lode search`, `lode clone NAME`,
+//! `lode registry taint|notices`.
+//!
+//! A registry keeps a set of dataset entries (each signed by its dataset's key, see
+//! `catalog`) and a public list of taint notices (each signed by a registry key), in a
+//! directory of small files written atomically (`DIR/entries/ID`, `DIR/notices/ID`,
+//! `DIR/peers`, and its key `DIR/registry.key`, which is also its endpoint key).
+//!
+//! Replication: registries that know each other (`--peer`, and every registry that syncs
+//! with one becomes its peer) forward each new entry or notice to their peers at once, and
+//! every `--sync` seconds ask each peer for what they lack (anti-entropy): a registry that
+//! was down catches up on restart, and one going down loses nothing that reached another.
+//! Because entries are signed by their owners and notices by their registries, a registry
+//! cannot forge either; it can only withhold them, which asking several registries defeats.
+//!
+//! Names: a registry refuses to list a name another dataset already holds there (first come);
+//! replication may still bring two datasets under one name from two registries, and then
+//! `clone NAME` refuses to choose and lists both.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Entry, EntryBody, Notice, Tainted};
+use crate::error::{Error, Result};
+use crate::keys::Home;
+use crate::net::endpoint::{bind, exchange, peer_name, Net, NetOptions};
+use crate::net::ticket::{Provider, RegistryTicket, Ticket};
+use crate::repo::Repo;
+
+/// ALPN of the registry protocol.
+pub const ALPN: &[u8] = b"lode-registry/1";
+/// Largest request or answer.
+const MAX_MESSAGE: usize = 8 << 20;
+/// Most entries and notices a registry holds.
+const MAX_ENTRIES: usize = 50_000;
+const MAX_NOTICES: usize = 10_000;
+/// Most peers a registry keeps.
+const MAX_PEERS: usize = 64;
+/// Most entries one search answers with.
+const MAX_RESULTS: usize = 200;
+/// How long one request may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What a client or a peer registry asks.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Lists (or re-lists) a dataset: an owner-signed entry.
+    Publish { entry: Vec<u8> },
+    /// Entries whose name, title, description or keywords contain `term`.
+    Search { term: String },
+    /// Entries named exactly `name`.
+    Lookup { name: String },
+    /// Every notice this registry holds (its own and its peers').
+    Notices,
+    /// A notice from this registry's operator (signed by the registry key).
+    Notice { notice: Vec<u8> },
+    /// Entries and notices a peer registry forwards.
+    Offer {
+        entries: Vec<Vec<u8>>,
+        notices: Vec<Vec<u8>>,
+    },
+    /// Anti-entropy: what the asking registry holds (entry ids with sequence numbers,
+    /// notice ids) and how to reach it; the answer is what it lacks.
+    Sync {
+        from: Provider,
+        have: Vec<([u8; 32], u64)>,
+        notices: Vec<[u8; 32]>,
+    },
+}
+
+/// What a registry answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The entry is stored; `new` is false when the registry already had it (or newer).
+    Published {
+        new: bool,
+    },
+    Entries(Vec<Vec<u8>>),
+    Notices(Vec<Vec<u8>>),
+    /// A peer's offer: how many of its items were new here.
+    Offered {
+        new: u64,
+    },
+    Sync {
+        entries: Vec<Vec<u8>>,
+        notices: Vec<Vec<u8>>,
+        peers: Vec<Provider>,
+    },
+    Error(String),
+}
+
+fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    postcard::to_stdvec(msg).expect("postcard encodes in-memory values")
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Result<T, String> {
+    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes", rest.len()));
+    }
+    Ok(v)
+}
+
+/// The registry directory of this user (`$LODE_HOME/registry`) unless `--dir` says otherwise.
+pub fn default_dir(home: &Home) -> PathBuf {
+    home.dir().join("registry")
+}
+
+/// A registry's state: its key, entries, notices and peers, kept in memory and written
+/// through to its directory.
+pub struct Registry {
+    dir: PathBuf,
+    key: SigningKey,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: BTreeMap<[u8; 32], Entry>,
+    notices: BTreeMap<[u8; 32], Notice>,
+    peers: Vec<Provider>,
+}
+
+/// Writes `bytes` to `path` through a temp file, fsync and rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().expect("registry files have a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("cannot read", dir, e)),
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "tmp") {
+            continue;
+        }
+        let bytes = std::fs::read(&p).map_err(|e| Error::io("cannot read", &p, e))?;
+        out.push((p, bytes));
+    }
+    Ok(out)
+}
+
+/// Loads the registry key of `dir`, creating it (and the directory) when missing.
+pub fn registry_key(dir: &Path) -> Result<SigningKey> {
+    Home::new(dir).device_key_at("registry.key")
+}
+
+impl Registry {
+    /// Opens (or creates) the registry in `dir`. A damaged file is an error that names it.
+    pub fn open(dir: &Path) -> Result<Registry> {
+        let key = registry_key(dir)?;
+        let mut st = State::default();
+        let damaged = |p: &Path, e: String| {
+            Error::Other(format!(
+                "registry file {} is damaged ({e}); delete it: peers send it again",
+                p.display()
+            ))
+        };
+        for (p, bytes) in read_dir_files(&dir.join("entries"))? {
+            let e = Entry::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
+            st.entries.insert(e.body.dataset, e);
+        }
+        for (p, bytes) in read_dir_files(&dir.join("notices"))? {
+            let n = Notice::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
+            st.notices.insert(n.id(), n);
+        }
+        let peers = dir.join("peers");
+        match std::fs::read_to_string(&peers) {
+            Ok(text) => {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    let t: RegistryTicket =
+                        line.parse().map_err(|e: crate::net::ticket::TicketError| {
+                            damaged(&peers, e.to_string())
+                        })?;
+                    st.peers.extend(t.0.providers);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot read", &peers, e)),
+        }
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            key,
+            state: Mutex::new(st),
+        })
+    }
+
+    /// The registry's public key.
+    pub fn id(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    /// The notice of this registry that taints `dataset`, if any.
+    fn taint_of(st: &State, me: &[u8; 32], dataset: &[u8; 32]) -> Option<Notice> {
+        st.notices
+            .values()
+            .find(|n| &n.body.registry == me && n.body.target == Tainted::Dataset(*dataset))
+            .cloned()
+    }
+
+    /// Stores an entry. `first_come`: refuse a name another (untainted) dataset holds here.
+    /// Returns whether it was new.
+    fn accept_entry(&self, bytes: &[u8], first_come: bool) -> std::result::Result<bool, String> {
+        let e = Entry::decode(bytes).map_err(|e| e.to_string())?;
+        let me = self.id();
+        let mut st = self.lock();
+        if let Some(n) = Self::taint_of(&st, &me, &e.body.dataset) {
+            return Err(format!(
+                "dataset {} is tainted at this registry: {}",
+                hex::encode(e.body.dataset),
+                n.body.reason
+            ));
+        }
+        if first_come {
+            if let Some(other) = st.entries.values().find(|o| {
+                o.body.name == e.body.name
+                    && o.body.dataset != e.body.dataset
+                    && Self::taint_of(&st, &me, &o.body.dataset).is_none()
+            }) {
+                return Err(format!(
+                    "the name {:?} is taken by dataset {} at this registry",
+                    e.body.name,
+                    hex::encode(other.body.dataset)
+                ));
+            }
+        }
+        if let Some(old) = st.entries.get(&e.body.dataset) {
+            if !e.supersedes(old) {
+                return Ok(false);
+            }
+        } else if st.entries.len() >= MAX_ENTRIES {
+            return Err("this registry is full".into());
+        }
+        write_atomic(
+            &self.dir.join("entries").join(hex::encode(e.body.dataset)),
+            bytes,
+        )
+        .map_err(|e| e.to_string())?;
+        st.entries.insert(e.body.dataset, e);
+        Ok(true)
+    }
+
+    /// Stores a notice signed by this registry or one of its peers. Returns whether it was
+    /// new.
+    fn accept_notice(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
+        let n = Notice::decode(bytes).map_err(|e| e.to_string())?;
+        let mut st = self.lock();
+        if n.body.registry != self.id() && !st.peers.iter().any(|p| p.id == n.body.registry) {
+            return Err(format!(
+                "notice {} is signed by {}, which is neither this registry nor one of its peers",
+                hex::encode(&n.id()[..8]),
+                hex::encode(n.body.registry)
+            ));
+        }
+        if st.notices.contains_key(&n.id()) {
+            return Ok(false);
+        }
+        if st.notices.len() >= MAX_NOTICES {
+            return Err("this registry holds too many notices".into());
+        }
+        write_atomic(&self.dir.join("notices").join(hex::encode(n.id())), bytes)
+            .map_err(|e| e.to_string())?;
+        st.notices.insert(n.id(), n);
+        Ok(true)
+    }
+
+    /// Adds a peer registry (not itself); returns whether it was new.
+    fn add_peer(&self, p: &Provider) -> bool {
+        if p.id == self.id() {
+            return false;
+        }
+        let mut st = self.lock();
+        if let Some(old) = st.peers.iter_mut().find(|q| q.id == p.id) {
+            *old = p.clone();
+            return false;
+        }
+        if st.peers.len() >= MAX_PEERS {
+            return false;
+        }
+        st.peers.push(p.clone());
+        let text: String = st
+            .peers
+            .iter()
+            .map(|p| {
+                let t = RegistryTicket(Ticket {
+                    dataset: p.id,
+                    providers: vec![p.clone()],
+                });
+                format!("{t}\n")
+            })
+            .collect();
+        let _ = write_atomic(&self.dir.join("peers"), text.as_bytes());
+        true
+    }
+
+    fn peers(&self) -> Vec<Provider> {
+        self.lock().peers.clone()
+    }
+
+    /// Entries visible here (not tainted by this registry) that `keep` selects.
+    fn select(&self, keep: impl Fn(&EntryBody) -> bool) -> Vec<Vec<u8>> {
+        let me = self.id();
+        let st = self.lock();
+        st.entries
+            .values()
+            .filter(|e| keep(&e.body) && Self::taint_of(&st, &me, &e.body.dataset).is_none())
+            .take(MAX_RESULTS)
+            .map(Entry::encode)
+            .collect()
+    }
+
+    fn digest(&self) -> Digest {
+        let st = self.lock();
+        (
+            st.entries
+                .values()
+                .map(|e| (e.body.dataset, e.body.seq))
+                .collect(),
+            st.notices.keys().copied().collect(),
+        )
+    }
+
+    /// What a peer lacks, given its digest (bounded by the message size).
+    fn missing(
+        &self,
+        have: &[([u8; 32], u64)],
+        notices: &[[u8; 32]],
+    ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let have: BTreeMap<[u8; 32], u64> = have.iter().copied().collect();
+        let known: HashSet<[u8; 32]> = notices.iter().copied().collect();
+        let st = self.lock();
+        let mut budget = MAX_MESSAGE - 64 * 1024;
+        let mut take = |b: Vec<u8>| {
+            (b.len() + 16 <= budget).then(|| {
+                budget -= b.len() + 16;
+                b
+            })
+        };
+        let notices = st
+            .notices
+            .iter()
+            .filter(|(id, _)| !known.contains(*id))
+            .map_while(|(_, n)| take(n.encode()))
+            .collect();
+        let entries = st
+            .entries
+            .values()
+            .filter(|e| have.get(&e.body.dataset).is_none_or(|s| *s < e.body.seq))
+            .map_while(|e| take(e.encode()))
+            .collect();
+        (entries, notices)
+    }
+}
+
+/// What a registry holds, in short: (dataset id, entry seq) pairs and notice ids.
+type Digest = (Vec<([u8; 32], u64)>, Vec<[u8; 32]>);
+
+/// A running registry: its state and endpoint.
+struct Node {
+    reg: Registry,
+    net: Net,
+}
+
+impl Node {
+    fn provider(&self) -> Provider {
+        self.net.provider()
+    }
+
+    /// Forwards new items to every peer but `except`, in the background, best effort (the
+    /// periodic sync repairs what is lost).
+    fn forward(self: &Arc<Self>, entries: Vec<Vec<u8>>, notices: Vec<Vec<u8>>, except: [u8; 32]) {
+        if entries.is_empty() && notices.is_empty() {
+            return;
+        }
+        for p in self.reg.peers() {
+            if p.id == except {
+                continue;
+            }
+            let node = self.clone();
+            let req = encode(&Request::Offer {
+                entries: entries.clone(),
+                notices: notices.clone(),
+            });
+            tokio::spawn(async move {
+                if let Ok(id) = node.net.learn(&p) {
+                    let _ = exchange(&node.net, id, ALPN, &req, MAX_MESSAGE, WAIT).await;
+                }
+            });
+        }
+    }
+
+    /// Merges what a peer offered or answered; returns the new items.
+    fn merge(&self, entries: Vec<Vec<u8>>, notices: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        // Notices first: a notice may taint a dataset whose entry comes with it.
+        let notices: Vec<Vec<u8>> = notices
+            .into_iter()
+            .filter(|n| self.reg.accept_notice(n) == Ok(true))
+            .collect();
+        let entries: Vec<Vec<u8>> = entries
+            .into_iter()
+            .filter(|e| self.reg.accept_entry(e, false) == Ok(true))
+            .collect();
+        (entries, notices)
+    }
+
+    /// One anti-entropy round with every peer.
+    async fn sync_round(self: &Arc<Self>) {
+        for p in self.reg.peers() {
+            let Ok(id) = self.net.learn(&p) else { continue };
+            let (have, notices) = self.reg.digest();
+            let req = encode(&Request::Sync {
+                from: self.provider(),
+                have,
+                notices,
+            });
+            let Ok(bytes) = exchange(&self.net, id, ALPN, &req, MAX_MESSAGE, WAIT).await else {
+                continue;
+            };
+            if let Ok(Response::Sync {
+                entries,
+                notices,
+                peers,
+            }) = decode(&bytes)
+            {
+                for q in peers {
+                    self.reg.add_peer(&q);
+                }
+                let (entries, notices) = self.merge(entries, notices);
+                self.forward(entries, notices, p.id);
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, bytes: &[u8], peer: [u8; 32]) -> Response {
+        let req: Request = match decode(bytes) {
+            Ok(r) => r,
+            Err(e) => return Response::Error(format!("malformed request: {e}")),
+        };
+        match req {
+            Request::Publish { entry } => match self.reg.accept_entry(&entry, true) {
+                Ok(new) => {
+                    if new {
+                        self.forward(vec![entry], vec![], peer);
+                    }
+                    Response::Published { new }
+                }
+                Err(e) => Response::Error(e),
+            },
+            Request::Search { term } => {
+                let term = term.to_lowercase();
+                Response::Entries(self.reg.select(|b| b.matches(&term)))
+            }
+            Request::Lookup { name } => Response::Entries(self.reg.select(|b| b.name == name)),
+            Request::Notices => Response::Notices(
+                self.reg
+                    .lock()
+                    .notices
+                    .values()
+                    .map(Notice::encode)
+                    .collect(),
+            ),
+            Request::Notice { notice } => {
+                match Notice::decode(&notice) {
+                    Ok(n) if n.body.registry != self.reg.id() => {
+                        return Response::Error(format!(
+                            "the notice is signed by {}, not by this registry ({}): only its operator can taint",
+                            hex::encode(n.body.registry),
+                            hex::encode(self.reg.id())
+                        ))
+                    }
+                    Err(e) => return Response::Error(e.to_string()),
+                    Ok(_) => {}
+                }
+                match self.reg.accept_notice(&notice) {
+                    Ok(new) => {
+                        if new {
+                            self.forward(vec![], vec![notice], peer);
+                        }
+                        Response::Published { new }
+                    }
+                    Err(e) => Response::Error(e),
+                }
+            }
+            Request::Offer { entries, notices } => {
+                let (entries, notices) = self.merge(entries, notices);
+                let new = (entries.len() + notices.len()) as u64;
+                self.forward(entries, notices, peer);
+                Response::Offered { new }
+            }
+            Request::Sync {
+                from,
+                have,
+                notices,
+            } => {
+                if from.id != peer {
+                    return Response::Error("a registry syncs under its own id".into());
+                }
+                self.reg.add_peer(&from);
+                let (entries, notices) = self.reg.missing(&have, &notices);
+                let peers = self
+                    .reg
+                    .peers()
+                    .into_iter()
+                    .filter(|p| p.id != peer)
+                    .collect();
+                Response::Sync {
+                    entries,
+                    notices,
+                    peers,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RegistryProtocol(Arc<Node>);
+
+impl std::fmt::Debug for RegistryProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryProtocol")
+    }
+}
+
+impl ProtocolHandler for RegistryProtocol {
+    async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
+        loop {
+            let (mut send, mut recv) = match conn.accept_bi().await {
+                Ok(s) => s,
+                Err(_) => return Ok(()),
+            };
+            let response = match recv.read_to_end(MAX_MESSAGE).await {
+                Ok(bytes) => self.0.handle(&bytes, *conn.remote_id().as_bytes()),
+                Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
+            };
+            send.write_all(&encode(&response))
+                .await
+                .map_err(AcceptError::from_err)?;
+            send.finish()?;
+        }
+    }
+}
+
+/// Runs the registry of `dir` until `shutdown`: answers publishes, searches and lookups,
+/// replicates with `peers` (and every registry that syncs with it) every `sync` interval,
+/// starting at once. `ready` receives its ticket as soon as it listens.
+pub async fn serve(
+    dir: &Path,
+    peers: &[RegistryTicket],
+    sync: Duration,
+    opts: &NetOptions,
+    ready: impl FnOnce(&RegistryTicket),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let reg = Registry::open(dir)?;
+    for t in peers {
+        for p in &t.0.providers {
+            reg.add_peer(p);
+        }
+    }
+    let net = bind(&reg.key, opts).await?;
+    let node = Arc::new(Node { reg, net });
+    let router = Router::builder(node.net.endpoint.clone())
+        .accept(ALPN, RegistryProtocol(node.clone()))
+        .spawn();
+    let ticket = RegistryTicket(Ticket {
+        dataset: node.reg.id(),
+        providers: vec![node.provider()],
+    });
+    let _ = std::fs::write(dir.join("registry.ticket"), format!("{ticket}\n"));
+    ready(&ticket);
+    let syncing = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                node.sync_round().await;
+                tokio::time::sleep(sync).await;
+            }
+        })
+    };
+    shutdown.await;
+    syncing.abort();
+    let _ = std::fs::remove_file(dir.join("registry.ticket"));
+    router
+        .shutdown()
+        .await
+        .map_err(|e| Error::Net(format!("shutdown: {e}")))?;
+    Ok(())
+}
+
+/// Sends one request to a registry, trying its providers in turn.
+async fn call(reg: &RegistryTicket, req: &Request, opts: &NetOptions) -> Result<Response> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let bytes = encode(req);
+    let mut last = None;
+    for p in &reg.0.providers {
+        let id = net.learn(p)?;
+        match exchange(&net, id, ALPN, &bytes, MAX_MESSAGE, WAIT).await {
+            Ok(answer) => {
+                net.endpoint.close().await;
+                let peer = peer_name(&p.id);
+                return match decode::<Response>(&answer) {
+                    Ok(Response::Error(msg)) => Err(Error::Peer {
+                        peer: format!("registry {peer}"),
+                        msg,
+                    }),
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(Error::LyingPeer {
+                        peer: format!("registry {peer}"),
+                        msg: format!("malformed answer: {e}"),
+                    }),
+                };
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    net.endpoint.close().await;
+    Err(last.unwrap_or_else(|| Error::Other("the registry ticket names no provider".into())))
+}
+
+fn unexpected(reg: &RegistryTicket) -> Error {
+    Error::LyingPeer {
+        peer: format!("registry {}", peer_name(&reg.key())),
+        msg: "unexpected answer".into(),
+    }
+}
+
+/// Decodes entries a registry sent, keeping only those their owners signed (a registry can
+/// withhold entries but not forge them).
+fn verified(entries: Vec<Vec<u8>>) -> Vec<Entry> {
+    entries
+        .iter()
+        .filter_map(|b| Entry::decode(b).ok())
+        .collect()
+}
+
+/// What `lode publish` registered.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub name: String,
+    pub dataset: String,
+    pub seq: u64,
+    pub providers: usize,
+    /// False when the registry already had this entry.
+    pub new: bool,
+}
+
+/// Lists `repo`'s dataset at `reg` under `name`, with the metadata of its `main` commit and
+/// the providers of its running `lode serve` plus `extra` tickets of the same dataset. Only
+/// the dataset's owner (who holds its key) can publish.
+pub async fn publish(
+    repo: &Repo,
+    reg: &RegistryTicket,
+    name: &str,
+    extra: &[Ticket],
+    opts: &NetOptions,
+) -> Result<Published> {
+    if !catalog::valid_name(name) {
+        return Err(Error::Other(format!(
+            "invalid name {name:?}: use 1-63 characters of a-z 0-9 . _ -, starting with a letter or digit"
+        )));
+    }
+    let dataset = repo.dataset_id()?;
+    let key = repo.home().dataset_key(&dataset)?.ok_or_else(|| {
+        Error::Other(format!(
+            "only the owner of dataset {} (who holds its key) can publish it",
+            hex::encode(dataset.to_bytes())
+        ))
+    })?;
+    let meta = match repo.main()? {
+        Some(c) => repo.read_commit(&c)?.body.metadata,
+        None => Default::default(),
+    };
+    let mut providers: Vec<Provider> = Vec::new();
+    let served = crate::net::fetch::served_ticket(repo)?;
+    repo.release_db();
+    for t in served.iter().chain(extra) {
+        if t.dataset != dataset.to_bytes() {
+            return Err(Error::Other(
+                "--provider takes tickets of this dataset".into(),
+            ));
+        }
+        for p in &t.providers {
+            if !providers.iter().any(|q| q.id == p.id) {
+                providers.push(p.clone());
+            }
+        }
+    }
+    if providers.is_empty() {
+        return Err(Error::Other(
+            "no provider to list: run `lode serve` for this repository first, or give --provider TICKET".into(),
+        ));
+    }
+    providers.truncate(catalog::MAX_PROVIDERS);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let body = EntryBody {
+        version: 1,
+        dataset: dataset.to_bytes(),
+        seq: now.as_millis() as u64,
+        name: name.to_string(),
+        title: meta.title.unwrap_or_default(),
+        description: meta.description.unwrap_or_default(),
+        license: meta.license.unwrap_or_default(),
+        keywords: meta.keywords,
+        providers,
+        time: now.as_secs(),
+    };
+    let entry = Entry::sign(body, &key)?;
+    let new = match call(
+        reg,
+        &Request::Publish {
+            entry: entry.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { new } => new,
+        _ => return Err(unexpected(reg)),
+    };
+    remember(repo.home(), reg);
+    Ok(Published {
+        name: name.to_string(),
+        dataset: hex::encode(dataset.to_bytes()),
+        seq: entry.body.seq,
+        providers: entry.body.providers.len(),
+        new,
+    })
+}
+
+/// Entries at `reg` matching `term` (verified).
+pub async fn search(reg: &RegistryTicket, term: &str, opts: &NetOptions) -> Result<Vec<Entry>> {
+    match call(
+        reg,
+        &Request::Search {
+            term: term.to_string(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Entries(e) => {
+            let term = term.to_lowercase();
+            Ok(verified(e)
+                .into_iter()
+                .filter(|e| e.body.matches(&term))
+                .collect())
+        }
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Resolves a dataset name at `reg` to a ticket of its listed providers. Two datasets under
+/// one name are an error that lists both: lode never picks one for the user.
+pub async fn resolve(reg: &RegistryTicket, name: &str, opts: &NetOptions) -> Result<Ticket> {
+    let found = match call(
+        reg,
+        &Request::Lookup {
+            name: name.to_string(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Entries(e) => verified(e),
+        _ => return Err(unexpected(reg)),
+    };
+    let found: Vec<Entry> = found.into_iter().filter(|e| e.body.name == name).collect();
+    match found.as_slice() {
+        [] => Err(Error::Other(format!(
+            "no dataset named {name:?} at registry {}",
+            peer_name(&reg.key())
+        ))),
+        [e] => Ok(Ticket {
+            dataset: e.body.dataset,
+            providers: e.body.providers.clone(),
+        }),
+        many => Err(Error::Other(format!(
+            "the name {name:?} is claimed by {} datasets: {}; clone one by its ticket or lode:// id",
+            many.len(),
+            many.iter()
+                .map(|e| hex::encode(e.body.dataset))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Every notice `reg` holds, verified (each signed by the registry it names).
+pub async fn notices(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Notice>> {
+    Ok(notices_raw(reg, opts)
+        .await?
+        .iter()
+        .filter_map(|b| Notice::decode(b).ok())
+        .collect())
+}
+
+/// The notices `reg` sends, as bytes (unchecked: the caller decides what to trust).
+pub async fn notices_raw(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Vec<u8>>> {
+    match call(reg, &Request::Notices, opts).await? {
+        Response::Notices(n) => Ok(n),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Signs a taint notice with the registry key kept in `dir` and hands it to the running
+/// registry `reg`, which publishes it and forwards it to its peers.
+pub async fn taint(
+    dir: &Path,
+    reg: &RegistryTicket,
+    target: Tainted,
+    reason: &str,
+    opts: &NetOptions,
+) -> Result<Notice> {
+    let key = Home::new(dir)
+        .existing_key_at("registry.key")?
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "no registry key in {}: run this where the registry runs, or give --dir",
+                dir.display()
+            ))
+        })?;
+    if key.verifying_key().to_bytes() != reg.key() {
+        return Err(Error::Other(format!(
+            "the registry key in {} is not the key of registry {}: only its operator can taint",
+            dir.display(),
+            peer_name(&reg.key())
+        )));
+    }
+    let notice = Notice::sign(target, reason, crate::ops::access::now(), &key)?;
+    match call(
+        reg,
+        &Request::Notice {
+            notice: notice.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { .. } => Ok(notice),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Sends a raw notice to a registry (tests and tools that bring a notice signed elsewhere).
+pub async fn submit_notice(reg: &RegistryTicket, bytes: Vec<u8>, opts: &NetOptions) -> Result<()> {
+    match call(reg, &Request::Notice { notice: bytes }, opts).await? {
+        Response::Published { .. } => Ok(()),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+fn registries_file(home: &Home) -> PathBuf {
+    home.dir().join("registries")
+}
+
+/// The registries this user has used (for `lode://NAME` referrals), newest first.
+pub fn known(home: &Home) -> Vec<RegistryTicket> {
+    std::fs::read_to_string(registries_file(home))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// Remembers a registry (best effort).
+pub fn remember(home: &Home, reg: &RegistryTicket) {
+    let mut all = vec![reg.clone()];
+    all.extend(known(home).into_iter().filter(|r| r.key() != reg.key()));
+    all.truncate(16);
+    let text: String = all.iter().map(|r| format!("{r}\n")).collect();
+    let _ = write_atomic(&registries_file(home), text.as_bytes());
+}
+
+/// Resolves `name` through the registries this user has used, in turn.
+pub async fn resolve_known(home: &Home, name: &str, opts: &NetOptions) -> Result<Ticket> {
+    let regs = known(home);
+    if regs.is_empty() {
+        return Err(Error::Other(format!(
+            "no known registry to resolve {name:?}: use one once (lode search TERM --registry TICKET)"
+        )));
+    }
+    let mut last = None;
+    for r in &regs {
+        match resolve(r, name, opts).await {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one registry"))
+}

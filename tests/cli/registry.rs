@@ -1,0 +1,282 @@
+//! Registries on real processes over 127.0.0.1: publish, search, clone by name, replication
+//! across three registries with one killed and restarted, and taint notices that following
+//! mirrors obey (and forged ones they ignore).
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::sync::{serve, serve_args};
+
+/// A running `lode registry serve`, killed when dropped.
+struct Registry {
+    child: Child,
+    ticket: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `lode registry serve --sync 1 ARGS` as peer `home` and waits for its ticket.
+fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {
+    let mut args = vec!["registry", "serve", "-q", "--sync", "1"];
+    args.extend_from_slice(extra);
+    std::fs::create_dir_all(env.path(home)).unwrap();
+    let (child, rx) = crate::sync::spawn_lines(env.cmd_as(home, "", &args));
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("registry printed its ticket");
+    let ticket = line
+        .strip_prefix("registry: ")
+        .expect("registry line")
+        .to_string();
+    assert!(ticket.starts_with("lodereg1"), "{ticket}");
+    Registry { child, ticket }
+}
+
+/// Waits (at most 60 s) until `check` holds.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Names found by `lode search TERM` at registry `ticket`.
+fn names(env: &TestEnv, term: &str, ticket: &str) -> Vec<String> {
+    let v = env.json_as("q", "", &["search", term, "--registry", ticket]);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Makes repository `dir` with one file and metadata, committed.
+fn dataset(env: &TestEnv, dir: &str, title: &str, file: (&str, &[u8])) {
+    env.ok("", &["init", dir]);
+    env.ok(dir, &["meta", "title", title]);
+    env.ok(dir, &["meta", "license", "CC-BY-4.0"]);
+    env.commit_files(dir, &[file], "first");
+}
+
+#[test]
+fn registries_replicate_and_resolve_names() {
+    let env = TestEnv::new();
+    dataset(&env, "ds", "C. elegans tracks", ("t.csv", b"worm,speed\n"));
+    let origin = serve(&env, "srv", "ds");
+
+    // Three registries: r2 and r3 know only r1; r3 learns r2 through r1.
+    let r1 = registry(&env, "r1", &[]);
+    let r2 = registry(&env, "r2", &["--peer", &r1.ticket]);
+    let r3 = registry(&env, "r3", &["--peer", &r1.ticket]);
+
+    // A registry ticket is not a dataset ticket, and the reverse.
+    env.fails_as("q", "", &["clone", &r1.ticket], "registry ticket");
+    env.fails_as(
+        "q",
+        "",
+        &["search", "x", "--registry", &origin.ticket],
+        "lodereg1",
+    );
+
+    // Only the owner may list a dataset; names are checked.
+    env.ok_as("c", "", &["clone", &origin.ticket, "mine"]);
+    env.fails_as(
+        "c",
+        "mine",
+        &["publish", "worm-tracks", "--registry", &r1.ticket],
+        "only the owner",
+    );
+    env.fails(
+        "ds",
+        &["publish", "Worm Tracks", "--registry", &r1.ticket],
+        "invalid name",
+    );
+
+    let p = env.json("ds", &["publish", "worm-tracks", "--registry", &r1.ticket]);
+    assert_eq!(p["new"], true, "{p}");
+    assert_eq!(names(&env, "elegans", &r1.ticket), ["worm-tracks"]);
+    for r in [&r2, &r3] {
+        eventually("the entry reaches r2 and r3", || {
+            names(&env, "worm", &r.ticket) == ["worm-tracks"]
+        });
+    }
+
+    // Clone by name through another registry than the one it was published to.
+    env.ok_as(
+        "c",
+        "",
+        &["clone", "worm-tracks", "--registry", &r3.ticket, "byname"],
+    );
+    assert_eq!(env.read("byname/t.csv"), b"worm,speed\n");
+    env.fails_as(
+        "c",
+        "",
+        &["clone", "no-such", "--registry", &r3.ticket, "x"],
+        "no dataset named",
+    );
+    // The name form of referral URIs resolves through the registries used before.
+    env.ok_as("c", "", &["get", "lode://worm-tracks/t.csv", "--to", "got"]);
+    assert_eq!(env.read("got/t.csv"), b"worm,speed\n");
+
+    // r1 goes down: a dataset published at r2 still reaches r3 (r3 learned r2 from r1).
+    drop(r1);
+    dataset(&env, "zf", "Zebrafish larvae", ("z.csv", b"fish\n"));
+    let _zf = serve(&env, "srv2", "zf");
+    env.ok("zf", &["publish", "zebrafish", "--registry", &r2.ticket]);
+    eventually("r3 gets the entry published at r2 while r1 is down", || {
+        names(&env, "zebra", &r3.ticket) == ["zebrafish"]
+    });
+    // First come, first served: another dataset cannot take a listed name at r2.
+    env.fails(
+        "zf",
+        &["publish", "worm-tracks", "--registry", &r2.ticket],
+        "is taken by dataset",
+    );
+
+    // r1 restarts from its directory and catches up from its peers at once.
+    let r1 = registry(&env, "r1", &[]);
+    eventually("the restarted r1 catches up", || {
+        names(&env, "zebra", &r1.ticket) == ["zebrafish"]
+    });
+    assert_eq!(names(&env, "worm", &r1.ticket), ["worm-tracks"]);
+
+    // Re-publishing (new metadata) replaces the entry everywhere.
+    env.ok("ds", &["meta", "title", "C. elegans tracks, 2026"]);
+    env.ok("ds", &["commit", "-m", "retitle"]);
+    env.ok("ds", &["publish", "worm-tracks", "--registry", &r1.ticket]);
+    eventually("the new title reaches r3", || {
+        let v = env.json_as("q", "", &["search", "2026", "--registry", &r3.ticket]);
+        v.as_array().unwrap().len() == 1
+    });
+}
+
+#[test]
+fn taint_notices_remove_data_from_following_mirrors() {
+    let env = TestEnv::new();
+    let bad: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    env.ok("", &["init", "ds"]);
+    env.commit_files("ds", &[("bad.bin", &bad), ("good.csv", b"fine\n")], "first");
+    let bad_id = b3(&env.path("ds/bad.bin"));
+    dataset(&env, "other", "Other", ("o.csv", b"other\n"));
+    let origin = serve(&env, "srv", "ds");
+    let other = serve(&env, "srv2", "other");
+    let other_id = env.dataset_id("other");
+
+    let r1 = registry(&env, "r1", &[]);
+    let r2 = registry(&env, "r2", &["--peer", &r1.ticket]);
+
+    // A storage manager mirrors both datasets, obeys r1, and serves, syncing every second.
+    env.ok_as("m", "", &["mirror", "add", &origin.ticket]);
+    env.ok_as("m", "", &["mirror", "add", &other.ticket]);
+    env.ok_as("m", "", &["mirror", "follow", &r1.ticket]);
+    let (_mirror, tickets) = serve_args(&env, "m", "", &["--mirrors", "--follow", "1"], 2);
+    let mirror_of = |id: &str| -> String {
+        tickets
+            .iter()
+            .find(|t| {
+                let t: lode::net::ticket::Ticket = t.parse().unwrap();
+                hex::encode(t.dataset) == id
+            })
+            .unwrap()
+            .clone()
+    };
+    let ds_id = env.dataset_id("ds");
+    let ds_at_mirror = mirror_of(&ds_id);
+    let other_at_mirror = mirror_of(&other_id);
+    env.ok_as(
+        "d",
+        "",
+        &["get", &ds_at_mirror, "bad.bin", "--to", "before"],
+    );
+
+    // `lode registry taint FLAG ID --reason REASON --registry TICKET`, as peer `home`.
+    let taint = |home: &str, flag: &str, id: &str, reason: &str, reg: &str| {
+        env.cmd_as(
+            home,
+            "",
+            &[
+                "registry",
+                "taint",
+                flag,
+                id,
+                "--reason",
+                reason,
+                "--registry",
+                reg,
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let stderr = |o: std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    // Only the registry's operator (who holds its key) can sign its notices.
+    let no_key = stderr(taint("x", "--blob", &bad_id, "spam", &r1.ticket));
+    assert!(no_key.contains("no registry key"), "{no_key}");
+    let other_key = stderr(taint("r2", "--blob", &bad_id, "spam", &r1.ticket));
+    assert!(
+        other_key.contains("only its operator can taint"),
+        "{other_key}"
+    );
+
+    // r2's operator taints the blob: r2 forwards its notice to r1, which lists it (signed by
+    // a peer). The mirror follows r1, not r2: for it the notice is forged, and it ignores it.
+    assert!(taint("r2", "--blob", &bad_id, "not ours", &r2.ticket)
+        .status
+        .success());
+    eventually("r1 lists r2's notice", || {
+        let v = env.json_as("q", "", &["registry", "notices", "--registry", &r1.ticket]);
+        v.as_array().unwrap().len() == 1 && v[0]["by_this_registry"] == false
+    });
+    let ignored = env.path("m/mirrors/ignored");
+    eventually("the mirror sees and ignores r2's notice", || {
+        std::fs::read_dir(&ignored).is_ok_and(|d| d.count() == 1)
+    });
+    env.ok_as("d", "", &["get", &ds_at_mirror, "bad.bin", "--to", "still"]);
+    assert_eq!(env.read("still/bad.bin"), bad);
+
+    // r1's operator takes down the blob and the other dataset: within a sync round the
+    // mirror deletes them and stops serving them; the rest stays served.
+    for (flag, id, reason) in [
+        ("--blob", bad_id.as_str(), "court order 2026-117"),
+        ("--dataset", other_id.as_str(), "illegal content"),
+    ] {
+        assert!(taint("r1", flag, id, reason, &r1.ticket).status.success());
+    }
+    let mirror_obj = env.path(&format!(
+        "m/mirrors/{ds_id}/.lode/objects/{}/{}",
+        &bad_id[..2],
+        &bad_id[2..]
+    ));
+    eventually("the mirror obeys r1's notices", || {
+        !mirror_obj.exists() && !env.path(&format!("m/mirrors/{other_id}")).exists()
+    });
+    eventually("the mirror stops serving the tainted data", || {
+        !env.cmd_as("d", "", &["get", &ds_at_mirror, "bad.bin", "--to", "after"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    env.fails_as("d", "", &["clone", &other_at_mirror, "o"], "not authorized");
+    env.ok_as(
+        "d",
+        "",
+        &["get", &ds_at_mirror, "good.csv", "--to", "after2"],
+    );
+    assert_eq!(env.read("after2/good.csv"), b"fine\n");
+    // The mirror keeps the notices it obeyed; what it still holds verifies, and it refuses
+    // to mirror the taken-down dataset again.
+    env.ok_as("m", &format!("m/mirrors/{ds_id}"), &["verify"]);
+    env.fails_as("m", "", &["mirror", "add", &other_at_mirror], "taken down");
+    let listed = env.json_as("q", "", &["registry", "notices", "--registry", &r1.ticket]);
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    drop((origin, other, r2));
+}
