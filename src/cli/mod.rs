@@ -561,17 +561,24 @@ fn parse_ticket(s: &str) -> Result<lode::net::ticket::Ticket, Error> {
 }
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+fn shutdown_signal(rt: &tokio::runtime::Runtime) -> impl std::future::Future<Output = ()> {
+    // The handlers are registered now, before the caller announces that it listens, so a
+    // SIGTERM sent right after the announcement is never lost to the default action.
+    let _in_runtime = rt.enter();
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
@@ -1388,6 +1395,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     .then(|| lode::net::mirror::mirrors_dir(&ctx.home).join(".serve-store")),
                 reload: Some(reload_rx),
             };
+            let shutdown = shutdown_signal(&rt);
             rt.block_on(lode::net::serve::serve(
                 served,
                 &opts,
@@ -1417,7 +1425,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                         }
                     }
                 },
-                shutdown_signal(),
+                shutdown,
             ))?;
             printed?;
         }

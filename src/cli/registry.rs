@@ -66,7 +66,9 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
             let quiet = ui.quiet;
             let out = &mut ui.out;
             let mut printed = Ok(());
-            runtime()?.block_on(registry::serve(
+            let rt = runtime()?;
+            let shutdown = shutdown_signal(&rt);
+            rt.block_on(registry::serve(
                 &dir,
                 &peers,
                 Duration::from_secs(sync.max(1)),
@@ -87,7 +89,7 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
                         }
                     }
                 },
-                shutdown_signal(),
+                shutdown,
             ))?;
             printed?;
         }

@@ -31,6 +31,7 @@ use crate::id::ObjectId;
 use crate::keys::Home;
 use crate::net::endpoint::CONNECT_TIMEOUT;
 use crate::net::endpoint::{bind, peer_name, Net, NetOptions};
+use crate::net::pieces;
 use crate::net::proto::{self, Listing, Refs, Request, Response};
 use crate::net::serve::head_refs;
 use crate::net::ticket::Ticket;
@@ -68,6 +69,30 @@ pub struct Published {
     pub revocations: Vec<Revocation>,
     /// The provider that answered.
     pub peer: String,
+}
+
+/// The order in which the downloader asks providers for one object: the providers that
+/// answer, rotated by the object's hash so that many objects spread evenly over them, then
+/// those that did not answer.
+#[derive(Debug, Clone)]
+struct Spread {
+    live: Vec<EndpointId>,
+    dead: Vec<EndpointId>,
+}
+
+impl iroh_blobs::api::downloader::ContentDiscovery for Spread {
+    fn find_providers(
+        &self,
+        content: iroh_blobs::HashAndFormat,
+    ) -> n0_future::stream::Boxed<EndpointId> {
+        let mut order = self.live.clone();
+        if !order.is_empty() {
+            let k = content.hash.as_bytes()[0] as usize % order.len();
+            order.rotate_left(k);
+        }
+        order.extend(self.dead.iter().copied());
+        n0_future::stream::iter(order).boxed()
+    }
 }
 
 /// A connected client for one ticket.
@@ -218,8 +243,17 @@ impl Client {
             .into_iter()
             .sum();
         let dl = store.downloader(&self.net.endpoint);
-        let opts =
-            DownloadOptions::new(hashes.clone(), self.providers.clone(), SplitStrategy::None);
+        let spread = Spread {
+            live: (self.providers.iter())
+                .filter(|p| !self.dead.contains(*p))
+                .copied()
+                .collect(),
+            dead: (self.providers.iter())
+                .filter(|p| self.dead.contains(*p))
+                .copied()
+                .collect(),
+        };
+        let opts = DownloadOptions::new(hashes.clone(), spread, SplitStrategy::None);
         let mut stream = dl
             .download_with_opts(opts)
             .stream()
@@ -450,10 +484,37 @@ impl Walk<'_> {
     /// Streams a blob into `.lode/partial/ID` from each provider in turn (every chunk
     /// verified against `id` by iroh-blobs before it is written), resuming from the whole
     /// 16 KiB groups already there, then moves the file into the object store.
-    async fn stream_plain(&mut self, repo: &Repo, id: ObjectId) -> Result<()> {
+    async fn stream_plain(&mut self, repo: &Repo, id: ObjectId, size: u64) -> Result<()> {
         let dir = partial_dir(repo);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let path = dir.join(id.to_hex());
+        let live: Vec<EndpointId> = (self.client.providers.iter())
+            .filter(|p| !self.client.dead.contains(*p))
+            .copied()
+            .collect();
+        if live.len() >= 2 && size >= pieces::SPLIT_MIN {
+            // Several providers: pieces of the object from all of them at once.
+            let got = pieces::fetch(&self.client.net, &live, id, size, &path, self.progress).await;
+            match got {
+                Ok(r) => {
+                    self.bytes += r.bytes;
+                    self.client.dead.extend(r.unreachable);
+                    self.client.peers.extend(r.peers);
+                    self.objects += 1;
+                    return repo.store().adopt(&path, &id);
+                }
+                Err(e) if is_disk_full(&e) => {
+                    pieces::discard(&path);
+                    return Err(e);
+                }
+                // Every provider failed: the pieces stay for a resume.
+                Err(e) => return Err(e),
+            }
+        }
+        // A piecewise partial file has holes: the one-provider stream cannot resume it.
+        if pieces::is_piecewise(&path) {
+            pieces::discard(&path);
+        }
         let mut last = Error::NoProvider("no provider".into());
         let mut order = self.client.providers.clone();
         order.sort_by_key(|p| self.client.dead.contains(p));
@@ -490,83 +551,26 @@ impl Walk<'_> {
         start: u64,
         tx: std::sync::mpsc::SyncSender<(u64, bytes::Bytes)>,
     ) -> Result<()> {
-        use iroh_blobs::get::fsm;
-        const BATCH: usize = 1 << 20;
-        let unreachable = |msg: String| Error::Unreachable {
-            peer: peer_name(provider.as_bytes()),
-            msg,
+        let conn = pieces::connect(&self.client.net, provider).await?;
+        let received = std::sync::atomic::AtomicU64::new(0);
+        let progress = self.progress;
+        let counted = |n: u64| {
+            received.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            progress.inc(n);
         };
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            self.client.net.endpoint.connect(provider, iroh_blobs::ALPN),
-        )
-        .await
-        .map_err(|_| unreachable("no answer".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-        let ranges = iroh_blobs::protocol::ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..);
-        let req = iroh_blobs::protocol::GetRequest::new(
-            Hash::from_bytes(id.0),
-            iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
-        );
-        let mut next_offset = start;
-        let mut batch = bytes::BytesMut::with_capacity(BATCH);
-        let send = |batch: &mut bytes::BytesMut, end: u64| -> Result<()> {
-            let data = std::mem::take(batch).freeze();
-            let at = end - data.len() as u64;
+        let sink = |at: u64, data: bytes::Bytes| {
             tokio::task::block_in_place(|| tx.send((at, data)))
                 .map_err(|_| Error::Net("the consumer of the stream stopped".into()))
         };
-        let result: Result<()> = async {
-            let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
-            let connected = fsm::start(conn.clone(), req, Default::default())
-                .next()
-                .await
-                .map_err(|e| net(&e))?;
-            let fsm::ConnectedNext::StartRoot(root) =
-                connected.next().await.map_err(|e| net(&e))?
-            else {
-                return Err(Error::Net("unexpected response".into()));
-            };
-            let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
-            let end = loop {
-                match curr.next().await {
-                    fsm::BlobContentNext::More((next, item)) => {
-                        if let bao_tree::io::BaoContentItem::Leaf(leaf) =
-                            item.map_err(|e| net(&e))?
-                        {
-                            if leaf.offset != next_offset {
-                                return Err(Error::Net("chunks out of order".into()));
-                            }
-                            let n = leaf.data.len() as u64;
-                            batch.extend_from_slice(&leaf.data);
-                            next_offset += n;
-                            self.bytes += n;
-                            self.progress.inc(n);
-                            if batch.len() >= BATCH {
-                                send(&mut batch, next_offset)?;
-                            }
-                        }
-                        curr = next;
-                    }
-                    fsm::BlobContentNext::Done(end) => break end,
-                }
-            };
-            if !batch.is_empty() {
-                send(&mut batch, next_offset)?;
-            }
-            if let fsm::EndBlobNext::Closing(closing) = end.next() {
-                let _ = closing.next().await;
-            }
-            Ok(())
-        }
-        .await;
+        let result = pieces::stream_range(&conn, id, start, None, &sink, &counted).await;
+        self.bytes += received.load(std::sync::atomic::Ordering::Relaxed);
         conn.close(VarInt::from_u32(0), b"done");
         result
     }
 
     async fn stream_from(&mut self, provider: EndpointId, path: &Path, id: ObjectId) -> Result<()> {
+        use pieces::GROUP;
         use std::os::unix::fs::FileExt;
-        const GROUP: u64 = 16 << 10;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -704,9 +708,11 @@ impl Walk<'_> {
         // iroh-blobs downloader below.
         if let (Sink::Repo(repo), false) = (self.sink, missing.is_empty()) {
             let mut left = Vec::new();
+            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
             for h in std::mem::take(&mut missing) {
                 let id = ObjectId(*h.as_bytes());
-                match self.stream_plain(repo, id).await {
+                let size = sizes.get(&id).copied().unwrap_or(0);
+                match self.stream_plain(repo, id, size).await {
                     Ok(()) => {}
                     Err(e) if is_disk_full(&e) => return Err(e),
                     Err(_) => left.push(h),

@@ -7,6 +7,7 @@
 //! - [`serve`]: `lode serve`: iroh-blobs with every request checked against the served
 //!   closure, plus `lode/2`.
 //! - [`fetch`]: `clone`, `fetch`, `pull`, `get`: verified, resumable, multi-provider.
+//! - [`pieces`]: verified chunk-range streaming; one big object from several providers.
 //! - [`push`]: `push`, and sending revocations to known peers.
 //! - [`mirror`]: `lode mirror add|list|remove` and following mirrored datasets.
 //! - [`registry`]: `lode registry serve`, `publish`, `search`, clone by name; signed entries
@@ -16,6 +17,7 @@
 pub mod endpoint;
 pub mod fetch;
 pub mod mirror;
+pub mod pieces;
 pub mod proto;
 pub mod push;
 pub mod registry;

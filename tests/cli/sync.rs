@@ -436,10 +436,39 @@ fn dir_size(p: &std::path::Path) -> u64 {
             if m.is_dir() {
                 dir_size(&e.path())
             } else {
-                m.len()
+                // Bytes on disk: a piecewise download's partial file is sparse.
+                std::os::unix::fs::MetadataExt::blocks(&m) * 512
             }
         })
         .sum()
+}
+
+/// Starts `lode clone TICKET DIR` as peer `home` and kills it (-9) once `DIR/.lode` holds
+/// more than `bytes` on disk; asserts it was interrupted mid-transfer.
+fn interrupt(env: &TestEnv, home: &str, ticket: &str, dir: &str, bytes: u64) {
+    let mut child = env
+        .cmd_as(home, "", &["clone", ticket, dir])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = env.path(&format!("{dir}/.lode"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_at = 0;
+    while Instant::now() < deadline {
+        let n = dir_size(&store);
+        if n > bytes {
+            let _ = child.kill();
+            killed_at = n;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    assert!(killed_at > 0, "the clone was interrupted mid-transfer");
 }
 
 #[test]
@@ -460,29 +489,8 @@ fn an_interrupted_clone_resumes() {
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "big"]);
     let server = serve(&env, "srv", ds);
-    let mut child = env
-        .cmd_as("peer", "", &["clone", &server.ticket, "copy"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let store = env.path("copy/.lode"); // partial/ and fetch-store/
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut killed_at = 0;
-    while Instant::now() < deadline {
-        let n = dir_size(&store);
-        if n > total / 4 {
-            let _ = child.kill();
-            killed_at = n;
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.wait();
-    assert!(killed_at > 0, "the clone was interrupted mid-transfer");
+    // partial/ and fetch-store/ fill up under copy/.lode.
+    interrupt(&env, "peer", &server.ticket, "copy", total / 4);
     let r = env.json_as("peer", "", &["clone", &server.ticket, "copy"]);
     let resent = r["bytes"].as_u64().unwrap();
     assert!(
@@ -668,6 +676,73 @@ fn three_peers_survive_a_provider_killed_mid_transfer() {
     assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
     env.ok("copy", &["verify"]);
     drop(mirror);
+}
+
+#[test]
+fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let total: u64 = 96 << 20;
+    env.write("ds/big.bin", big_random(total as usize, 11));
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "big"]);
+    let origin = serve(&env, "srv", ds);
+    env.json_as("m", "", &["clone", &origin.ticket, "mirror"]);
+    let mirror = serve(&env, "m", "mirror");
+    let a: Ticket = origin.ticket.parse().unwrap();
+    let m: Ticket = mirror.ticket.parse().unwrap();
+    let both = Ticket {
+        dataset: a.dataset,
+        providers: vec![a.providers[0].clone(), m.providers[0].clone()],
+    }
+    .to_string();
+    // Both providers deliver pieces of the one object.
+    let r = env.json_as("b", "", &["clone", &both, "copy"]);
+    let peers: Vec<&str> = r["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for p in [&a, &m] {
+        let name = hex::encode(&p.providers[0].id[..5]);
+        assert!(peers.contains(&name.as_str()), "{r}");
+    }
+    assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
+
+    // Interrupted, then run again: only the missing pieces travel.
+    interrupt(&env, "c", &both, "copy2", total / 3);
+    let partial = env.path("copy2/.lode/partial");
+    let maps = fs::read_dir(&partial)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pieces"))
+        .count();
+    assert_eq!(maps, 1, "a piece map records what is done");
+    let r = env.json_as("c", "", &["clone", &both, "copy2"]);
+    let resent = r["bytes"].as_u64().unwrap();
+    assert!(
+        resent < total - total / 5,
+        "verified pieces are not sent again: {resent} of {total}"
+    );
+    assert_eq!(b3(&env.path("copy2/big.bin")), b3(&env.path("ds/big.bin")));
+    env.ok("copy2", &["verify"]);
+
+    // The mirror's copy rots (one byte in every 4 MiB): whatever pieces it sends fail
+    // verification, go back to the queue, and the origin delivers them.
+    let id = b3(&env.path("ds/big.bin"));
+    let obj = env.path(&format!("mirror/.lode/objects/{}/{}", &id[..2], &id[2..]));
+    fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&obj).unwrap();
+        for off in (1_000_000..total).step_by(4 << 20) {
+            f.write_all_at(&[0xa5], off).unwrap();
+        }
+    }
+    env.json_as("d", "", &["clone", &both, "copy3"]);
+    assert_eq!(b3(&env.path("copy3/big.bin")), id);
+    drop((origin, mirror));
 }
 
 #[test]

@@ -1,0 +1,312 @@
+//! Verified range streaming from iroh-blobs providers, and the multi-provider download of
+//! one big object in pieces (BitTorrent's strength: several sources at once).
+//!
+//! A big object is cut into at most 64 pieces of at least 4 MiB, each a whole number of
+//! 16 KiB chunk groups. One worker per provider takes the next piece from a shared queue and
+//! asks its provider for that chunk range on one connection; iroh-blobs verifies every group
+//! against the object's BLAKE3 id (the BAO proof) before handing it on. A writer thread puts
+//! the bytes at their offset in `.lode/partial/ID` and, once a piece is written, marks it in
+//! `.lode/partial/ID.pieces` (one byte per piece), so an interrupted download resumes with
+//! the missing pieces only. A provider that fails or lies loses its piece back to the queue
+//! and stops; the others take over. Faster providers simply take more pieces. At the end the
+//! whole file is hashed once more before it enters the object store.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use iroh::endpoint::{Connection, VarInt};
+use iroh::EndpointId;
+use iroh_blobs::Hash;
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::net::endpoint::{peer_name, Net, CONNECT_TIMEOUT};
+use crate::progress::Progress;
+
+/// BAO chunk group: the unit iroh-blobs verifies and lode resumes from.
+pub const GROUP: u64 = 16 << 10;
+/// Objects at least this big are fetched in pieces when several providers answer.
+pub const SPLIT_MIN: u64 = 32 << 20;
+const MAX_PIECES: u64 = 64;
+const MIN_PIECE: u64 = 4 << 20;
+/// Bytes handed to the consumer at a time (per-group hand-offs would cost a thread switch
+/// every 16 KiB).
+const BATCH: usize = 1 << 20;
+
+/// The piece size for an object of `size` bytes (a whole number of groups).
+pub fn piece_size(size: u64) -> u64 {
+    size.div_ceil(MAX_PIECES).max(MIN_PIECE).div_ceil(GROUP) * GROUP
+}
+
+/// Opens an iroh-blobs connection to `provider`.
+pub async fn connect(net: &Net, provider: EndpointId) -> Result<Connection> {
+    let unreachable = |msg: String| Error::Unreachable {
+        peer: peer_name(provider.as_bytes()),
+        msg,
+    };
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        net.endpoint.connect(provider, iroh_blobs::ALPN),
+    )
+    .await
+    .map_err(|_| unreachable("no answer".into()))?
+    .map_err(|e| unreachable(e.to_string()))
+}
+
+/// Streams bytes `start..end` (`end = None`: to the end) of object `id` over `conn`:
+/// iroh-blobs verifies every 16 KiB group against `id` before it is handed, in order, to
+/// `sink(offset, bytes)` in batches of about 1 MiB; `counted(n)` is told of every verified
+/// group. `start` (and `end`, unless it is the object's end) must be multiples of 16 KiB.
+pub async fn stream_range(
+    conn: &Connection,
+    id: ObjectId,
+    start: u64,
+    end: Option<u64>,
+    sink: &(dyn Fn(u64, bytes::Bytes) -> Result<()> + Sync),
+    counted: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
+    use iroh_blobs::get::fsm;
+    let first = bao_tree::ChunkNum(start / 1024);
+    let ranges = match end {
+        Some(e) => {
+            iroh_blobs::protocol::ChunkRanges::from(first..bao_tree::ChunkNum(e.div_ceil(1024)))
+        }
+        None => iroh_blobs::protocol::ChunkRanges::from(first..),
+    };
+    let req = iroh_blobs::protocol::GetRequest::new(
+        Hash::from_bytes(id.0),
+        iroh_blobs::protocol::ChunkRangesSeq::from_ranges([ranges]),
+    );
+    let mut next_offset = start;
+    let mut batch = bytes::BytesMut::with_capacity(BATCH);
+    let flush = |batch: &mut bytes::BytesMut, end: u64| -> Result<()> {
+        let data = std::mem::take(batch).freeze();
+        sink(end - data.len() as u64, data)
+    };
+    let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
+    let connected = fsm::start(conn.clone(), req, Default::default())
+        .next()
+        .await
+        .map_err(|e| net(&e))?;
+    let fsm::ConnectedNext::StartRoot(root) = connected.next().await.map_err(|e| net(&e))? else {
+        return Err(Error::Net("unexpected response".into()));
+    };
+    let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
+    let done = loop {
+        match curr.next().await {
+            fsm::BlobContentNext::More((next, item)) => {
+                if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.map_err(|e| net(&e))? {
+                    if leaf.offset != next_offset {
+                        return Err(Error::Net("chunks out of order".into()));
+                    }
+                    let n = leaf.data.len() as u64;
+                    batch.extend_from_slice(&leaf.data);
+                    next_offset += n;
+                    counted(n);
+                    if batch.len() >= BATCH {
+                        flush(&mut batch, next_offset)?;
+                    }
+                }
+                curr = next;
+            }
+            fsm::BlobContentNext::Done(done) => break done,
+        }
+    };
+    if !batch.is_empty() {
+        flush(&mut batch, next_offset)?;
+    }
+    if end.is_some_and(|e| next_offset < e) {
+        return Err(Error::Net("the provider sent less than asked".into()));
+    }
+    // Only this request's stream ends; more requests may follow on the connection.
+    if let fsm::EndBlobNext::Closing(closing) = done.next() {
+        let _ = closing.next().await;
+    }
+    Ok(())
+}
+
+/// A message to the writer thread.
+enum Msg {
+    Data(u64, bytes::Bytes),
+    /// Piece N is completely written.
+    Done(usize),
+}
+
+fn map_path(path: &Path) -> PathBuf {
+    path.with_extension("pieces")
+}
+
+/// Removes a partial download and its piece map.
+pub fn discard(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(map_path(path));
+}
+
+/// True when `path` is a piecewise partial download (its map exists).
+pub fn is_piecewise(path: &Path) -> bool {
+    map_path(path).exists()
+}
+
+/// What a piecewise download did: bytes received, and the providers that delivered.
+pub struct PiecesReport {
+    pub bytes: u64,
+    pub peers: Vec<String>,
+    /// Providers that could not be reached.
+    pub unreachable: Vec<EndpointId>,
+}
+
+/// Downloads object `id` (`size` bytes) from `providers` at once into `path`, piece by
+/// piece, resuming the pieces already marked done; verifies the whole file at the end. On
+/// error the partial file and its map stay for a later resume, except when the final hash
+/// does not match (both are deleted).
+pub async fn fetch(
+    net: &Net,
+    providers: &[EndpointId],
+    id: ObjectId,
+    size: u64,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<PiecesReport> {
+    let piece = piece_size(size);
+    let count = size.div_ceil(piece) as usize;
+    let map = map_path(path);
+    let io = |what: &'static str, p: &Path| {
+        let p = p.to_path_buf();
+        move |e| Error::io(what, p, e)
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io("cannot open", path))?;
+    let mut done = std::fs::read(&map).unwrap_or_default();
+    if done.len() != count || file.metadata().map_err(io("cannot read", path))?.len() != size {
+        done = vec![0; count];
+        file.set_len(size).map_err(io("cannot write", path))?;
+        std::fs::write(&map, &done).map_err(io("cannot write", &map))?;
+    }
+    let map_file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&map)
+        .map_err(io("cannot open", &map))?;
+    let queue: Mutex<VecDeque<usize>> = Mutex::new((0..count).filter(|i| done[*i] == 0).collect());
+    let pending = || !queue.lock().expect("not poisoned").is_empty();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(64);
+    let writer_file = file.try_clone().map_err(io("cannot open", path))?;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        for msg in rx {
+            match msg {
+                Msg::Data(offset, data) => writer_file.write_all_at(&data, offset)?,
+                Msg::Done(i) => map_file.write_all_at(&[1], i as u64)?,
+            }
+        }
+        Ok(())
+    });
+    let received = AtomicU64::new(0);
+    let counted = |n: u64| {
+        received.fetch_add(n, Ordering::Relaxed);
+        progress.inc(n);
+    };
+    let send = |m: Msg| {
+        tokio::task::block_in_place(|| tx.send(m))
+            .map_err(|_| Error::Net("the writer stopped (see the write error)".into()))
+    };
+    let sink = |offset: u64, data: bytes::Bytes| send(Msg::Data(offset, data));
+    let delivered: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let unreachable: Mutex<Vec<EndpointId>> = Mutex::new(Vec::new());
+    let mut live: Vec<EndpointId> = providers.to_vec();
+    let mut last_error = None;
+    // Each round runs one worker per live provider until the queue is empty; a worker whose
+    // provider fails puts its piece back and stops. Rounds end when every piece is done or
+    // no provider is left (at most one round per provider).
+    while pending() && !live.is_empty() {
+        let workers = live.iter().map(|&p| {
+            let (queue, sink, counted, send) = (&queue, &sink, &counted, &send);
+            let (delivered, unreachable) = (&delivered, &unreachable);
+            async move {
+                let conn = match connect(net, p).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        unreachable.lock().expect("not poisoned").push(p);
+                        return Err((p, e));
+                    }
+                };
+                let mut any = false;
+                let result = loop {
+                    let Some(i) = queue.lock().expect("not poisoned").pop_front() else {
+                        break Ok(());
+                    };
+                    let start = i as u64 * piece;
+                    let end = (start + piece).min(size);
+                    match stream_range(&conn, id, start, Some(end), sink, counted).await {
+                        Ok(()) => {
+                            any = true;
+                            if let Err(e) = send(Msg::Done(i)) {
+                                queue.lock().expect("not poisoned").push_back(i);
+                                break Err((p, e));
+                            }
+                        }
+                        Err(e) => {
+                            queue.lock().expect("not poisoned").push_back(i);
+                            break Err((p, e));
+                        }
+                    }
+                };
+                conn.close(VarInt::from_u32(0), b"done");
+                if any {
+                    delivered
+                        .lock()
+                        .expect("not poisoned")
+                        .push(peer_name(p.as_bytes()));
+                }
+                result
+            }
+        });
+        let results = n0_future::join_all(workers).await;
+        for r in results {
+            if let Err((p, e)) = r {
+                live.retain(|q| *q != p);
+                last_error = Some(match e {
+                    Error::Net(msg) => Error::Peer {
+                        peer: peer_name(p.as_bytes()),
+                        msg,
+                    },
+                    e => e,
+                });
+            }
+        }
+    }
+    drop(tx);
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?
+        .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")))
+        .map_err(io("cannot write", path));
+    // A write error (a full disk) explains a stopped transfer better than the transfer.
+    written?;
+    if pending() {
+        return Err(last_error.unwrap_or_else(|| Error::NoProvider("no provider".into())));
+    }
+    drop(file);
+    let got = {
+        let f = std::fs::File::open(path).map_err(io("cannot read", path))?;
+        tokio::task::block_in_place(|| crate::store::hash_reader(f))
+            .map_err(io("cannot read", path))?
+            .0
+    };
+    if got != id {
+        discard(path);
+        return Err(Error::ObjectCorrupt { id, path: None });
+    }
+    let _ = std::fs::remove_file(&map);
+    Ok(PiecesReport {
+        bytes: received.load(Ordering::Relaxed),
+        peers: delivered.into_inner().unwrap_or_default(),
+        unreachable: unreachable.into_inner().unwrap_or_default(),
+    })
+}
