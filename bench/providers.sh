@@ -105,12 +105,13 @@ T3=$(serve_in 3 m3 --mirrors --follow 0)
 [[ -n $T2 && -n $T3 ]] || die "a mirror did not start"
 ALL=$(LODE_HOME=$BENCH_DIR/owner "$LODE" -C ds ticket --add "$T2" --add "$T3")
 ONE=$T1
+say "tickets: one=${ONE:0:20}… all=${ALL:0:20}…"
 
 export LODE_HOME=$BENCH_DIR/client
 run() {  # run NAME TICKET -> seconds
   local dest=$BENCH_DIR/dest-$RANDOM$RANDOM
   local t0=$EPOCHREALTIME
-  "$LODE" clone -q "$1" "$dest"
+  "$LODE" clone -q "$2" "$dest"
   local t1=$EPOCHREALTIME
   cmp -s "$dest/big.bin" ds/big.bin || die "clone differs"
   rm -rf "$dest"

@@ -2,8 +2,9 @@
 //! one big object in pieces (BitTorrent's strength: several sources at once).
 //!
 //! A big object is cut into at most 64 pieces of at least 4 MiB, each a whole number of
-//! 16 KiB chunk groups. One worker per provider takes the next piece from a shared queue and
-//! asks its provider for that chunk range on one connection; iroh-blobs verifies every group
+//! 16 KiB chunk groups. One worker per provider, with two requests in flight on one
+//! connection, takes the next piece from a shared queue and asks its provider for that chunk
+//! range; iroh-blobs verifies every group
 //! against the object's BLAKE3 id (the BAO proof) before handing it on. A writer thread puts
 //! the bytes at their offset in `.lode/partial/ID` and, once a piece is written, marks it in
 //! `.lode/partial/ID.pieces` (one byte per piece), so an interrupted download resumes with
@@ -32,6 +33,8 @@ pub const GROUP: u64 = 16 << 10;
 pub const SPLIT_MIN: u64 = 32 << 20;
 const MAX_PIECES: u64 = 64;
 const MIN_PIECE: u64 = 4 << 20;
+/// Requests in flight per provider.
+const LANES: usize = 2;
 /// Bytes handed to the consumer at a time (per-group hand-offs would cost a thread switch
 /// every 16 KiB).
 const BATCH: usize = 1 << 20;
@@ -236,26 +239,34 @@ pub async fn fetch(
                         return Err((p, e));
                     }
                 };
-                let mut any = false;
-                let result = loop {
-                    let Some(i) = queue.lock().expect("not poisoned").pop_front() else {
-                        break Ok(());
-                    };
-                    let start = i as u64 * piece;
-                    let end = (start + piece).min(size);
-                    match stream_range(&conn, id, start, Some(end), sink, counted).await {
-                        Ok(()) => {
-                            any = true;
-                            if let Err(e) = send(Msg::Done(i)) {
-                                queue.lock().expect("not poisoned").push_back(i);
-                                break Err((p, e));
-                            }
+                // Two requests in flight per provider, so that its link never idles
+                // between pieces; a lane that fails stops its sibling too.
+                let failed = std::sync::atomic::AtomicBool::new(false);
+                let lane = || async {
+                    let mut any = false;
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
+                            return Ok(any);
                         }
-                        Err(e) => {
+                        let Some(i) = queue.lock().expect("not poisoned").pop_front() else {
+                            return Ok(any);
+                        };
+                        let start = i as u64 * piece;
+                        let end = (start + piece).min(size);
+                        let got = stream_range(&conn, id, start, Some(end), sink, counted).await;
+                        if let Err(e) = got.and_then(|()| send(Msg::Done(i))) {
                             queue.lock().expect("not poisoned").push_back(i);
-                            break Err((p, e));
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
                         }
+                        any = true;
                     }
+                };
+                let lanes = n0_future::join_all((0..LANES).map(|_| lane())).await;
+                let any = lanes.iter().any(|r| matches!(r, Ok(true)));
+                let result = match lanes.into_iter().find_map(|r| r.err()) {
+                    Some(e) => Err((p, e)),
+                    None => Ok(()),
                 };
                 conn.close(VarInt::from_u32(0), b"done");
                 if any {
