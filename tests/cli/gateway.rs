@@ -1,6 +1,6 @@
 //! The HTTP gateway (`lode serve --http`), driven with curl: listing pages, byte-exact
 //! downloads and Range requests, BLAKE3 headers, restricted datasets never served, hostile
-//! paths refused.
+//! paths refused; and the listing pages rendered by headless Chromium.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -232,4 +232,121 @@ fn gateway_serves_public_datasets_read_only_with_ranges() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "curl must see a cut transfer");
+}
+
+/// The first of these browsers that is installed (Debian: `chromium-headless-shell` or
+/// `chromium`).
+fn chromium() -> Option<&'static str> {
+    ["chromium-headless-shell", "chromium"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+/// The listing pages in a real browser engine: headless Chromium renders them and its DOM
+/// holds the dataset, the directories and the files as working links. The gateway and the
+/// browser share a private network namespace (loopback only), so the browser can reach
+/// nothing else.
+#[test]
+fn listing_pages_render_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no chromium-headless-shell or chromium (apt-get install chromium-headless-shell; .ci/run does)");
+        return;
+    };
+    if !is_root() {
+        eprintln!("skipped: needs root for a private network namespace");
+        return;
+    }
+    let env = TestEnv::new();
+    env.ok("", &["init", "pub"]);
+    env.ok("pub", &["meta", "title", "Worm <tracks>"]);
+    env.commit_files(
+        "pub",
+        &[
+            ("tables/neurons.csv", b"name\nAVAL\n"),
+            ("video/day 1.bin", b"frames"),
+        ],
+        "one",
+    );
+    let ds = env.dataset_id("pub");
+    // The gateway runs in a new network namespace (`unshare -n`, lo up); the browser joins it.
+    let script = format!(
+        "ip link set lo up && exec {} serve -q --http 127.0.0.1:0 pub",
+        lode_bin()
+    );
+    let mut unshare = Command::new("unshare");
+    unshare.env_clear().current_dir(env.path(""));
+    for (k, v) in env.cmd("", &[]).get_envs() {
+        if let Some(v) = v {
+            unshare.env(k, v);
+        }
+    }
+    let child = unshare
+        .args(["-n", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut gw = Gateway {
+        child,
+        url: String::new(),
+    };
+    let stdout = gw.child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(u) = line.strip_prefix("http: ") {
+            gw.url = u.trim_end_matches('/').to_string();
+            break;
+        }
+    }
+    assert!(!gw.url.is_empty(), "the gateway printed its URL");
+    let pid = gw.child.id().to_string();
+    let dump = |url: &str| -> String {
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new("timeout")
+            .args(["60", "nsenter", "-t", &pid, "-n", browser])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--dump-dom", url])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the browser");
+        assert!(
+            out.status.success(),
+            "{browser}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let index = dump(&format!("{}/", gw.url));
+    assert!(index.contains("<h1>Datasets</h1>"), "{index}");
+    assert!(
+        index.contains(&format!("<a href=\"/d/{ds}/\">Worm &lt;tracks&gt;</a>")),
+        "{index}"
+    );
+    let top = dump(&format!("{}/d/{ds}/", gw.url));
+    assert!(top.contains("<h1>Worm &lt;tracks&gt;</h1>"), "{top}");
+    assert!(
+        top.contains("tables/</a>") && top.contains("video/</a>"),
+        "{top}"
+    );
+    let video = dump(&format!("{}/d/{ds}/video/", gw.url));
+    assert!(video.contains("day 1.bin</a>"), "{video}");
+    assert!(
+        video.contains(&b3(&env.path("pub/video/day 1.bin"))),
+        "{video}"
+    );
 }
