@@ -233,8 +233,8 @@ enum Command {
         /// Also serve every mirror of this user (`lode mirror add`).
         #[arg(long)]
         mirrors: bool,
-        /// With --mirrors: fetch each mirrored dataset from its origin every SECS seconds
-        /// (0: never).
+        /// With --mirrors: follow each mirrored dataset (subscribed to its origin, fetched as
+        /// soon as it changes) and also poll every SECS seconds (0: do not follow).
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         follow: u64,
         #[command(flatten)]
@@ -1371,15 +1371,30 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             }
             let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
             if mirrors && follow > 0 {
-                // Follow the mirrored datasets: obey the taint notices of the followed
-                // registries, fetch each dataset from its origin at a fixed interval, then
-                // have the server re-read what it serves.
+                // Follow the mirrored datasets: a subscription per mirror wakes the follower
+                // as soon as its origin publishes a new head; a round also runs every
+                // `follow` seconds (the polling fallback). A round obeys the taint notices
+                // of the followed registries, fetches each dataset from its origin, then has
+                // the server re-read what it serves.
                 let home = ctx.home.clone();
                 let opts = net.options();
                 let quiet = ui.quiet;
+                let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+                for p in &mirror_paths {
+                    rt.spawn(lode::net::mirror::watch(
+                        home.clone(),
+                        p.clone(),
+                        opts.clone(),
+                        wake.clone(),
+                        Duration::from_secs(follow),
+                    ));
+                }
                 rt.spawn(async move {
                     loop {
-                        tokio::time::sleep(Duration::from_secs(follow)).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(follow)) => {}
+                            _ = wake.notified() => {}
+                        }
                         let round = lode::net::mirror::follow_once(&home, &opts).await;
                         report_round(&round, quiet);
                         if reload_tx.send(()).is_err() {

@@ -195,6 +195,37 @@ impl Client {
         verify_listing(&listing, &self.ticket.dataset, &peer)
     }
 
+    /// Subscribes to the dataset at its first provider that answers: returns the verified
+    /// listing as soon as its head's sequence number exceeds `seq`, or after about `wait`
+    /// seconds with the current one.
+    pub async fn wait_head(&mut self, seq: u64, wait: u64) -> Result<Published> {
+        let req = Request::WaitHead {
+            dataset: self.ticket.dataset,
+            ticket: self.cap.as_ref().map(Bundle::encode),
+            seq,
+            wait,
+        };
+        let mut last = Error::NoProvider("no provider".into());
+        for id in self.providers.clone() {
+            let peer = peer_name(id.as_bytes());
+            let answer = self.request(id, &req, Duration::from_secs(wait + 15)).await;
+            match answer {
+                Ok(Response::Refs(listing)) => {
+                    return verify_listing(&listing, &self.ticket.dataset, &peer)
+                }
+                Ok(Response::Denied(msg)) => last = Error::NotAuthorized { peer, msg },
+                Ok(other) => {
+                    last = Error::Peer {
+                        peer,
+                        msg: format!("no subscription ({other:?})"),
+                    }
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// Sends one `lode/2` request to provider `id` and waits up to `wait` for the answer.
     pub async fn request(&self, id: EndpointId, req: &Request, wait: Duration) -> Result<Response> {
         let bytes = crate::net::endpoint::exchange(

@@ -15,6 +15,8 @@ use crate::id::ObjectId;
 pub const ALPN: &[u8] = b"lode/2";
 /// The protocol name, for messages.
 pub const NAME: &str = "lode/2";
+/// Longest a `WaitHead` is held, in seconds.
+pub const MAX_WAIT: u64 = 60;
 /// Largest request or response.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
@@ -46,6 +48,16 @@ pub enum Request {
     Revoke {
         dataset: [u8; 32],
         revocations: Vec<Vec<u8>>,
+    },
+    /// A subscription (long poll): answered with the listing as soon as the served head's
+    /// sequence number exceeds `seq`, or after `wait` seconds (at most 60) with the current
+    /// one. Mirrors use it to follow a dataset as it changes. A peer that predates it answers
+    /// `Error`, and the follower falls back to polling.
+    WaitHead {
+        dataset: [u8; 32],
+        ticket: Option<Vec<u8>>,
+        seq: u64,
+        wait: u64,
     },
 }
 

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -40,6 +41,8 @@ struct Served {
     state: Mutex<ServedState>,
     /// Pushes to one dataset are received one at a time.
     push: tokio::sync::Mutex<()>,
+    /// The sequence number of the published head, for subscribers (`WaitHead`).
+    seq: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -266,6 +269,9 @@ impl Shared {
         }
         st.revoked = access::revoked_set(&revocations);
         st.revocations = revocations;
+        if let Some(h) = &head {
+            served.seq.send_replace(h.body.seq);
+        }
         st.head = head;
         st.private = private;
         drop(st);
@@ -502,6 +508,25 @@ impl LodeProtocol {
         let peer = *remote.as_bytes();
         match req {
             Request::ListRefs { dataset, ticket } => self.list(dataset, ticket, peer).await,
+            Request::WaitHead {
+                dataset,
+                ticket,
+                seq,
+                wait,
+            } => {
+                let served =
+                    match self
+                        .0
+                        .authorize(&dataset, ticket.as_deref(), &peer, Rights::RELAY)
+                    {
+                        Ok((served, _)) => served,
+                        Err(msg) => return Response::Denied(msg),
+                    };
+                let mut rx = served.seq.subscribe();
+                let wait = Duration::from_secs(wait.min(proto::MAX_WAIT));
+                let _ = tokio::time::timeout(wait, rx.wait_for(|s| *s > seq)).await;
+                self.list(dataset, ticket, peer).await
+            }
             Request::Revoke {
                 dataset,
                 revocations,
@@ -796,6 +821,7 @@ pub async fn serve(
             dataset,
             state: Mutex::new(ServedState::default()),
             push: tokio::sync::Mutex::new(()),
+            seq: tokio::sync::watch::Sender::new(0),
         };
         datasets.insert(dataset, Arc::new(served));
     }
@@ -814,6 +840,19 @@ pub async fn serve(
         Arc::new(move |peer, hash| shared.may_serve(peer, hash))
     };
     let blobs = blobs_protocol(&shared.store, policy);
+    // While a subscriber waits, each dataset is re-read every second, so that a commit made
+    // meanwhile (by `lode commit` in the served repository) wakes it.
+    for served in shared.datasets.values() {
+        let (shared, served) = (shared.clone(), served.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if served.seq.receiver_count() > 0 {
+                    let _ = shared.refresh(&served).await;
+                }
+            }
+        });
+    }
     if let Some(mut rx) = setup.reload {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -187,3 +187,28 @@ fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
     env.ok_as("d", "", &["get", &tickets[0], "a.bin", "--to", "out"]);
     assert_eq!(env.read("out/a.bin"), version(2));
 }
+
+#[test]
+fn a_mirror_subscribed_to_its_origin_follows_without_polling() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("t.csv", b"1\n")], "one");
+    let _origin = serve(&env, "srv", ds);
+    let origin_ticket = std::fs::read_to_string(env.path("ds/.lode/serve.ticket")).unwrap();
+    env.ok_as("m", "", &["mirror", "add", origin_ticket.trim()]);
+    // Polling only every 10 minutes: a new head must arrive through the subscription.
+    let (_mirror, _) = serve_args(&env, "m", "", &["--mirrors", "--follow", "600"], 1);
+    let before = mirror_seq(&env, "m");
+    // The owner commits while the origin serves: the origin notices it within a second and
+    // answers the waiting mirror, which fetches at once.
+    std::thread::sleep(Duration::from_secs(1));
+    env.commit_files(ds, &[("t.csv", b"2\n")], "two");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mirror_seq(&env, "m") <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the subscribed mirror did not follow the origin"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
