@@ -1395,7 +1395,10 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                             _ = tokio::time::sleep(Duration::from_secs(follow)) => {}
                             _ = wake.notified() => {}
                         }
-                        let round = lode::net::mirror::follow_once(&home, &opts).await;
+                        let reload_now = || {
+                            let _ = reload_tx.send(());
+                        };
+                        let round = lode::net::mirror::follow_once(&home, &opts, &reload_now).await;
                         report_round(&round, quiet);
                         if reload_tx.send(()).is_err() {
                             break;
@@ -1486,8 +1489,11 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.note("serve it with `lode serve --mirrors`");
             }
             MirrorAction::Sync { net } => {
-                let round =
-                    runtime()?.block_on(lode::net::mirror::follow_once(&ctx.home, &net.options()));
+                let round = runtime()?.block_on(lode::net::mirror::follow_once(
+                    &ctx.home,
+                    &net.options(),
+                    &|| {},
+                ));
                 report_round(&round, ui.quiet || ui.json);
                 let mut failed = None;
                 let mut done = Vec::new();

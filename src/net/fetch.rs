@@ -523,7 +523,10 @@ impl Walk<'_> {
             .filter(|p| !self.client.dead.contains(*p))
             .copied()
             .collect();
-        if live.len() >= 2 && size >= pieces::SPLIT_MIN {
+        // Several providers, or pieces left by an earlier piecewise attempt (even one
+        // provider can finish those without losing them).
+        let piecewise = pieces::is_piecewise(&path);
+        if !live.is_empty() && ((live.len() >= 2 && size >= pieces::SPLIT_MIN) || piecewise) {
             // Several providers: pieces of the object from all of them at once.
             let got = pieces::fetch(&self.client.net, &live, id, size, &path, self.progress).await;
             match got {
@@ -543,7 +546,7 @@ impl Walk<'_> {
             }
         }
         // A piecewise partial file has holes: the one-provider stream cannot resume it.
-        if pieces::is_piecewise(&path) {
+        if piecewise {
             pieces::discard(&path);
         }
         let mut last = Error::NoProvider("no provider".into());

@@ -301,11 +301,20 @@ pub struct Round {
 
 /// One round of following: applies the taint notices of the followed registries, fetches
 /// every mirror from its origin (never a tainted blob), then keeps it within its quota.
-pub async fn follow_once(home: &Home, opts: &NetOptions) -> Round {
+/// `after_notices` runs once the notices are applied (a server re-reads what it serves, so
+/// that deleted data stops being served before the fetches of the round).
+pub async fn follow_once(
+    home: &Home,
+    opts: &NetOptions,
+    after_notices: &(dyn Fn() + Send + Sync),
+) -> Round {
     let mut round = Round {
         notices: apply_notices(home, opts).await,
         mirrors: Vec::new(),
     };
+    if !round.notices.is_empty() {
+        after_notices();
+    }
     let Ok(paths) = paths(home) else {
         return round;
     };
@@ -437,6 +446,7 @@ pub fn obeyed(home: &Home) -> Vec<Notice> {
         return vec![];
     };
     rd.flatten()
+        .filter(|e| e.path().extension().is_none())
         .filter_map(|e| std::fs::read(e.path()).ok())
         .filter_map(|b| Notice::decode(&b).ok())
         .collect()
@@ -453,14 +463,18 @@ fn describe(n: &Notice, obeyed: bool, action: String) -> NoticeAction {
     }
 }
 
-/// Fetches the notices of every followed registry; records and enforces those signed by
-/// that registry, records and reports the others as ignored (each once). A registry that
-/// cannot be reached is retried next round.
+/// Fetches the notices of every followed registry; records and enforces those signed by a
+/// followed registry (a registry also lists its peers' notices: one followed registry may
+/// bring another's), records and reports the others as ignored (each once; a notice ignored
+/// before is obeyed once its signer is followed). A registry that cannot be reached is
+/// retried next round.
 pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> {
     let mut out = Vec::new();
     let base = mirrors_dir(home);
-    for reg in followed(home) {
-        let Ok(raw) = registry::notices_raw(&reg, opts).await else {
+    let regs = followed(home);
+    let keys: Vec<[u8; 32]> = regs.iter().map(RegistryTicket::key).collect();
+    for reg in &regs {
+        let Ok(raw) = registry::notices_raw(reg, opts).await else {
             continue;
         };
         for bytes in raw {
@@ -469,42 +483,48 @@ pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> 
                 base.join("notices").join(&id),
                 base.join("ignored").join(&id),
             );
-            if kept.exists() || ignored.exists() {
+            let kept_ok = std::fs::read(&kept).is_ok_and(|b| Notice::decode(&b).is_ok());
+            let decoded = Notice::decode(&bytes);
+            let obey = decoded
+                .as_ref()
+                .is_ok_and(|n| keys.contains(&n.body.registry));
+            if kept_ok || (ignored.exists() && !obey) {
                 continue;
             }
-            let why = match Notice::decode(&bytes) {
-                Err(e) => Err(format!("ignored: {e}")),
-                Ok(n) if n.body.registry != reg.key() => Err(format!(
-                    "ignored: signed by {}, not by the followed registry {}",
-                    hex::encode(n.body.registry),
-                    hex::encode(reg.key())
-                )),
-                Ok(n) => Ok(n),
-            };
-            let (path, action) = match why {
-                Ok(n) => {
+            let (path, action) = match decoded {
+                Ok(n) if obey => {
                     out.extend(enforce(home, &n));
+                    let _ = std::fs::remove_file(&ignored);
                     (kept, None)
                 }
-                Err(msg) => {
-                    let a = match Notice::decode(&bytes) {
-                        Ok(n) => describe(&n, false, msg.clone()),
-                        Err(_) => NoticeAction {
-                            notice: id.clone(),
-                            signer: String::new(),
-                            target: String::new(),
-                            reason: String::new(),
-                            obeyed: false,
-                            action: msg.clone(),
-                        },
-                    };
-                    (ignored, Some(a))
+                Ok(n) => {
+                    let msg = format!(
+                        "ignored: signed by {}, which is not a followed registry ({})",
+                        hex::encode(n.body.registry),
+                        hex::encode(reg.key())
+                    );
+                    (ignored, Some(describe(&n, false, msg)))
                 }
+                Err(e) => (
+                    ignored,
+                    Some(NoticeAction {
+                        notice: id.clone(),
+                        signer: String::new(),
+                        target: String::new(),
+                        reason: String::new(),
+                        obeyed: false,
+                        action: format!("ignored: {e}"),
+                    }),
+                ),
             };
+            // Recorded atomically: a half-written record would hide the notice for good.
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let _ = std::fs::write(&path, &bytes);
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
             out.extend(action);
         }
     }
@@ -560,12 +580,12 @@ fn enforce(home: &Home, n: &Notice) -> Vec<NoticeAction> {
                     Ok(true) => done.push(format!(
                         "deleted blob {} from mirror {}",
                         &id.to_hex()[..12],
-                        &name[..12]
+                        name.get(..12).unwrap_or(&name)
                     )),
                     Ok(false) => {}
                     Err(e) => done.push(format!(
                         "could not delete blob from mirror {}: {e}",
-                        &name[..12]
+                        name.get(..12).unwrap_or(&name)
                     )),
                 }
             }

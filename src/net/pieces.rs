@@ -35,6 +35,8 @@ const MAX_PIECES: u64 = 64;
 const MIN_PIECE: u64 = 4 << 20;
 /// Requests in flight per provider.
 const LANES: usize = 2;
+/// Longest a provider may send nothing in the middle of a request.
+const STALL: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes handed to the consumer at a time (per-group hand-offs would cost a thread switch
 /// every 16 KiB).
 const BATCH: usize = 1 << 20;
@@ -90,16 +92,27 @@ pub async fn stream_range(
         sink(end - data.len() as u64, data)
     };
     let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
-    let connected = fsm::start(conn.clone(), req, Default::default())
-        .next()
-        .await
-        .map_err(|e| net(&e))?;
-    let fsm::ConnectedNext::StartRoot(root) = connected.next().await.map_err(|e| net(&e))? else {
-        return Err(Error::Net("unexpected response".into()));
+    // A provider that keeps the connection open but stops sending is dropped after STALL.
+    let stalled = || Error::Net(format!("sent nothing for {}s", STALL.as_secs()));
+    let step = async {
+        let connected = fsm::start(conn.clone(), req, Default::default())
+            .next()
+            .await
+            .map_err(|e| net(&e))?;
+        let fsm::ConnectedNext::StartRoot(root) = connected.next().await.map_err(|e| net(&e))?
+        else {
+            return Err(Error::Net("unexpected response".into()));
+        };
+        root.next().next().await.map_err(|e| net(&e))
     };
-    let (mut curr, _size) = root.next().next().await.map_err(|e| net(&e))?;
+    let (mut curr, _size) = tokio::time::timeout(STALL, step)
+        .await
+        .map_err(|_| stalled())??;
     let done = loop {
-        match curr.next().await {
+        let next = tokio::time::timeout(STALL, curr.next())
+            .await
+            .map_err(|_| stalled())?;
+        match next {
             fsm::BlobContentNext::More((next, item)) => {
                 if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.map_err(|e| net(&e))? {
                     if leaf.offset != next_offset {

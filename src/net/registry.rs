@@ -42,6 +42,7 @@ const MAX_MESSAGE: usize = 8 << 20;
 /// Most entries and notices a registry holds.
 const MAX_ENTRIES: usize = 50_000;
 const MAX_NOTICES: usize = 10_000;
+const MAX_NOTICES_PER_PEER: usize = 1_000;
 /// Most peers a registry keeps.
 const MAX_PEERS: usize = 64;
 /// Most entries one search answers with.
@@ -71,7 +72,7 @@ pub enum Request {
     /// notice ids) and how to reach it; the answer is what it lacks.
     Sync {
         from: Provider,
-        have: Vec<([u8; 32], u64)>,
+        have: Vec<([u8; 32], u64, [u8; 32])>,
         notices: Vec<[u8; 32]>,
     },
 }
@@ -127,6 +128,8 @@ struct State {
     entries: BTreeMap<[u8; 32], Entry>,
     notices: BTreeMap<[u8; 32], Notice>,
     peers: Vec<Provider>,
+    /// Registries a peer named: they become peers once a sync with them succeeds.
+    candidates: Vec<Provider>,
 }
 
 /// Writes `bytes` to `path` through a temp file, fsync and rename.
@@ -284,8 +287,15 @@ impl Registry {
         if st.notices.contains_key(&n.id()) {
             return Ok(false);
         }
-        if st.notices.len() >= MAX_NOTICES {
-            return Err("this registry holds too many notices".into());
+        // Its own operator's notices are always taken; a peer's, up to a quota each, so that
+        // no peer can crowd the list out.
+        if n.body.registry != self.id() {
+            let from_signer = (st.notices.values())
+                .filter(|o| o.body.registry == n.body.registry)
+                .count();
+            if st.notices.len() >= MAX_NOTICES || from_signer >= MAX_NOTICES_PER_PEER {
+                return Err("this registry holds too many notices from that peer".into());
+            }
         }
         write_atomic(&self.dir.join("notices").join(hex::encode(n.id())), bytes)
             .map_err(|e| e.to_string())?;
@@ -326,6 +336,27 @@ impl Registry {
         self.lock().peers.clone()
     }
 
+    /// Remembers a registry a peer named, to try at the next sync round.
+    fn add_candidate(&self, p: &Provider) {
+        let me = self.id();
+        let mut st = self.lock();
+        if p.id == me || st.peers.iter().any(|q| q.id == p.id) {
+            return;
+        }
+        st.candidates.retain(|q| q.id != p.id);
+        st.candidates.push(p.clone());
+        let excess = st.candidates.len().saturating_sub(MAX_PEERS);
+        st.candidates.drain(..excess);
+    }
+
+    /// Peers, then candidates (taken out: a candidate that answers becomes a peer).
+    fn to_sync(&self) -> Vec<(Provider, bool)> {
+        let mut st = self.lock();
+        let mut out: Vec<(Provider, bool)> = st.peers.iter().map(|p| (p.clone(), true)).collect();
+        out.extend(st.candidates.drain(..).map(|p| (p, false)));
+        out
+    }
+
     /// Entries visible here (not tainted by this registry) that `keep` selects.
     fn select(&self, keep: impl Fn(&EntryBody) -> bool) -> Vec<Vec<u8>> {
         let me = self.id();
@@ -343,7 +374,7 @@ impl Registry {
         (
             st.entries
                 .values()
-                .map(|e| (e.body.dataset, e.body.seq))
+                .map(|e| (e.body.dataset, e.body.seq, e.id()))
                 .collect(),
             st.notices.keys().copied().collect(),
         )
@@ -352,10 +383,11 @@ impl Registry {
     /// What a peer lacks, given its digest (bounded by the message size).
     fn missing(
         &self,
-        have: &[([u8; 32], u64)],
+        have: &[([u8; 32], u64, [u8; 32])],
         notices: &[[u8; 32]],
     ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let have: BTreeMap<[u8; 32], u64> = have.iter().copied().collect();
+        let have: BTreeMap<[u8; 32], (u64, [u8; 32])> =
+            have.iter().map(|(d, s, id)| (*d, (*s, *id))).collect();
         let known: HashSet<[u8; 32]> = notices.iter().copied().collect();
         let st = self.lock();
         let mut budget = MAX_MESSAGE - 64 * 1024;
@@ -374,15 +406,21 @@ impl Registry {
         let entries = st
             .entries
             .values()
-            .filter(|e| have.get(&e.body.dataset).is_none_or(|s| *s < e.body.seq))
+            // Sent when the peer lacks it or holds one this entry supersedes (the same
+            // order as `Entry::supersedes`: higher seq, then smaller id).
+            .filter(|e| {
+                have.get(&e.body.dataset).is_none_or(|(seq, id)| {
+                    (e.body.seq, std::cmp::Reverse(e.id())) > (*seq, std::cmp::Reverse(*id))
+                })
+            })
             .map_while(|e| take(e.encode()))
             .collect();
         (entries, notices)
     }
 }
 
-/// What a registry holds, in short: (dataset id, entry seq) pairs and notice ids.
-type Digest = (Vec<([u8; 32], u64)>, Vec<[u8; 32]>);
+/// What a registry holds, in short: (dataset id, entry seq, entry id) and notice ids.
+type Digest = (Vec<([u8; 32], u64, [u8; 32])>, Vec<[u8; 32]>);
 
 /// A running registry: its state and endpoint.
 struct Node {
@@ -434,7 +472,7 @@ impl Node {
 
     /// One anti-entropy round with every peer.
     async fn sync_round(self: &Arc<Self>) {
-        for p in self.reg.peers() {
+        for (p, known) in self.reg.to_sync() {
             let Ok(id) = self.net.learn(&p) else { continue };
             let (have, notices) = self.reg.digest();
             let req = encode(&Request::Sync {
@@ -451,8 +489,11 @@ impl Node {
                 peers,
             }) = decode(&bytes)
             {
+                if !known {
+                    self.reg.add_peer(&p);
+                }
                 for q in peers {
-                    self.reg.add_peer(&q);
+                    self.reg.add_candidate(&q);
                 }
                 let (entries, notices) = self.merge(entries, notices);
                 self.forward(entries, notices, p.id);
@@ -511,6 +552,11 @@ impl Node {
                 }
             }
             Request::Offer { entries, notices } => {
+                if !self.reg.peers().iter().any(|p| p.id == peer) {
+                    return Response::Error(
+                        "offers are taken from peer registries only (they sync first)".into(),
+                    );
+                }
                 let (entries, notices) = self.merge(entries, notices);
                 let new = (entries.len() + notices.len()) as u64;
                 self.forward(entries, notices, peer);

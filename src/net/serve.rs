@@ -43,6 +43,9 @@ struct Served {
     push: tokio::sync::Mutex<()>,
     /// The sequence number of the published head, for subscribers (`WaitHead`).
     seq: tokio::sync::watch::Sender<u64>,
+    /// Refreshes, reloads and withdrawals of one dataset take turns: each reads the
+    /// repository, awaits imports, then writes the state, and must not overwrite a newer one.
+    update: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -230,6 +233,7 @@ impl Shared {
     /// Publishes the dataset's head (signing a new one when the refs or revocations changed
     /// and this device can sign) and imports whatever became reachable.
     async fn refresh(&self, served: &Served) -> Result<()> {
+        let _turn = served.update.lock().await;
         if !served.repo.root().join(".lode").is_dir() {
             self.withdraw(served);
         }
@@ -289,7 +293,7 @@ impl Shared {
     }
 
     /// Stops serving a dataset whose repository is gone (a mirror removed under a taint
-    /// notice): nothing of it is listed or served any more.
+    /// notice): nothing of it is listed or served any more. The caller holds `update`.
     fn withdraw(&self, served: &Served) {
         {
             let mut st = served.state.lock().expect("not poisoned");
@@ -312,6 +316,7 @@ impl Shared {
     /// Re-reads a dataset from scratch, so that objects a mirror deleted (quota, taint
     /// notice) stop being served; a repository that is gone is withdrawn entirely.
     async fn reload(&self, served: &Served) -> Result<()> {
+        let _turn = served.update.lock().await;
         if !served.repo.root().join(".lode").is_dir() {
             self.withdraw(served);
             return Ok(());
@@ -822,6 +827,7 @@ pub async fn serve(
             state: Mutex::new(ServedState::default()),
             push: tokio::sync::Mutex::new(()),
             seq: tokio::sync::watch::Sender::new(0),
+            update: tokio::sync::Mutex::new(()),
         };
         datasets.insert(dataset, Arc::new(served));
     }

@@ -278,5 +278,21 @@ fn taint_notices_remove_data_from_following_mirrors() {
     env.fails_as("m", "", &["mirror", "add", &other_at_mirror], "taken down");
     let listed = env.json_as("q", "", &["registry", "notices", "--registry", &r1.ticket]);
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+
+    // The mirror now follows r2 as well: r2's notices bind it too, even those it first saw
+    // (and ignored) through r1, which lists its peers' notices.
+    let good_id = b3(&env.path("ds/good.csv"));
+    assert!(taint("r2", "--blob", &good_id, "r2 says so", &r2.ticket)
+        .status
+        .success());
+    env.ok_as("m", "", &["mirror", "follow", &r2.ticket]);
+    let good_obj = env.path(&format!(
+        "m/mirrors/{ds_id}/.lode/objects/{}/{}",
+        &good_id[..2],
+        &good_id[2..]
+    ));
+    eventually("the mirror obeys the second registry it follows", || {
+        !good_obj.exists()
+    });
     drop((origin, other, r2));
 }
