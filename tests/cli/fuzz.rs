@@ -1,6 +1,6 @@
 //! Mutation fuzzing of every decoder that reads bytes from the network or from users:
 //! capability tickets, identity cards, signed heads, revocations, sealed envelopes, address
-//! tickets and `lode/2` messages. Valid encodings are mutated at random (bit flips, byte
+//! and registry tickets, `lode/2` messages, registry entries and taint notices. Valid encodings are mutated at random (bit flips, byte
 //! changes, truncation, insertion, duplication, splicing); every decoder must return an error
 //! or a value, never panic, and whatever a strict decoder accepts must re-encode to exactly
 //! the bytes it read (one canonical encoding). Signed objects that decode must be the original
@@ -10,8 +10,9 @@
 //! long run: `LODE_FUZZ_ITERS=2000000 cargo test --release --locked fuzz -- --nocapture`.
 
 use ed25519_dalek::SigningKey;
+use lode::catalog::{Entry, EntryBody, Notice, Tainted};
 use lode::net::proto::{self, Listing, Request, Response};
-use lode::net::ticket::{Provider, Ticket};
+use lode::net::ticket::{Provider, RegistryTicket, Ticket};
 use lode::ops::sealed::Envelope;
 use lode::trust::{Bundle, Card, HeadBody, Link, LinkBody, Revocation, Rights, SignedHead, Target};
 use lode::ObjectId;
@@ -154,7 +155,49 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         head: head.encode(),
         revocations: vec![rev.encode()],
     });
+    let entry = Entry::sign(
+        EntryBody {
+            version: 1,
+            dataset: ds,
+            seq: 7,
+            name: "worm-tracks".into(),
+            title: "t".into(),
+            description: "d".into(),
+            license: "CC0".into(),
+            keywords: vec!["k".into()],
+            providers: vec![provider.clone()],
+            time: 5,
+        },
+        &owner,
+    )
+    .unwrap();
+    let notice = Notice::sign(Tainted::Dataset(ds), "court order", 5, &b).unwrap();
+    let wait = Request::WaitHead {
+        dataset: ds,
+        ticket: None,
+        seq: 3,
+        wait: 50,
+    };
+    let sync = lode::net::registry::Request::Sync {
+        from: provider.clone(),
+        have: vec![(ds, 7, entry.id())],
+        notices: vec![notice.id()],
+    };
+    let answer = lode::net::registry::Response::Sync {
+        entries: vec![entry.encode()],
+        notices: vec![notice.encode()],
+        peers: vec![provider.clone()],
+    };
     vec![
+        ("registry request", proto::encode(&sync)),
+        ("registry answer", proto::encode(&answer)),
+        ("entry", entry.encode()),
+        ("notice", notice.encode()),
+        (
+            "registry ticket",
+            RegistryTicket(ticket.clone()).to_string().into_bytes(),
+        ),
+        ("request", proto::encode(&wait)),
         ("bundle", bundle.encode()),
         ("head", head.encode()),
         ("revocation", rev.encode()),
@@ -218,6 +261,35 @@ fn check(kind: &str, original: &[u8], input: &[u8], ds: &[u8; 32]) {
         }
         "request" => {
             let _ = proto::decode::<Request>(input);
+        }
+        "registry request" => {
+            let _ = proto::decode::<lode::net::registry::Request>(input);
+        }
+        "registry answer" => {
+            if let Ok(lode::net::registry::Response::Sync {
+                entries, notices, ..
+            }) = proto::decode::<lode::net::registry::Response>(input)
+            {
+                // What a registry then does with them must not panic either.
+                entries.iter().for_each(|e| drop(Entry::decode(e)));
+                notices.iter().for_each(|n| drop(Notice::decode(n)));
+            }
+        }
+        "entry" => {
+            if let Ok(e) = Entry::decode(input) {
+                assert_eq!(e.encode(), original);
+            }
+        }
+        "notice" => {
+            if let Ok(n) = Notice::decode(input) {
+                assert_eq!(n.encode(), original);
+            }
+        }
+        "registry ticket" => {
+            if let Ok(t) = String::from_utf8_lossy(input).parse::<RegistryTicket>() {
+                let again: RegistryTicket = t.to_string().parse().unwrap();
+                assert_eq!(again, t);
+            }
         }
         "response" => {
             if let Ok(Response::Refs(l)) = proto::decode::<Response>(input) {
