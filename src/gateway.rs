@@ -241,7 +241,7 @@ enum Found {
 fn lookup(repo: &Repo, rev: Option<&str>, rel: &str) -> Result<Found> {
     let commit = match rev {
         Some(r) => crate::ops::history::resolve(repo, r)?,
-        None => repo.main()?.ok_or(Error::NoCommits)?,
+        None => main_of(repo)?.ok_or(Error::NoCommits)?,
     };
     let c = repo.read_commit(&commit)?;
     let mut tree = c.body.tree;
@@ -268,14 +268,24 @@ fn lookup(repo: &Repo, rev: Option<&str>, rel: &str) -> Result<Found> {
     Ok(Found::Dir(commit, repo.read_tree(&tree)?.entries))
 }
 
+/// The commit a dataset's `main` names: the branch, or for a mirror (which has no branch
+/// of its own) the `main` of the signed head it holds and serves.
+fn main_of(repo: &Repo) -> Result<Option<crate::id::ObjectId>> {
+    match repo.main()? {
+        Some(c) => Ok(Some(c)),
+        None => Ok(crate::ops::access::stored_head(repo)?
+            .and_then(|h| h.body.main)
+            .map(crate::id::ObjectId)),
+    }
+}
+
 fn index(gw: &Gateway) -> Response<Body> {
     let mut rows = String::new();
     for (id, repo) in &gw.repos {
         if gw.public(id).is_none() {
             continue;
         }
-        let title = repo
-            .main()
+        let title = main_of(repo)
             .ok()
             .flatten()
             .and_then(|c| repo.read_commit(&c).ok())
@@ -420,7 +430,26 @@ fn file(
     let (start, len) = span.map_or((0, size), |(s, e)| (s, e - s + 1));
     let f = match repo.store().open(&id) {
         Ok(f) => f,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => {
+            // A mirror may no longer hold a file: deleted under a taint notice (451), or
+            // dropped to stay within its quota (404: other providers still have it).
+            let tainted = crate::ops::access::tainted(repo).is_ok_and(|t| t.contains(&id));
+            let dropped = crate::ops::access::dropped(repo).is_ok_and(|d| d.contains(&id));
+            repo.release_db();
+            return if tainted {
+                text(
+                    StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+                    "this file was taken down by a registry notice this mirror obeys",
+                )
+            } else if dropped {
+                text(
+                    StatusCode::NOT_FOUND,
+                    "this mirror no longer holds this file (quota); other providers may",
+                )
+            } else {
+                text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            };
+        }
     };
     let body: Body = if head_only {
         Full::new(Bytes::new())

@@ -6,9 +6,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::sync::{serve, serve_args};
+use crate::sync::serve;
 
-/// A running `lode registry serve`, killed when dropped.
+/// A running `lode registry serve` (or another lode process), killed when dropped.
 struct Registry {
     child: Child,
     ticket: String,
@@ -176,7 +176,37 @@ fn taint_notices_remove_data_from_following_mirrors() {
     env.ok_as("m", "", &["mirror", "add", &origin.ticket]);
     env.ok_as("m", "", &["mirror", "add", &other.ticket]);
     env.ok_as("m", "", &["mirror", "follow", &r1.ticket]);
-    let (_mirror, tickets) = serve_args(&env, "m", "", &["--mirrors", "--follow", "1"], 2);
+    // The mirror also runs the HTTP gateway.
+    let (child, lines) = crate::sync::spawn_lines(env.cmd_as(
+        "m",
+        "",
+        &[
+            "serve",
+            "-q",
+            "--mirrors",
+            "--follow",
+            "1",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    ));
+    let _mirror = Registry {
+        child,
+        ticket: String::new(),
+    };
+    let mut tickets = Vec::new();
+    let mut http = String::new();
+    while http.is_empty() {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("serve output");
+        if let Some(t) = line.strip_prefix("ticket: ") {
+            tickets.push(t.to_string());
+        } else if let Some(u) = line.strip_prefix("http: ") {
+            http = u.trim_end_matches('/').to_string();
+        }
+    }
+    assert_eq!(tickets.len(), 2);
     let mirror_of = |id: &str| -> String {
         tickets
             .iter()
@@ -266,6 +296,20 @@ fn taint_notices_remove_data_from_following_mirrors() {
             .success()
     });
     env.fails_as("d", "", &["clone", &other_at_mirror, "o"], "not authorized");
+    // Over HTTP: the taken-down file answers 451, the rest is still served.
+    let status = |path: &str| -> String {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "%{http_code}", "--max-time", "20"])
+            .arg(format!("{http}/d/{ds_id}/{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let got = status("bad.bin");
+    assert!(got.ends_with("451"), "{got:?}");
+    assert!(got.contains("taken down"), "{got:?}");
+    assert_eq!(status("good.csv"), "fine\n200");
+    assert!(status("").ends_with("200"));
     env.ok_as(
         "d",
         "",
