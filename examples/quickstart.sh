@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # lode quick start: make a dataset, commit it, change it, look at history, go back in time,
 # verify every byte, serve it, clone it as a collaborator who pushes with a capability
-# ticket, and share a restricted (encrypted) dataset — all in a temp directory, nothing
-# leaves this machine.
+# ticket, share a restricted (encrypted) dataset, and list the dataset in a registry where
+# others find and clone it by name — all in a temp directory, nothing leaves this machine.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -z "${LODE:-}" ]; then
@@ -99,6 +99,24 @@ cat scans-copy/scans.csv
 export LODE_HOME="$work/stranger-home"
 printf '\n$ lode clone %s stranger-copy   # no ticket: refused\n' "$ticket2"
 "$LODE" clone "$ticket2" stranger-copy || true
+
+# --- A registry: people find the dataset by name; entries are signed by the dataset owner.
+export LODE_HOME="$work/registry-home"
+printf '\n$ lode registry serve &   # anyone can run one; registries replicate to each other\n'
+"$LODE" registry serve > "$work/registry.out" 2>/dev/null &
+serve_pids+=($!)
+for _ in $(seq 100); do grep -q '^registry: ' "$work/registry.out" 2>/dev/null && break; sleep 0.1; done
+registry=$(sed -n 's/^registry: //p' "$work/registry.out")
+echo "registry: $registry"
+export LODE_HOME="$work/home"
+cd "$work/worm-data"
+run publish worm-data --registry "$registry"
+export LODE_HOME="$work/reader-home"
+cd "$work"
+run search elegans --registry "$registry"
+run clone worm-data --registry "$registry" by-name
+run get lode://worm-data/tables/neurons.csv --to "$work/by-uri"
+cat "$work/by-uri/tables/neurons.csv"
 kill "${serve_pids[@]}"
 echo
 echo "quick start finished: every step above ran in $work"
