@@ -941,3 +941,27 @@ fn a_peer_without_lode_1_gets_a_clear_message() {
     );
     rt.block_on(async { router.shutdown().await.unwrap() });
 }
+
+/// The README's quick start runs end to end (with this build of lode).
+#[test]
+fn the_quick_start_runs() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .env("LODE", lode_bin())
+        .env_remove("LODE_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quick start finished"), "{stdout}");
+    assert!(
+        stdout.contains("worm-data  "),
+        "the search found it: {stdout}"
+    );
+}
