@@ -340,3 +340,27 @@ fn taint_notices_remove_data_from_following_mirrors() {
     });
     drop((origin, other, r2));
 }
+
+#[test]
+fn a_damaged_registry_file_is_named_and_bad_tickets_are_refused() {
+    let env = TestEnv::new();
+    // A registry directory with a damaged entry: the registry refuses to start and names it.
+    let dir = env.path("r/registry/entries");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("0".repeat(64)), b"not an entry").unwrap();
+    let err = env.fails_as("r", "", &["registry", "serve"], "is damaged");
+    assert!(err.contains(&"0".repeat(64)), "{err}");
+    // Malformed registry tickets are refused before anything is sent.
+    env.fails_as(
+        "q",
+        "",
+        &["search", "x", "--registry", "lodereg1!!!"],
+        "invalid ticket",
+    );
+    env.fails_as(
+        "q",
+        "",
+        &["registry", "notices", "--registry", "nope"],
+        "lodereg1",
+    );
+}
