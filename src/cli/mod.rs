@@ -404,6 +404,9 @@ enum MirrorAction {
         /// The registry's ticket (lodereg1…).
         registry: String,
     },
+    /// Stop obeying a registry's taint notices (by registry id or unique prefix, as
+    /// `lode mirror list` shows); what was deleted stays deleted.
+    Unfollow { registry: String },
 }
 
 #[derive(Subcommand)]
@@ -1522,11 +1525,21 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     "this registry was already followed".to_string()
                 });
             }
+            MirrorAction::Unfollow { registry } => {
+                let key = lode::net::mirror::unfollow_registry(&ctx.home, &registry)?;
+                ui.note(format!("mirrors no longer obey registry {}", &key[..16]));
+            }
             MirrorAction::List => {
                 let list = lode::net::mirror::list(&ctx.home)?;
                 if ui.json {
                     ui.json(&list)?;
                 } else {
+                    for r in lode::net::mirror::followed(&ctx.home) {
+                        ui.line(format!(
+                            "obeys the taint notices of registry {}",
+                            hex::encode(r.key())
+                        ))?;
+                    }
                     for m in list {
                         ui.line(format!(
                             "{}  seq {}  {}{}  from {}",

@@ -440,6 +440,32 @@ pub fn follow_registry(home: &Home, reg: &RegistryTicket) -> Result<bool> {
     Ok(new)
 }
 
+/// Stops obeying the notices of the followed registry whose key (hex) starts with `prefix`;
+/// returns its key. Notices obeyed so far stay obeyed (their evidence is kept).
+pub fn unfollow_registry(home: &Home, prefix: &str) -> Result<String> {
+    let want = prefix.trim().to_ascii_lowercase();
+    let all = followed(home);
+    let (gone, keep): (Vec<RegistryTicket>, Vec<RegistryTicket>) = all
+        .into_iter()
+        .partition(|r| hex::encode(r.key()).starts_with(&want) && !want.is_empty());
+    let key = match gone.as_slice() {
+        [r] => hex::encode(r.key()),
+        [] => {
+            return Err(Error::Other(format!(
+                "no followed registry {prefix:?} (`lode mirror list` shows them)"
+            )))
+        }
+        _ => return Err(Error::Other(format!("registry id {prefix:?} is ambiguous"))),
+    };
+    let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
+    let path = registries_path(home);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(key)
+}
+
 /// The notices this user's mirrors obey (kept under `mirrors/notices/`, for audit).
 pub fn obeyed(home: &Home) -> Vec<Notice> {
     let Ok(rd) = std::fs::read_dir(mirrors_dir(home).join("notices")) else {

@@ -330,6 +330,12 @@ fn taint_notices_remove_data_from_following_mirrors() {
         .status
         .success());
     env.ok_as("m", "", &["mirror", "follow", &r2.ticket]);
+    let listed = env.ok_as("m", "", &["mirror", "list"]);
+    assert_eq!(
+        listed.matches("obeys the taint notices").count(),
+        2,
+        "{listed}"
+    );
     let good_obj = env.path(&format!(
         "m/mirrors/{ds_id}/.lode/objects/{}/{}",
         &good_id[..2],
@@ -338,6 +344,27 @@ fn taint_notices_remove_data_from_following_mirrors() {
     eventually("the mirror obeys the second registry it follows", || {
         !good_obj.exists()
     });
+    // Unfollowing by id prefix; what was deleted stays deleted.
+    let r2_key = hex::encode(
+        r2.ticket
+            .parse::<lode::net::ticket::RegistryTicket>()
+            .unwrap()
+            .key(),
+    );
+    env.ok_as("m", "", &["mirror", "unfollow", &r2_key[..10]]);
+    env.fails_as(
+        "m",
+        "",
+        &["mirror", "unfollow", &r2_key[..10]],
+        "no followed registry",
+    );
+    let listed = env.ok_as("m", "", &["mirror", "list"]);
+    assert_eq!(
+        listed.matches("obeys the taint notices").count(),
+        1,
+        "{listed}"
+    );
+    assert!(!good_obj.exists());
     drop((origin, other, r2));
 }
 
