@@ -354,6 +354,10 @@ enum Command {
         /// Another ticket of this dataset (a mirror) whose providers to list too.
         #[arg(long = "provider", value_name = "TICKET")]
         providers: Vec<String>,
+        /// For a restricted dataset: also list its title, description, license and
+        /// keywords (otherwise only the name and providers are public).
+        #[arg(long)]
+        with_metadata: bool,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -1766,8 +1770,9 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             name,
             registry: reg,
             providers,
+            with_metadata,
             net,
-        } => registry::publish(&ctx, &mut ui, name, &reg, &providers, &net)?,
+        } => registry::publish(&ctx, &mut ui, name, &reg, &providers, with_metadata, &net)?,
         Command::Search {
             term,
             registry: reg,

@@ -175,6 +175,7 @@ pub(super) fn publish(
     name: Option<String>,
     reg: &str,
     providers: &[String],
+    with_metadata: bool,
     net: &NetArgs,
 ) -> CliResult {
     let repo = ctx.repo()?;
@@ -197,6 +198,7 @@ pub(super) fn publish(
         &reg,
         &name,
         &extra,
+        with_metadata,
         &net.options(),
     ))?;
     if ui.json {
@@ -208,6 +210,9 @@ pub(super) fn publish(
             r.name,
             r.providers
         ));
+        if !r.metadata {
+            ui.note("a restricted dataset: its metadata stays private (--with-metadata lists it)");
+        }
     } else {
         ui.note(format!("the registry already lists {:?} as it is", r.name));
     }

@@ -714,6 +714,8 @@ fn verified(entries: Vec<Vec<u8>>) -> Vec<Entry> {
 #[derive(Debug, Serialize)]
 pub struct Published {
     pub name: String,
+    /// Whether the title, description, license and keywords were listed.
+    pub metadata: bool,
     pub dataset: String,
     pub seq: u64,
     pub providers: usize,
@@ -721,14 +723,16 @@ pub struct Published {
     pub new: bool,
 }
 
-/// Lists `repo`'s dataset at `reg` under `name`, with the metadata of its `main` commit and
-/// the providers of its running `lode serve` plus `extra` tickets of the same dataset. Only
-/// the dataset's owner (who holds its key) can publish.
+/// Lists `repo`'s dataset at `reg` under `name`, with the metadata of its `main` commit (for
+/// a restricted dataset only with `with_metadata`) and the providers of its running
+/// `lode serve` plus `extra` tickets of the same dataset. Only the dataset's owner (who holds
+/// its key) can publish.
 pub async fn publish(
     repo: &Repo,
     reg: &RegistryTicket,
     name: &str,
     extra: &[Ticket],
+    with_metadata: bool,
     opts: &NetOptions,
 ) -> Result<Published> {
     if !catalog::valid_name(name) {
@@ -743,9 +747,12 @@ pub async fn publish(
             hex::encode(dataset.to_bytes())
         ))
     })?;
+    // A restricted dataset's metadata is encrypted like its files: it is listed only when
+    // the owner says so.
+    let private = crate::ops::access::is_private(repo)?;
     let meta = match repo.main()? {
-        Some(c) => repo.read_commit(&c)?.body.metadata,
-        None => Default::default(),
+        Some(c) if with_metadata || !private => repo.read_commit(&c)?.body.metadata,
+        _ => Default::default(),
     };
     let mut providers: Vec<Provider> = Vec::new();
     let served = crate::net::fetch::served_ticket(repo)?;
@@ -799,6 +806,7 @@ pub async fn publish(
     remember(repo.home(), reg);
     Ok(Published {
         name: name.to_string(),
+        metadata: with_metadata || !private,
         dataset: hex::encode(dataset.to_bytes()),
         seq: entry.body.seq,
         providers: entry.body.providers.len(),

@@ -147,6 +147,35 @@ fn registries_replicate_and_resolve_names() {
     });
     assert_eq!(names(&env, "worm", &r1.ticket), ["worm-tracks"]);
 
+    // A restricted dataset's metadata is encrypted: by default only its name is listed.
+    env.ok("", &["init", "--private", "sec"]);
+    env.ok("sec", &["meta", "title", "Patient scans"]);
+    env.commit_files("sec", &[("s.csv", b"secret\n")], "s");
+    let _sec = serve(&env, "srv3", "sec");
+    let p = env.json("sec", &["publish", "scans", "--registry", &r1.ticket]);
+    assert_eq!(p["metadata"], false, "{p}");
+    assert!(names(&env, "patient", &r1.ticket).is_empty());
+    let found = env.json_as("q", "", &["search", "scans", "--registry", &r1.ticket]);
+    assert_eq!(found[0]["title"], "", "{found}");
+    env.ok(
+        "sec",
+        &[
+            "publish",
+            "scans",
+            "--with-metadata",
+            "--registry",
+            &r1.ticket,
+        ],
+    );
+    assert_eq!(names(&env, "patient", &r1.ticket), ["scans"]);
+    // Found by name, it still needs a ticket to be read.
+    env.fails_as(
+        "q",
+        "",
+        &["clone", "scans", "--registry", &r1.ticket, "s"],
+        "not authorized",
+    );
+
     // Re-publishing (new metadata) replaces the entry everywhere.
     env.ok("ds", &["meta", "title", "C. elegans tracks, 2026"]);
     env.ok("ds", &["commit", "-m", "retitle"]);
