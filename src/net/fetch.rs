@@ -439,6 +439,8 @@ struct Walk<'a> {
     bytes: u64,
     /// Objects never to fetch (a mirror deleted them under a taint notice).
     skip: HashSet<ObjectId>,
+    /// Small objects of the last batch being written to the store.
+    writing: Option<tokio::task::JoinHandle<Result<u64>>>,
 }
 
 impl Walk<'_> {
@@ -468,25 +470,44 @@ impl Walk<'_> {
     }
 
     /// Fetches small objects into memory (verified while they stream) and writes them to the
-    /// repository's object store.
+    /// repository's object store on a blocking thread, while the next batch downloads
+    /// ([`Walk::finish_writes`] waits for it).
     async fn fetch_small(&mut self, repo: &Repo, hashes: Vec<Hash>) -> Result<()> {
         let mem = iroh_blobs::store::mem::MemStore::new();
         let (client, progress) = (&mut *self.client, self.progress);
         client
             .download(&mem, hashes.clone(), progress, &mut self.bytes)
             .await?;
+        let mut blobs = Vec::with_capacity(hashes.len());
         for h in &hashes {
             let bytes = mem
                 .get_bytes(*h)
                 .await
                 .map_err(|e| Error::Net(format!("cannot read fetched object {h}: {e}")))?;
-            let id = repo.store().put_bytes(&bytes)?;
-            if id.0 != *h.as_bytes() {
-                return Err(Error::ObjectCorrupt { id, path: None });
-            }
+            blobs.push((*h, bytes));
         }
-        self.objects += hashes.len() as u64;
         let _ = mem.shutdown().await;
+        self.finish_writes().await?;
+        let store = repo.store().clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {
+            for (h, bytes) in &blobs {
+                let id = store.put_bytes(bytes)?;
+                if id.0 != *h.as_bytes() {
+                    return Err(Error::ObjectCorrupt { id, path: None });
+                }
+            }
+            Ok(blobs.len() as u64)
+        }));
+        Ok(())
+    }
+
+    /// Waits until the small objects fetched so far are in the object store.
+    async fn finish_writes(&mut self) -> Result<()> {
+        if let Some(job) = self.writing.take() {
+            self.objects += job
+                .await
+                .map_err(|e| Error::Other(format!("object writer failed: {e}")))??;
+        }
         Ok(())
     }
 
@@ -731,11 +752,12 @@ impl Walk<'_> {
             for (i, h) in small.iter().enumerate() {
                 batch.push(*h);
                 batch_bytes += sizes[&ObjectId(*h.as_bytes())].max(64 << 10);
-                if batch.len() >= 512 || batch_bytes >= 64 << 20 || i + 1 == small.len() {
+                if batch.len() >= 256 || batch_bytes >= 16 << 20 || i + 1 == small.len() {
                     self.fetch_small(repo, std::mem::take(&mut batch)).await?;
                     batch_bytes = 0;
                 }
             }
+            self.finish_writes().await?;
         }
         // Big objects stream straight into a partial file, provider after provider, each
         // attempt resuming where the last stopped; what still fails goes through the
@@ -1059,6 +1081,7 @@ async fn fetch_into_repo(
         objects: 0,
         bytes: 0,
         skip,
+        writing: None,
     };
     let result = match want {
         Want::Plain(roots) => walk
@@ -1555,6 +1578,7 @@ pub async fn get(
         objects: 0,
         bytes: 0,
         skip: HashSet::new(),
+        writing: None,
     };
     let leaves = walk
         .run(
