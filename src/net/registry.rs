@@ -495,7 +495,8 @@ impl Node {
                 for q in peers {
                     self.reg.add_candidate(&q);
                 }
-                let (entries, notices) = self.merge(entries, notices);
+                let (entries, notices) =
+                    tokio::task::block_in_place(|| self.merge(entries, notices));
                 self.forward(entries, notices, p.id);
             }
         }
@@ -605,7 +606,10 @@ impl ProtocolHandler for RegistryProtocol {
                 Err(_) => return Ok(()),
             };
             let response = match recv.read_to_end(MAX_MESSAGE).await {
-                Ok(bytes) => self.0.handle(&bytes, *conn.remote_id().as_bytes()),
+                // Handling writes and fsyncs files: off the async workers' hot path.
+                Ok(bytes) => tokio::task::block_in_place(|| {
+                    self.0.handle(&bytes, *conn.remote_id().as_bytes())
+                }),
                 Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
             };
             send.write_all(&encode(&response))
