@@ -221,10 +221,26 @@ impl Notice {
     }
 
     /// Decodes a notice and checks that the key it names signed it (who that key belongs to
-    /// is the caller's question).
+    /// is the caller's question: see [`Notice::decode_from`]).
     pub fn decode(bytes: &[u8]) -> TResult<Notice> {
         let n: Notice = open("taint notice", NOTICE_CONTEXT, bytes)?;
         check_notice(&n.body)?;
+        Ok(n)
+    }
+
+    /// Decodes a notice that must be signed by one of `registries` (those a mirror follows).
+    pub fn decode_from(bytes: &[u8], registries: &[[u8; 32]]) -> TResult<Notice> {
+        let n = Notice::decode(bytes)?;
+        if !registries.contains(&n.body.registry) {
+            return Err(TrustError::WrongRegistry(
+                hex::encode(n.body.registry),
+                registries
+                    .iter()
+                    .map(hex::encode)
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            ));
+        }
         Ok(n)
     }
 }

@@ -92,6 +92,8 @@ pub enum TrustError {
     NotWriter(String),
     #[error("revocation is not signed by the dataset owner")]
     NotRevoker,
+    #[error("notice is signed by {0}, not by the registry {1}")]
+    WrongRegistry(String, String),
 }
 
 type TResult<T> = std::result::Result<T, TrustError>;

@@ -511,9 +511,7 @@ pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> 
             );
             let kept_ok = std::fs::read(&kept).is_ok_and(|b| Notice::decode(&b).is_ok());
             let decoded = Notice::decode(&bytes);
-            let obey = decoded
-                .as_ref()
-                .is_ok_and(|n| keys.contains(&n.body.registry));
+            let obey = Notice::decode_from(&bytes, &keys).is_ok();
             if kept_ok || (ignored.exists() && !obey) {
                 continue;
             }

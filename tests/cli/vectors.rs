@@ -10,6 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use ed25519_dalek::SigningKey;
+use lode::catalog::{Entry, EntryBody, Notice, Tainted};
 use lode::trust::{
     authorize, Bundle, Card, HeadBody, Link, LinkBody, Revocation, Revoked, Rights, SignedHead,
     Target,
@@ -102,6 +103,25 @@ fn verdict(v: &Vector) -> String {
         "head" => SignedHead::decode(&bytes, &ds, &revoked, Some(v.now)).map(|_| ()),
         "revocation" => Revocation::decode(&bytes, &ds).map(|_| ()),
         "card" => Card::decode(&bytes).map(|_| ()),
+        "entry" => Entry::decode(&bytes).and_then(|e| {
+            if e.body.dataset == ds {
+                Ok(())
+            } else {
+                Err(lode::trust::TrustError::Malformed(
+                    "registry entry",
+                    format!(
+                        "for dataset {}, not {}",
+                        hex::encode(e.body.dataset),
+                        hex::encode(ds)
+                    ),
+                ))
+            }
+        }),
+        "notice" => {
+            // `peer` is the registry the verifier follows.
+            let reg: [u8; 32] = hex::decode(&v.peer).unwrap().try_into().unwrap();
+            Notice::decode_from(&bytes, &[reg]).map(|_| ())
+        }
         k => panic!("unknown kind {k}"),
     };
     match res {
@@ -435,6 +455,62 @@ fn make() -> Vec<Vector> {
     let mut cb = card.encode();
     cb[3] ^= 1;
     add("card: key altered", "card", cb, n, vec![]);
+
+    let entry_body = |k: &SigningKey| EntryBody {
+        version: 1,
+        dataset: pk(k),
+        seq: 1_800_000_000_000,
+        name: "worm-tracks".into(),
+        title: "C. elegans tracks".into(),
+        description: "Locomotion of N2 worms".into(),
+        license: "CC-BY-4.0".into(),
+        keywords: vec!["elegans".into()],
+        providers: vec![lode::net::ticket::Provider {
+            id: pk(&key(9)),
+            addrs: vec!["127.0.0.1:4433".parse().unwrap()],
+            relay: None,
+        }],
+        time: NOW,
+    };
+    let entry = Entry::sign(entry_body(&owner), &owner).unwrap();
+    add(
+        "entry: by the dataset owner",
+        "entry",
+        entry.encode(),
+        n,
+        vec![],
+    );
+    let other = Entry::sign(entry_body(&mallory), &mallory).unwrap();
+    add(
+        "entry: another dataset's (self-signed by it)",
+        "entry",
+        other.encode(),
+        n,
+        vec![],
+    );
+    let mut e = entry.encode();
+    e[40] ^= 1;
+    add("entry: altered", "entry", e, n, vec![]);
+    let (registry, other_registry) = (key(5), key(6));
+    let notice = Notice::sign(Tainted::Blob([7; 32]), "court order 12", NOW, &registry).unwrap();
+    add(
+        "notice: by the followed registry",
+        "notice",
+        notice.encode(),
+        pk(&registry),
+        vec![],
+    );
+    let foreign = Notice::sign(Tainted::Dataset(ds), "not ours", NOW, &other_registry).unwrap();
+    add(
+        "notice: by another registry",
+        "notice",
+        foreign.encode(),
+        pk(&registry),
+        vec![],
+    );
+    let mut nb = notice.encode();
+    nb[36] ^= 1;
+    add("notice: altered", "notice", nb, pk(&registry), vec![]);
     out
 }
 
