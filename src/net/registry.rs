@@ -470,35 +470,42 @@ impl Node {
         (entries, notices)
     }
 
-    /// One anti-entropy round with every peer.
+    /// One anti-entropy round with every peer (and candidate), all at once: a peer that is
+    /// down costs its connection timeout without delaying the others.
     async fn sync_round(self: &Arc<Self>) {
-        for (p, known) in self.reg.to_sync() {
-            let Ok(id) = self.net.learn(&p) else { continue };
-            let (have, notices) = self.reg.digest();
-            let req = encode(&Request::Sync {
-                from: self.provider(),
-                have,
-                notices,
-            });
-            let Ok(bytes) = exchange(&self.net, id, ALPN, &req, MAX_MESSAGE, WAIT).await else {
-                continue;
-            };
-            if let Ok(Response::Sync {
+        let (have, notices) = self.reg.digest();
+        let req = encode(&Request::Sync {
+            from: self.provider(),
+            have,
+            notices,
+        });
+        let asks = self.reg.to_sync().into_iter().map(|(p, known)| {
+            let req = &req;
+            async move {
+                let id = self.net.learn(&p).ok()?;
+                let bytes = exchange(&self.net, id, ALPN, req, MAX_MESSAGE, WAIT)
+                    .await
+                    .ok()?;
+                Some((p, known, decode::<Response>(&bytes).ok()?))
+            }
+        });
+        for (p, known, answer) in n0_future::join_all(asks).await.into_iter().flatten() {
+            let Response::Sync {
                 entries,
                 notices,
                 peers,
-            }) = decode(&bytes)
-            {
-                if !known {
-                    self.reg.add_peer(&p);
-                }
-                for q in peers {
-                    self.reg.add_candidate(&q);
-                }
-                let (entries, notices) =
-                    tokio::task::block_in_place(|| self.merge(entries, notices));
-                self.forward(entries, notices, p.id);
+            } = answer
+            else {
+                continue;
+            };
+            if !known {
+                self.reg.add_peer(&p);
             }
+            for q in peers {
+                self.reg.add_candidate(&q);
+            }
+            let (entries, notices) = tokio::task::block_in_place(|| self.merge(entries, notices));
+            self.forward(entries, notices, p.id);
         }
     }
 
