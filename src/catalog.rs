@@ -231,17 +231,23 @@ impl Notice {
     /// Decodes a notice that must be signed by one of `registries` (those a mirror follows).
     pub fn decode_from(bytes: &[u8], registries: &[[u8; 32]]) -> TResult<Notice> {
         let n = Notice::decode(bytes)?;
-        if !registries.contains(&n.body.registry) {
-            return Err(TrustError::WrongRegistry(
-                hex::encode(n.body.registry),
-                registries
-                    .iter()
-                    .map(hex::encode)
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-            ));
-        }
+        n.check_signer(registries)?;
         Ok(n)
+    }
+
+    /// Checks that one of `registries` signed this notice.
+    pub fn check_signer(&self, registries: &[[u8; 32]]) -> TResult<()> {
+        if registries.contains(&self.body.registry) {
+            return Ok(());
+        }
+        Err(TrustError::WrongRegistry(
+            hex::encode(self.body.registry),
+            registries
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(" or "),
+        ))
     }
 }
 

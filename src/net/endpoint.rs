@@ -187,6 +187,32 @@ pub async fn exchange(
     Ok(bytes)
 }
 
+/// Answers every request a peer sends on `conn` — one per bidirectional stream, read up to
+/// `max` bytes — with the bytes `answer` returns for it (given the request, or why it could
+/// not be read, and the peer's id), until the peer closes the connection. Shared by `lode/2`
+/// and the registry protocol.
+pub async fn answer_requests<F, Fut>(
+    conn: iroh::endpoint::Connection,
+    max: usize,
+    answer: F,
+) -> std::result::Result<(), iroh::protocol::AcceptError>
+where
+    F: Fn(std::result::Result<Vec<u8>, String>, iroh::EndpointId) -> Fut,
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
+    loop {
+        let Ok((mut send, mut recv)) = conn.accept_bi().await else {
+            return Ok(()); // the client closed the connection
+        };
+        let request = recv.read_to_end(max).await.map_err(|e| e.to_string());
+        let response = answer(request, conn.remote_id()).await;
+        send.write_all(&response)
+            .await
+            .map_err(iroh::protocol::AcceptError::from_err)?;
+        send.finish()?;
+    }
+}
+
 /// Returns a short printable form of an endpoint id, for messages.
 pub fn peer_name(id: &[u8; 32]) -> String {
     hex::encode(&id[..5])

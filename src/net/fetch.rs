@@ -243,6 +243,15 @@ impl Client {
         })
     }
 
+    /// The providers in ticket order, split into those that answered (or were not tried)
+    /// and those that did not answer.
+    fn by_liveness(&self) -> (Vec<EndpointId>, Vec<EndpointId>) {
+        self.providers
+            .iter()
+            .copied()
+            .partition(|p| !self.dead.contains(p))
+    }
+
     /// Returns the providers' endpoint ids, in ticket order.
     pub fn providers(&self) -> &[EndpointId] {
         &self.providers
@@ -274,16 +283,8 @@ impl Client {
             .into_iter()
             .sum();
         let dl = store.downloader(&self.net.endpoint);
-        let spread = Spread {
-            live: (self.providers.iter())
-                .filter(|p| !self.dead.contains(*p))
-                .copied()
-                .collect(),
-            dead: (self.providers.iter())
-                .filter(|p| self.dead.contains(*p))
-                .copied()
-                .collect(),
-        };
+        let (live, dead) = self.by_liveness();
+        let spread = Spread { live, dead };
         let opts = DownloadOptions::new(hashes.clone(), spread, SplitStrategy::None);
         let mut stream = dl
             .download_with_opts(opts)
@@ -540,10 +541,7 @@ impl Walk<'_> {
         let dir = partial_dir(repo);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let path = dir.join(id.to_hex());
-        let live: Vec<EndpointId> = (self.client.providers.iter())
-            .filter(|p| !self.client.dead.contains(*p))
-            .copied()
-            .collect();
+        let (live, _) = self.client.by_liveness();
         // Several providers, or pieces left by an earlier piecewise attempt (even one
         // provider can finish those without losing them).
         let piecewise = pieces::is_piecewise(&path);
@@ -571,8 +569,8 @@ impl Walk<'_> {
             pieces::discard(&path);
         }
         let mut last = Error::NoProvider("no provider".into());
-        let mut order = self.client.providers.clone();
-        order.sort_by_key(|p| self.client.dead.contains(p));
+        let (mut order, dead) = self.client.by_liveness();
+        order.extend(dead);
         for provider in order {
             match self.stream_from(provider, &path, id).await {
                 Ok(()) => {
@@ -626,13 +624,7 @@ impl Walk<'_> {
     async fn stream_from(&mut self, provider: EndpointId, path: &Path, id: ObjectId) -> Result<()> {
         use pieces::GROUP;
         use std::os::unix::fs::FileExt;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("cannot open", path, e))?;
+        let file = pieces::open_partial(path)?;
         let have = file
             .metadata()
             .map_err(|e| Error::io("cannot read", path, e))?
@@ -659,11 +651,7 @@ impl Walk<'_> {
             Ok(hasher)
         });
         let result = self.stream_to(provider, id, start, tx).await;
-        let written = tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .map_err(|e| Error::Other(e.to_string()))?
-            .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")))
-            .map_err(|e| Error::io("cannot write", path, e));
+        let written = pieces::join_writer(writer, path).await;
         // A write error (a full disk) explains a stopped transfer better than the transfer.
         let hasher = written?;
         result?;

@@ -415,11 +415,7 @@ fn registries_path(home: &Home) -> PathBuf {
 
 /// The registries whose taint notices this user's mirrors obey.
 pub fn followed(home: &Home) -> Vec<RegistryTicket> {
-    std::fs::read_to_string(registries_path(home))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
+    registry::read_tickets(&registries_path(home))
 }
 
 /// Makes this user's mirrors obey the taint notices of `reg` (signed by its key). Returns
@@ -429,14 +425,7 @@ pub fn follow_registry(home: &Home, reg: &RegistryTicket) -> Result<bool> {
     let new = !all.iter().any(|r| r.key() == reg.key());
     all.retain(|r| r.key() != reg.key());
     all.push(reg.clone());
-    let text: String = all.iter().map(|r| format!("{r}\n")).collect();
-    let path = registries_path(home);
-    std::fs::create_dir_all(mirrors_dir(home))
-        .map_err(|e| Error::io("cannot create directory", mirrors_dir(home), e))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io("cannot write", &path, e))?;
+    registry::write_tickets(&registries_path(home), &all)?;
     Ok(new)
 }
 
@@ -457,12 +446,7 @@ pub fn unfollow_registry(home: &Home, prefix: &str) -> Result<String> {
         }
         _ => return Err(Error::Other(format!("registry id {prefix:?} is ambiguous"))),
     };
-    let text: String = keep.iter().map(|r| format!("{r}\n")).collect();
-    let path = registries_path(home);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io("cannot write", &path, e))?;
+    registry::write_tickets(&registries_path(home), &keep)?;
     Ok(key)
 }
 
@@ -489,13 +473,15 @@ fn describe(n: &Notice, obeyed: bool, action: String) -> NoticeAction {
     }
 }
 
-/// Fetches the notices of every followed registry; records and enforces those signed by a
-/// followed registry (a registry also lists its peers' notices: one followed registry may
-/// bring another's), records and reports the others as ignored (each once; a notice ignored
-/// before is obeyed once its signer is followed). A registry that cannot be reached is
+/// Fetches the notices of every followed registry; records those signed by a followed
+/// registry (a registry also lists its peers' notices: one followed registry may bring
+/// another's) and those it ignores (each reported once; a notice ignored before is obeyed
+/// once its signer is followed), then enforces every obeyed notice in one pass over the
+/// mirrors, so that mirrors added since are bound too. A registry that cannot be reached is
 /// retried next round.
 pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> {
     let mut out = Vec::new();
+    let mut newly = Vec::new();
     let base = mirrors_dir(home);
     let regs = followed(home);
     let keys: Vec<[u8; 32]> = regs.iter().map(RegistryTicket::key).collect();
@@ -509,118 +495,123 @@ pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> 
                 base.join("notices").join(&id),
                 base.join("ignored").join(&id),
             );
+            let verdict = match Notice::decode(&bytes) {
+                Ok(n) => match n.check_signer(&keys) {
+                    Ok(()) => Ok(n),
+                    Err(e) => Err((Some(n), e)),
+                },
+                Err(e) => Err((None, e)),
+            };
             let kept_ok = std::fs::read(&kept).is_ok_and(|b| Notice::decode(&b).is_ok());
-            let decoded = Notice::decode(&bytes);
-            let obey = Notice::decode_from(&bytes, &keys).is_ok();
-            if kept_ok || (ignored.exists() && !obey) {
+            if kept_ok || (verdict.is_err() && ignored.exists()) {
                 continue;
             }
-            let (path, action) = match decoded {
-                Ok(n) if obey => {
-                    out.extend(enforce(home, &n));
-                    let _ = std::fs::remove_file(&ignored);
-                    (kept, None)
-                }
-                Ok(n) => {
-                    let msg = format!(
-                        "ignored: signed by {}, which is not a followed registry ({})",
-                        hex::encode(n.body.registry),
-                        hex::encode(reg.key())
-                    );
-                    (ignored, Some(describe(&n, false, msg)))
-                }
-                Err(e) => (
-                    ignored,
-                    Some(NoticeAction {
-                        notice: id.clone(),
-                        signer: String::new(),
-                        target: String::new(),
-                        reason: String::new(),
-                        obeyed: false,
-                        action: format!("ignored: {e}"),
-                    }),
-                ),
-            };
             // Recorded atomically: a half-written record would hide the notice for good.
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
+            match verdict {
+                Ok(n) => {
+                    let _ = registry::write_atomic(&kept, &bytes);
+                    let _ = std::fs::remove_file(&ignored);
+                    newly.push(n);
+                }
+                Err((decoded, why)) => {
+                    let _ = registry::write_atomic(&ignored, &bytes);
+                    let action = format!("ignored: {why}");
+                    out.push(match decoded {
+                        Some(n) => describe(&n, false, action),
+                        None => NoticeAction {
+                            notice: id,
+                            signer: String::new(),
+                            target: String::new(),
+                            reason: String::new(),
+                            obeyed: false,
+                            action,
+                        },
+                    });
+                }
             }
-            let tmp = path.with_extension("tmp");
-            if std::fs::write(&tmp, &bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &path);
-            }
-            out.extend(action);
         }
     }
-    // Notices obeyed earlier also bind mirrors added since.
-    for n in obeyed(home) {
-        out.extend(
-            enforce(home, &n)
-                .into_iter()
-                .filter(|a| a.action != "nothing held"),
-        );
+    let done = enforce(home, &obeyed(home));
+    for n in &newly {
+        if !done.iter().any(|a| a.notice == hex::encode(n.id())) {
+            out.push(describe(n, true, "obeyed; nothing of it held here".into()));
+        }
     }
-    out.dedup_by(|a, b| a.notice == b.notice && a.action == b.action);
+    out.extend(done);
     out
 }
 
-/// Enforces one obeyed notice on every mirror: removes a tainted dataset's mirror, deletes a
-/// tainted blob from every mirror that holds it (recorded, so it is never fetched again).
-fn enforce(home: &Home, n: &Notice) -> Vec<NoticeAction> {
+/// Enforces the obeyed notices on every mirror, opening each at most once: removes a
+/// tainted dataset's mirror, deletes tainted blobs from every mirror that holds them and
+/// records them in every mirror (so they are never fetched again). Returns what it did.
+fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
     let mut out = Vec::new();
     let Ok(paths) = paths(home) else { return out };
-    let mut done = Vec::new();
     for p in paths {
         let name = p
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        match n.body.target {
-            Tainted::Dataset(d) if hex::encode(d) == name => match std::fs::remove_dir_all(&p) {
-                Ok(()) => done.push(format!("removed the mirror of dataset {name}")),
-                Err(e) => done.push(format!("could not remove {}: {e}", p.display())),
-            },
-            Tainted::Blob(b) => {
-                let id = crate::id::ObjectId(b);
-                let Ok(repo) = Repo::discover(&p, home.clone(), RepoOptions::default()) else {
-                    continue;
-                };
-                // Recorded in every mirror (never fetched later); reported where it was held.
-                let r = (|| -> Result<bool> {
-                    let _lock = repo.lock()?;
-                    if crate::ops::access::tainted(&repo)?.contains(&id) {
-                        return Ok(false);
-                    }
-                    let held = repo.store().has(&id);
-                    if held {
-                        repo.store().remove(&id)?;
-                    }
-                    crate::ops::access::set_tainted(&repo, &[id])?;
-                    Ok(held)
-                })();
-                repo.release_db();
-                match r {
-                    Ok(true) => done.push(format!(
-                        "deleted blob {} from mirror {}",
-                        &id.to_hex()[..12],
-                        name.get(..12).unwrap_or(&name)
-                    )),
-                    Ok(false) => {}
-                    Err(e) => done.push(format!(
-                        "could not delete blob from mirror {}: {e}",
-                        name.get(..12).unwrap_or(&name)
-                    )),
+        let short = name.get(..12).unwrap_or(&name).to_string();
+        if let Some(n) = notices
+            .iter()
+            .find(|n| matches!(n.body.target, Tainted::Dataset(d) if hex::encode(d) == name))
+        {
+            let action = match std::fs::remove_dir_all(&p) {
+                Ok(()) => format!("removed the mirror of dataset {name}"),
+                Err(e) => format!("could not remove {}: {e}", p.display()),
+            };
+            out.push(describe(n, true, action));
+            continue;
+        }
+        let blobs: Vec<(&Notice, crate::id::ObjectId)> = (notices.iter())
+            .filter_map(|n| match n.body.target {
+                Tainted::Blob(b) => Some((n, crate::id::ObjectId(b))),
+                Tainted::Dataset(_) => None,
+            })
+            .collect();
+        if blobs.is_empty() {
+            continue;
+        }
+        let Ok(repo) = Repo::discover(&p, home.clone(), RepoOptions::default()) else {
+            continue;
+        };
+        let r = (|| -> Result<Vec<(&Notice, crate::id::ObjectId)>> {
+            let _lock = repo.lock()?;
+            let already = crate::ops::access::tainted(&repo)?;
+            let new: Vec<_> = blobs
+                .iter()
+                .filter(|(_, id)| !already.contains(id))
+                .collect();
+            let mut held = Vec::new();
+            for (n, id) in &new {
+                if repo.store().has(id) {
+                    repo.store().remove(id)?;
+                    held.push((*n, *id));
                 }
             }
-            _ => {}
+            let ids: Vec<_> = new.iter().map(|(_, id)| *id).collect();
+            crate::ops::access::set_tainted(&repo, &ids)?;
+            Ok(held)
+        })();
+        repo.release_db();
+        match r {
+            Ok(held) => out.extend(held.into_iter().map(|(n, id)| {
+                describe(
+                    n,
+                    true,
+                    format!("deleted blob {} from mirror {short}", &id.to_hex()[..12]),
+                )
+            })),
+            Err(e) => out.extend(blobs.iter().map(|(n, _)| {
+                describe(
+                    n,
+                    true,
+                    format!("could not delete blob from mirror {short}: {e}"),
+                )
+            })),
         }
-    }
-    if done.is_empty() {
-        done.push("nothing held".into());
-    }
-    for action in done {
-        out.push(describe(n, true, action));
     }
     out
 }

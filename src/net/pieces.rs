@@ -144,6 +144,29 @@ pub async fn stream_range(
     Ok(())
 }
 
+/// Opens (or creates) a partial download for reading and writing, keeping what it holds.
+pub fn open_partial(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("cannot open", path, e))
+}
+
+/// Waits (off the async workers) for the thread that wrote a partial download at `path`.
+pub async fn join_writer<T: Send + 'static>(
+    writer: std::thread::JoinHandle<std::io::Result<T>>,
+    path: &Path,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?
+        .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")))
+        .map_err(|e| Error::io("cannot write", path, e))
+}
+
 /// A message to the writer thread.
 enum Msg {
     Data(u64, bytes::Bytes),
@@ -193,13 +216,7 @@ pub async fn fetch(
         let p = p.to_path_buf();
         move |e| Error::io(what, p, e)
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io("cannot open", path))?;
+    let file = open_partial(path)?;
     let mut done = std::fs::read(&map).unwrap_or_default();
     if done.len() != count || file.metadata().map_err(io("cannot read", path))?.len() != size {
         done = vec![0; count];
@@ -306,13 +323,8 @@ pub async fn fetch(
         }
     }
     drop(tx);
-    let written = tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .map_err(|e| Error::Other(e.to_string()))?
-        .unwrap_or_else(|_| Err(std::io::Error::other("writer thread failed")))
-        .map_err(io("cannot write", path));
     // A write error (a full disk) explains a stopped transfer better than the transfer.
-    written?;
+    join_writer(writer, path).await?;
     if pending() {
         return Err(last_error.unwrap_or_else(|| Error::NoProvider("no provider".into())));
     }

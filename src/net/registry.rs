@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{self, Entry, EntryBody, Notice, Tainted};
 use crate::error::{Error, Result};
 use crate::keys::Home;
-use crate::net::endpoint::{bind, exchange, peer_name, Net, NetOptions};
+use crate::net::endpoint::{answer_requests, bind, exchange, peer_name, Net, NetOptions};
+use crate::net::proto::{decode, encode};
 use crate::net::ticket::{Provider, RegistryTicket, Ticket};
 use crate::repo::Repo;
 
@@ -98,18 +99,6 @@ pub enum Response {
     Error(String),
 }
 
-fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    postcard::to_stdvec(msg).expect("postcard encodes in-memory values")
-}
-
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> std::result::Result<T, String> {
-    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
-    if !rest.is_empty() {
-        return Err(format!("{} trailing bytes", rest.len()));
-    }
-    Ok(v)
-}
-
 /// The registry directory of this user (`$LODE_HOME/registry`) unless `--dir` says otherwise.
 pub fn default_dir(home: &Home) -> PathBuf {
     home.dir().join("registry")
@@ -133,7 +122,7 @@ struct State {
 }
 
 /// Writes `bytes` to `path` through a temp file, fsync and rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().expect("registry files have a parent");
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
@@ -148,6 +137,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io("cannot write", path, e)
     })
+}
+
+/// Reads a file of registry tickets, one per line (missing file: none; bad lines skipped).
+pub(crate) fn read_tickets(path: &Path) -> Vec<RegistryTicket> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// Writes a file of registry tickets, one per line, atomically.
+pub(crate) fn write_tickets(path: &Path, tickets: &[RegistryTicket]) -> Result<()> {
+    let text: String = tickets.iter().map(|t| format!("{t}\n")).collect();
+    write_atomic(path, text.as_bytes())
 }
 
 fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
@@ -317,18 +321,15 @@ impl Registry {
             return false;
         }
         st.peers.push(p.clone());
-        let text: String = st
-            .peers
-            .iter()
+        let tickets: Vec<RegistryTicket> = (st.peers.iter())
             .map(|p| {
-                let t = RegistryTicket(Ticket {
+                RegistryTicket(Ticket {
                     dataset: p.id,
                     providers: vec![p.clone()],
-                });
-                format!("{t}\n")
+                })
             })
             .collect();
-        let _ = write_atomic(&self.dir.join("peers"), text.as_bytes());
+        let _ = write_tickets(&self.dir.join("peers"), &tickets);
         true
     }
 
@@ -607,23 +608,17 @@ impl std::fmt::Debug for RegistryProtocol {
 
 impl ProtocolHandler for RegistryProtocol {
     async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
-        loop {
-            let (mut send, mut recv) = match conn.accept_bi().await {
-                Ok(s) => s,
-                Err(_) => return Ok(()),
-            };
-            let response = match recv.read_to_end(MAX_MESSAGE).await {
+        answer_requests(conn, MAX_MESSAGE, |request, peer| async move {
+            let response = match request {
                 // Handling writes and fsyncs files: off the async workers' hot path.
-                Ok(bytes) => tokio::task::block_in_place(|| {
-                    self.0.handle(&bytes, *conn.remote_id().as_bytes())
-                }),
+                Ok(bytes) => {
+                    tokio::task::block_in_place(|| self.0.handle(&bytes, *peer.as_bytes()))
+                }
                 Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
             };
-            send.write_all(&encode(&response))
-                .await
-                .map_err(AcceptError::from_err)?;
-            send.finish()?;
-        }
+            encode(&response)
+        })
+        .await
     }
 }
 
@@ -939,25 +934,13 @@ pub async fn taint(
     }
 }
 
-/// Sends a raw notice to a registry (tests and tools that bring a notice signed elsewhere).
-pub async fn submit_notice(reg: &RegistryTicket, bytes: Vec<u8>, opts: &NetOptions) -> Result<()> {
-    match call(reg, &Request::Notice { notice: bytes }, opts).await? {
-        Response::Published { .. } => Ok(()),
-        _ => Err(unexpected(reg)),
-    }
-}
-
 fn registries_file(home: &Home) -> PathBuf {
     home.dir().join("registries")
 }
 
 /// The registries this user has used (for `lode://NAME` referrals), newest first.
 pub fn known(home: &Home) -> Vec<RegistryTicket> {
-    std::fs::read_to_string(registries_file(home))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.parse().ok())
-        .collect()
+    read_tickets(&registries_file(home))
 }
 
 /// Remembers a registry (best effort).
@@ -965,8 +948,7 @@ pub fn remember(home: &Home, reg: &RegistryTicket) {
     let mut all = vec![reg.clone()];
     all.extend(known(home).into_iter().filter(|r| r.key() != reg.key()));
     all.truncate(16);
-    let text: String = all.iter().map(|r| format!("{r}\n")).collect();
-    let _ = write_atomic(&registries_file(home), text.as_bytes());
+    let _ = write_tickets(&registries_file(home), &all);
 }
 
 /// Resolves `name` through the registries this user has used, in turn.

@@ -26,7 +26,7 @@ use n0_future::{BufferedStreamExt, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::net::endpoint::{bind, Net, NetOptions};
+use crate::net::endpoint::{answer_requests, bind, Net, NetOptions};
 use crate::net::proto::{self, Listing, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::EntryKind;
@@ -285,10 +285,7 @@ impl Shared {
             self.rebuild_public();
         }
         // Decisions cached for this dataset are taken again under the new state.
-        let mut auth = self.authorized.write().expect("not poisoned");
-        for list in auth.values_mut() {
-            list.retain(|a| a.dataset != served.dataset);
-        }
+        self.forget_admissions(served);
         Ok(())
     }
 
@@ -307,10 +304,7 @@ impl Shared {
             };
         }
         self.rebuild_public();
-        let mut auth = self.authorized.write().expect("not poisoned");
-        for list in auth.values_mut() {
-            list.retain(|a| a.dataset != served.dataset);
-        }
+        self.forget_admissions(served);
     }
 
     /// Re-reads a dataset from scratch, so that objects a mirror deleted (quota, taint
@@ -337,10 +331,7 @@ impl Shared {
         st.objects = all;
         drop(st);
         self.rebuild_public();
-        let mut auth = self.authorized.write().expect("not poisoned");
-        for list in auth.values_mut() {
-            list.retain(|a| a.dataset != served.dataset);
-        }
+        self.forget_admissions(served);
         Ok(())
     }
 
@@ -447,6 +438,14 @@ impl Shared {
         });
     }
 
+    /// Drops every admission cached for `served`: the next request is decided again.
+    fn forget_admissions(&self, served: &Served) {
+        let mut auth = self.authorized.write().expect("not poisoned");
+        for list in auth.values_mut() {
+            list.retain(|a| a.dataset != served.dataset);
+        }
+    }
+
     fn rebuild_public(&self) {
         let mut set = HashSet::new();
         for served in self.datasets.values() {
@@ -487,20 +486,14 @@ impl std::fmt::Debug for LodeProtocol {
 
 impl ProtocolHandler for LodeProtocol {
     async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
-        loop {
-            let (mut send, mut recv) = match conn.accept_bi().await {
-                Ok(s) => s,
-                Err(_) => return Ok(()), // the client closed the connection
-            };
-            let response = match recv.read_to_end(proto::MAX_MESSAGE).await {
-                Ok(bytes) => self.handle(&bytes, conn.remote_id()).await,
+        answer_requests(conn, proto::MAX_MESSAGE, |request, peer| async move {
+            let response = match request {
+                Ok(bytes) => self.handle(&bytes, peer).await,
                 Err(e) => Response::Error(format!("request unreadable or too large: {e}")),
             };
-            send.write_all(&proto::encode(&response))
-                .await
-                .map_err(AcceptError::from_err)?;
-            send.finish()?;
-        }
+            proto::encode(&response)
+        })
+        .await
     }
 }
 
