@@ -2,9 +2,7 @@
 //! downloads and Range requests, BLAKE3 headers, restricted datasets never served, hostile
 //! paths refused; and the listing pages rendered by headless Chromium.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -24,28 +22,19 @@ impl Drop for Gateway {
 fn start(env: &TestEnv, repos: &[&str]) -> Gateway {
     let mut args = vec!["serve", "-q", "--http", "127.0.0.1:0"];
     args.extend_from_slice(repos);
-    let child = env
-        .cmd("", &args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    launch(env.cmd("", &args))
+}
+
+/// Starts a `lode serve --http` command and waits for the URL it prints.
+fn launch(cmd: Command) -> Gateway {
+    let (child, lines) = crate::sync::spawn_lines(cmd);
     // Owned by the guard at once: killed and reaped even if the wait below fails.
     let mut gw = Gateway {
         child,
         url: String::new(),
     };
-    let stdout = gw.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     while gw.url.is_empty() {
-        let line = rx
+        let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("serve output");
         if let Some(u) = line.strip_prefix("http: ") {
@@ -287,25 +276,10 @@ fn listing_pages_render_in_headless_chromium() {
             unshare.env(k, v);
         }
     }
-    let child = unshare
+    unshare
         .args(["-n", "--", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut gw = Gateway {
-        child,
-        url: String::new(),
-    };
-    let stdout = gw.child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(u) = line.strip_prefix("http: ") {
-            gw.url = u.trim_end_matches('/').to_string();
-            break;
-        }
-    }
-    assert!(!gw.url.is_empty(), "the gateway printed its URL");
+        .stdin(Stdio::null());
+    let gw = launch(unshare);
     let pid = gw.child.id().to_string();
     let dump = |url: &str| -> String {
         let profile = tempfile::tempdir().unwrap();

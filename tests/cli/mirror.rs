@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::sync::{serve, serve_args};
+use crate::sync::{joined, serve, serve_args};
 
 fn mirror_seq(env: &TestEnv, home: &str) -> u64 {
     let v = env.json_as(home, "", &["mirror", "list"]);
@@ -172,13 +172,8 @@ fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
 
     // A clone through the mirror first gets the dropped old version from the origin.
     let (_mirror, tickets) = serve_args(&env, "m", "", &["--mirrors", "--follow", "0"], 1);
-    let m: lode::net::ticket::Ticket = tickets[0].parse().unwrap();
-    let o: lode::net::ticket::Ticket = origin.ticket.parse().unwrap();
-    let both = lode::net::ticket::Ticket {
-        dataset: m.dataset,
-        providers: vec![m.providers[0].clone(), o.providers[0].clone()],
-    };
-    env.json_as("c", "", &["clone", &both.to_string(), "copy"]);
+    let both = joined(&[&tickets[0], &origin.ticket]);
+    env.json_as("c", "", &["clone", &both, "copy"]);
     assert_eq!(env.read("copy/a.bin"), version(2));
     env.ok_as("c", "copy", &["checkout", "HEAD~1", "a.bin"]);
     assert_eq!(b3(&env.path("copy/a.bin")), old_id);

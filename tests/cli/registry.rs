@@ -2,24 +2,10 @@
 //! across three registries with one killed and restarted, and taint notices that following
 //! mirrors obey (and forged ones they ignore).
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::sync::serve;
-
-/// A running `lode registry serve` (or another lode process), killed when dropped.
-struct Registry {
-    child: Child,
-    ticket: String,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::sync::{serve, Server as Registry};
 
 /// Starts `lode registry serve --sync 1 ARGS` as peer `home` and waits for its ticket.
 fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {

@@ -13,7 +13,7 @@ use crate::common::*;
 
 /// A running `lode serve`, killed when dropped.
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub ticket: String,
 }
 
@@ -91,6 +91,16 @@ pub fn spawn_lines(mut cmd: std::process::Command) -> (Child, mpsc::Receiver<Str
         }
     });
     (child, rx)
+}
+
+/// One ticket naming the providers of all `tickets` (of one dataset), in order.
+pub fn joined(tickets: &[&str]) -> String {
+    let all: Vec<Ticket> = tickets.iter().map(|t| t.parse().unwrap()).collect();
+    Ticket {
+        dataset: all[0].dataset,
+        providers: all.iter().flat_map(|t| t.providers.clone()).collect(),
+    }
+    .to_string()
 }
 
 /// The device id of peer `home`.
@@ -636,14 +646,10 @@ fn three_peers_survive_a_provider_killed_mid_transfer() {
     env.json_as("m", "", &["clone", &origin.ticket, "mirror"]);
     let mirror = serve(&env, "m", "mirror");
     // One ticket naming both providers, the origin first.
-    let a: Ticket = origin.ticket.parse().unwrap();
     let m: Ticket = mirror.ticket.parse().unwrap();
-    let both = Ticket {
-        dataset: a.dataset,
-        providers: vec![a.providers[0].clone(), m.providers[0].clone()],
-    };
+    let both = joined(&[&origin.ticket, &mirror.ticket]);
     let mut child = env
-        .cmd_as("b", "", &["clone", &both.to_string(), "copy", "--json"])
+        .cmd_as("b", "", &["clone", &both, "copy", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -691,11 +697,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     let mirror = serve(&env, "m", "mirror");
     let a: Ticket = origin.ticket.parse().unwrap();
     let m: Ticket = mirror.ticket.parse().unwrap();
-    let both = Ticket {
-        dataset: a.dataset,
-        providers: vec![a.providers[0].clone(), m.providers[0].clone()],
-    }
-    .to_string();
+    let both = joined(&[&origin.ticket, &mirror.ticket]);
     // Both providers deliver pieces of the one object.
     let r = env.json_as("b", "", &["clone", &both, "copy"]);
     let peers: Vec<&str> = r["peers"]
