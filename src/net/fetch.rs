@@ -682,11 +682,7 @@ impl Walk<'_> {
         plain: ObjectId,
         ids: &[age::x25519::Identity],
     ) -> Result<()> {
-        let provider = *self
-            .client
-            .providers
-            .iter()
-            .find(|p| !self.client.dead.contains(*p))
+        let provider = *(self.client.by_liveness().0.first())
             .ok_or_else(|| Error::NoProvider("no provider answers".into()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, bytes::Bytes)>(32);
         let store = repo.store().clone();

@@ -841,13 +841,15 @@ pub async fn serve(
     let blobs = blobs_protocol(&shared.store, policy);
     // While a subscriber waits, each dataset is re-read every second, so that a commit made
     // meanwhile (by `lode commit` in the served repository) wakes it.
-    for served in shared.datasets.values() {
-        let (shared, served) = (shared.clone(), served.clone());
+    {
+        let shared = shared.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if served.seq.receiver_count() > 0 {
-                    let _ = shared.refresh(&served).await;
+                for served in shared.datasets.values() {
+                    if served.seq.receiver_count() > 0 {
+                        let _ = shared.refresh(served).await;
+                    }
                 }
             }
         });
