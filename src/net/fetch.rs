@@ -1281,6 +1281,11 @@ async fn fetch_ticket(
         Some(c) => Some(c),
         None => access::own_capability(repo)?,
     };
+    let mirror = access::is_mirror(repo)?;
+    // No database is held while the network is waited on: a peer that does not answer
+    // costs its timeout, and `lode serve` (which may be this process, serving a mirror)
+    // must be able to read the repository meanwhile.
+    repo.release_db();
     let mut client = Client::new(repo.home(), ticket, cap, opts).await?;
     let published = match client.list_refs().await {
         Ok(p) => p,
@@ -1295,7 +1300,6 @@ async fn fetch_ticket(
     }
     let peer = published.peer.clone();
     let dir = fetch_store_dir(repo);
-    let mirror = access::is_mirror(repo)?;
     let want = match (published.head.body.private, published.refs.head) {
         (true, Some(envelope)) => Want::Sealed {
             envelope,

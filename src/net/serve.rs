@@ -247,7 +247,8 @@ impl Shared {
                 access::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
             Ok((head, revocations, private))
         };
-        let state = read();
+        // Opening the database may wait for another holder: not on a runtime worker.
+        let state = tokio::task::block_in_place(read);
         // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
         served.repo.release_db();
         let (head, revocations, private) = state?;
@@ -259,7 +260,8 @@ impl Shared {
             }
             st.objects.clone()
         };
-        let new = published_closure(&served.repo, head.as_ref(), &known);
+        let new =
+            tokio::task::block_in_place(|| published_closure(&served.repo, head.as_ref(), &known));
         served.repo.release_db();
         let new = new?;
         import_objects(&self.store, &served.repo, &new).await?;

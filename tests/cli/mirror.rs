@@ -65,6 +65,9 @@ fn mirrors_follow_the_origin_and_serve_when_it_is_gone() {
         .trim()
         .to_string();
     drop(origin);
+    // Let the mirrors' next follow round start: it now waits on the dead origin for its
+    // connect timeout, and the mirrors must keep serving meanwhile.
+    std::thread::sleep(Duration::from_millis(1500));
     let r = env.json_as("c", "", &["clone", &all, "copy"]);
     let peers: Vec<String> = r["peers"]
         .as_array()
