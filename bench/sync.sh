@@ -25,6 +25,12 @@
 #   SCENARIOS     comma list of A,B,C,D,E (default all; C needs A and B's lode rows, D needs B's)
 #   TOOLS         only these transfer rows: lode,sendme,aria2c,rsync (default: all installed)
 #   VERIFY        1 (default): compare every received copy with the source (untimed)
+#   DEFER_RM      1 (default): delete the destinations of a scenario's runs only after its last
+#                 round; 0: delete each right after its run. On this VM's ext4, creating files
+#                 right after thousands were deleted is several times slower (the inode
+#                 allocator skips recently freed inodes: `recently_deleted` in `perf`), which with
+#                 0 makes every run pay for the previous run's deletion, in proportion to the
+#                 files it creates (lode creates two per file: object + working copy)
 #   RUN_TIMEOUT   seconds before one timed command is killed (default 900)
 #   MAX_SECONDS   time budget for the whole run; later rounds are skipped past it (default 7200)
 #   IPERF_SECONDS length of one iperf3 run (default 3)
@@ -78,6 +84,7 @@ B_FILES=${B_FILES:-10000}
 B_FILE_SIZE=65536
 B_PER_DIR=100
 VERIFY=${VERIFY:-1}
+DEFER_RM=${DEFER_RM:-1}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 MAX_SECONDS=${MAX_SECONDS:-7200}
 IPERF_SECONDS=${IPERF_SECONDS:-3}
@@ -518,9 +525,17 @@ run_transfer() {  # scen row round
   [[ $r == 0 ]] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$row" "$r" "$T" "$RSS" "$extra" >>"$RAW"
   if [[ $r == "$LAST_ROUND" && ( $row == lode || $row == rsync ) ]]; then
     KEEP[$scen/$row]=$dir/dest
+  elif [[ $DEFER_RM == 1 ]]; then
+    DEFERRED+=("$dir")
   else
     rm -rf -- "$dir"
   fi
+}
+DEFERRED=()
+remove_deferred() {  # deletes the destinations kept back during a scenario
+  (( ${#DEFERRED[@]} > 0 )) || return 0
+  say "removing ${#DEFERRED[@]} destinations of the scenario (DEFER_RM=1)"
+  rm -rf -- "${DEFERRED[@]}"; DEFERRED=(); sync
 }
 
 # Other users' work on this shared machine (a build, another benchmark, a big rm) inflates
@@ -580,6 +595,7 @@ run_rounds() {  # scen reps fn rows...
       "$fn" "$scen" "$row" "$r"
     done
   done
+  remove_deferred
 }
 
 # scenario C rows: up-to-date pull in a kept clone; rsync of an unchanged tree for reference
@@ -866,8 +882,8 @@ cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   printf -- '- iperf3: %s\n' "$(have iperf3 && ver iperf3 --version || echo absent)"
   printf -- '- data: A = one %s file of random bytes; B = %s files x 64 KiB random in %s dirs (%s MiB)\n' \
     "$A_SIZE" "$B_FILES" "$(( (B_FILES + B_PER_DIR - 1) / B_PER_DIR ))" "$(( B_FILES * B_FILE_SIZE / 1048576 ))"
-  printf -- '- method: page cache warm; servers started once per scenario (untimed: lode init/add/commit + serve, sendme send, aria2c -V seeding, rsync daemon); every timed run is a whole client process writing into an empty destination, `sync` before it; rows alternated with a rotating start, 1 warm-up round not recorded; REPS=%s, PULL_REPS=%s, PUSH_REPS=%s; medians; every received copy compared with the source (VERIFY=%s)\n' \
-    "$REPS" "$PULL_REPS" "$PUSH_REPS" "$VERIFY"
+  printf -- '- method: page cache warm; servers started once per scenario (untimed: lode init/add/commit + serve, sendme send, aria2c -V seeding, rsync daemon); every timed run is a whole client process writing into an empty destination, `sync` before it; rows alternated with a rotating start, 1 warm-up round not recorded; REPS=%s, PULL_REPS=%s, PUSH_REPS=%s; medians; every received copy compared with the source (VERIFY=%s); destinations deleted %s\n' \
+    "$REPS" "$PULL_REPS" "$PUSH_REPS" "$VERIFY" "$([[ $DEFER_RM == 1 ]] && echo 'after the last round of each scenario (DEFER_RM=1)' || echo 'right after each run (DEFER_RM=0)')"
   printf -- '- aria2c works in 1 s timer ticks: after the tracker answers it connects on the next tick and its final "stopped" announce waits for another, so about 3 s of every aria2c run is fixed cost (seen in its --log-level=info log on this machine, 16 MiB file: 3.1-4.1 s)\n'
   printf -- '- "tool / lode" = tool median / lode median: 2.00x means lode took half the time\n'
   printf -- '- harness overhead per timed run (timeout + /usr/bin/time + bash -c, not subtracted): %s ms\n' \

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use iroh::endpoint::VarInt;
+use iroh::endpoint::{Connection, VarInt};
 use iroh::EndpointId;
 use iroh_blobs::api::blobs::{ExportMode, ExportOptions};
 use iroh_blobs::api::downloader::{DownloadOptions, DownloadProgressItem, SplitStrategy};
@@ -107,6 +107,11 @@ pub struct Client {
     peers: BTreeSet<String>,
     /// Whether `net` was bound for this client (and is closed with it).
     owned: bool,
+    /// iroh-blobs connections kept open for batched requests of small objects.
+    conns: HashMap<EndpointId, Connection>,
+    /// Providers that failed a batched request (gone, or a lode that refuses `GetMany`):
+    /// not asked for batches again.
+    no_batch: HashSet<EndpointId>,
 }
 
 impl Client {
@@ -139,6 +144,8 @@ impl Client {
             dead: HashSet::new(),
             peers: BTreeSet::new(),
             owned: false,
+            conns: HashMap::new(),
+            no_batch: HashSet::new(),
         })
     }
 
@@ -255,6 +262,80 @@ impl Client {
     /// Returns the providers' endpoint ids, in ticket order.
     pub fn providers(&self) -> &[EndpointId] {
         &self.providers
+    }
+
+    /// Fetches the whole blobs `hashes`, verified as they stream, with one `GetMany` request
+    /// per provider (the providers that answer share the batch by hash) over connections
+    /// kept for the next batch: one stream for many objects instead of one request each.
+    /// Fails if any provider fails, which is then not asked for batches again (the caller
+    /// falls back to [`Client::download`], which tries each object's providers in turn and
+    /// names a peer that lies).
+    async fn get_many(
+        &mut self,
+        hashes: &[Hash],
+        progress: &dyn Progress,
+    ) -> Result<Vec<(Hash, bytes::Bytes)>> {
+        let live: Vec<EndpointId> = self
+            .by_liveness()
+            .0
+            .into_iter()
+            .filter(|p| !self.no_batch.contains(p))
+            .collect();
+        if live.is_empty() {
+            return Err(Error::NoProvider(
+                "no provider answers batched requests".into(),
+            ));
+        }
+        let mut shares: Vec<Vec<Hash>> = vec![Vec::new(); live.len()];
+        for h in hashes {
+            shares[h.as_bytes()[0] as usize % live.len()].push(*h);
+        }
+        let mut asks = Vec::new();
+        for (p, share) in live.into_iter().zip(shares) {
+            if share.is_empty() {
+                continue;
+            }
+            let conn = match self.conns.get(&p) {
+                Some(c) if c.close_reason().is_none() => c.clone(),
+                _ => match pieces::connect(&self.net, p).await {
+                    Ok(c) => {
+                        self.conns.insert(p, c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        self.no_batch.insert(p);
+                        return Err(e);
+                    }
+                },
+            };
+            asks.push((p, conn, share));
+        }
+        let counted = |n: u64| progress.inc(n);
+        let results = n0_future::join_all(asks.iter().map(|(p, conn, share)| async move {
+            (*p, pieces::get_many(conn, share, &counted).await)
+        }))
+        .await;
+        let mut out = Vec::with_capacity(hashes.len());
+        let mut failed = None;
+        for (p, got) in results {
+            match got {
+                Ok(blobs) => {
+                    self.peers.insert(peer_name(p.as_bytes()));
+                    out.extend(blobs);
+                }
+                Err(e) => {
+                    self.no_batch.insert(p);
+                    if let Some(c) = self.conns.remove(&p) {
+                        c.close(VarInt::from_u32(0), b"failed");
+                    }
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// Downloads `hashes` into `store` from all providers; on failure, finds out which peer
@@ -392,6 +473,9 @@ impl Client {
 
     /// Closes the endpoint if this client bound it.
     pub async fn close(self) {
+        for c in self.conns.values() {
+            c.close(VarInt::from_u32(0), b"done");
+        }
         if self.owned {
             self.net.endpoint.close().await;
         }
@@ -474,20 +558,29 @@ impl Walk<'_> {
     /// repository's object store on a blocking thread, while the next batch downloads
     /// ([`Walk::finish_writes`] waits for it).
     async fn fetch_small(&mut self, repo: &Repo, hashes: Vec<Hash>) -> Result<()> {
-        let mem = iroh_blobs::store::mem::MemStore::new();
         let (client, progress) = (&mut *self.client, self.progress);
-        client
-            .download(&mem, hashes.clone(), progress, &mut self.bytes)
-            .await?;
-        let mut blobs = Vec::with_capacity(hashes.len());
-        for h in &hashes {
-            let bytes = mem
-                .get_bytes(*h)
-                .await
-                .map_err(|e| Error::Net(format!("cannot read fetched object {h}: {e}")))?;
-            blobs.push((*h, bytes));
-        }
-        let _ = mem.shutdown().await;
+        let blobs = match client.get_many(&hashes, progress).await {
+            Ok(blobs) => {
+                self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                blobs
+            }
+            Err(_) => {
+                let mem = iroh_blobs::store::mem::MemStore::new();
+                client
+                    .download(&mem, hashes.clone(), progress, &mut self.bytes)
+                    .await?;
+                let mut blobs = Vec::with_capacity(hashes.len());
+                for h in &hashes {
+                    let bytes = mem
+                        .get_bytes(*h)
+                        .await
+                        .map_err(|e| Error::Net(format!("cannot read fetched object {h}: {e}")))?;
+                    blobs.push((*h, bytes));
+                }
+                let _ = mem.shutdown().await;
+                blobs
+            }
+        };
         self.finish_writes().await?;
         let store = repo.store().clone();
         self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {

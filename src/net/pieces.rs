@@ -144,6 +144,59 @@ pub async fn stream_range(
     Ok(())
 }
 
+/// Awaits `f`, failing when a provider sends nothing for [`STALL`].
+async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(STALL, f)
+        .await
+        .map_err(|_| Error::Net(format!("sent nothing for {}s", STALL.as_secs())))
+}
+
+/// Fetches the whole blobs `hashes` over `conn` in one `GetMany` request (one stream, the
+/// blobs back to back): iroh-blobs verifies each blob against its hash as it streams.
+/// Returns every blob asked for, or fails; `counted(n)` is told of every blob received.
+pub async fn get_many(
+    conn: &Connection,
+    hashes: &[Hash],
+    counted: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<(Hash, bytes::Bytes)>> {
+    use iroh_blobs::get::fsm;
+    let req: iroh_blobs::protocol::GetManyRequest = hashes.iter().copied().collect();
+    // The request sorts and deduplicates; children are numbered in that order.
+    let order = req.hashes.clone();
+    let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
+    let mut out = Vec::with_capacity(order.len());
+    let mut next = within(fsm::start_get_many(conn.clone(), req, Default::default()))
+        .await?
+        .map_err(|e| net(&e))?;
+    loop {
+        let child = match next {
+            Ok(child) => child,
+            Err(closing) => {
+                within(closing.next()).await?.map_err(|e| net(&e))?;
+                break;
+            }
+        };
+        let Some(&hash) = order.get(child.offset() as usize) else {
+            return Err(Error::Net("the provider sent more blobs than asked".into()));
+        };
+        let (end, data) = within(child.next(hash).concatenate_into_vec())
+            .await?
+            .map_err(|e| net(&e))?;
+        counted(data.len() as u64);
+        out.push((hash, bytes::Bytes::from(data)));
+        next = match end.next() {
+            fsm::EndBlobNext::MoreChildren(child) => Ok(child),
+            fsm::EndBlobNext::Closing(closing) => Err(closing),
+        };
+    }
+    if out.len() != order.len() {
+        return Err(Error::Net(
+            "the provider sent fewer blobs than asked".into(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Opens (or creates) a partial download for reading and writing, keeping what it holds.
 pub fn open_partial(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()

@@ -5,8 +5,9 @@
 //! repository) *by reference*: the store reads the repository's immutable object files in
 //! place and only adds its outboards. Every blob request is intercepted: a hash is served only
 //! if it is reachable from the refs of a served dataset (never an arbitrary hash of the
-//! store), only as a raw blob (no hash sequences, whose children would bypass the check), and
-//! `get_many` is disabled. Refs are re-read on every ref listing, so commits made while the
+//! store), only as a raw blob (no hash sequences, whose children would bypass the check); a
+//! `get_many` request (many whole blobs on one stream, how clients fetch small objects) only
+//! if every hash in it is allowed. Refs are re-read on every ref listing, so commits made while the
 //! server runs are served without a restart.
 
 use std::collections::{HashMap, HashSet};
@@ -220,7 +221,7 @@ pub fn blobs_protocol(store: &FsStore, policy: Policy) -> BlobsProtocol {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
         get: RequestMode::Intercept,
-        get_many: RequestMode::Disabled,
+        get_many: RequestMode::Intercept,
         observe: ObserveMode::Intercept,
         ..EventMask::DEFAULT
     };
@@ -758,6 +759,17 @@ async fn gatekeeper(policy: Policy, mut rx: tokio::sync::mpsc::Receiver<Provider
             ProviderMessage::GetRequestReceived(msg) => {
                 let peer = peers.get(&msg.connection_id).copied();
                 let ok = msg.request.ranges.is_blob() && policy(peer, &msg.request.hash);
+                let answer = if ok {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            ProviderMessage::GetManyRequestReceived(msg) => {
+                // Many whole blobs on one stream (small objects): each must be allowed.
+                let peer = peers.get(&msg.connection_id).copied();
+                let ok = msg.request.hashes.iter().all(|h| policy(peer, h));
                 let answer = if ok {
                     Ok(())
                 } else {
