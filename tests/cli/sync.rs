@@ -866,6 +866,23 @@ fn serve_refuses_hashes_not_reachable_from_its_refs() {
         let made_up = Hash::new(b"not in any store");
         assert!(store.remote().fetch(conn.clone(), made_up).await.is_err());
         assert!(!store.has(hash(&secret)).await.unwrap());
+        // Many blobs on one stream (how small objects travel): allowed only when every hash
+        // in the request is.
+        let none = |_: u64| {};
+        let got = lode::net::pieces::get_many(&conn, &[hash(&public)], &none)
+            .await
+            .expect("a batch of published hashes is served");
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0].1[..], &env.read("ds/tables/neurons.csv")[..]);
+        let conn = net.endpoint.connect(id, iroh_blobs::ALPN).await.unwrap();
+        for batch in [vec![hash(&public), hash(&secret)], vec![made_up]] {
+            assert!(
+                lode::net::pieces::get_many(&conn, &batch, &none)
+                    .await
+                    .is_err(),
+                "a batch naming an unpublished hash is refused"
+            );
+        }
         net.endpoint.close().await;
     });
 }
