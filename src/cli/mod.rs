@@ -262,7 +262,7 @@ enum Command {
     /// Copy a dataset from its providers into DIR and check out its main commit. With
     /// --registry, TICKET is a dataset name listed there.
     #[command(
-        after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…"
+        after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy"
     )]
     Clone {
         ticket: String,
@@ -274,6 +274,11 @@ enum Command {
         /// (for a restricted dataset: ciphertext only; needs a --relay or --read ticket).
         #[arg(long)]
         mirror: bool,
+        /// Hard-link files from the object store into the working tree instead of copying
+        /// them (no second copy on disk; the files are read-only, as with `lode add --link`);
+        /// later checkouts and pulls of this clone link too.
+        #[arg(long, conflicts_with = "mirror")]
+        link: bool,
         #[command(flatten)]
         cap: CapArg,
         #[command(flatten)]
@@ -1603,6 +1608,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             dir,
             registry,
             mirror,
+            link,
             cap,
             net,
         } => {
@@ -1628,7 +1634,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ctx.home.clone(),
                 ctx.opts.clone(),
                 &ticket,
-                lode::net::fetch::CloneOptions { cap, mirror },
+                lode::net::fetch::CloneOptions { cap, mirror, link },
                 &net.options(),
                 &bar,
             ))?;

@@ -1495,6 +1495,8 @@ pub struct CloneOptions {
     pub cap: Option<Bundle>,
     /// Keep what the dataset publishes without decrypting or checking out (a mirror).
     pub mirror: bool,
+    /// Check out (now and later) by hard-linking files from the object store.
+    pub link: bool,
 }
 
 /// Clones the dataset of `ticket` into `dir` (resuming an interrupted clone of the same
@@ -1508,7 +1510,7 @@ pub async fn clone(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
-    let CloneOptions { cap, mirror } = how;
+    let CloneOptions { cap, mirror, link } = how;
     let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
     let repo = if resumable {
@@ -1523,6 +1525,9 @@ pub async fn clone(
     set_remote(&repo, "origin", ticket)?;
     if mirror {
         access::set_mirror(&repo)?;
+    }
+    if link {
+        access::set_checkout_links(&repo)?;
     }
     let report = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,

@@ -76,7 +76,11 @@ pub async fn add(
         home.clone(),
         RepoOptions::default(),
         ticket,
-        CloneOptions { cap, mirror: true },
+        CloneOptions {
+            cap,
+            mirror: true,
+            link: false,
+        },
         opts,
         progress,
     )

@@ -96,6 +96,17 @@ pub fn set_mirror(repo: &Repo) -> Result<()> {
     put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
 }
 
+/// Whether checkouts hard-link files from the object store (set by `lode clone --link`).
+pub fn checkout_links(repo: &Repo) -> Result<bool> {
+    Ok(get(repo, "checkout-link")?.is_some())
+}
+
+/// Makes checkouts hard-link files from the object store instead of copying them.
+pub fn set_checkout_links(repo: &Repo) -> Result<()> {
+    let _lock = repo.lock()?;
+    put(repo, &[("checkout-link".into(), Some(b"1".to_vec()))])
+}
+
 /// Objects a mirror dropped to stay within its quota (config `dropped/ID`): not served, not
 /// reported missing by `verify`.
 pub fn dropped(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {

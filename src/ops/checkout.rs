@@ -141,6 +141,7 @@ fn materialize_commit(
     let head = repo.head()?;
     let head_flat = repo.flatten_commit(head.commit.as_ref())?;
     let (index, index_time) = repo.load_index()?;
+    let link = crate::ops::access::checkout_links(repo)?;
     repo.release_db();
     let wt = scan_worktree(repo, &index, index_time)?;
     let tracked = wt.tracked(&index);
@@ -216,7 +217,7 @@ fn materialize_commit(
         if unchanged {
             continue;
         }
-        match materialize(repo, p, e) {
+        match materialize(repo, p, e, link) {
             Ok(stat) => {
                 progress.inc(e.size);
                 report.written += 1;
@@ -323,8 +324,10 @@ fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes one entry into the working tree atomically and returns its new stat.
-fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
+/// Writes one entry into the working tree atomically and returns its new stat. With `link`,
+/// a regular file is a read-only hard link to its object (copied where linking fails, as
+/// across filesystems).
+fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Option<Stat>> {
     ensure_parents(repo, rel)?;
     let dest = repo.abs(rel);
     let parent = dest.parent().expect("repository paths have a parent");
@@ -355,6 +358,7 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
             fs::rename(&tmp, &dest).map_err(|err| Error::io("cannot write", &dest, err))?;
             stat_of(&dest)
         }
+        EntryKind::File if link && link_out(repo, &e.id, &dest) => stat_of(&dest),
         EntryKind::File | EntryKind::Executable => {
             let tmp = tempfile::Builder::new()
                 .prefix(".lode-tmp-")
@@ -376,6 +380,23 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry) -> Result<Option<Stat>> {
             stat_of(&dest)
         }
     }
+}
+
+/// Hard-links object `id` to `dest` (through a temporary name, then a rename), read-only
+/// like every object. False when linking is not possible; nothing is left behind then.
+fn link_out(repo: &Repo, id: &ObjectId, dest: &Path) -> bool {
+    let Some(parent) = dest.parent() else {
+        return false;
+    };
+    let tmp = parent.join(format!(".lode-tmp-{}-{}", std::process::id(), id.short()));
+    let _ = fs::remove_file(&tmp);
+    let linked = fs::hard_link(repo.store().path(id), &tmp).is_ok()
+        && fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)).is_ok()
+        && fs::rename(&tmp, dest).is_ok();
+    if !linked {
+        let _ = fs::remove_file(&tmp);
+    }
+    linked
 }
 
 fn stat_of(p: &Path) -> Result<Option<Stat>> {

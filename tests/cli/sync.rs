@@ -195,6 +195,56 @@ fn clone_then_pull_between_two_peers() {
 }
 
 #[test]
+fn clone_with_link_shares_the_stored_objects_read_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = TestEnv::new();
+    let ds = dataset(&env);
+    let server = serve(&env, "srv", ds);
+    env.ok("", &["clone", &server.ticket, "copy", "--link"]);
+    same_tree(&env, ds, "copy");
+    let object = |rel: &str| {
+        let id = b3(&env.path(&format!("copy/{rel}")));
+        env.path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
+    };
+    let shared = |rel: &str| {
+        let file = fs::metadata(env.path(&format!("copy/{rel}"))).unwrap();
+        let stored = fs::metadata(object(rel)).unwrap();
+        file.ino() == stored.ino() && file.dev() == stored.dev()
+    };
+    for rel in ["tables/neurons.csv", "video/day1.bin"] {
+        assert!(shared(rel), "{rel} is the stored object");
+        let mode = fs::metadata(env.path(&format!("copy/{rel}")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "{rel} is read-only");
+    }
+    assert!(env.ok("copy", &["status"]).contains("clean"));
+    env.ok("copy", &["verify"]);
+    // A pull replaces a linked file by a link to the new object; the old object is intact.
+    let old = object("tables/neurons.csv");
+    env.write(
+        "ds/tables/neurons.csv",
+        "name,type\nAVAL,inter\nRIML,motor\n",
+    );
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "day 2"]);
+    env.ok("copy", &["pull"]);
+    same_tree(&env, ds, "copy");
+    assert!(shared("tables/neurons.csv"));
+    assert_eq!(fs::read(&old).unwrap(), b"name,type\nAVAL,inter\n");
+    env.ok("copy", &["verify"]);
+    // A clone without --link keeps its own copies.
+    env.ok("", &["clone", &server.ticket, "plain"]);
+    let a = fs::metadata(env.path("plain/video/day1.bin")).unwrap();
+    let id = b3(&env.path("plain/video/day1.bin"));
+    let b =
+        fs::metadata(env.path(&format!("plain/.lode/objects/{}/{}", &id[..2], &id[2..]))).unwrap();
+    assert_ne!(a.ino(), b.ino());
+    drop(server);
+}
+
+#[test]
 fn get_fetches_only_the_named_file() {
     let env = TestEnv::new();
     let ds = env.init();
