@@ -23,7 +23,8 @@
 #   A_SIZE        scenario A file size, as understood by `head -c` (default 1G)
 #   B_FILES       number of 64 KiB files in scenario B (default 10000, 100 per directory)
 #   SCENARIOS     comma list of A,B,C,D,E (default all; C needs A and B's lode rows, D needs B's)
-#   TOOLS         only these transfer rows: lode,sendme,aria2c,rsync (default: all installed)
+#   TOOLS         only these transfer rows: lode,lode-link,sendme,aria2c,rsync (default: all
+#                 installed; lode-link is `lode clone --link`, files hard-linked from the store)
 #   VERIFY        1 (default): compare every received copy with the source (untimed)
 #   DEFER_RM      1 (default): delete the destinations of a scenario's runs only after its last
 #                 round; 0: delete each right after its run. On this VM's ext4, creating files
@@ -483,6 +484,9 @@ row_cmd() {  # scen row -> CMD (and PREP: untimed shell run before it in the run
     lode)
       PREP=':'   # lode clone creates dest itself
       CMD="LODE_HOME=\"\$H2\" \"\$LODE_BIN\" --no-progress clone \"${LODE_TICKET[$scen]}\" dest --json";;
+    lode-link)
+      PREP=':'
+      CMD="LODE_HOME=\"\$H2\" \"\$LODE_BIN\" --no-progress clone --link \"${LODE_TICKET[$scen]}\" dest --json";;
     sendme)
       CMD="cd dest && \"\$SENDME\" receive \$SENDME_RECV \"${SENDME_TICKET[$scen]}\"";;
     aria2c)
@@ -629,7 +633,7 @@ run_push() {  # D push round
   fi
   sync
   printf '### timed: lode push --json\n' >>"$LOG"
-  if ! timed "$dir" 'LODE_HOME="$H2" "$LODE_BIN" --no-progress push --json'; then
+  if ! timed "$dir" 'LODE_HOME="$H2" "$LODE_BIN" --no-progress push --json ${PUSH_CAP:+--ticket "$PUSH_CAP"}'; then
     FAILED[$key]="push failed (round $r)"; say "FAILED $key round $r; see $LOG"; tail -n 5 "$LOG" >&2; return 0
   fi
   cat "$XOUT" >>"$LOG"
@@ -666,7 +670,12 @@ if [[ $HAVE_ARIA == 1 ]] && want aria2c && [[ $SCENARIOS == *,[AB],* ]]; then st
 
 transfer_scenario() {  # scen path
   local scen=$1 path=$2 rows=() row
-  want lode && { start_lode_serve "$scen" "$path" && rows+=(lode) || FAILED[$scen/lode]="server setup failed"; }
+  if want lode || want lode-link; then
+    if start_lode_serve "$scen" "$path"; then
+      want lode && rows+=(lode)
+      want lode-link && rows+=(lode-link)
+    else FAILED[$scen/lode]="server setup failed"; FAILED[$scen/lode-link]="server setup failed"; fi
+  fi
   want sendme && { start_sendme "$scen" "$path" && rows+=(sendme) || FAILED[$scen/sendme]="sender setup failed"; }
   want aria2c && { start_aria_seed "$scen" "$path" && rows+=(aria2c) || FAILED[$scen/aria2c]="seeder setup failed"; }
   want rsync && rows+=(rsync)
@@ -694,6 +703,11 @@ if [[ $SCENARIOS == *,C,* ]]; then
 fi
 if [[ $SCENARIOS == *,D,* ]]; then
   if [[ -n ${KEEP[B/lode]:-} ]] && alive lode-serve-B; then
+    # Pushing needs the write right: the owner grants it to the cloning identity (untimed).
+    card=$(LODE_HOME=$H2 "$LODE_BIN" id --card)
+    export PUSH_CAP
+    PUSH_CAP=$(LODE_HOME=$H1 "$LODE_BIN" -C "$BENCH_DIR/srv/lode-B" grant "$card" --write --expires 1d --json | jq -r .ticket)
+    [[ $PUSH_CAP == lodecap1* ]] || note D "could not grant the write right for scenario D"
     run_rounds D "$PUSH_REPS" run_push push
     # check that the server now holds the pushed file: fresh clone, compare (untimed)
     if [[ $VERIFY == 1 && -n ${LAST_PUSHED:-} && -z ${FAILED[D/push]:-} ]]; then
@@ -776,7 +790,7 @@ transfer_table() {  # scen title bytes
     printf '\n## %s\n\n' "$title"
     printf '| tool | median s | min s | max s | MB/s (median) | tool / lode | client peak RSS MiB | runs (s) |\n'
     printf '|---|---:|---:|---:|---:|---:|---:|---|\n'
-    for row in lode sendme aria2c rsync; do
+    for row in lode lode-link sendme aria2c rsync; do
       if st=$(stats "$scen" "$row"); then
         read -r md mn mx rss n runs <<<"$st"
         printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$row" "$(fmt_s "$md")" "$(fmt_s "$mn")" \
