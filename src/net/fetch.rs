@@ -725,38 +725,36 @@ impl Walk<'_> {
         let start = have / GROUP * GROUP;
         file.set_len(start)
             .map_err(|e| Error::io("cannot write", path, e))?;
-        // Writing (and, for a fresh download, hashing: a second check beside iroh-blobs'
-        // verification) happens on its own thread, so the receiving task only moves bytes.
-        // A resumed download is re-hashed whole at the end.
+        // Writing happens on its own thread, so the receiving task only moves bytes. A fresh
+        // download needs no second hash: iroh-blobs verified every group, in order, against
+        // `id` (the BLAKE3 tree of the whole object, its size included). A resumed one is
+        // re-hashed whole from disk at the end, since its first part was written by an
+        // earlier process.
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, bytes::Bytes)>(32);
         let fresh = start == 0;
         let writer_file = file
             .try_clone()
             .map_err(|e| Error::io("cannot open", path, e))?;
-        let writer = std::thread::spawn(move || -> std::io::Result<Option<blake3::Hasher>> {
-            let mut hasher = fresh.then(blake3::Hasher::new);
+        let writer = std::thread::spawn(move || -> std::io::Result<()> {
             for (offset, data) in rx {
                 writer_file.write_all_at(&data, offset)?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&data);
-                }
             }
-            Ok(hasher)
+            Ok(())
         });
         let result = self.stream_to(provider, id, start, tx).await;
         let written = pieces::join_writer(writer, path).await;
         // A write error (a full disk) explains a stopped transfer better than the transfer.
-        let hasher = written?;
+        written?;
         result?;
         drop(file);
-        let got = match hasher {
-            Some(h) => ObjectId(*h.finalize().as_bytes()),
-            None => {
-                let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-                crate::store::hash_reader(f)
-                    .map_err(|e| Error::io("cannot read", path, e))?
-                    .0
-            }
+        if fresh {
+            return Ok(());
+        }
+        let got = {
+            let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+            crate::store::hash_reader(f)
+                .map_err(|e| Error::io("cannot read", path, e))?
+                .0
         };
         if got != id {
             let _ = std::fs::remove_file(path);
