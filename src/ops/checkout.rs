@@ -211,15 +211,17 @@ fn materialize_commit(
             }
         }
     }
+    let todo: Vec<(&String, &FlatEntry)> = target
+        .iter()
+        .filter(|(p, e)| {
+            in_scope(p)
+                && !(tracked.get(*p) == Some(*e) && index.get(*p).is_some_and(|i| i.id == e.id))
+        })
+        .collect();
     let mut failed = None;
-    for (p, e) in target.iter().filter(|(p, _)| in_scope(p)) {
-        let unchanged = tracked.get(p) == Some(e) && index.get(p).is_some_and(|i| i.id == e.id);
-        if unchanged {
-            continue;
-        }
-        match materialize(repo, p, e, link) {
+    for (p, e, written) in materialize_all(repo, &todo, link, progress) {
+        match written {
             Ok(stat) => {
-                progress.inc(e.size);
                 report.written += 1;
                 report.bytes_written += e.size;
                 new_index.insert(
@@ -233,8 +235,7 @@ fn materialize_commit(
                 );
             }
             Err(err) => {
-                failed = Some(err);
-                break;
+                failed.get_or_insert(err);
             }
         }
     }
@@ -299,7 +300,44 @@ fn collides(target: &BTreeMap<String, FlatEntry>, path: &str) -> bool {
     false
 }
 
+/// Materializes `todo` (in path order) with two workers on its two halves when it is long
+/// (creating files is mostly kernel work, and the peer that served a clone is idle by
+/// then). Each worker stops at its first error; what was written is returned either way.
+fn materialize_all<'a>(
+    repo: &Repo,
+    todo: &[(&'a String, &'a FlatEntry)],
+    link: bool,
+    progress: &dyn Progress,
+) -> Vec<(&'a String, &'a FlatEntry, Result<Option<Stat>>)> {
+    let run = |part: &[(&'a String, &'a FlatEntry)]| {
+        let mut out = Vec::with_capacity(part.len());
+        for &(p, e) in part {
+            let written = materialize(repo, p, e, link);
+            let stop = written.is_err();
+            if !stop {
+                progress.inc(e.size);
+            }
+            out.push((p, e, written));
+            if stop {
+                break;
+            }
+        }
+        out
+    };
+    if todo.len() < 256 {
+        return run(todo);
+    }
+    let (a, b) = todo.split_at(todo.len() / 2);
+    std::thread::scope(|s| {
+        let second = s.spawn(|| run(b));
+        let mut out = run(a);
+        out.extend(second.join().unwrap_or_default());
+        out
+    })
+}
+
 /// Makes sure every directory above `rel` is a real directory inside the working tree.
+/// Two workers may create the same directory at once: one that appeared meanwhile is fine.
 fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
     let mut cur = repo.root().to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
@@ -310,18 +348,30 @@ fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
             Ok(m) if m.file_type().is_symlink() || m.is_file() => {
                 // Replaced by a directory in the target: only tracked content stands here
                 // (the dirty check ran), so remove it.
-                fs::remove_file(&cur).map_err(|e| Error::io("cannot remove", &cur, e))?;
-                fs::create_dir(&cur).map_err(|e| Error::io("cannot create directory", &cur, e))?;
+                match fs::remove_file(&cur) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("cannot remove", &cur, e));
+                    }
+                    _ => create_dir(&cur)?,
+                }
             }
             Ok(_) => {
                 return Err(Error::PathInTheWay(cur.display().to_string()));
             }
-            Err(_) => {
-                fs::create_dir(&cur).map_err(|e| Error::io("cannot create directory", &cur, e))?;
-            }
+            Err(_) => create_dir(&cur)?,
         }
     }
     Ok(())
+}
+
+/// Creates directory `p`, or finds it already made (by the other worker).
+fn create_dir(p: &Path) -> Result<()> {
+    match fs::create_dir(p) {
+        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir()) => {
+            Err(Error::io("cannot create directory", p, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes one entry into the working tree atomically and returns its new stat. With `link`,

@@ -163,3 +163,41 @@ fn gc_removes_only_unreachable() {
     assert_eq!(env.json(ds, &["gc"])["objects_removed"], 0);
     env.ok(ds, &["commit", "-m", "s"]);
 }
+
+#[test]
+fn checkout_of_many_files_writes_every_one() {
+    // 600 files: the checkout writes them with two workers; directories that both create,
+    // a file that becomes a directory and a directory that becomes a file all come out right.
+    let env = TestEnv::new();
+    let ds = env.init();
+    for d in 0..30 {
+        for f in 0..20 {
+            env.write(&format!("ds/d{d:02}/f{f:02}.csv"), format!("{d},{f}\n"));
+        }
+    }
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "v1"]);
+    let v1 = env.ls(ds, "HEAD");
+    fs::remove_dir_all(env.path("ds/d00")).unwrap();
+    env.write("ds/d00", "now a file\n");
+    fs::remove_file(env.path("ds/d29/f19.csv")).unwrap();
+    env.write("ds/d29/f19.csv/inner.csv", "now a directory\n");
+    for f in 0..20 {
+        env.write(&format!("ds/d15/f{f:02}.csv"), format!("changed {f}\n"));
+    }
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "v2"]);
+    let v2 = env.ls(ds, "HEAD");
+    for (rev, want) in [("HEAD~1", &v1), ("main", &v2), ("HEAD~1", &v1)] {
+        // Most files missing from the working tree: hundreds to write.
+        for d in 1..29 {
+            fs::remove_dir_all(env.path(&format!("ds/d{d:02}"))).unwrap();
+        }
+        env.ok(ds, &["checkout", "-f", rev]);
+        assert_eq!(&env.ls(ds, "HEAD"), want);
+        for (p, id) in want.iter() {
+            assert_eq!(&b3(&env.path(&format!("ds/{p}"))), id, "{p} at {rev}");
+        }
+        assert!(env.ok(ds, &["status"]).contains("clean"), "{rev}");
+    }
+}
