@@ -26,8 +26,8 @@
 #   TOOLS         only these transfer rows: lode,lode-link,sendme,aria2c,rsync (default: all
 #                 installed; lode-link is `lode clone --link`, files hard-linked from the store)
 #   VERIFY        1 (default): compare every received copy with the source (untimed)
-#   DEFER_RM      1 (default): delete the destinations of a scenario's runs only after its last
-#                 round; 0: delete each right after its run. On this VM's ext4, creating files
+#   DEFER_RM      scenarios whose run destinations are deleted only after their last round
+#                 (default B; 1 = all, 0 = none); others delete each right after its run. On this VM's ext4, creating files
 #                 right after thousands were deleted is several times slower (the inode
 #                 allocator skips recently freed inodes: `recently_deleted` in `perf`), which with
 #                 0 makes every run pay for the previous run's deletion, in proportion to the
@@ -85,7 +85,10 @@ B_FILES=${B_FILES:-10000}
 B_FILE_SIZE=65536
 B_PER_DIR=100
 VERIFY=${VERIFY:-1}
-DEFER_RM=${DEFER_RM:-1}
+DEFER_RM=${DEFER_RM:-B}
+defers() {  # scen -> are its destinations deleted at the end of the scenario?
+  [[ $DEFER_RM == 1 || ",$DEFER_RM," == *",$1,"* ]]
+}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
 MAX_SECONDS=${MAX_SECONDS:-7200}
 IPERF_SECONDS=${IPERF_SECONDS:-3}
@@ -529,7 +532,7 @@ run_transfer() {  # scen row round
   [[ $r == 0 ]] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$row" "$r" "$T" "$RSS" "$extra" >>"$RAW"
   if [[ $r == "$LAST_ROUND" && ( $row == lode || $row == rsync ) ]]; then
     KEEP[$scen/$row]=$dir/dest
-  elif [[ $DEFER_RM == 1 ]]; then
+  elif defers "$scen"; then
     DEFERRED+=("$dir")
   else
     rm -rf -- "$dir"
@@ -538,7 +541,7 @@ run_transfer() {  # scen row round
 DEFERRED=()
 remove_deferred() {  # deletes the destinations kept back during a scenario
   (( ${#DEFERRED[@]} > 0 )) || return 0
-  say "removing ${#DEFERRED[@]} destinations of the scenario (DEFER_RM=1)"
+  say "removing ${#DEFERRED[@]} destinations of the scenario (DEFER_RM=$DEFER_RM)"
   rm -rf -- "${DEFERRED[@]}"; DEFERRED=(); sync
 }
 
@@ -897,7 +900,7 @@ cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   printf -- '- data: A = one %s file of random bytes; B = %s files x 64 KiB random in %s dirs (%s MiB)\n' \
     "$A_SIZE" "$B_FILES" "$(( (B_FILES + B_PER_DIR - 1) / B_PER_DIR ))" "$(( B_FILES * B_FILE_SIZE / 1048576 ))"
   printf -- '- method: page cache warm; servers started once per scenario (untimed: lode init/add/commit + serve, sendme send, aria2c -V seeding, rsync daemon); every timed run is a whole client process writing into an empty destination, `sync` before it; rows alternated with a rotating start, 1 warm-up round not recorded; REPS=%s, PULL_REPS=%s, PUSH_REPS=%s; medians; every received copy compared with the source (VERIFY=%s); destinations deleted %s\n' \
-    "$REPS" "$PULL_REPS" "$PUSH_REPS" "$VERIFY" "$([[ $DEFER_RM == 1 ]] && echo 'after the last round of each scenario (DEFER_RM=1)' || echo 'right after each run (DEFER_RM=0)')"
+    "$REPS" "$PULL_REPS" "$PUSH_REPS" "$VERIFY" "after the last round of the scenario for $([[ $DEFER_RM == 1 ]] && echo every scenario || echo "$DEFER_RM"), right after each run otherwise (DEFER_RM)"
   printf -- '- aria2c works in 1 s timer ticks: after the tracker answers it connects on the next tick and its final "stopped" announce waits for another, so about 3 s of every aria2c run is fixed cost (seen in its --log-level=info log on this machine, 16 MiB file: 3.1-4.1 s)\n'
   printf -- '- "tool / lode" = tool median / lode median: 2.00x means lode took half the time\n'
   printf -- '- harness overhead per timed run (timeout + /usr/bin/time + bash -c, not subtracted): %s ms\n' \

@@ -331,48 +331,58 @@ fn unreachable_peer_fails_in_bounded_time() {
 
 #[test]
 fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
-    let env = TestEnv::new();
-    let ds = dataset(&env);
-    let server = serve(&env, "srv", ds);
-    // Damage the object after the server prepared it: it now sends bytes that do not hash to
-    // the id it announces.
-    let id = b3(&env.path("ds/video/day1.bin"));
-    let obj = env.path(&format!("ds/.lode/objects/{}/{}", &id[..2], &id[2..]));
-    fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    {
-        // Bit rot in place: same length, one byte flipped.
-        use std::io::{Read, Seek, SeekFrom, Write};
-        let mut f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&obj)
-            .unwrap();
-        let mut b = [0u8; 1];
-        f.seek(SeekFrom::Start(2_000_000)).unwrap();
-        f.read_exact(&mut b).unwrap();
-        f.seek(SeekFrom::Start(2_000_000)).unwrap();
-        f.write_all(&[b[0] ^ 0xff]).unwrap();
+    // A big object (streamed) and a small one (fetched in a batch with others).
+    for (file, dir, at) in [
+        ("video/day1.bin", "video", 2_000_000),
+        ("tables/table.bin", "tables", 100_000),
+    ] {
+        let env = TestEnv::new();
+        let ds = dataset(&env);
+        env.write("ds/tables/table.bin", vec![7u8; 200_000]);
+        env.ok(ds, &["add", "."]);
+        env.ok(ds, &["commit", "-m", "a table"]);
+        let server = serve(&env, "srv", ds);
+        // Damage the object after the server prepared it: it now sends bytes that do not
+        // hash to the id it announces.
+        let id = b3(&env.path(&format!("ds/{file}")));
+        let obj = env.path(&format!("ds/.lode/objects/{}/{}", &id[..2], &id[2..]));
+        fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        {
+            // Bit rot in place: same length, one byte flipped.
+            use std::io::{Read, Seek, SeekFrom, Write};
+            let mut f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&obj)
+                .unwrap();
+            let mut b = [0u8; 1];
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.read_exact(&mut b).unwrap();
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&[b[0] ^ 0xff]).unwrap();
+        }
+        let server_id =
+            String::from_utf8(env.cmd_as("srv", "", &["id"]).output().unwrap().stdout).unwrap();
+        // iroh-blobs' provider checks what it reads against its outboard on some paths and
+        // then aborts the stream instead of sending the bad bytes; either way the peer is
+        // named.
+        let err = env.fails(
+            "",
+            &["clone", &server.ticket, "copy"],
+            &server_id.trim()[..10],
+        );
+        assert!(
+            err.contains("sent bad data") || err.contains("could not be fetched"),
+            "{file}: {err}"
+        );
+        assert!(!env
+            .path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
+            .exists());
+        assert!(
+            !env.path(&format!("copy/{dir}")).exists(),
+            "nothing written to the working tree"
+        );
     }
-    let server_id =
-        String::from_utf8(env.cmd_as("srv", "", &["id"]).output().unwrap().stdout).unwrap();
-    // iroh-blobs' provider checks what it reads against its outboard on some paths and then
-    // aborts the stream instead of sending the bad bytes; either way the peer is named.
-    let err = env.fails(
-        "",
-        &["clone", &server.ticket, "copy"],
-        &server_id.trim()[..10],
-    );
-    assert!(
-        err.contains("sent bad data") || err.contains("could not be fetched"),
-        "{err}"
-    );
-    assert!(!env
-        .path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
-        .exists());
-    assert!(
-        !env.path("copy/video").exists(),
-        "nothing written to the working tree"
-    );
 }
 
 /// Writes a hostile commit into the repository `ds` of peer `home`: a tree made by hand,
