@@ -705,7 +705,7 @@ impl Walk<'_> {
             progress.inc(n);
         };
         let sink = |at: u64, data: bytes::Bytes| {
-            tokio::task::block_in_place(|| tx.send((at, data)))
+            pieces::send_blocking(&tx, (at, data))
                 .map_err(|_| Error::Net("the consumer of the stream stopped".into()))
         };
         let result = pieces::stream_range(&conn, id, start, None, &sink, &counted).await;

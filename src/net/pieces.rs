@@ -145,6 +145,20 @@ pub async fn stream_range(
     Ok(())
 }
 
+/// Hands `m` to a consumer thread: at once when the channel has room, else waiting off the
+/// async workers (`block_in_place` moves the worker's other tasks away, which costs more
+/// than the send itself).
+pub fn send_blocking<T>(
+    tx: &std::sync::mpsc::SyncSender<T>,
+    m: T,
+) -> std::result::Result<(), std::sync::mpsc::SendError<T>> {
+    match tx.try_send(m) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::TrySendError::Full(m)) => tokio::task::block_in_place(|| tx.send(m)),
+        Err(std::sync::mpsc::TrySendError::Disconnected(m)) => Err(std::sync::mpsc::SendError(m)),
+    }
+}
+
 /// Awaits `f`, failing when a provider sends nothing for [`STALL`].
 async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
     tokio::time::timeout(STALL, f)
@@ -301,7 +315,7 @@ pub async fn fetch(
         progress.inc(n);
     };
     let send = |m: Msg| {
-        tokio::task::block_in_place(|| tx.send(m))
+        send_blocking(&tx, m)
             .map_err(|_| Error::Net("the writer stopped (see the write error)".into()))
     };
     let sink = |offset: u64, data: bytes::Bytes| send(Msg::Data(offset, data));
