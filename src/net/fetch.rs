@@ -750,17 +750,7 @@ impl Walk<'_> {
         if fresh {
             return Ok(());
         }
-        let got = {
-            let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-            crate::store::hash_reader(f)
-                .map_err(|e| Error::io("cannot read", path, e))?
-                .0
-        };
-        if got != id {
-            let _ = std::fs::remove_file(path);
-            return Err(Error::ObjectCorrupt { id, path: None });
-        }
-        Ok(())
+        pieces::check_whole(path, id)
     }
 
     /// Fetches ciphertext `cipher` from the first provider that answers and decrypts it as it

@@ -551,6 +551,12 @@ pub async fn apply_notices(home: &Home, opts: &NetOptions) -> Vec<NoticeAction> 
 fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
     let mut out = Vec::new();
     let Ok(paths) = paths(home) else { return out };
+    let blobs: Vec<(&Notice, crate::id::ObjectId)> = (notices.iter())
+        .filter_map(|n| match n.body.target {
+            Tainted::Blob(b) => Some((n, crate::id::ObjectId(b))),
+            Tainted::Dataset(_) => None,
+        })
+        .collect();
     for p in paths {
         let name = p
             .file_name()
@@ -569,12 +575,6 @@ fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
             out.push(describe(n, true, action));
             continue;
         }
-        let blobs: Vec<(&Notice, crate::id::ObjectId)> = (notices.iter())
-            .filter_map(|n| match n.body.target {
-                Tainted::Blob(b) => Some((n, crate::id::ObjectId(b))),
-                Tainted::Dataset(_) => None,
-            })
-            .collect();
         if blobs.is_empty() {
             continue;
         }

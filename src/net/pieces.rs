@@ -94,7 +94,6 @@ pub async fn stream_range(
     };
     let net = |e: &dyn std::fmt::Display| Error::Net(e.to_string());
     // A provider that keeps the connection open but stops sending is dropped after STALL.
-    let stalled = || Error::Net(format!("sent nothing for {}s", STALL.as_secs()));
     let step = async {
         let connected = fsm::start(conn.clone(), req, Default::default())
             .next()
@@ -106,14 +105,9 @@ pub async fn stream_range(
         };
         root.next().next().await.map_err(|e| net(&e))
     };
-    let (mut curr, _size) = tokio::time::timeout(STALL, step)
-        .await
-        .map_err(|_| stalled())??;
+    let (mut curr, _size) = within(step).await??;
     let done = loop {
-        let next = tokio::time::timeout(STALL, curr.next())
-            .await
-            .map_err(|_| stalled())?;
-        match next {
+        match within(curr.next()).await? {
             fsm::BlobContentNext::More((next, item)) => {
                 if let bao_tree::io::BaoContentItem::Leaf(leaf) = item.map_err(|e| net(&e))? {
                     if leaf.offset != next_offset {
@@ -210,6 +204,20 @@ pub async fn get_many(
         ));
     }
     Ok(out)
+}
+
+/// Hashes a finished partial download whose beginning an earlier process wrote (so not
+/// proven by this process's verification), off the async workers; a file that does not
+/// hash to `id` is deleted (with its piece map, if any).
+pub fn check_whole(path: &Path, id: ObjectId) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let (got, _) = tokio::task::block_in_place(|| crate::store::hash_reader(f))
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if got != id {
+        discard(path);
+        return Err(Error::ObjectCorrupt { id, path: None });
+    }
+    Ok(())
 }
 
 /// Opens (or creates) a partial download for reading and writing, keeping what it holds.
@@ -402,16 +410,7 @@ pub async fn fetch(
     // an earlier process marked done are not proven by that (a crash may keep the mark and
     // lose the bytes), so a resumed file is hashed whole once more.
     if resumed {
-        let got = {
-            let f = std::fs::File::open(path).map_err(io("cannot read", path))?;
-            tokio::task::block_in_place(|| crate::store::hash_reader(f))
-                .map_err(io("cannot read", path))?
-                .0
-        };
-        if got != id {
-            discard(path);
-            return Err(Error::ObjectCorrupt { id, path: None });
-        }
+        check_whole(path, id)?;
     }
     let _ = std::fs::remove_file(&map);
     Ok(PiecesReport {

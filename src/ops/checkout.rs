@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::db::{IndexEntry, CONFIG, REFS};
 use crate::error::{Error, Result};
@@ -401,7 +401,7 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
                 .store()
                 .read_verified(&e.id, MAX_OBJECT_META_SIZE)
                 .map_err(|err| with_path(err, rel))?;
-            let tmp = parent.join(format!(".lode-tmp-{}-{}", std::process::id(), e.id.short()));
+            let tmp = tmp_beside(parent);
             let _ = fs::remove_file(&tmp);
             std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
                 .map_err(|err| Error::io("cannot create symlink", &tmp, err))?;
@@ -432,13 +432,21 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
     }
 }
 
+/// A temporary name in `parent`, unique within this process (the two checkout workers may
+/// write entries with the same object into one directory at once).
+fn tmp_beside(parent: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    parent.join(format!(".lode-tmp-{}-{n}", std::process::id()))
+}
+
 /// Hard-links object `id` to `dest` (through a temporary name, then a rename), read-only
 /// like every object. False when linking is not possible; nothing is left behind then.
 fn link_out(repo: &Repo, id: &ObjectId, dest: &Path) -> bool {
     let Some(parent) = dest.parent() else {
         return false;
     };
-    let tmp = parent.join(format!(".lode-tmp-{}-{}", std::process::id(), id.short()));
+    let tmp = tmp_beside(parent);
     let _ = fs::remove_file(&tmp);
     let linked = fs::hard_link(repo.store().path(id), &tmp).is_ok()
         && fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)).is_ok()
