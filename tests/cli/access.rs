@@ -627,7 +627,7 @@ fn forged_withheld_and_rolled_back_heads_are_refused() {
 fn corrupt_object(env: &TestEnv, repo: &str, id: &lode::ObjectId) {
     use std::os::unix::fs::PermissionsExt;
     let hex = id.to_hex();
-    let p = env.path(&format!("{repo}/.lode/objects/{}/{}", &hex[..2], &hex[2..]));
+    let p = env.object(repo, &hex);
     fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     let mut data = fs::read(&p).unwrap();
     let mid = data.len() / 2;
@@ -693,9 +693,9 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     // A reader keeps plaintext only: no ciphertext of the big file stays in its store.
     let (ciphers, _) = sealed_ids(&env, "ds");
     for c in &ciphers {
-        let p = env.path(&format!("b2/.lode/objects/{}/{}", &c[..2], &c[2..]));
+        let p = env.object("b2", c);
         let kept = p.exists();
-        let small = fs::metadata(env.path(&format!("ds/.lode/objects/{}/{}", &c[..2], &c[2..])))
+        let small = fs::metadata(env.object("ds", c))
             .map(|m| m.len() < 4096)
             .unwrap_or(true);
         assert!(!kept || small, "ciphertext {c} kept by a reader");

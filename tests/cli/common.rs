@@ -24,6 +24,11 @@ impl TestEnv {
         self.tmp.path().join(rel)
     }
 
+    /// Where repository `repo` (relative to the test root) stores object `id` (hex).
+    pub fn object(&self, repo: &str, id: &str) -> PathBuf {
+        self.path(&format!("{repo}/.lode/objects/{}/{}", &id[..2], &id[2..]))
+    }
+
     /// A `lode` command started in `cwd` (relative to the temp dir).
     pub fn cmd(&self, cwd: &str, args: &[&str]) -> Command {
         self.cmd_as("home", cwd, args)

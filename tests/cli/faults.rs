@@ -167,7 +167,7 @@ fn corrupt_object_is_named_and_never_written_out() {
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "m"]);
     let id = b3(&env.path("ds/data/cells.csv"));
-    let obj = env.path(&format!("ds/.lode/objects/{}/{}", &id[..2], &id[2..]));
+    let obj = env.object("ds", &id);
     fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut bytes = fs::read(&obj).unwrap();
     bytes[1000] ^= 1;

@@ -295,11 +295,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
     ] {
         assert!(taint("r1", flag, id, reason, &r1.ticket).status.success());
     }
-    let mirror_obj = env.path(&format!(
-        "m/mirrors/{ds_id}/.lode/objects/{}/{}",
-        &bad_id[..2],
-        &bad_id[2..]
-    ));
+    let mirror_obj = env.object(&format!("m/mirrors/{ds_id}"), &bad_id);
     eventually("the mirror obeys r1's notices", || {
         !mirror_obj.exists() && !env.path(&format!("m/mirrors/{other_id}")).exists()
     });
@@ -351,11 +347,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
         2,
         "{listed}"
     );
-    let good_obj = env.path(&format!(
-        "m/mirrors/{ds_id}/.lode/objects/{}/{}",
-        &good_id[..2],
-        &good_id[2..]
-    ));
+    let good_obj = env.object(&format!("m/mirrors/{ds_id}"), &good_id);
     eventually("the mirror obeys the second registry it follows", || {
         !good_obj.exists()
     });

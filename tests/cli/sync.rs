@@ -204,7 +204,7 @@ fn clone_with_link_shares_the_stored_objects_read_only() {
     same_tree(&env, ds, "copy");
     let object = |rel: &str| {
         let id = b3(&env.path(&format!("copy/{rel}")));
-        env.path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
+        env.object("copy", &id)
     };
     let shared = |rel: &str| {
         let file = fs::metadata(env.path(&format!("copy/{rel}"))).unwrap();
@@ -238,8 +238,7 @@ fn clone_with_link_shares_the_stored_objects_read_only() {
     env.ok("", &["clone", &server.ticket, "plain"]);
     let a = fs::metadata(env.path("plain/video/day1.bin")).unwrap();
     let id = b3(&env.path("plain/video/day1.bin"));
-    let b =
-        fs::metadata(env.path(&format!("plain/.lode/objects/{}/{}", &id[..2], &id[2..]))).unwrap();
+    let b = fs::metadata(env.object("plain", &id)).unwrap();
     assert_ne!(a.ino(), b.ino());
     drop(server);
 }
@@ -345,7 +344,7 @@ fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
         // Damage the object after the server prepared it: it now sends bytes that do not
         // hash to the id it announces.
         let id = b3(&env.path(&format!("ds/{file}")));
-        let obj = env.path(&format!("ds/.lode/objects/{}/{}", &id[..2], &id[2..]));
+        let obj = env.object("ds", &id);
         fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
         {
             // Bit rot in place: same length, one byte flipped.
@@ -375,9 +374,7 @@ fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
             err.contains("sent bad data") || err.contains("could not be fetched"),
             "{file}: {err}"
         );
-        assert!(!env
-            .path(&format!("copy/.lode/objects/{}/{}", &id[..2], &id[2..]))
-            .exists());
+        assert!(!env.object("copy", &id).exists());
         assert!(
             !env.path(&format!("copy/{dir}")).exists(),
             "nothing written to the working tree"
@@ -793,7 +790,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     // The mirror's copy rots (one byte in every 4 MiB): whatever pieces it sends fail
     // verification, go back to the queue, and the origin delivers them.
     let id = b3(&env.path("ds/big.bin"));
-    let obj = env.path(&format!("mirror/.lode/objects/{}/{}", &id[..2], &id[2..]));
+    let obj = env.object("mirror", &id);
     fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     {
         use std::os::unix::fs::FileExt;
