@@ -10,7 +10,7 @@
 //! transfer_floor fetch ENDPOINT_ID ADDRESS HASHFILE  # prints "seconds BYTES"
 //! ```
 //! `serve` makes COUNT random blobs of SIZE bytes, writes their hashes to HASHFILE and
-//! serves for at most SECONDS.
+//! serves for at most SECONDS. `FLOOR_LANES=N` has `fetch` keep N batches in flight.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use iroh_blobs::{BlobsProtocol, Hash};
 use lode::net::endpoint::{bind, NetOptions, Relay};
 use lode::net::pieces;
 use lode::net::ticket::Provider;
+use n0_future::{BufferedStreamExt, StreamExt};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -82,10 +83,18 @@ async fn fetch(id: &str, addr: &str, hashfile: &str) -> Res<()> {
     };
     let (small, big): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(_, s)| *s <= SMALL);
     let small: Vec<Hash> = small.into_iter().map(|(h, _)| h).collect();
-    for batch in small.chunks(BATCH) {
-        let blobs = pieces::get_many(&conn, batch, &counted).await?;
-        drop(blobs);
+    // FLOOR_LANES (default 1, as lode): batches in flight at once, each on its own stream.
+    let lanes: usize = std::env::var("FLOOR_LANES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut batches = n0_future::stream::iter(small.chunks(BATCH))
+        .map(|batch| pieces::get_many(&conn, batch, &counted))
+        .buffered_unordered(lanes.max(1));
+    while let Some(blobs) = batches.next().await {
+        drop(blobs?);
     }
+    drop(batches);
     let discard = |_: u64, _: bytes::Bytes| Ok(());
     for (h, _) in big {
         let object = lode::ObjectId(*h.as_bytes());
