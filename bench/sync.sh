@@ -99,6 +99,7 @@ DEFER_RM=${DEFER_RM:-B}
 SETTLE=${SETTLE:-361}
 LAST_RM=0   # epoch seconds of the harness's last deletion (after its sync)
 deleted() { sync; LAST_RM=$(date +%s); }
+remove() { rm -rf -- "$@"; deleted; }   # every deletion of the harness goes through here
 settle() {  # waits (untimed) until SETTLE seconds have passed since the last deletion
   local wait=$(( LAST_RM + SETTLE - $(date +%s) ))
   (( wait > 0 )) || return 0
@@ -167,7 +168,7 @@ case "$(cd "$(dirname "$BENCH_DIR")" 2>/dev/null && pwd)/" in
   "$REPO_DIR"/*) die "BENCH_DIR must be outside the repository ($REPO_DIR)";;
 esac
 [[ $BENCH_DIR == / || -z $BENCH_DIR ]] && die "refusing BENCH_DIR=$BENCH_DIR"
-if [[ -e $BENCH_DIR ]]; then rm -rf -- "$BENCH_DIR"; deleted; fi
+if [[ -e $BENCH_DIR ]]; then remove "$BENCH_DIR"; fi
 mkdir -p "$BENCH_DIR"/{data,srv,run,tmp,home/server,home/client}
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 H1=$BENCH_DIR/home/server   # LODE_HOME of the serving peer
@@ -536,14 +537,14 @@ run_transfer() {  # scen row round
   if ! timed "$dir" "$CMD"; then
     FAILED[$key]="command failed (round $r)"
     say "FAILED $key round $r; see $LOG"; tail -n 5 "$LOG" >&2
-    rm -rf -- "$dir"; deleted; return 0
+    remove "$dir"; return 0
   fi
   cat "$XOUT" >>"$LOG"
   [[ $row == sendme ]] && deleted   # its receive deletes its temp store (a file per blob)
   if [[ $VERIFY == 1 ]] && ! verify_copy "$scen" "$dir/$RESULT"; then
     FAILED[$key]="received copy differs from the source (round $r)"
     say "FAILED $key round $r: copy differs"
-    rm -rf -- "$dir"; deleted; return 0
+    remove "$dir"; return 0
   fi
   if [[ $row == lode ]]; then
     extra="objects=$(json_field .objects);bytes=$(json_field .bytes);seconds=$(json_field .seconds)"
@@ -557,14 +558,14 @@ run_transfer() {  # scen row round
     DEFERRED+=("$dir")
   else
     # even a clone of scenario A counts: its object store has 256 directories
-    rm -rf -- "$dir"; deleted
+    remove "$dir"
   fi
 }
 DEFERRED=()
 remove_deferred() {  # deletes the destinations kept back during a scenario
   (( ${#DEFERRED[@]} > 0 )) || return 0
   say "removing ${#DEFERRED[@]} destinations of the scenario (DEFER_RM=$DEFER_RM)"
-  rm -rf -- "${DEFERRED[@]}"; DEFERRED=(); deleted
+  remove "${DEFERRED[@]}"; DEFERRED=()
 }
 
 # Other users' work on this shared machine (a build, another benchmark, a big rm) inflates
@@ -744,7 +745,7 @@ if [[ $SCENARIOS == *,D,* ]]; then
       else
         FAILED[D/push]="a fresh clone from the server lacks the pushed change"
       fi
-      rm -rf -- "$vdir"
+      remove "$vdir"
     fi
   else
     note D "scenario D needs the lode row of B: skipped"

@@ -94,7 +94,6 @@ async fn fetch(id: &str, addr: &str, hashfile: &str) -> Res<()> {
     while let Some(blobs) = batches.next().await {
         drop(blobs?);
     }
-    drop(batches);
     let discard = |_: u64, _: bytes::Bytes| Ok(());
     for (h, _) in big {
         let object = lode::ObjectId(*h.as_bytes());
