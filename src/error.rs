@@ -18,7 +18,7 @@ pub enum Error {
     AlreadyRepo(PathBuf),
     #[error("path {} is outside the repository at {}", .path.display(), .root.display())]
     OutsideRepo { path: PathBuf, root: PathBuf },
-    #[error("path {} is inside the repository's own .lode directory", .0.display())]
+    #[error("path {} is inside a .lode control directory (any spelling: .LODE, LODE~1...)", .0.display())]
     InsideLodeDir(PathBuf),
     #[error("{what} {}: {source}", .path.display())]
     Io {
@@ -152,7 +152,7 @@ impl Error {
             Error::NotARepo(_) => "run `lode init` to create one, or `cd` into a dataset".into(),
             Error::AlreadyRepo(_) => "use the existing repository, or choose another directory".into(),
             Error::OutsideRepo { .. } => "give paths inside the dataset directory".into(),
-            Error::InsideLodeDir(_) => "lode manages .lode itself; add the dataset's files instead".into(),
+            Error::InsideLodeDir(_) => "lode manages .lode itself and never records a file inside one, at any depth; rename the directory or add the dataset's other files".into(),
             Error::Io { source, .. } => match source.kind() {
                 ErrorKind::PermissionDenied => {
                     "fix the permissions, or list the path in .lodeignore".into()

@@ -109,15 +109,54 @@ pub enum DecodeError {
     NonCanonical(&'static str),
     #[error("invalid entry name {0:?} in tree")]
     BadName(String),
+    #[error(
+        "tree entry {0:?} names lode's control directory .lode (refused: checking it out could \
+         overwrite the repository's own database)"
+    )]
+    ControlName(String),
     #[error("tree entries not sorted or duplicated at {0:?}")]
     Unsorted(String),
     #[error("commit signature does not verify")]
     BadSignature,
 }
 
-/// Checks that `name` can be one path component in any tree.
+/// Checks that `name` can be one path component in any tree: not empty, `.` or `..`, no
+/// `/` or NUL, and not a name that some file system resolves to `.lode`
+/// ([`is_control_name`]).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\0'])
+        && !is_control_name(name)
+}
+
+/// Whether `name`, as one path component, names lode's control directory `.lode` on some
+/// file system a working tree may live on, the way git guards `.git` since CVE-2014-9390:
+/// case-insensitively (macOS and Windows defaults), with the code points HFS+ ignores
+/// removed, with NTFS's trailing dots and spaces and `:stream` suffix dropped, and as the
+/// NTFS short name `LODE~N`.
+pub fn is_control_name(name: &str) -> bool {
+    // Code points HFS+ ignores when comparing names (git's `is_hfs_dotgit` list).
+    const HFS_IGNORED: &[char] = &[
+        '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}',
+        '\u{202d}', '\u{202e}', '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}',
+        '\u{206f}', '\u{feff}',
+    ];
+    let folded: String = name
+        .chars()
+        .filter(|c| !HFS_IGNORED.contains(c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    // NTFS: `name:stream` opens a stream of `name`; trailing dots and spaces are dropped.
+    let base = folded.split(':').next().unwrap_or("");
+    let base = base.trim_end_matches(['.', ' ']);
+    if base == ".lode" {
+        return true;
+    }
+    // NTFS 8.3 short names: `.lode` is also reachable as `LODE~1`, `LODE~2`...
+    base.strip_prefix("lode~")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn decode_body<'a, T: Deserialize<'a>>(
@@ -156,6 +195,9 @@ impl Tree {
     pub fn decode(bytes: &[u8]) -> Result<Tree, DecodeError> {
         let tree: Tree = decode_body(bytes, TREE_MAGIC, "tree")?;
         for (i, e) in tree.entries.iter().enumerate() {
+            if is_control_name(&e.name) {
+                return Err(DecodeError::ControlName(e.name.clone()));
+            }
             if !valid_name(&e.name) {
                 return Err(DecodeError::BadName(e.name.clone()));
             }
@@ -245,6 +287,46 @@ mod tests {
         padded.push(0);
         assert!(Tree::decode(&padded).is_err());
         assert!(Tree::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn control_names_are_refused_in_every_spelling() {
+        for bad in [
+            ".lode",
+            ".LODE",
+            ".Lode",
+            ".lode.",
+            ".lode. . ",
+            ".lode::$INDEX_ALLOCATION",
+            ".lode:stream",
+            ".l\u{200c}ode",
+            "\u{feff}.lode",
+            ".lo\u{206f}de",
+            "LODE~1",
+            "lode~12",
+        ] {
+            assert!(is_control_name(bad), "{bad:?}");
+            assert!(!valid_name(bad), "{bad:?}");
+            let t = Tree {
+                entries: vec![entry(bad)],
+            };
+            assert!(
+                matches!(Tree::decode(&t.encode()), Err(DecodeError::ControlName(_))),
+                "{bad:?}"
+            );
+        }
+        for ok in [
+            ".lodeignore",
+            "lode",
+            ".lode-data",
+            "x.lode",
+            "lode~",
+            "lode~1a",
+            ".lodes",
+        ] {
+            assert!(!is_control_name(ok), "{ok:?}");
+            assert!(valid_name(ok), "{ok:?}");
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Repo {
     /// The database, opened on first use and kept for the command (each open of a redb file
     /// costs a header write and fsyncs); [`Repo::release_db`] closes it before long work so
     /// that other processes can use it meanwhile.
-    db: Mutex<Option<Arc<Db>>>,
+    db: Arc<Mutex<Option<Arc<Db>>>>,
 }
 
 impl Repo {
@@ -153,7 +153,7 @@ impl Repo {
             store,
             home,
             opts,
-            db: Mutex::new(None),
+            db: Arc::new(Mutex::new(None)),
         };
         let db = repo.db()?;
         let tx = db.db.begin_read()?;
@@ -169,6 +169,28 @@ impl Repo {
                 msg: "format version missing".into(),
             }),
         }
+    }
+
+    /// A view of this repository whose object writes land in the quarantine `dir` (made if
+    /// missing): reads see the repository's objects and the quarantine's, the database is
+    /// the same. Used to receive a push, whose objects enter the store only once it is
+    /// accepted ([`Store::admit`]); deleting `dir` discards them.
+    pub fn quarantined(&self, dir: &Path) -> Result<Repo> {
+        Ok(Repo {
+            root: self.root.clone(),
+            dot: self.dot.clone(),
+            store: self.store.quarantine(dir)?,
+            home: self.home.clone(),
+            opts: self.opts.clone(),
+            // The same slot: one process opens a redb file once.
+            db: self.db.clone(),
+        })
+    }
+
+    /// Where received pushes wait while they are checked (`gc` removes what a killed server
+    /// left there).
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dot.join("quarantine")
     }
 
     /// Returns the working tree root.
@@ -449,7 +471,7 @@ impl Repo {
         let s = rel
             .to_str()
             .ok_or_else(|| Error::NonUtf8Name(arg.to_path_buf()))?;
-        if s == ".lode" || s.starts_with(".lode/") {
+        if s.split('/').any(crate::object::is_control_name) {
             return Err(Error::InsideLodeDir(arg.to_path_buf()));
         }
         Ok(s.to_string())

@@ -81,12 +81,51 @@ pub struct Imported {
 pub struct Store {
     objects: PathBuf,
     tmp: PathBuf,
+    /// For a quarantine ([`Store::quarantine`]): the objects directory of the store it sits
+    /// in front of. Reads fall through to it; writes never go there.
+    under: Option<PathBuf>,
 }
 
 impl Store {
     /// Opens the store whose objects live in `objects` and temp files in `tmp`.
     pub fn new(objects: PathBuf, tmp: PathBuf) -> Store {
-        Store { objects, tmp }
+        Store {
+            objects,
+            tmp,
+            under: None,
+        }
+    }
+
+    /// Creates a quarantine in `dir` (git's since 2.11, for received pushes): a store whose
+    /// writes land in `dir` while reads also see this store's objects. Nothing written there
+    /// is visible to readers of this store until [`Store::admit`] moves it in; deleting `dir`
+    /// drops it.
+    pub fn quarantine(&self, dir: &Path) -> Result<Store> {
+        let q = Store {
+            objects: dir.join("objects"),
+            tmp: dir.join("tmp"),
+            under: Some(self.objects.clone()),
+        };
+        q.create()
+            .map_err(|e| Error::io("cannot create a quarantine in", dir, e))?;
+        Ok(q)
+    }
+
+    /// Moves every object of the quarantine `q` into this store, then syncs: after it, the
+    /// objects are durable here and may be made reachable. Returns how many moved.
+    pub fn admit(&self, q: &Store) -> Result<u64> {
+        let mut moved = 0;
+        for (id, _) in q.list()? {
+            let from = q.own_path(&id);
+            let to = self.own_path(&id);
+            if fs::symlink_metadata(&to).is_ok() {
+                continue;
+            }
+            fs::rename(&from, &to).map_err(|e| Error::io("cannot admit object", &to, e))?;
+            moved += 1;
+        }
+        self.sync()?;
+        Ok(moved)
     }
 
     /// Creates the fan-out directories of a new store.
@@ -98,10 +137,19 @@ impl Store {
         Ok(())
     }
 
-    /// Returns the path of an object's file.
+    /// Returns the path of an object's file (for a quarantine: where it is, in the
+    /// quarantine or the store behind it).
     pub fn path(&self, id: &ObjectId) -> PathBuf {
-        let hex = id.to_hex();
-        self.objects.join(&hex[..2]).join(&hex[2..])
+        let own = self.own_path(id);
+        match &self.under {
+            Some(under) if fs::symlink_metadata(&own).is_err() => object_path(under, id),
+            _ => own,
+        }
+    }
+
+    /// Where this store writes an object.
+    fn own_path(&self, id: &ObjectId) -> PathBuf {
+        object_path(&self.objects, id)
     }
 
     /// Returns the temp directory (cleaned by `gc`).
@@ -123,7 +171,7 @@ impl Store {
         let _ = tmp
             .as_file()
             .set_permissions(fs::Permissions::from_mode(0o444));
-        let dest = self.path(id);
+        let dest = self.own_path(id);
         tmp.persist(&dest)
             .map_err(|e| Error::io("cannot store object", &dest, e.error))?;
         Ok(())
@@ -170,7 +218,7 @@ impl Store {
                     stored: false,
                 });
             }
-            let dest = self.path(&id);
+            let dest = self.own_path(&id);
             match fs::hard_link(path, &dest) {
                 Ok(()) => {
                     // The working file and the object share an inode from now on: make it
@@ -226,7 +274,7 @@ impl Store {
     /// streamed) into the store under that id.
     pub fn adopt(&self, file: &Path, id: &ObjectId) -> Result<()> {
         let _ = fs::set_permissions(file, fs::Permissions::from_mode(0o444));
-        let dest = self.path(id);
+        let dest = self.own_path(id);
         fs::rename(file, &dest).map_err(|e| Error::io("cannot store object", &dest, e))
     }
 
@@ -339,7 +387,7 @@ impl Store {
 
     /// Deletes an object (only `gc` calls this).
     pub fn remove(&self, id: &ObjectId) -> Result<()> {
-        let p = self.path(id);
+        let p = self.own_path(id);
         fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", p, e))
     }
 
@@ -350,6 +398,12 @@ impl Store {
         rustix::fs::syncfs(&dir)
             .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
     }
+}
+
+/// The path of an object's file in the objects directory `objects`.
+fn object_path(objects: &Path, id: &ObjectId) -> PathBuf {
+    let hex = id.to_hex();
+    objects.join(&hex[..2]).join(&hex[2..])
 }
 
 /// Hashes everything `r` yields; returns the hash and the number of bytes.

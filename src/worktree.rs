@@ -1,5 +1,5 @@
 //! Walking the working tree: a parallel walk that honours `.lodeignore` files in gitignore
-//! syntax (matched by the `ignore` crate, ripgrep's), never follows symlinks, skips `.lode`,
+//! syntax (matched by the `ignore` crate, ripgrep's), never follows symlinks, skips `.lode` at any depth and in every spelling a file system resolves to it,
 //! and visits only the requested paths.
 
 use std::fs;
@@ -134,7 +134,9 @@ where
             let Some(name) = name.to_str() else {
                 return Err(Error::NonUtf8Name(entry.path()));
             };
-            if job.rel.is_empty() && name == ".lode" {
+            // `.lode` (in any spelling a file system resolves to it) is a control directory:
+            // the repository's own at the top, a nested repository's below. Never recorded.
+            if crate::object::is_control_name(name) {
                 continue;
             }
             let rel = if job.rel.is_empty() {

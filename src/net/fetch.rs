@@ -1685,6 +1685,13 @@ pub async fn get(
     let mut files = Vec::new();
     let result: Result<()> = async {
         for leaf in &leaves {
+            // Trees were checked as they arrived; never write a path naming `.lode`.
+            if !leaf.path.split('/').all(crate::object::valid_name) {
+                return Err(Error::LyingPeer {
+                    peer: peer.clone(),
+                    msg: format!("its tree names the path {:?}", leaf.path),
+                });
+            }
             let dest = to.join(&leaf.path);
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)

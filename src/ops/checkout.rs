@@ -378,6 +378,11 @@ fn create_dir(p: &Path) -> Result<()> {
 /// a regular file is a read-only hard link to its object (copied where linking fails, as
 /// across filesystems).
 fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Option<Stat>> {
+    // Trees are checked when decoded; this second check keeps a path naming `.lode` (or
+    // leaving the tree) from ever being written, whatever produced it.
+    if !rel.split('/').all(crate::object::valid_name) {
+        return Err(Error::InsideLodeDir(rel.into()));
+    }
     ensure_parents(repo, rel)?;
     let dest = repo.abs(rel);
     let parent = dest.parent().expect("repository paths have a parent");

@@ -256,5 +256,35 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
             }
         }
     }
+    // Quarantines of pushes whose server was killed (a live server's stays: it has not
+    // taken the writer lock yet while it receives).
+    if let Ok(rd) = fs::read_dir(repo.quarantine_dir()) {
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            let owner = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("push-"))
+                .and_then(|n| n.split('-').next())
+                .and_then(|pid| pid.parse::<i32>().ok());
+            if owner.is_some_and(process_alive) {
+                continue;
+            }
+            if dry_run || fs::remove_dir_all(entry.path()).is_ok() {
+                report.temp_files_removed += 1;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// Whether a process with this pid runs (the owner of a leftover temp name).
+pub fn process_alive(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(pid) => match rustix::process::test_kill_process(pid) {
+            Ok(()) => true,
+            // It exists but belongs to someone else.
+            Err(e) => e == rustix::io::Errno::PERM,
+        },
+        None => false,
+    }
 }

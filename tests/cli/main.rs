@@ -2,6 +2,7 @@
 
 mod access;
 mod common;
+mod control;
 mod faults;
 mod fuzz;
 mod gateway;
