@@ -66,7 +66,7 @@ fn hostile_tree(repo: &lode::Repo, name: &str, nested: bool) -> ObjectId {
 
 /// Commits `tree` on top of `main` of `ds` by hand (as an attacker with the library would),
 /// signed with the device key of `home`, and moves `main` there.
-fn plant_commit(env: &TestEnv, home: &str, ds: &str, tree: ObjectId) -> ObjectId {
+pub fn plant_commit(env: &TestEnv, home: &str, ds: &str, tree: ObjectId) -> ObjectId {
     let repo = open(env, home, ds);
     let key = repo.device_key().unwrap();
     let body = CommitBody {

@@ -385,35 +385,18 @@ fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
 /// Writes a hostile commit into the repository `ds` of peer `home`: a tree made by hand,
 /// signed with that peer's device key, made the head of `main`.
 fn plant(env: &TestEnv, home: &str, ds: &str, entries: Vec<lode::object::TreeEntry>) {
-    use lode::object::{Commit, CommitBody, Tree};
     let repo = lode::Repo::discover(
         &env.path(ds),
         lode::keys::Home::new(env.path(home)),
         Default::default(),
     )
     .unwrap();
-    let tree = repo.store().put_bytes(&Tree { entries }.encode()).unwrap();
-    let key = repo.device_key().unwrap();
-    let body = CommitBody {
-        dataset: repo.dataset_id().unwrap().to_bytes(),
-        tree,
-        parents: vec![],
-        author: key.verifying_key().to_bytes(),
-        time: 1,
-        message: "hostile".into(),
-        metadata: Default::default(),
-    };
-    let id = repo
+    let tree = repo
         .store()
-        .put_bytes(&Commit::sign(body, &key).encode())
+        .put_bytes(&lode::object::Tree { entries }.encode())
         .unwrap();
-    let db = repo.db().unwrap();
-    let tx = db.db.begin_write().unwrap();
-    tx.open_table(lode::db::REFS)
-        .unwrap()
-        .insert("heads/main", id.to_hex().as_str())
-        .unwrap();
-    tx.commit().unwrap();
+    drop(repo);
+    crate::control::plant_commit(env, home, ds, tree);
 }
 
 #[test]
