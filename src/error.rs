@@ -77,6 +77,11 @@ pub enum Error {
     Dirty(Vec<String>),
     #[error("checkout would overwrite untracked files {}", list(.0))]
     UntrackedInTheWay(Vec<String>),
+    #[error(
+        "refusing to delete {}: no commit holds its content, or it differs from what is staged",
+        list(.0)
+    )]
+    RmUnsaved(Vec<String>),
     #[error("{0} in the working tree is in the way (a symlink or file where a directory must be)")]
     PathInTheWay(String),
     #[error("tag {0:?} already exists")]
@@ -190,6 +195,7 @@ impl Error {
             Error::Dirty(_) | Error::UntrackedInTheWay(_) | Error::PathInTheWay(_) => {
                 "commit or move your changes first, or pass --force to discard them".into()
             }
+            Error::RmUnsaved(_) => "use `lode rm --cached` to unstage and keep the files, or `lode rm --force` to delete them anyway".into(),
             Error::TagExists(_) => "choose another name, or pass --force to move the tag".into(),
             Error::BadTagName(_) => "tag names use letters, digits, '.', '_', '-' and '/'".into(),
             Error::BadMetaKey(_) => {

@@ -140,7 +140,7 @@ enum Command {
         /// Keep the files in the working tree.
         #[arg(long)]
         cached: bool,
-        /// Delete even files with changes that were never added.
+        /// Delete even files that no commit holds or that differ from what is staged.
         #[arg(short, long)]
         force: bool,
     },

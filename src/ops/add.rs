@@ -258,10 +258,19 @@ pub struct RmReport {
 }
 
 /// Unstages `paths` (and everything below them) and, unless `cached`, deletes them from the
-/// working tree. Refuses to delete files whose content differs from the index unless `force`.
+/// working tree. Unless `force`, refuses to delete a file that is the only copy of its
+/// content: one whose working content differs from the index, or whose staged content
+/// differs from HEAD's (git's rule: `--cached` keeps the file, `-f` deletes anyway).
 pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<RmReport> {
     let _lock = repo.lock()?;
     let (index, _) = repo.load_index()?;
+    let head = repo.flatten_commit(repo.head()?.commit.as_ref())?;
+    let committed = |k: &str, e: &IndexEntry| {
+        e.kind == EntryKind::Dir
+            || head
+                .get(k)
+                .is_some_and(|h| h.id == e.id && h.kind == e.kind)
+    };
     let mut changes = BTreeMap::new();
     let mut dirty = Vec::new();
     for p in paths {
@@ -271,14 +280,14 @@ pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<Rm
             return Err(Error::NoMatch(p.clone()));
         }
         for (k, e) in matched {
-            if !cached && !force && modified(repo, k, e)? {
+            if !cached && !force && (!committed(k, e) || modified(repo, k, e)?) {
                 dirty.push(k.clone());
             }
             changes.insert(k.clone(), None);
         }
     }
     if !dirty.is_empty() {
-        return Err(Error::Dirty(dirty));
+        return Err(Error::RmUnsaved(dirty));
     }
     write_index(repo, &changes)?;
     let removed: Vec<String> = changes.into_keys().collect();

@@ -147,7 +147,7 @@ fn gc_removes_only_unreachable() {
     // Stage then unstage a file: its object becomes garbage.
     env.write("ds/tmp.bin", vec![9u8; 100_000]);
     env.ok(ds, &["add", "tmp.bin"]);
-    env.ok(ds, &["rm", "tmp.bin"]);
+    env.ok(ds, &["rm", "--cached", "tmp.bin"]);
     let v = env.json(ds, &["gc"]);
     assert_eq!(v["objects_removed"], 1);
     assert!(v["bytes_freed"].as_u64().unwrap() >= 100_000);

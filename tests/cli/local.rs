@@ -233,12 +233,47 @@ fn rm_unstages_and_deletes() {
     env.ok(ds, &["rm", "--cached", "keep"]);
     assert!(env.path("ds/keep").exists());
     env.write("ds/a/x", "edited");
-    env.fails(ds, &["rm", "a"], "uncommitted changes");
+    let err = env.fails(ds, &["rm", "a"], "refusing to delete");
+    assert!(err.contains("a/x") && err.contains("--cached"), "{err}");
     env.ok(ds, &["rm", "-f", "a"]);
     assert!(!env.path("ds/a").exists());
     env.ok(ds, &["commit", "-m", "rm"]);
     assert!(env.ls(ds, "HEAD").is_empty());
     env.fails(ds, &["rm", "nothing-here"], "did not match");
+}
+
+#[test]
+fn rm_never_deletes_the_only_copy_of_a_file() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.write("ds/c.txt", "committed");
+    env.ok(ds, &["add", "."]);
+    env.ok(ds, &["commit", "-m", "c"]);
+    // Staged, never committed: the working file is the only copy (git: "has changes staged
+    // in the index").
+    env.write("ds/b.txt", "only copy");
+    env.ok(ds, &["add", "b.txt"]);
+    let err = env.fails(ds, &["rm", "b.txt"], "refusing to delete");
+    assert!(err.contains("b.txt") && err.contains("--force"), "{err}");
+    assert_eq!(env.read("ds/b.txt"), b"only copy");
+    // A committed file edited and staged: HEAD holds another content.
+    env.write("ds/c.txt", "edited, staged");
+    env.ok(ds, &["add", "c.txt"]);
+    env.fails(ds, &["rm", "c.txt"], "refusing to delete");
+    assert_eq!(env.read("ds/c.txt"), b"edited, staged");
+    // --cached unstages and keeps the file.
+    env.ok(ds, &["rm", "--cached", "b.txt"]);
+    assert_eq!(env.read("ds/b.txt"), b"only copy");
+    let st = env.json(ds, &["status"]);
+    assert!(st.to_string().contains("b.txt"), "{st}");
+    // --force deletes when asked.
+    env.ok(ds, &["rm", "--force", "c.txt"]);
+    assert!(!env.path("ds/c.txt").exists());
+    // A committed, unchanged file is deleted without --force (its content is in a commit).
+    env.ok(ds, &["checkout", "-f", "HEAD", "c.txt"]);
+    env.ok(ds, &["add", "c.txt"]);
+    env.ok(ds, &["rm", "c.txt"]);
+    assert!(!env.path("ds/c.txt").exists());
 }
 
 #[test]
