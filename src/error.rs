@@ -90,6 +90,10 @@ pub enum Error {
     BadTagName(String),
     #[error("unknown metadata key {0:?}")]
     BadMetaKey(String),
+    #[error("unknown metadata key `{given}`: did you mean `{known}`?")]
+    NearMetaKey { given: String, known: &'static str },
+    #[error("license {0}")]
+    BadLicense(String),
     #[error("key file {}: {msg}", .path.display())]
     Key { path: PathBuf, msg: String },
     #[error("invalid ticket: {0}")]
@@ -198,6 +202,10 @@ impl Error {
             Error::RmUnsaved(_) => "use `lode rm --cached` to unstage and keep the files, or `lode rm --force` to delete them anyway".into(),
             Error::TagExists(_) => "choose another name, or pass --force to move the tag".into(),
             Error::BadTagName(_) => "tag names use letters, digits, '.', '_', '-' and '/'".into(),
+            Error::NearMetaKey { given, known } => format!(
+                "use `lode meta {known} ...`; to keep a field of your own named like this, write `lode meta extra.{given} ...`"
+            ),
+            Error::BadLicense(_) => "use an SPDX identifier or expression (https://spdx.org/licenses/), e.g. CC-BY-4.0 or `MIT OR Apache-2.0`; for terms SPDX does not list, LicenseRef-NAME".into(),
             Error::BadMetaKey(_) => {
                 "keys are title, description, license, authors, keywords, or extra.NAME".into()
             }

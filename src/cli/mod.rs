@@ -207,13 +207,17 @@ enum Command {
     /// Show or set dataset metadata (title, description, license, authors, keywords, any
     /// other key); the next commit records changes.
     #[command(
-        after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta authors \"A. Lee, B. Ortiz\"\n  lode meta --unset strain"
+        after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta license CC-BY-4.0\n  lode meta authors \"Lee, Ana\" \"Ortiz, Ben\"      # or \"Lee, Ana; Ortiz, Ben\"\n  lode meta extra.strain N2\n  lode meta --unset extra.strain"
     )]
     Meta {
+        /// The field: title, description, license (an SPDX identifier), authors, keywords, or
+        /// extra.NAME for a field of your own. Without it: show all metadata.
         key: Option<String>,
-        value: Option<String>,
+        /// The value (without it: show KEY). authors and keywords take several values, each
+        /// one item (`;` also separates items; keywords split on commas too).
+        values: Vec<String>,
         /// Remove KEY.
-        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "value"])]
+        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "values"])]
         unset: Option<String>,
     },
     /// Re-hash every object; report damage by id and path; exit 1 on any.
@@ -1260,11 +1264,12 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             ops::history::cat(&repo, rev, path.trim_start_matches("./"), &mut out)?;
             out.flush()?;
         }
-        Command::Meta { key, value, unset } => {
+        Command::Meta { key, values, unset } => {
             let repo = ctx.repo()?;
+            let value = (!values.is_empty()).then_some(());
             let m = match (&key, &value, &unset) {
-                (_, _, Some(k)) => Some(ops::meta::set(&repo, k, None)?),
-                (Some(k), Some(v), None) => Some(ops::meta::set(&repo, k, Some(v))?),
+                (_, _, Some(k)) => Some(ops::meta::set(&repo, k, &[])?),
+                (Some(k), Some(()), None) => Some(ops::meta::set(&repo, k, &values)?),
                 _ => None,
             };
             let m = match m {
@@ -1917,7 +1922,7 @@ fn print_meta(ui: &mut Ui, m: &lode::object::Metadata) -> io::Result<()> {
     ui.line(format!("title:       {}", opt(&m.title)))?;
     ui.line(format!("description: {}", opt(&m.description)))?;
     ui.line(format!("license:     {}", opt(&m.license)))?;
-    ui.line(format!("authors:     {}", m.authors.join(", ")))?;
+    ui.line(format!("authors:     {}", m.authors.join("; ")))?;
     ui.line(format!("keywords:    {}", m.keywords.join(", ")))?;
     for (k, v) in &m.extra {
         ui.line(format!("{k}: {v}"))?;

@@ -298,7 +298,7 @@ fn metadata_is_recorded_by_the_next_commit() {
     env.ok(ds, &["add", "a"]);
     env.ok(ds, &["commit", "-m", "data"]);
     env.ok(ds, &["meta", "title", "Worm tracks"]);
-    env.ok(ds, &["meta", "authors", "A. Lee, B. Ortiz"]);
+    env.ok(ds, &["meta", "authors", "A. Lee", "B. Ortiz"]);
     env.ok(ds, &["meta", "license", "CC-BY-4.0"]);
     env.ok(ds, &["meta", "strain", "N2"]);
     assert!(env.json(ds, &["status"])["metadata_changed"]
@@ -321,6 +321,58 @@ fn metadata_is_recorded_by_the_next_commit() {
         .unwrap()
         .is_empty());
     env.fails(ds, &["meta", "bad key!", "x"], "unknown metadata key");
+}
+
+#[test]
+fn meta_takes_names_with_commas_and_catches_typos() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    // Commas belong to names: one value per author, or `;` between them.
+    env.ok(ds, &["meta", "authors", "Lee, Ana; Ortiz, Ben"]);
+    assert_eq!(
+        env.json(ds, &["meta"])["authors"],
+        serde_json::json!(["Lee, Ana", "Ortiz, Ben"])
+    );
+    env.ok(
+        ds,
+        &["meta", "authors", "Lee, Ana", "Ortiz, Ben", "Chen, W."],
+    );
+    assert_eq!(
+        env.json(ds, &["meta"])["authors"],
+        serde_json::json!(["Lee, Ana", "Ortiz, Ben", "Chen, W."])
+    );
+    assert_eq!(
+        env.ok(ds, &["meta", "authors"]).trim(),
+        "Lee, Ana; Ortiz, Ben; Chen, W."
+    );
+    env.ok(ds, &["meta", "keywords", "worm, neurons", "tracking"]);
+    assert_eq!(
+        env.json(ds, &["meta"])["keywords"],
+        serde_json::json!(["worm", "neurons", "tracking"])
+    );
+    // A near miss of a known key is refused, with the fix; nothing stored.
+    let err = env.fails(
+        ds,
+        &["meta", "licence", "CC-BY-4.0"],
+        "did you mean `license`",
+    );
+    assert!(err.contains("extra.licence"), "{err}");
+    env.fails(ds, &["meta", "titel", "x"], "did you mean `title`");
+    assert!(env.json(ds, &["meta"])["extra"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    // extra.NAME says it is meant.
+    env.ok(ds, &["meta", "extra.licence", "see LICENSE"]);
+    // Licenses are SPDX expressions.
+    env.ok(ds, &["meta", "license", "CC-BY-4.0"]);
+    env.ok(ds, &["meta", "license", "MIT OR Apache-2.0"]);
+    env.ok(ds, &["meta", "license", "LicenseRef-lab-terms"]);
+    let err = env.fails(ds, &["meta", "license", "CC BY 4.0 please"], "not an SPDX");
+    assert!(err.contains("spdx.org"), "{err}");
+    assert_eq!(env.json(ds, &["meta"])["license"], "LicenseRef-lab-terms");
+    // Fields of one value refuse several.
+    env.fails(ds, &["meta", "title", "C.", "elegans"], "takes one value");
 }
 
 #[test]
