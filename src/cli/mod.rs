@@ -775,6 +775,7 @@ pub fn main() -> ExitCode {
         eprintln!("error: internal error: {msg}{at}; hint: this is a bug, please report it");
     }));
     let cli = Cli::parse();
+    let json = cli.global.json;
     let ui = Ui {
         json: cli.global.json,
         quiet: cli.global.quiet,
@@ -787,6 +788,12 @@ pub fn main() -> ExitCode {
     match run(cli, ui) {
         Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
         Err(CliError::Failed) => ExitCode::from(1),
+        Err(CliError::Core(e)) if json => {
+            // One JSON object on stderr (stdout carries only results).
+            let v = serde_json::json!({ "error": e.to_string(), "hint": e.hint() });
+            eprintln!("{v}");
+            ExitCode::from(1)
+        }
         Err(CliError::Core(e)) => {
             let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
             eprintln!("error: {}{hint}", one_line(&e.to_string()));

@@ -418,3 +418,28 @@ fn help_has_examples() {
         assert!(out.contains("Example"), "{cmd} --help lacks an example");
     }
 }
+
+#[test]
+fn errors_under_json_are_json() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let out = env.run(ds, &["rm", "nothing-here", "--json"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("one JSON object");
+    assert!(
+        v["error"].as_str().unwrap().contains("did not match"),
+        "{v}"
+    );
+    assert!(v.get("hint").is_some(), "{v}");
+    let out = env.run("", &["log", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stderr).expect("one JSON object");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a lode repository"),
+        "{v}"
+    );
+    assert!(v["hint"].as_str().unwrap().contains("lode init"), "{v}");
+}
