@@ -54,6 +54,7 @@ enum Command {
         after_help = "Examples:\n  lode init worm-tracks && cd worm-tracks\n  lode init --private patient-scans"
     )]
     Init {
+        /// The directory to make the repository in (made if missing; default: the current one).
         dir: Option<PathBuf>,
         /// Make a restricted dataset: served only to holders of a ticket (`lode grant`).
         #[arg(long)]
@@ -71,7 +72,9 @@ enum Command {
     /// Show or change repository settings (`private true|false`).
     #[command(after_help = "Examples:\n  lode config\n  lode config private true")]
     Config {
+        /// The setting: `private` (without it: show all settings).
         key: Option<String>,
+        /// The new value, e.g. true or false (without it: show KEY).
         value: Option<String>,
     },
     /// Issue a capability ticket bound to a peer (its identity card or device id).
@@ -111,6 +114,7 @@ enum Command {
         after_help = "Examples:\n  lode revoke 3fa9c1\n  lode revoke --key 5f2c…e1\nData already downloaded cannot be recalled; new commits are encrypted to a new key."
     )]
     Revoke {
+        /// The ticket to revoke: a `lodecap1…` ticket, or a grant id (or a unique prefix) from `lode grants`; with --key, a device id.
         what: String,
         /// WHAT is a device id: revoke every ticket issued to or by it.
         #[arg(long)]
@@ -126,6 +130,7 @@ enum Command {
     )]
     Add {
         #[arg(required = true)]
+        /// Files and directories to stage (`.` for everything; directories recursively).
         paths: Vec<PathBuf>,
         /// Hard-link files into the store instead of copying them (no second copy on disk;
         /// the files become read-only, and editing one in place damages the stored object).
@@ -136,6 +141,7 @@ enum Command {
     #[command(after_help = "Example:\n  lode rm old/ --cached")]
     Rm {
         #[arg(required = true)]
+        /// Staged files or directories to unstage (and delete, unless --cached).
         paths: Vec<PathBuf>,
         /// Keep the files in the working tree.
         #[arg(long)]
@@ -159,22 +165,31 @@ enum Command {
     /// List commits, newest first.
     #[command(after_help = "Example:\n  lode log -n 5")]
     Log {
+        /// Where to start: a commit id (or a unique prefix), a tag, HEAD, HEAD~N (default HEAD).
         rev: Option<String>,
         #[arg(short = 'n', long)]
         limit: Option<usize>,
     },
     /// Show the dataset id and a commit (default HEAD) with its changes.
     #[command(after_help = "Example:\n  lode show HEAD~1")]
-    Show { rev: Option<String> },
+    Show {
+        /// The commit to show (default HEAD): an id (or a unique prefix), a tag, HEAD~N.
+        rev: Option<String>,
+    },
     /// List changed files: HEAD vs working tree, REV vs working tree, or REV vs REV.
     #[command(after_help = "Example:\n  lode diff v1 HEAD")]
-    Diff { revs: Vec<String> },
+    Diff {
+        /// None: HEAD vs the working tree; one: REV vs the working tree; two: REV vs REV.
+        revs: Vec<String>,
+    },
     /// Write a revision (or some of its paths) into the working tree.
     #[command(
         after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main"
     )]
     Checkout {
+        /// The revision to write: a tag, a commit id (or a unique prefix), HEAD~N or main.
         rev: String,
+        /// Only these paths (files or directories) of REV; HEAD does not move.
         paths: Vec<PathBuf>,
         /// Overwrite uncommitted changes.
         #[arg(short, long)]
@@ -183,7 +198,9 @@ enum Command {
     /// List tags, or create one at REV (default HEAD).
     #[command(after_help = "Example:\n  lode tag v1.0")]
     Tag {
+        /// The tag's name (without it: list tags).
         name: Option<String>,
+        /// The commit to tag (default HEAD).
         rev: Option<String>,
         /// Move an existing tag.
         #[arg(short, long)]
@@ -195,7 +212,9 @@ enum Command {
     /// List the files of a revision (default HEAD) with sizes and BLAKE3 ids.
     #[command(after_help = "Example:\n  lode ls HEAD tables --json")]
     Ls {
+        /// The revision to list (default HEAD).
         rev: Option<String>,
+        /// Only this path (a file or directory) of REV.
         path: Option<PathBuf>,
     },
     /// Write a file of a revision to stdout (checked against its hash first).
@@ -269,7 +288,9 @@ enum Command {
         after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy"
     )]
     Clone {
+        /// A ticket: an address ticket (`lode1…` from `lode serve`), a capability ticket (`lodecap1…` from `lode grant`), or with --registry a dataset name.
         ticket: String,
+        /// The directory to clone into (default: dataset-ID, the first 8 hex digits of its id).
         dir: Option<PathBuf>,
         /// Resolve TICKET as a dataset name at this registry (lodereg1…).
         #[arg(long, value_name = "TICKET")]
@@ -297,6 +318,7 @@ enum Command {
     /// Fetch new commits and objects from a remote (default origin) without touching files.
     #[command(after_help = "Example:\n  lode fetch origin")]
     Fetch {
+        /// The remote to fetch from (default: origin).
         remote: Option<String>,
         #[command(flatten)]
         cap: CapArg,
@@ -306,6 +328,7 @@ enum Command {
     /// Fetch, then fast-forward main and the working tree (refuses to overwrite changes).
     #[command(after_help = "Example:\n  lode pull")]
     Pull {
+        /// The remote to pull from (default: origin).
         remote: Option<String>,
         #[command(flatten)]
         cap: CapArg,
@@ -316,6 +339,7 @@ enum Command {
     /// fast-forwards (refused if it moved on: pull first, or --force).
     #[command(after_help = "Example:\n  lode push origin")]
     Push {
+        /// The remote to push to (default: origin).
         remote: Option<String>,
         /// Move the remote's main even when it is not a fast-forward.
         #[arg(short, long)]
@@ -332,7 +356,9 @@ enum Command {
         after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"
     )]
     Get {
+        /// Where from: an address ticket (`lode1…`), a capability ticket (`lodecap1…`), or a `lode://NAME-OR-ID/PATH?rev=REV` URI.
         ticket: String,
+        /// Paths (files or directories) of the dataset to fetch (`""` for everything).
         paths: Vec<String>,
         /// Directory to write into.
         #[arg(long, default_value = ".")]
@@ -356,6 +382,7 @@ enum Command {
         after_help = "Example:\n  lode serve &\n  lode publish worm-tracks --registry lodereg1…"
     )]
     Publish {
+        /// The name to list the dataset under (default: the one it was published under before).
         name: Option<String>,
         /// The registry's ticket (lodereg1…), printed by `lode registry serve`.
         #[arg(long, value_name = "TICKET")]
@@ -373,6 +400,7 @@ enum Command {
     /// Find datasets at a registry by name, title, description or keyword.
     #[command(after_help = "Example:\n  lode search elegans --registry lodereg1…")]
     Search {
+        /// Words to look for in names, titles, descriptions, authors and keywords.
         term: String,
         #[arg(long, value_name = "TICKET")]
         registry: String,
@@ -391,6 +419,7 @@ enum Command {
 enum MirrorAction {
     /// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
     Add {
+        /// The dataset's ticket: an address ticket (`lode1…`), or for a restricted dataset its relay ticket (`lodecap1…`, see --ticket).
         ticket: String,
         /// Disk to volunteer, e.g. 50G: beyond it, the files only old versions use are
         /// dropped, oldest first (other providers still serve them).
@@ -410,7 +439,10 @@ enum MirrorAction {
         net: NetArgs,
     },
     /// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
-    Remove { dataset: String },
+    Remove {
+        /// The mirrored dataset's id (or a unique prefix, as `lode mirror list` shows it).
+        dataset: String,
+    },
     /// Obey the taint notices (takedowns) of a registry: at each sync round, mirrors delete
     /// what its notices name, and say so.
     Follow {
@@ -419,7 +451,10 @@ enum MirrorAction {
     },
     /// Stop obeying a registry's taint notices (by registry id or unique prefix, as
     /// `lode mirror list` shows); what was deleted stays deleted.
-    Unfollow { registry: String },
+    Unfollow {
+        /// The registry's id (or a unique prefix), as `lode mirror list` shows it.
+        registry: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -478,9 +513,17 @@ enum RegistryAction {
 #[derive(Subcommand)]
 enum RemoteAction {
     /// Add (or replace) a remote.
-    Add { name: String, ticket: String },
+    Add {
+        /// The remote's name, e.g. origin or lab.
+        name: String,
+        /// Its ticket: `lode1…` (from `lode serve`) or `lodecap1…` (from `lode grant`).
+        ticket: String,
+    },
     /// Remove a remote.
-    Remove { name: String },
+    Remove {
+        /// The remote's name, as `lode remote` lists it.
+        name: String,
+    },
     /// List remotes.
     List,
 }
@@ -1935,4 +1978,27 @@ fn print_meta(ui: &mut Ui, m: &lode::object::Metadata) -> io::Result<()> {
         ui.line(format!("{k}: {v}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Every positional argument of every command says what it takes in `--help`.
+    #[test]
+    fn every_positional_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_positionals() {
+                if a.get_help().is_none() {
+                    missing.push(format!("{path} <{}>", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "lode", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:#?}");
+    }
 }
