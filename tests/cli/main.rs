@@ -4,6 +4,7 @@ mod access;
 mod common;
 mod control;
 mod faults;
+mod firstweek;
 mod fuzz;
 mod gateway;
 mod history;
