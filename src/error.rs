@@ -216,6 +216,11 @@ impl Error {
             Error::BadTicket(_) => {
                 "copy the whole ticket again from `lode serve` or `lode ticket` on the serving peer".into()
             }
+            Error::Trust(crate::trust::TrustError::Malformed(what, _))
+                if what.contains("identity card") =>
+            {
+                "ask the holder to send their identity card again (`lode id --card` on their device), and copy it whole".into()
+            }
             Error::Trust(_) => {
                 "ask the dataset owner for a new ticket (`lode grant`), and copy it whole".into()
             }

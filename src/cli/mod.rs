@@ -216,6 +216,9 @@ enum Command {
         rev: Option<String>,
         /// Only this path (a file or directory) of REV.
         path: Option<PathBuf>,
+        /// Exact sizes in bytes (default: human sizes, as `diff` prints them).
+        #[arg(long)]
+        bytes: bool,
     },
     /// Write a file of a revision to stdout (checked against its hash first).
     #[command(after_help = "Example:\n  lode cat v1:tables/neurons.csv | head")]
@@ -1281,7 +1284,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 }
             }
         }
-        Command::Ls { rev, path } => {
+        Command::Ls { rev, path, bytes } => {
             let repo = ctx.repo()?;
             let prefix = match &path {
                 Some(p) => repo.repo_path(&ctx.cwd, p)?,
@@ -1292,11 +1295,16 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ui.json(&entries)?;
             } else {
                 for e in entries {
+                    let size = if bytes {
+                        e.size.to_string()
+                    } else {
+                        human(e.size)
+                    };
                     ui.line(format!(
                         "{} {:>7} {:>10}  {}",
                         &e.id[..12],
                         e.kind,
-                        e.size,
+                        size,
                         qp(&e.path)
                     ))?;
                 }
@@ -1912,7 +1920,7 @@ fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
     for c in changes {
         let (tag, size) = match c.change {
             Added => ("added:   ", human(c.new_size.unwrap_or(0))),
-            Deleted => ("removed: ", human(c.old_size.unwrap_or(0))),
+            Deleted => ("deleted: ", human(c.old_size.unwrap_or(0))),
             Modified => (
                 "modified:",
                 format!(
