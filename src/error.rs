@@ -231,7 +231,7 @@ impl Error {
                 "fetch from another provider, or from the dataset's origin".into()
             }
             Error::Unreachable { .. } | Error::NoProvider(_) | Error::Net(_) => {
-                "check that `lode serve` runs on the peer and that its address in the ticket is reachable".into()
+                "check that `lode serve` runs on the peer and that its address in the ticket is reachable; if it now serves on another address, take its new ticket (`lode serve` prints it; .lode/serve.ticket there) and run `lode remote add origin NEW-TICKET`".into()
             }
             Error::Peer { .. } => "check that both peers run the same lode version".into(),
             Error::LyingPeer { .. } => {

@@ -105,6 +105,10 @@ enum Command {
         /// A note kept in the ticket (who, why).
         #[arg(long, default_value = "")]
         note: String,
+        /// Also write the ticket to FILE (mode 0600), to send as an attachment; the holder
+        /// passes it as `--ticket @FILE`.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// List the capability tickets this repository issued.
     #[command(after_help = "Example:\n  lode grants")]
@@ -292,6 +296,7 @@ enum Command {
     )]
     Clone {
         /// A ticket: an address ticket (`lode1…` from `lode serve`), a capability ticket (`lodecap1…` from `lode grant`), or with --registry a dataset name.
+        #[arg(value_parser = ticket_arg)]
         ticket: String,
         /// The directory to clone into (default: dataset-ID, the first 8 hex digits of its id).
         dir: Option<PathBuf>,
@@ -360,6 +365,7 @@ enum Command {
     )]
     Get {
         /// Where from: an address ticket (`lode1…`), a capability ticket (`lodecap1…`), or a `lode://NAME-OR-ID/PATH?rev=REV` URI.
+        #[arg(value_parser = ticket_arg)]
         ticket: String,
         /// Paths (files or directories) of the dataset to fetch (`""` for everything).
         paths: Vec<String>,
@@ -423,6 +429,7 @@ enum MirrorAction {
     /// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
     Add {
         /// The dataset's ticket: an address ticket (`lode1…`), or for a restricted dataset its relay ticket (`lodecap1…`, see --ticket).
+        #[arg(value_parser = ticket_arg)]
         ticket: String,
         /// Disk to volunteer, e.g. 50G: beyond it, the files only old versions use are
         /// dropped, oldest first (other providers still serve them).
@@ -520,6 +527,7 @@ enum RemoteAction {
         /// The remote's name, e.g. origin or lab.
         name: String,
         /// Its ticket: `lode1…` (from `lode serve`) or `lodecap1…` (from `lode grant`).
+        #[arg(value_parser = ticket_arg)]
         ticket: String,
     },
     /// Remove a remote.
@@ -534,9 +542,36 @@ enum RemoteAction {
 /// The capability ticket a command presents (stored with the repository once used).
 #[derive(Args, Clone)]
 struct CapArg {
-    /// Capability ticket (lodecap1…) from `lode grant`; kept for later fetches and pushes.
-    #[arg(long = "ticket", value_name = "TICKET")]
+    /// Capability ticket (lodecap1…) from `lode grant`, or @FILE to read it from a file;
+    /// kept for later fetches and pushes.
+    #[arg(long = "ticket", value_name = "TICKET", value_parser = ticket_arg)]
     capability: Option<String>,
+}
+
+/// Writes `data` to `path` through a temp file beside it (mode 0600) and a rename.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::io("cannot create a temp file in", dir, e))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("cannot write", path, e.error))?;
+    Ok(())
+}
+
+/// A ticket argument: the ticket itself, or `@FILE` naming a file that holds it (tickets run
+/// to hundreds of characters; `lode grant --output FILE` writes one).
+fn ticket_arg(s: &str) -> Result<String, String> {
+    match s.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("cannot read the ticket file {path}: {e}")),
+        None => Ok(s.to_string()),
+    }
 }
 
 impl CapArg {
@@ -958,6 +993,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             expires,
             delegable,
             note,
+            output,
         } => {
             use lode::trust::Rights;
             let repo = ctx.repo()?;
@@ -996,6 +1032,10 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 note,
             };
             let bundle = ops::access::grant(&repo, &who, opts, hints)?;
+            if let Some(file) = &output {
+                let file = ctx.cwd.join(file);
+                write_private(&file, format!("{bundle}\n").as_bytes())?;
+            }
             if ui.json {
                 ui.json(&grant_json(&bundle))?;
             } else {
@@ -1493,7 +1533,15 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 served,
                 &opts,
                 setup,
-                |tickets| {
+                |tickets, notes| {
+                    if !quiet && !json {
+                        for n in notes {
+                            #[allow(clippy::print_stderr)]
+                            {
+                                eprintln!("note: {n}");
+                            }
+                        }
+                    }
                     printed = (|| {
                         for t in tickets {
                             if json {

@@ -853,8 +853,52 @@ pub struct ServeSetup {
     pub reload: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
 }
 
-/// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon
-/// as the endpoint listens.
+/// Binds the endpoint. Without address lookup (LAN, air-gapped: peers know this one only by
+/// the addresses in its tickets), a port left to chance is the one this repository last served
+/// on (`.lode/serve.port`), so that collaborators' remotes and tickets keep working across a
+/// restart; when that port is taken, a new one is used and `notes` says so.
+async fn bind_remembered(
+    key: &ed25519_dalek::SigningKey,
+    opts: &NetOptions,
+    port_file: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> Result<Net> {
+    let chance = opts.bind.is_none_or(|a| a.port() == 0);
+    let remembered = std::fs::read_to_string(port_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let net = match remembered {
+        Some(port) if chance && !opts.discovery => {
+            let ip = opts
+                .bind
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                    a.ip()
+                });
+            let again = NetOptions {
+                bind: Some(std::net::SocketAddr::new(ip, port)),
+                ..opts.clone()
+            };
+            match bind(key, &again).await {
+                Ok(net) => net,
+                Err(e) => {
+                    notes.push(format!(
+                        "port {port}, where this repository was served before, is taken ({e}); \
+                         serving on a new port: collaborators refresh their remote with \
+                         `lode remote add origin NEW-TICKET`"
+                    ));
+                    bind(key, opts).await?
+                }
+            }
+        }
+        _ => bind(key, opts).await?,
+    };
+    if let Some(port) = net.endpoint.bound_sockets().first().map(|a| a.port()) {
+        let _ = std::fs::write(port_file, format!("{port}\n"));
+    }
+    Ok(net)
+}
+
 /// Takes `.lode/serve.lock` of each repository for as long as it is served (the kernel
 /// releases it when the process ends, however it ends), so that a second `lode serve` of the
 /// same repository is told which process already serves it.
@@ -893,11 +937,13 @@ fn serve_locks(repos: &[Repo]) -> Result<Vec<std::fs::File>> {
     Ok(held)
 }
 
+/// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon
+/// as the endpoint listens, and notes for the user (a remembered port that was taken).
 pub async fn serve(
     repos: Vec<Repo>,
     opts: &NetOptions,
     setup: ServeSetup,
-    ready: impl FnOnce(&[Ticket]),
+    ready: impl FnOnce(&[Ticket], &[String]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let first = repos
@@ -914,6 +960,7 @@ pub async fn serve(
         ))
     })?;
     let key = first.device_key()?;
+    let port_file = first.root().join(".lode").join("serve.port");
     let mut datasets = HashMap::new();
     let mut order = Vec::new();
     for repo in repos {
@@ -970,7 +1017,8 @@ pub async fn serve(
             }
         });
     }
-    let net = bind(&key, opts).await?;
+    let mut notes = Vec::new();
+    let net = bind_remembered(&key, opts, &port_file, &mut notes).await?;
     let _ = shared.net.set(net.clone());
     let router = Router::builder(net.endpoint.clone())
         .accept(proto::ALPN, LodeProtocol(shared.clone()))
@@ -990,7 +1038,7 @@ pub async fn serve(
         let path = served.repo.root().join(".lode").join("serve.ticket");
         let _ = std::fs::write(path, format!("{ticket}\n"));
     }
-    ready(&tickets);
+    ready(&tickets, &notes);
     shutdown.await;
     for served in shared.datasets.values() {
         let _ = std::fs::remove_file(served.repo.root().join(".lode").join("serve.ticket"));

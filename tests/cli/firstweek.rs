@@ -55,3 +55,88 @@ fn words_agree_across_commands() {
         "{err}"
     );
 }
+
+#[test]
+fn a_restarted_serve_keeps_its_port_and_tickets_come_from_files() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("a.csv", b"1\n")], "one");
+    // Restart: the same address, so the clone's remote still works.
+    let first = serve(&env, "srv", ds);
+    let ticket = first.ticket.clone();
+    env.json_as("peer", "", &["clone", &first.ticket, "copy"]);
+    drop(first);
+    env.commit_files(ds, &[("b.csv", b"2\n")], "two");
+    let second = serve(&env, "srv", ds);
+    assert_eq!(second.ticket, ticket, "a restart changed the address");
+    env.ok_as("peer", "copy", &["pull"]);
+    assert_eq!(env.read("copy/b.csv"), b"2\n");
+    // The port taken by someone else: a new one, and a note that says what to do.
+    let port: u16 = String::from_utf8(env.read(&format!("{ds}/.lode/serve.port")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(second);
+    let squatter = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let out = env
+        .cmd_as("srv", ds, &["serve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let _ = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status();
+    let out = out.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("port {port}")) && err.contains("lode remote add"),
+        "{err}"
+    );
+    drop(squatter);
+
+    // grant --output FILE, then --ticket @FILE.
+    let card = env.ok_as("reader", "", &["id", "--card"]);
+    let file = env.path("reader-ticket.txt");
+    env.ok(
+        ds,
+        &[
+            "grant",
+            card.trim(),
+            "--read",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(String::from_utf8(env.read("reader-ticket.txt"))
+        .unwrap()
+        .starts_with("lodecap1"));
+    let server = serve(&env, "srv", ds);
+    let at = format!("@{}", file.display());
+    env.json_as(
+        "reader",
+        "",
+        &["clone", &server.ticket, "rclone", "--ticket", &at],
+    );
+    assert_eq!(env.read("rclone/a.csv"), b"1\n");
+    let out = env
+        .cmd_as(
+            "reader",
+            "",
+            &["clone", &server.ticket, "x", "--ticket", "@/nonexistent/t"],
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot read the ticket file /nonexistent/t"),
+        "{err}"
+    );
+}
