@@ -1115,13 +1115,20 @@ pub async fn publish_signed(
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let net = bind(&key, opts).await?;
     let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let req = Request::Publish { entry: e.encode() };
-        out.push(match call_on(&net, reg, &req).await {
-            Ok(Response::Published { new }) => Ok(new),
-            Ok(_) => Err(unexpected(reg)),
-            Err(e) => Err(e),
+    // A few requests in flight at a time, answers in order.
+    for batch in entries.chunks(8) {
+        let asks = batch.iter().map(|e| {
+            let net = &net;
+            async move {
+                let req = Request::Publish { entry: e.encode() };
+                match call_on(net, reg, &req).await {
+                    Ok(Response::Published { new }) => Ok(new),
+                    Ok(_) => Err(unexpected(reg)),
+                    Err(e) => Err(e),
+                }
+            }
         });
+        out.extend(n0_future::join_all(asks).await);
     }
     net.endpoint.close().await;
     Ok(out)
