@@ -26,7 +26,7 @@
 //! replication may still bring two datasets under one name from two registries, and then
 //! `clone NAME` refuses to choose and lists both.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -165,6 +165,9 @@ struct State {
     entries: BTreeMap<[u8; 32], Entry>,
     /// Who brought each entry (dataset id → peer endpoint id).
     origin: BTreeMap<[u8; 32], [u8; 32]>,
+    /// How many held entries each publisher has, and each peer brought.
+    by_publisher: HashMap<[u8; 32], usize>,
+    by_origin: HashMap<[u8; 32], usize>,
     notices: BTreeMap<[u8; 32], Notice>,
     /// The newest approval per (registry, publisher).
     approvals: BTreeMap<([u8; 32], [u8; 32]), Approval>,
@@ -265,6 +268,16 @@ impl Registry {
                 }
             }
         }
+        let mut by_publisher: HashMap<[u8; 32], usize> = HashMap::new();
+        for e in st.entries.values() {
+            *by_publisher.entry(e.body.publisher).or_default() += 1;
+        }
+        let mut by_origin: HashMap<[u8; 32], usize> = HashMap::new();
+        for from in st.origin.values() {
+            *by_origin.entry(*from).or_default() += 1;
+        }
+        st.by_publisher = by_publisher;
+        st.by_origin = by_origin;
         let peers = dir.join("peers");
         match std::fs::read_to_string(&peers) {
             Ok(text) => {
@@ -364,12 +377,12 @@ impl Registry {
             return Err("this registry is full".into());
         }
         // Bounds: a re-listing of the same dataset does not count twice.
-        let others = |keep: &dyn Fn(&[u8; 32], &Entry) -> bool| {
-            (st.entries.iter())
-                .filter(|(d, o)| **d != e.body.dataset && keep(d, o))
-                .count()
+        let old_publisher = st.entries.get(&e.body.dataset).map(|o| o.body.publisher);
+        let old_origin = st.origin.get(&e.body.dataset).copied();
+        let count = |m: &HashMap<[u8; 32], usize>, k: &[u8; 32], old: Option<[u8; 32]>| {
+            (m.get(k).copied().unwrap_or(0)).saturating_sub(usize::from(old.as_ref() == Some(k)))
         };
-        let by_publisher = others(&|_, o| o.body.publisher == e.body.publisher);
+        let by_publisher = count(&st.by_publisher, &e.body.publisher, old_publisher);
         if by_publisher >= self.policy.per_publisher {
             return Err(format!(
                 "publisher {} already lists {by_publisher} datasets at this registry, its limit \
@@ -377,7 +390,7 @@ impl Registry {
                 hex::encode(e.body.publisher)
             ));
         }
-        let by_peer = others(&|d, _| st.origin.get(d) == Some(&from));
+        let by_peer = count(&st.by_origin, &from, old_origin);
         if by_peer >= self.policy.per_peer {
             return Err(format!(
                 "peer {} already brought {by_peer} entries to this registry, its limit per peer \
@@ -388,6 +401,16 @@ impl Registry {
         let name = hex::encode(e.body.dataset);
         write_atomic(&self.dir.join("entries").join(&name), bytes).map_err(|e| e.to_string())?;
         let _ = write_atomic(&self.dir.join("origin").join(&name), &from);
+        let st = &mut *st;
+        for (m, old, new) in [
+            (&mut st.by_publisher, old_publisher, e.body.publisher),
+            (&mut st.by_origin, old_origin, from),
+        ] {
+            if let Some(n) = old.and_then(|o| m.get_mut(&o)) {
+                *n -= 1;
+            }
+            *m.entry(new).or_default() += 1;
+        }
         st.origin.insert(e.body.dataset, from);
         st.entries.insert(e.body.dataset, e);
         Ok(true)
@@ -522,14 +545,11 @@ impl Registry {
                     && Self::taint_of(&st, &me, &e.body.dataset).is_none()
             })
             .collect();
-        let mut per_publisher: BTreeMap<[u8; 32], usize> = BTreeMap::new();
-        for e in st.entries.values() {
-            *per_publisher.entry(e.body.publisher).or_default() += 1;
-        }
+        let per_publisher = |p: &[u8; 32]| st.by_publisher.get(p).copied().unwrap_or(0);
         found.sort_by_key(|(r, e)| {
             (
                 *r,
-                per_publisher[&e.body.publisher],
+                per_publisher(&e.body.publisher),
                 &e.body.name,
                 e.body.dataset,
             )

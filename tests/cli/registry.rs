@@ -564,6 +564,15 @@ fn registries_bound_entries_per_publisher_and_per_peer() {
     // Nothing else changed: the publisher's two datasets are still listed.
     assert_eq!(names(&env, "alpha", &r.ticket), ["alpha"]);
     assert_eq!(names(&env, "beta", &r.ticket), ["beta"]);
+    assert_eq!(names(&env, "", &r.ticket).len(), 5);
+
+    // A peer registry brings at most --max-per-peer entries, round after round.
+    let r2 = registry(&env, "r2", &["--peer", &r.ticket, "--max-per-peer", "4"]);
+    eventually("r2 takes four entries from r1", || {
+        names(&env, "", &r2.ticket).len() == 4
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(names(&env, "", &r2.ticket).len(), 4);
 }
 
 #[test]
