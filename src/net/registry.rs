@@ -416,13 +416,19 @@ impl Registry {
         Ok(true)
     }
 
-    /// Stores an approval signed by this registry or one of its peers (the newest per
-    /// registry and publisher). Returns whether it was new.
+    /// Stores an approval signed by this registry, one of its peers or a registry whose
+    /// approvals it honours (the newest per registry and publisher). Returns whether it was
+    /// new.
     fn accept_approval(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
         let a = Approval::decode(bytes).map_err(|e| e.to_string())?;
         let mut st = self.lock();
         let signer = a.body.registry;
-        if signer != self.id() && !st.peers.iter().any(|p| p.id == signer) {
+        // A registry named by --curated-by counts even when its approvals come through
+        // another peer.
+        if signer != self.id()
+            && !st.peers.iter().any(|p| p.id == signer)
+            && !self.policy.curators.contains(&signer)
+        {
             return Err(format!(
                 "approval {} is signed by {}, which is neither this registry nor one of its peers",
                 hex::encode(&a.id()[..8]),
