@@ -5,17 +5,26 @@
 //! - An [`Entry`] is a dataset's listing in a registry: name, metadata summary and
 //!   providers, signed by the **dataset key** (only the owner can list or re-list a dataset).
 //!   A newer `seq` replaces an older one, so every registry converges on the newest.
+//! - An entry also names its **publisher** (a device key, the key of a `lodeid1` card), who
+//!   signs it too: registries limit how many entries one publisher lists, and a curated
+//!   registry lists only publishers its operator approved.
+//! - An [`Approval`] says that a registry's operator approves (or no longer approves) a
+//!   publisher, signed by the **registry key**; the newest per registry and publisher wins.
 //! - A [`Notice`] marks a dataset or one blob as tainted (a takedown), signed by the
 //!   **registry key**. Mirrors that follow a registry obey that registry's notices only.
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::net::ticket::Provider;
 use crate::trust::{open_payload, sign_payload, TrustError};
 
 /// Context of registry-entry signatures.
-pub const ENTRY_CONTEXT: &[u8] = b"lode/entry/v1\0";
+pub const ENTRY_CONTEXT: &[u8] = b"lode/entry/v2\0";
+/// Context of the publisher's signature inside an entry.
+pub const PUBLISHER_CONTEXT: &[u8] = b"lode/entry-publisher/v2\0";
+/// Context of publisher-approval signatures.
+pub const APPROVAL_CONTEXT: &[u8] = b"lode/approval/v1\0";
 /// Context of taint-notice signatures.
 pub const NOTICE_CONTEXT: &[u8] = b"lode/notice/v1\0";
 /// Longest dataset name.
@@ -30,6 +39,8 @@ pub const MAX_KEYWORDS: usize = 32;
 pub const MAX_PROVIDERS: usize = 16;
 
 const VERSION: u8 = 1;
+/// Version of entries (2: with a publisher).
+pub const ENTRY_VERSION: u8 = 2;
 /// Both objects carry their signer's key right after the version byte.
 const SIGNER_AT: usize = 1;
 
@@ -100,15 +111,20 @@ pub struct EntryBody {
     pub providers: Vec<Provider>,
     /// When the owner signed it (seconds since the epoch).
     pub time: u64,
+    /// Who published it: a device key (the key of the publisher's `lodeid1` card).
+    pub publisher: [u8; 32],
+    /// The publisher's signature (context [`PUBLISHER_CONTEXT`]) over this body with this
+    /// field empty.
+    pub publisher_sig: Vec<u8>,
 }
 
-/// A dataset's registry entry, signed by the dataset key.
+/// A dataset's registry entry, signed by the dataset key and its publisher.
 pub type Entry = Signed<EntryBody>;
 
 impl EntryBody {
     fn check(&self) -> TResult<()> {
         let bad = |why: &str| Err(TrustError::Malformed("registry entry", why.into()));
-        if self.version != VERSION {
+        if self.version != ENTRY_VERSION {
             return bad("unknown version");
         }
         if !valid_name(&self.name) {
@@ -130,28 +146,75 @@ impl EntryBody {
         if self.providers.is_empty() {
             return bad("no provider");
         }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.publisher)
+            .map_err(|_| TrustError::Malformed("registry entry", "invalid publisher key".into()))?;
+        let sig: [u8; 64] = (self.publisher_sig.as_slice().try_into()).map_err(|_| {
+            TrustError::Malformed("registry entry", "no publisher signature".into())
+        })?;
+        key.verify_strict(
+            &[PUBLISHER_CONTEXT, &self.unsigned()].concat(),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| TrustError::BadSignature("registry entry (publisher)".into()))?;
         Ok(())
     }
 
-    /// True when `term` (lowercase) occurs in the name, title, description or a keyword.
-    pub fn matches(&self, term: &str) -> bool {
-        let term = term.to_lowercase();
-        [&self.name, &self.title, &self.description]
+    /// What the publisher signs: this body with an empty `publisher_sig`.
+    fn unsigned(&self) -> Vec<u8> {
+        let mut b = self.clone();
+        b.publisher_sig.clear();
+        postcard::to_stdvec(&b).expect("in-memory values encode")
+    }
+
+    /// How well the entry matches `term` (lowercase), best first: 0 the exact name, 1 a
+    /// whole word of the name or title, 2 part of the name or title, 3 the description, a
+    /// keyword or the license; `None` when it does not match.
+    pub fn rank(&self, term: &str) -> Option<u8> {
+        let term = term.trim().to_lowercase();
+        if term.is_empty() {
+            return Some(3);
+        }
+        let (name, title) = (self.name.to_lowercase(), self.title.to_lowercase());
+        if name == term {
+            return Some(0);
+        }
+        let words = |s: &str| -> bool {
+            s.split(|c: char| !c.is_alphanumeric())
+                .any(|w| !w.is_empty() && w == term)
+        };
+        if words(&name) || words(&title) || title == term {
+            return Some(1);
+        }
+        if name.contains(&term) || title.contains(&term) {
+            return Some(2);
+        }
+        let other = [&self.description, &self.license]
             .into_iter()
             .chain(self.keywords.iter())
-            .any(|s| s.to_lowercase().contains(&term))
+            .any(|s| s.to_lowercase().contains(&term));
+        other.then_some(3)
+    }
+
+    /// True when `term` occurs (any case) in the name, title, description, license or a
+    /// keyword.
+    pub fn matches(&self, term: &str) -> bool {
+        self.rank(term).is_some()
     }
 }
 
 impl Entry {
-    /// Signs an entry with the dataset key.
-    pub fn sign(body: EntryBody, key: &SigningKey) -> TResult<Entry> {
+    /// Signs an entry with the publisher's device key (which it names) and the dataset key.
+    pub fn sign(mut body: EntryBody, key: &SigningKey, publisher: &SigningKey) -> TResult<Entry> {
         if body.dataset != key.verifying_key().to_bytes() {
             return Err(TrustError::Malformed(
                 "registry entry",
                 "must be signed by the dataset key".into(),
             ));
         }
+        body.publisher = publisher.verifying_key().to_bytes();
+        body.publisher_sig.clear();
+        let sig = publisher.sign(&[PUBLISHER_CONTEXT, &body.unsigned()].concat());
+        body.publisher_sig = sig.to_bytes().to_vec();
         body.check()?;
         let (payload, sig) = sign_payload(ENTRY_CONTEXT, &body, key);
         Ok(Signed { body, payload, sig })
@@ -170,6 +233,87 @@ impl Entry {
         (self.body.seq, std::cmp::Reverse(self.id()))
             > (other.body.seq, std::cmp::Reverse(other.id()))
     }
+}
+
+/// The signed part of a publisher approval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalBody {
+    pub version: u8,
+    /// The registry key that signs it.
+    pub registry: [u8; 32],
+    /// The publisher's device key.
+    pub publisher: [u8; 32],
+    /// False: the approval is withdrawn.
+    pub approved: bool,
+    /// Who the publisher is, for the operator's records.
+    pub note: String,
+    pub time: u64,
+}
+
+/// A registry operator's word that a publisher may (or no longer may) list datasets there.
+pub type Approval = Signed<ApprovalBody>;
+
+impl Approval {
+    /// Signs an approval (or, with `approved` false, its withdrawal) with the registry key.
+    pub fn sign(
+        publisher: [u8; 32],
+        approved: bool,
+        note: &str,
+        time: u64,
+        key: &SigningKey,
+    ) -> TResult<Approval> {
+        let body = ApprovalBody {
+            version: VERSION,
+            registry: key.verifying_key().to_bytes(),
+            publisher,
+            approved,
+            note: note.to_string(),
+            time,
+        };
+        check_approval(&body)?;
+        let (payload, sig) = sign_payload(APPROVAL_CONTEXT, &body, key);
+        Ok(Signed { body, payload, sig })
+    }
+
+    /// Decodes an approval and checks that the registry key it names signed it.
+    pub fn decode(bytes: &[u8]) -> TResult<Approval> {
+        let a: Approval = open("publisher approval", APPROVAL_CONTEXT, bytes)?;
+        check_approval(&a.body)?;
+        Ok(a)
+    }
+
+    /// Whether `self` replaces `other` (same registry and publisher): the newer; on a tie a
+    /// withdrawal, then the smaller id, so that every registry keeps the same one.
+    pub fn supersedes(&self, other: &Approval) -> bool {
+        (
+            self.body.time,
+            !self.body.approved,
+            std::cmp::Reverse(self.id()),
+        ) > (
+            other.body.time,
+            !other.body.approved,
+            std::cmp::Reverse(other.id()),
+        )
+    }
+}
+
+fn check_approval(body: &ApprovalBody) -> TResult<()> {
+    if body.version != VERSION {
+        return Err(TrustError::Malformed(
+            "publisher approval",
+            "unknown version".into(),
+        ));
+    }
+    if ed25519_dalek::VerifyingKey::from_bytes(&body.publisher).is_err() {
+        return Err(TrustError::Malformed(
+            "publisher approval",
+            "invalid publisher key".into(),
+        ));
+    }
+    if body.note.len() > MAX_LINE {
+        return Err(TrustError::TooLarge("publisher approval"));
+    }
+    Ok(())
 }
 
 /// What a notice taints.
@@ -280,7 +424,7 @@ mod tests {
 
     fn body(k: &SigningKey, seq: u64) -> EntryBody {
         EntryBody {
-            version: 1,
+            version: ENTRY_VERSION,
             dataset: k.verifying_key().to_bytes(),
             seq,
             name: "worm-tracks".into(),
@@ -294,13 +438,17 @@ mod tests {
                 relay: None,
             }],
             time: 5,
+            publisher: [0; 32],
+            publisher_sig: vec![],
         }
     }
 
     #[test]
     fn entries_verify_and_order() {
         let k = key(1);
-        let e = Entry::sign(body(&k, 1), &k).unwrap();
+        let me = key(4);
+        let e = Entry::sign(body(&k, 1), &k, &me).unwrap();
+        assert_eq!(e.body.publisher, me.verifying_key().to_bytes());
         let bytes = e.encode();
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
         let mut bad = bytes.clone();
@@ -308,13 +456,48 @@ mod tests {
         assert!(Entry::decode(&bad).is_err());
         assert!(Entry::decode(&bytes[..bytes.len() - 1]).is_err());
         // Only the dataset key may sign its entry.
-        assert!(Entry::sign(body(&k, 1), &key(2)).is_err());
-        let newer = Entry::sign(body(&k, 2), &k).unwrap();
+        assert!(Entry::sign(body(&k, 1), &key(2), &me).is_err());
+        // Nobody can name another publisher: its signature covers the whole body.
+        let mut claimed = e.body.clone();
+        claimed.publisher = key(5).verifying_key().to_bytes();
+        let (payload, sig) = sign_payload(ENTRY_CONTEXT, &claimed, &k);
+        assert!(Entry::decode(&[&payload[..], &sig[..]].concat()).is_err());
+        let newer = Entry::sign(body(&k, 2), &k, &me).unwrap();
         assert!(newer.supersedes(&e) && !e.supersedes(&newer));
         assert!(body(&k, 1).matches("ELEGANS") && !body(&k, 1).matches("zebrafish"));
         let mut b = body(&k, 3);
         b.name = "Bad Name".into();
-        assert!(Entry::sign(b, &k).is_err());
+        assert!(Entry::sign(b, &k, &me).is_err());
+    }
+
+    #[test]
+    fn ranks() {
+        let b = body(&key(1), 1);
+        assert_eq!(b.rank("worm-tracks"), Some(0));
+        assert_eq!(b.rank("WORM"), Some(1));
+        assert_eq!(b.rank("elegans"), Some(1));
+        assert_eq!(b.rank("track"), Some(2));
+        assert_eq!(b.rank("n2"), Some(3));
+        assert_eq!(b.rank("cc-by"), Some(3));
+        assert_eq!(b.rank("zebrafish"), None);
+    }
+
+    #[test]
+    fn approvals_verify_and_order() {
+        let r = key(3);
+        let p = key(4).verifying_key().to_bytes();
+        let a = Approval::sign(p, true, "Lee lab", 10, &r).unwrap();
+        assert_eq!(Approval::decode(&a.encode()).unwrap(), a);
+        let mut bad = a.encode();
+        bad[3] ^= 1;
+        assert!(Approval::decode(&bad).is_err());
+        let off = Approval::sign(p, false, "", 10, &r).unwrap();
+        assert!(off.supersedes(&a) && !a.supersedes(&off));
+        let later = Approval::sign(p, true, "", 11, &r).unwrap();
+        assert!(later.supersedes(&off));
+        // Not a notice, nor an entry.
+        assert!(Notice::decode(&a.encode()).is_err());
+        assert!(Entry::decode(&a.encode()).is_err());
     }
 
     #[test]
@@ -340,7 +523,7 @@ mod tests {
         assert!(Notice::sign(Tainted::Blob([7; 32]), " ", 9, &r).is_err());
         // An entry's bytes are not a notice (separate signature contexts).
         let k = key(1);
-        let e = Entry::sign(body(&k, 1), &k).unwrap();
+        let e = Entry::sign(body(&k, 1), &k, &k).unwrap();
         assert!(Notice::decode(&e.encode()).is_err());
     }
 }

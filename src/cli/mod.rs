@@ -482,6 +482,51 @@ enum RegistryAction {
         /// Ask every peer for what this registry lacks every SECS seconds.
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         sync: u64,
+        /// List only publishers this registry's operator approved (`lode registry approve`);
+        /// without it anyone may list datasets.
+        #[arg(long)]
+        curated: bool,
+        /// Also honour the approvals of this registry (repeatable; implies --curated): a
+        /// replica of a curated registry names it here.
+        #[arg(long = "curated-by", value_name = "TICKET")]
+        curated_by: Vec<String>,
+        /// Most datasets one publisher may list here.
+        #[arg(long, value_name = "N", default_value_t = lode::net::registry::DEFAULT_PER_PUBLISHER)]
+        max_per_publisher: usize,
+        /// Most entries one peer may bring here (a peer registry, or the endpoint that
+        /// published them).
+        #[arg(long, value_name = "N", default_value_t = lode::net::registry::DEFAULT_PER_PEER)]
+        max_per_peer: usize,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Approve a publisher at the curated registry this user operates (or, with --revoke,
+    /// withdraw the approval): a signed approval that replicas honour too.
+    #[command(
+        after_help = "Examples:\n  lode registry approve lodeid1… --note \"Lee lab\" --registry lodereg1…\n  lode registry approve 5f2c…e1 --revoke --registry lodereg1…"
+    )]
+    Approve {
+        /// The publisher: an identity card (lodeid1…, from `lode id --card`) or device id.
+        publisher: String,
+        /// Withdraw the approval: the publisher's entries are no longer listed.
+        #[arg(long)]
+        revoke: bool,
+        /// Who the publisher is (public, for the operator's records).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// The running registry's ticket.
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        /// The registry's directory (holds its key; default $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List a registry's publisher approvals (its own and its peers').
+    Approvals {
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -729,8 +774,9 @@ struct Ui {
 }
 
 impl Ui {
+    /// Writes one line of text output, its control characters escaped (see [`escape`]).
     fn line(&mut self, s: impl AsRef<str>) -> io::Result<()> {
-        writeln!(self.out, "{}", s.as_ref())
+        writeln!(self.out, "{}", escape(s.as_ref()))
     }
     fn json<T: Serialize>(&mut self, v: &T) -> io::Result<()> {
         serde_json::to_writer_pretty(&mut self.out, v).map_err(io::Error::other)?;
@@ -739,7 +785,7 @@ impl Ui {
     #[allow(clippy::print_stderr)]
     fn note(&self, s: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            eprintln!("{}", s.as_ref());
+            eprintln!("{}", escape(s.as_ref()));
         }
     }
     fn bar(&self, label: &str) -> Bar {
@@ -751,15 +797,17 @@ impl Ui {
 /// was fetched, what was dropped over quota, what failed (errors even when `quiet`).
 #[allow(clippy::print_stderr)]
 fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
+    // Notice reasons and peers' errors are written by others: escaped like all output.
+    let say = |s: String| eprintln!("{}", escape(&s));
     for n in &round.notices {
         let short = &n.notice[..12.min(n.notice.len())];
         if n.obeyed {
-            eprintln!(
+            say(format!(
                 "taint notice {short} ({}: {}): {}",
                 n.target, n.reason, n.action
-            );
+            ));
         } else {
-            eprintln!("taint notice {short}: {}", n.action);
+            say(format!("taint notice {short}: {}", n.action));
         }
     }
     for (id, r) in &round.mirrors {
@@ -767,24 +815,51 @@ fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
         match r {
             Ok(f) => {
                 if f.fetched.objects > 0 && !quiet {
-                    eprintln!(
+                    say(format!(
                         "mirror {id}: fetched {} objects, {}",
                         f.fetched.objects,
                         human(f.fetched.bytes)
-                    );
+                    ));
                 }
                 for d in &f.dropped {
-                    eprintln!(
+                    say(format!(
                         "mirror {id}: over quota, dropped {} ({}; last used by commit {})",
                         &d.id[..12],
                         human(d.bytes),
                         &d.last_used_by[..12]
-                    );
+                    ));
                 }
             }
-            Err(e) => eprintln!("mirror {id}: {e}"),
+            Err(e) => say(format!("mirror {id}: {e}")),
         }
     }
+}
+
+/// Escapes what a terminal would act on: every control character (C0 including newline
+/// and carriage return, DEL, C1 such as the 8-bit CSI) and the bidirectional overrides that
+/// reorder what is shown, each as `\u{..}` (`\n`, `\r` for those two). Tabs pass. Every
+/// line of human-readable output goes through it (`Ui::line`, `Ui::note`, the error line,
+/// the mirror reports): commit messages, titles, authors, names, notices and error texts come
+/// from peers, and an `ESC[2J` or OSC sequence in them must not reach the terminal. JSON
+/// output does not (serde escapes control characters itself).
+pub(crate) fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+    };
+    if !s.contains(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if bad(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Quotes a path for text output when it holds control characters or quotes.
@@ -877,14 +952,10 @@ pub fn main() -> ExitCode {
         }
         Err(CliError::Core(e)) => {
             let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
-            eprintln!("error: {}{hint}", one_line(&e.to_string()));
+            eprintln!("error: {}", escape(&format!("{e}{hint}")));
             ExitCode::from(1)
         }
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.replace('\n', "\\n")
 }
 
 fn run(cli: Cli, mut ui: Ui) -> CliResult {
@@ -2001,18 +2072,21 @@ fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
         ui.line("No commits yet")?;
     }
     if !s.staged.is_empty() || s.metadata_changed {
-        ui.line("\nChanges to be committed:")?;
+        ui.line("")?;
+        ui.line("Changes to be committed:")?;
         if s.metadata_changed {
             ui.line("  metadata changed (lode meta)")?;
         }
         print_change_list(ui, &s.staged)?;
     }
     if !s.unstaged.is_empty() {
-        ui.line("\nChanges not staged for commit (use `lode add`):")?;
+        ui.line("")?;
+        ui.line("Changes not staged for commit (use `lode add`):")?;
         print_change_list(ui, &s.unstaged)?;
     }
     if !s.untracked.is_empty() {
-        ui.line("\nUntracked files (use `lode add`):")?;
+        ui.line("")?;
+        ui.line("Untracked files (use `lode add`):")?;
         for p in &s.untracked {
             ui.line(format!("  {}", qp(p)))?;
         }

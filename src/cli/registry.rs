@@ -1,4 +1,5 @@
-//! The registry commands: `lode registry serve|taint|notices`, `lode publish`, `lode search`.
+//! The registry commands: `lode registry serve|approve|approvals|taint|notices`,
+//! `lode publish`, `lode search`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,6 +23,7 @@ struct EntryJson {
     keywords: Vec<String>,
     ticket: String,
     seq: u64,
+    publisher: String,
 }
 
 fn entry_json(e: &Entry) -> EntryJson {
@@ -39,6 +41,7 @@ fn entry_json(e: &Entry) -> EntryJson {
         }
         .to_string(),
         seq: b.seq,
+        publisher: hex::encode(b.publisher),
     }
 }
 
@@ -55,8 +58,27 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
             dir,
             peers,
             sync,
+            curated,
+            curated_by,
+            max_per_publisher,
+            max_per_peer,
             net,
         } => {
+            let curators: Vec<[u8; 32]> = (curated_by.iter())
+                .map(|t| t.parse::<RegistryTicket>().map(|t| t.key()))
+                .collect::<Result<_, _>>()?;
+            if max_per_publisher == 0 || max_per_peer == 0 {
+                return Err(Error::Other(
+                    "--max-per-publisher and --max-per-peer take at least 1".into(),
+                )
+                .into());
+            }
+            let policy = registry::Policy {
+                curated: curated || !curators.is_empty(),
+                curators,
+                per_publisher: max_per_publisher,
+                per_peer: max_per_peer,
+            };
             let dir = dir
                 .map(|d| ctx.cwd.join(d))
                 .unwrap_or_else(|| registry::default_dir(&ctx.home));
@@ -72,6 +94,7 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
                 &dir,
                 &peers,
                 Duration::from_secs(sync.max(1)),
+                policy,
                 &net.options(),
                 |t| {
                     printed = (|| {
@@ -128,6 +151,80 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
                 }))?;
             } else {
                 ui.line(format!("notice {id}: tainted {}", notice.body.target))?;
+            }
+        }
+        RegistryAction::Approve {
+            publisher,
+            revoke,
+            note,
+            registry: reg,
+            dir,
+            net,
+        } => {
+            let (publisher, _) = lode::ops::access::parse_audience(&publisher)?;
+            let reg: RegistryTicket = reg.parse()?;
+            let dir = dir
+                .map(|d| ctx.cwd.join(d))
+                .unwrap_or_else(|| registry::default_dir(&ctx.home));
+            let a = runtime()?.block_on(registry::approve(
+                &dir,
+                &reg,
+                publisher,
+                !revoke,
+                &note,
+                &net.options(),
+            ))?;
+            let who = hex::encode(a.body.publisher);
+            if ui.json {
+                ui.json(&serde_json::json!({
+                    "approval": hex::encode(a.id()),
+                    "publisher": who,
+                    "approved": a.body.approved,
+                    "note": a.body.note,
+                }))?;
+            } else if a.body.approved {
+                ui.line(format!("approved publisher {who}"))?;
+            } else {
+                ui.line(format!("withdrew the approval of publisher {who}"))?;
+            }
+        }
+        RegistryAction::Approvals { registry: reg, net } => {
+            let reg: RegistryTicket = reg.parse()?;
+            let list = runtime()?.block_on(registry::approvals(&reg, &net.options()))?;
+            if ui.json {
+                let rows: Vec<_> = (list.iter())
+                    .map(|a| {
+                        serde_json::json!({
+                            "approval": hex::encode(a.id()),
+                            "registry": hex::encode(a.body.registry),
+                            "by_this_registry": a.body.registry == reg.key(),
+                            "publisher": hex::encode(a.body.publisher),
+                            "approved": a.body.approved,
+                            "note": a.body.note,
+                            "time": a.body.time,
+                        })
+                    })
+                    .collect();
+                ui.json(&rows)?;
+            } else {
+                for a in &list {
+                    ui.line(format!(
+                        "{}  {}  by {}{}  {}",
+                        hex::encode(a.body.publisher),
+                        if a.body.approved {
+                            "approved"
+                        } else {
+                            "withdrawn"
+                        },
+                        &hex::encode(a.body.registry)[..16],
+                        if a.body.registry == reg.key() {
+                            ""
+                        } else {
+                            " (a peer registry)"
+                        },
+                        a.body.note
+                    ))?;
+                }
             }
         }
         RegistryAction::Notices { registry: reg, net } => {

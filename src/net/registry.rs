@@ -13,11 +13,20 @@
 //! Because entries are signed by their owners and notices by their registries, a registry
 //! cannot forge either; it can only withhold them, which asking several registries defeats.
 //!
+//! Crowding: a search ranks what matches (the exact name first, then a word of the name or
+//! title, then part of them, then the other fields; among equals, publishers with fewer
+//! entries first), and a registry holds at most `--max-per-publisher` entries of one
+//! publisher and `--max-per-peer` entries brought by one peer (a peer registry, or the
+//! endpoint that published them). A **curated** registry (`--curated`) lists only publishers
+//! its operator approved (`lode registry approve`, an approval signed by the registry key);
+//! approvals replicate like notices, and a replica honours the approvals of the registries
+//! named by `--curated-by`.
+//!
 //! Names: a registry refuses to list a name another dataset already holds there (first come);
 //! replication may still bring two datasets under one name from two registries, and then
 //! `clone NAME` refuses to choose and lists both.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,7 +37,7 @@ use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, Entry, EntryBody, Notice, Tainted};
+use crate::catalog::{self, Approval, Entry, EntryBody, Notice, Tainted};
 use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::{answer_requests, bind, exchange, peer_name, Net, NetOptions};
@@ -37,13 +46,19 @@ use crate::net::ticket::{Provider, RegistryTicket, Ticket};
 use crate::repo::Repo;
 
 /// ALPN of the registry protocol.
-pub const ALPN: &[u8] = b"lode-registry/1";
+pub const ALPN: &[u8] = b"lode-registry/2";
 /// Largest request or answer.
 const MAX_MESSAGE: usize = 8 << 20;
 /// Most entries and notices a registry holds.
 const MAX_ENTRIES: usize = 50_000;
 const MAX_NOTICES: usize = 10_000;
 const MAX_NOTICES_PER_PEER: usize = 1_000;
+/// Most approvals a registry holds, and from one peer registry.
+const MAX_APPROVALS: usize = 50_000;
+const MAX_APPROVALS_PER_PEER: usize = 10_000;
+/// Default most entries of one publisher, and brought by one peer.
+pub const DEFAULT_PER_PUBLISHER: usize = 1_000;
+pub const DEFAULT_PER_PEER: usize = 20_000;
 /// Most peers a registry keeps.
 const MAX_PEERS: usize = 64;
 /// Most entries one search answers with.
@@ -64,18 +79,24 @@ pub enum Request {
     Notices,
     /// A notice from this registry's operator (signed by the registry key).
     Notice { notice: Vec<u8> },
-    /// Entries and notices a peer registry forwards.
+    /// Entries, notices and approvals a peer registry forwards.
     Offer {
         entries: Vec<Vec<u8>>,
         notices: Vec<Vec<u8>>,
+        approvals: Vec<Vec<u8>>,
     },
     /// Anti-entropy: what the asking registry holds (entry ids with sequence numbers,
-    /// notice ids) and how to reach it; the answer is what it lacks.
+    /// notice ids, approval ids) and how to reach it; the answer is what it lacks.
     Sync {
         from: Provider,
         have: Vec<([u8; 32], u64, [u8; 32])>,
         notices: Vec<[u8; 32]>,
+        approvals: Vec<[u8; 32]>,
     },
+    /// A publisher approval from this registry's operator (signed by the registry key).
+    Approve { approval: Vec<u8> },
+    /// Every approval this registry holds (its own and its peers').
+    Approvals,
 }
 
 /// What a registry answers.
@@ -94,8 +115,10 @@ pub enum Response {
     Sync {
         entries: Vec<Vec<u8>>,
         notices: Vec<Vec<u8>>,
+        approvals: Vec<Vec<u8>>,
         peers: Vec<Provider>,
     },
+    Approvals(Vec<Vec<u8>>),
     Error(String),
 }
 
@@ -104,18 +127,50 @@ pub fn default_dir(home: &Home) -> PathBuf {
     home.dir().join("registry")
 }
 
-/// A registry's state: its key, entries, notices and peers, kept in memory and written
-/// through to its directory.
+/// What a registry lists, and how much of one publisher or peer.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Only publishers approved by `curators` are listed.
+    pub curated: bool,
+    /// Other registries (keys) whose approvals this one honours besides its own.
+    pub curators: Vec<[u8; 32]>,
+    /// Most entries of one publisher.
+    pub per_publisher: usize,
+    /// Most entries one peer brings (a peer registry, or the endpoint that published them).
+    pub per_peer: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            curated: false,
+            curators: vec![],
+            per_publisher: DEFAULT_PER_PUBLISHER,
+            per_peer: DEFAULT_PER_PEER,
+        }
+    }
+}
+
+/// A registry's state: its key, entries, notices, approvals and peers, kept in memory and
+/// written through to its directory.
 pub struct Registry {
     dir: PathBuf,
     key: SigningKey,
+    policy: Policy,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
     entries: BTreeMap<[u8; 32], Entry>,
+    /// Who brought each entry (dataset id → peer endpoint id).
+    origin: BTreeMap<[u8; 32], [u8; 32]>,
+    /// How many held entries each publisher has, and each peer brought.
+    by_publisher: HashMap<[u8; 32], usize>,
+    by_origin: HashMap<[u8; 32], usize>,
     notices: BTreeMap<[u8; 32], Notice>,
+    /// The newest approval per (registry, publisher).
+    approvals: BTreeMap<([u8; 32], [u8; 32]), Approval>,
     peers: Vec<Provider>,
     /// Registries a peer named: they become peers once a sync with them succeeds.
     candidates: Vec<Provider>,
@@ -179,7 +234,7 @@ pub fn registry_key(dir: &Path) -> Result<SigningKey> {
 
 impl Registry {
     /// Opens (or creates) the registry in `dir`. A damaged file is an error that names it.
-    pub fn open(dir: &Path) -> Result<Registry> {
+    pub fn open(dir: &Path, policy: Policy) -> Result<Registry> {
         let key = registry_key(dir)?;
         let mut st = State::default();
         let damaged = |p: &Path, e: String| {
@@ -196,6 +251,33 @@ impl Registry {
             let n = Notice::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.notices.insert(n.id(), n);
         }
+        for (p, bytes) in read_dir_files(&dir.join("approvals"))? {
+            let a = Approval::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
+            st.approvals.insert((a.body.registry, a.body.publisher), a);
+        }
+        // Provenance only counts entries against a peer's bound: an unreadable record counts
+        // for nobody.
+        for (p, bytes) in read_dir_files(&dir.join("origin"))? {
+            let dataset = p.file_name().and_then(|n| n.to_str()).and_then(|n| {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(n, &mut d).ok().map(|_| d)
+            });
+            if let (Some(d), Ok(from)) = (dataset, <[u8; 32]>::try_from(bytes.as_slice())) {
+                if st.entries.contains_key(&d) {
+                    st.origin.insert(d, from);
+                }
+            }
+        }
+        let mut by_publisher: HashMap<[u8; 32], usize> = HashMap::new();
+        for e in st.entries.values() {
+            *by_publisher.entry(e.body.publisher).or_default() += 1;
+        }
+        let mut by_origin: HashMap<[u8; 32], usize> = HashMap::new();
+        for from in st.origin.values() {
+            *by_origin.entry(*from).or_default() += 1;
+        }
+        st.by_publisher = by_publisher;
+        st.by_origin = by_origin;
         let peers = dir.join("peers");
         match std::fs::read_to_string(&peers) {
             Ok(text) => {
@@ -213,6 +295,7 @@ impl Registry {
         Ok(Registry {
             dir: dir.to_path_buf(),
             key,
+            policy,
             state: Mutex::new(st),
         })
     }
@@ -234,9 +317,27 @@ impl Registry {
             .cloned()
     }
 
-    /// Stores an entry. `first_come`: refuse a name another (untainted) dataset holds here.
-    /// Returns whether it was new.
-    fn accept_entry(&self, bytes: &[u8], first_come: bool) -> std::result::Result<bool, String> {
+    /// Whether this registry lists `publisher`'s entries: always when open; when curated,
+    /// while the newest approval of this registry or a registry it names approves it.
+    fn listed(&self, st: &State, publisher: &[u8; 32]) -> bool {
+        !self.policy.curated
+            || std::iter::once(self.id())
+                .chain(self.policy.curators.iter().copied())
+                .any(|c| {
+                    st.approvals
+                        .get(&(c, *publisher))
+                        .is_some_and(|a| a.body.approved)
+                })
+    }
+
+    /// Stores an entry that peer `from` brought. `first_come`: refuse a name another
+    /// (untainted) dataset holds here. Returns whether it was new.
+    fn accept_entry(
+        &self,
+        bytes: &[u8],
+        first_come: bool,
+        from: [u8; 32],
+    ) -> std::result::Result<bool, String> {
         let e = Entry::decode(bytes).map_err(|e| e.to_string())?;
         let me = self.id();
         let mut st = self.lock();
@@ -245,6 +346,14 @@ impl Registry {
                 "dataset {} is tainted at this registry: {}",
                 hex::encode(e.body.dataset),
                 n.body.reason
+            ));
+        }
+        if !self.listed(&st, &e.body.publisher) {
+            return Err(format!(
+                "this registry is curated and its operator has not approved publisher {}; \
+                 ask them to run `lode registry approve {}` (your id: `lode id`)",
+                hex::encode(e.body.publisher),
+                hex::encode(e.body.publisher)
             ));
         }
         if first_come {
@@ -267,12 +376,83 @@ impl Registry {
         } else if st.entries.len() >= MAX_ENTRIES {
             return Err("this registry is full".into());
         }
-        write_atomic(
-            &self.dir.join("entries").join(hex::encode(e.body.dataset)),
-            bytes,
-        )
-        .map_err(|e| e.to_string())?;
+        // Bounds: a re-listing of the same dataset does not count twice.
+        let old_publisher = st.entries.get(&e.body.dataset).map(|o| o.body.publisher);
+        let old_origin = st.origin.get(&e.body.dataset).copied();
+        let count = |m: &HashMap<[u8; 32], usize>, k: &[u8; 32], old: Option<[u8; 32]>| {
+            (m.get(k).copied().unwrap_or(0)).saturating_sub(usize::from(old.as_ref() == Some(k)))
+        };
+        let by_publisher = count(&st.by_publisher, &e.body.publisher, old_publisher);
+        if by_publisher >= self.policy.per_publisher {
+            return Err(format!(
+                "publisher {} already lists {by_publisher} datasets at this registry, its limit \
+                 per publisher (the operator sets it with --max-per-publisher)",
+                hex::encode(e.body.publisher)
+            ));
+        }
+        let by_peer = count(&st.by_origin, &from, old_origin);
+        if by_peer >= self.policy.per_peer {
+            return Err(format!(
+                "peer {} already brought {by_peer} entries to this registry, its limit per peer \
+                 (the operator sets it with --max-per-peer)",
+                hex::encode(from)
+            ));
+        }
+        let name = hex::encode(e.body.dataset);
+        write_atomic(&self.dir.join("entries").join(&name), bytes).map_err(|e| e.to_string())?;
+        let _ = write_atomic(&self.dir.join("origin").join(&name), &from);
+        let st = &mut *st;
+        for (m, old, new) in [
+            (&mut st.by_publisher, old_publisher, e.body.publisher),
+            (&mut st.by_origin, old_origin, from),
+        ] {
+            if let Some(n) = old.and_then(|o| m.get_mut(&o)) {
+                *n -= 1;
+            }
+            *m.entry(new).or_default() += 1;
+        }
+        st.origin.insert(e.body.dataset, from);
         st.entries.insert(e.body.dataset, e);
+        Ok(true)
+    }
+
+    /// Stores an approval signed by this registry, one of its peers or a registry whose
+    /// approvals it honours (the newest per registry and publisher). Returns whether it was
+    /// new.
+    fn accept_approval(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
+        let a = Approval::decode(bytes).map_err(|e| e.to_string())?;
+        let mut st = self.lock();
+        let signer = a.body.registry;
+        // A registry named by --curated-by counts even when its approvals come through
+        // another peer.
+        if signer != self.id()
+            && !st.peers.iter().any(|p| p.id == signer)
+            && !self.policy.curators.contains(&signer)
+        {
+            return Err(format!(
+                "approval {} is signed by {}, which is neither this registry nor one of its peers",
+                hex::encode(&a.id()[..8]),
+                hex::encode(signer)
+            ));
+        }
+        let slot = (signer, a.body.publisher);
+        match st.approvals.get(&slot) {
+            Some(old) if !a.supersedes(old) => return Ok(false),
+            Some(_) => {}
+            None => {
+                // Its own operator's are always taken; a peer's, up to a quota each.
+                let from_signer = st.approvals.keys().filter(|(r, _)| *r == signer).count();
+                if signer != self.id()
+                    && (st.approvals.len() >= MAX_APPROVALS
+                        || from_signer >= MAX_APPROVALS_PER_PEER)
+                {
+                    return Err("this registry holds too many approvals from that peer".into());
+                }
+            }
+        }
+        let file = format!("{}-{}", hex::encode(signer), hex::encode(a.body.publisher));
+        write_atomic(&self.dir.join("approvals").join(file), bytes).map_err(|e| e.to_string())?;
+        st.approvals.insert(slot, a);
         Ok(true)
     }
 
@@ -358,15 +538,32 @@ impl Registry {
         out
     }
 
-    /// Entries visible here (not tainted by this registry) that `keep` selects.
-    fn select(&self, keep: impl Fn(&EntryBody) -> bool) -> Vec<Vec<u8>> {
+    /// Entries visible here (not tainted by this registry, of a listed publisher) that
+    /// `rank` ranks, best first: by rank, then publishers with fewer entries here (so that
+    /// no one crowds the others out), then name and dataset id; at most `MAX_RESULTS`.
+    fn select(&self, rank: impl Fn(&EntryBody) -> Option<u8>) -> Vec<Vec<u8>> {
         let me = self.id();
         let st = self.lock();
-        st.entries
-            .values()
-            .filter(|e| keep(&e.body) && Self::taint_of(&st, &me, &e.body.dataset).is_none())
+        let mut found: Vec<(u8, &Entry)> = (st.entries.values())
+            .filter_map(|e| rank(&e.body).map(|r| (r, e)))
+            .filter(|(_, e)| {
+                self.listed(&st, &e.body.publisher)
+                    && Self::taint_of(&st, &me, &e.body.dataset).is_none()
+            })
+            .collect();
+        let per_publisher = |p: &[u8; 32]| st.by_publisher.get(p).copied().unwrap_or(0);
+        found.sort_by_key(|(r, e)| {
+            (
+                *r,
+                per_publisher(&e.body.publisher),
+                &e.body.name,
+                e.body.dataset,
+            )
+        });
+        found
+            .into_iter()
             .take(MAX_RESULTS)
-            .map(Entry::encode)
+            .map(|(_, e)| e.encode())
             .collect()
     }
 
@@ -378,18 +575,22 @@ impl Registry {
                 .map(|e| (e.body.dataset, e.body.seq, e.id()))
                 .collect(),
             st.notices.keys().copied().collect(),
+            st.approvals.values().map(Approval::id).collect(),
         )
     }
 
-    /// What a peer lacks, given its digest (bounded by the message size).
+    /// What a peer lacks, given its digest (bounded by the message size): entries, notices
+    /// and approvals.
     fn missing(
         &self,
         have: &[([u8; 32], u64, [u8; 32])],
         notices: &[[u8; 32]],
-    ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        approvals: &[[u8; 32]],
+    ) -> Items {
         let have: BTreeMap<[u8; 32], (u64, [u8; 32])> =
             have.iter().map(|(d, s, id)| (*d, (*s, *id))).collect();
         let known: HashSet<[u8; 32]> = notices.iter().copied().collect();
+        let known_approvals: HashSet<[u8; 32]> = approvals.iter().copied().collect();
         let st = self.lock();
         let mut budget = MAX_MESSAGE - 64 * 1024;
         let mut take = |b: Vec<u8>| {
@@ -404,6 +605,11 @@ impl Registry {
             .filter(|(id, _)| !known.contains(*id))
             .map_while(|(_, n)| take(n.encode()))
             .collect();
+        // Approvals before entries: a curated peer needs them to take the entries.
+        let approvals = (st.approvals.values())
+            .filter(|a| !known_approvals.contains(&a.id()))
+            .map_while(|a| take(a.encode()))
+            .collect();
         let entries = st
             .entries
             .values()
@@ -416,12 +622,34 @@ impl Registry {
             })
             .map_while(|e| take(e.encode()))
             .collect();
-        (entries, notices)
+        Items {
+            entries,
+            notices,
+            approvals,
+        }
     }
 }
 
-/// What a registry holds, in short: (dataset id, entry seq, entry id) and notice ids.
-type Digest = (Vec<([u8; 32], u64, [u8; 32])>, Vec<[u8; 32]>);
+/// What a registry holds, in short: (dataset id, entry seq, entry id), notice ids and
+/// approval ids.
+type Digest = (Vec<([u8; 32], u64, [u8; 32])>, Vec<[u8; 32]>, Vec<[u8; 32]>);
+
+/// Signed items registries replicate.
+#[derive(Default)]
+struct Items {
+    entries: Vec<Vec<u8>>,
+    notices: Vec<Vec<u8>>,
+    approvals: Vec<Vec<u8>>,
+}
+
+impl Items {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.notices.is_empty() && self.approvals.is_empty()
+    }
+    fn len(&self) -> usize {
+        self.entries.len() + self.notices.len() + self.approvals.len()
+    }
+}
 
 /// A running registry: its state and endpoint.
 struct Node {
@@ -436,19 +664,21 @@ impl Node {
 
     /// Forwards new items to every peer but `except`, in the background, best effort (the
     /// periodic sync repairs what is lost).
-    fn forward(self: &Arc<Self>, entries: Vec<Vec<u8>>, notices: Vec<Vec<u8>>, except: [u8; 32]) {
-        if entries.is_empty() && notices.is_empty() {
+    fn forward(self: &Arc<Self>, items: Items, except: [u8; 32]) {
+        if items.is_empty() {
             return;
         }
+        let req = encode(&Request::Offer {
+            entries: items.entries,
+            notices: items.notices,
+            approvals: items.approvals,
+        });
         for p in self.reg.peers() {
             if p.id == except {
                 continue;
             }
             let node = self.clone();
-            let req = encode(&Request::Offer {
-                entries: entries.clone(),
-                notices: notices.clone(),
-            });
+            let req = req.clone();
             tokio::spawn(async move {
                 if let Ok(id) = node.net.learn(&p) {
                     let _ = exchange(&node.net, id, ALPN, &req, MAX_MESSAGE, WAIT).await;
@@ -457,28 +687,35 @@ impl Node {
         }
     }
 
-    /// Merges what a peer offered or answered; returns the new items.
-    fn merge(&self, entries: Vec<Vec<u8>>, notices: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        // Notices first: a notice may taint a dataset whose entry comes with it.
-        let notices: Vec<Vec<u8>> = notices
-            .into_iter()
+    /// Merges what peer `from` offered or answered; returns the new items.
+    fn merge(&self, items: Items, from: [u8; 32]) -> Items {
+        // Notices first: a notice may taint a dataset whose entry comes with it; approvals
+        // next: a curated registry takes an approved publisher's entries.
+        let notices = (items.notices.into_iter())
             .filter(|n| self.reg.accept_notice(n) == Ok(true))
             .collect();
-        let entries: Vec<Vec<u8>> = entries
-            .into_iter()
-            .filter(|e| self.reg.accept_entry(e, false) == Ok(true))
+        let approvals = (items.approvals.into_iter())
+            .filter(|a| self.reg.accept_approval(a) == Ok(true))
             .collect();
-        (entries, notices)
+        let entries = (items.entries.into_iter())
+            .filter(|e| self.reg.accept_entry(e, false, from) == Ok(true))
+            .collect();
+        Items {
+            entries,
+            notices,
+            approvals,
+        }
     }
 
     /// One anti-entropy round with every peer (and candidate), all at once: a peer that is
     /// down costs its connection timeout without delaying the others.
     async fn sync_round(self: &Arc<Self>) {
-        let (have, notices) = self.reg.digest();
+        let (have, notices, approvals) = self.reg.digest();
         let req = encode(&Request::Sync {
             from: self.provider(),
             have,
             notices,
+            approvals,
         });
         let asks = self.reg.to_sync().into_iter().map(|(p, known)| {
             let req = &req;
@@ -494,6 +731,7 @@ impl Node {
             let Response::Sync {
                 entries,
                 notices,
+                approvals,
                 peers,
             } = answer
             else {
@@ -505,9 +743,26 @@ impl Node {
             for q in peers {
                 self.reg.add_candidate(&q);
             }
-            let (entries, notices) = tokio::task::block_in_place(|| self.merge(entries, notices));
-            self.forward(entries, notices, p.id);
+            let items = Items {
+                entries,
+                notices,
+                approvals,
+            };
+            let new = tokio::task::block_in_place(|| self.merge(items, p.id));
+            self.forward(new, p.id);
         }
+    }
+
+    /// Checks that an operator's signed item is signed by this registry's key.
+    fn operator_signed(&self, signer: [u8; 32], what: &str) -> std::result::Result<(), String> {
+        if signer == self.reg.id() {
+            return Ok(());
+        }
+        Err(format!(
+            "the {what} is signed by {}, not by this registry ({}): only its operator can {what}",
+            hex::encode(signer),
+            hex::encode(self.reg.id())
+        ))
     }
 
     fn handle(self: &Arc<Self>, bytes: &[u8], peer: [u8; 32]) -> Response {
@@ -516,20 +771,23 @@ impl Node {
             Err(e) => return Response::Error(format!("malformed request: {e}")),
         };
         match req {
-            Request::Publish { entry } => match self.reg.accept_entry(&entry, true) {
+            Request::Publish { entry } => match self.reg.accept_entry(&entry, true, peer) {
                 Ok(new) => {
                     if new {
-                        self.forward(vec![entry], vec![], peer);
+                        let items = Items {
+                            entries: vec![entry],
+                            ..Items::default()
+                        };
+                        self.forward(items, peer);
                     }
                     Response::Published { new }
                 }
                 Err(e) => Response::Error(e),
             },
-            Request::Search { term } => {
-                let term = term.to_lowercase();
-                Response::Entries(self.reg.select(|b| b.matches(&term)))
+            Request::Search { term } => Response::Entries(self.reg.select(|b| b.rank(&term))),
+            Request::Lookup { name } => {
+                Response::Entries(self.reg.select(|b| (b.name == name).then_some(0)))
             }
-            Request::Lookup { name } => Response::Entries(self.reg.select(|b| b.name == name)),
             Request::Notices => Response::Notices(
                 self.reg
                     .lock()
@@ -538,49 +796,88 @@ impl Node {
                     .map(Notice::encode)
                     .collect(),
             ),
+            Request::Approvals => Response::Approvals(
+                (self.reg.lock().approvals.values())
+                    .map(Approval::encode)
+                    .collect(),
+            ),
             Request::Notice { notice } => {
                 match Notice::decode(&notice) {
-                    Ok(n) if n.body.registry != self.reg.id() => {
-                        return Response::Error(format!(
-                            "the notice is signed by {}, not by this registry ({}): only its operator can taint",
-                            hex::encode(n.body.registry),
-                            hex::encode(self.reg.id())
-                        ))
+                    Ok(n) => {
+                        if let Err(e) = self.operator_signed(n.body.registry, "taint") {
+                            return Response::Error(e);
+                        }
                     }
                     Err(e) => return Response::Error(e.to_string()),
-                    Ok(_) => {}
                 }
                 match self.reg.accept_notice(&notice) {
                     Ok(new) => {
                         if new {
-                            self.forward(vec![], vec![notice], peer);
+                            let items = Items {
+                                notices: vec![notice],
+                                ..Items::default()
+                            };
+                            self.forward(items, peer);
                         }
                         Response::Published { new }
                     }
                     Err(e) => Response::Error(e),
                 }
             }
-            Request::Offer { entries, notices } => {
+            Request::Approve { approval } => {
+                match Approval::decode(&approval) {
+                    Ok(a) => {
+                        if let Err(e) = self.operator_signed(a.body.registry, "approve") {
+                            return Response::Error(e);
+                        }
+                    }
+                    Err(e) => return Response::Error(e.to_string()),
+                }
+                match self.reg.accept_approval(&approval) {
+                    Ok(new) => {
+                        if new {
+                            let items = Items {
+                                approvals: vec![approval],
+                                ..Items::default()
+                            };
+                            self.forward(items, peer);
+                        }
+                        Response::Published { new }
+                    }
+                    Err(e) => Response::Error(e),
+                }
+            }
+            Request::Offer {
+                entries,
+                notices,
+                approvals,
+            } => {
                 if !self.reg.peers().iter().any(|p| p.id == peer) {
                     return Response::Error(
                         "offers are taken from peer registries only (they sync first)".into(),
                     );
                 }
-                let (entries, notices) = self.merge(entries, notices);
-                let new = (entries.len() + notices.len()) as u64;
-                self.forward(entries, notices, peer);
-                Response::Offered { new }
+                let items = Items {
+                    entries,
+                    notices,
+                    approvals,
+                };
+                let new = self.merge(items, peer);
+                let count = new.len() as u64;
+                self.forward(new, peer);
+                Response::Offered { new: count }
             }
             Request::Sync {
                 from,
                 have,
                 notices,
+                approvals,
             } => {
                 if from.id != peer {
                     return Response::Error("a registry syncs under its own id".into());
                 }
                 self.reg.add_peer(&from);
-                let (entries, notices) = self.reg.missing(&have, &notices);
+                let items = self.reg.missing(&have, &notices, &approvals);
                 let peers = self
                     .reg
                     .peers()
@@ -588,8 +885,9 @@ impl Node {
                     .filter(|p| p.id != peer)
                     .collect();
                 Response::Sync {
-                    entries,
-                    notices,
+                    entries: items.entries,
+                    notices: items.notices,
+                    approvals: items.approvals,
                     peers,
                 }
             }
@@ -629,11 +927,12 @@ pub async fn serve(
     dir: &Path,
     peers: &[RegistryTicket],
     sync: Duration,
+    policy: Policy,
     opts: &NetOptions,
     ready: impl FnOnce(&RegistryTicket),
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let reg = Registry::open(dir)?;
+    let reg = Registry::open(dir, policy)?;
     for t in peers {
         for p in &t.0.providers {
             reg.add_peer(p);
@@ -673,13 +972,19 @@ pub async fn serve(
 async fn call(reg: &RegistryTicket, req: &Request, opts: &NetOptions) -> Result<Response> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let net = bind(&key, opts).await?;
+    let r = call_on(&net, reg, req).await;
+    net.endpoint.close().await;
+    r
+}
+
+/// Sends one request to a registry from endpoint `net`, trying its providers in turn.
+async fn call_on(net: &Net, reg: &RegistryTicket, req: &Request) -> Result<Response> {
     let bytes = encode(req);
     let mut last = None;
     for p in &reg.0.providers {
         let id = net.learn(p)?;
-        match exchange(&net, id, ALPN, &bytes, MAX_MESSAGE, WAIT).await {
+        match exchange(net, id, ALPN, &bytes, MAX_MESSAGE, WAIT).await {
             Ok(answer) => {
-                net.endpoint.close().await;
                 let peer = peer_name(&p.id);
                 return match decode::<Response>(&answer) {
                     Ok(Response::Error(msg)) => Err(Error::Peer {
@@ -696,7 +1001,6 @@ async fn call(reg: &RegistryTicket, req: &Request, opts: &NetOptions) -> Result<
             Err(e) => last = Some(e),
         }
     }
-    net.endpoint.close().await;
     Err(last.unwrap_or_else(|| Error::Other("the registry ticket names no provider".into())))
 }
 
@@ -725,6 +1029,8 @@ pub struct Published {
     pub dataset: String,
     pub seq: u64,
     pub providers: usize,
+    /// The publisher's device key (hex): the id a curated registry approves.
+    pub publisher: String,
     /// False when the registry already had this entry.
     pub new: bool,
 }
@@ -784,8 +1090,9 @@ pub async fn publish(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    let publisher = repo.home().device_key()?;
     let body = EntryBody {
-        version: 1,
+        version: catalog::ENTRY_VERSION,
         dataset: dataset.to_bytes(),
         seq: now.as_millis() as u64,
         name: name.to_string(),
@@ -795,8 +1102,10 @@ pub async fn publish(
         keywords: meta.keywords,
         providers,
         time: now.as_secs(),
+        publisher: [0; 32],
+        publisher_sig: vec![],
     };
-    let entry = Entry::sign(body, &key)?;
+    let entry = Entry::sign(body, &key, &publisher)?;
     let new = match call(
         reg,
         &Request::Publish {
@@ -816,11 +1125,43 @@ pub async fn publish(
         dataset: hex::encode(dataset.to_bytes()),
         seq: entry.body.seq,
         providers: entry.body.providers.len(),
+        publisher: hex::encode(entry.body.publisher),
         new,
     })
 }
 
-/// Entries at `reg` matching `term` (verified).
+/// Sends entries already signed (by whatever keys) to `reg` over one endpoint, one request
+/// each; returns each one's answer (`Ok(new)` or the registry's refusal). What a tool that
+/// lists many datasets does, and what the crowding tests use as the attacker.
+pub async fn publish_signed(
+    reg: &RegistryTicket,
+    entries: &[Entry],
+    opts: &NetOptions,
+) -> Result<Vec<Result<bool>>> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let mut out = Vec::with_capacity(entries.len());
+    // A few requests in flight at a time, answers in order.
+    for batch in entries.chunks(8) {
+        let asks = batch.iter().map(|e| {
+            let net = &net;
+            async move {
+                let req = Request::Publish { entry: e.encode() };
+                match call_on(net, reg, &req).await {
+                    Ok(Response::Published { new }) => Ok(new),
+                    Ok(_) => Err(unexpected(reg)),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        out.extend(n0_future::join_all(asks).await);
+    }
+    net.endpoint.close().await;
+    Ok(out)
+}
+
+/// Entries at `reg` matching `term` (verified), best match first (see [`EntryBody::rank`];
+/// among equals, in the registry's order).
 pub async fn search(reg: &RegistryTicket, term: &str, opts: &NetOptions) -> Result<Vec<Entry>> {
     match call(
         reg,
@@ -832,11 +1173,11 @@ pub async fn search(reg: &RegistryTicket, term: &str, opts: &NetOptions) -> Resu
     .await?
     {
         Response::Entries(e) => {
-            let term = term.to_lowercase();
-            Ok(verified(e)
-                .into_iter()
-                .filter(|e| e.body.matches(&term))
-                .collect())
+            let mut found: Vec<(u8, Entry)> = (verified(e).into_iter())
+                .filter_map(|e| e.body.rank(term).map(|r| (r, e)))
+                .collect();
+            found.sort_by_key(|(r, _)| *r);
+            Ok(found.into_iter().map(|(_, e)| e).collect())
         }
         _ => Err(unexpected(reg)),
     }
@@ -904,21 +1245,7 @@ pub async fn taint(
     reason: &str,
     opts: &NetOptions,
 ) -> Result<Notice> {
-    let key = Home::new(dir)
-        .existing_key_at("registry.key")?
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "no registry key in {}: run this where the registry runs, or give --dir",
-                dir.display()
-            ))
-        })?;
-    if key.verifying_key().to_bytes() != reg.key() {
-        return Err(Error::Other(format!(
-            "the registry key in {} is not the key of registry {}: only its operator can taint",
-            dir.display(),
-            peer_name(&reg.key())
-        )));
-    }
+    let key = operator_key(dir, reg, "taint")?;
     let notice = Notice::sign(target, reason, crate::ops::access::now(), &key)?;
     match call(
         reg,
@@ -930,6 +1257,62 @@ pub async fn taint(
     .await?
     {
         Response::Published { .. } => Ok(notice),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// The registry key kept in `dir`, which must be the key of `reg` (only its operator signs
+/// for it); `what` names the act in the error.
+fn operator_key(dir: &Path, reg: &RegistryTicket, what: &str) -> Result<SigningKey> {
+    let key = Home::new(dir)
+        .existing_key_at("registry.key")?
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "no registry key in {}: run this where the registry runs, or give --dir",
+                dir.display()
+            ))
+        })?;
+    if key.verifying_key().to_bytes() != reg.key() {
+        return Err(Error::Other(format!(
+            "the registry key in {} is not the key of registry {}: only its operator can {what}",
+            dir.display(),
+            peer_name(&reg.key())
+        )));
+    }
+    Ok(key)
+}
+
+/// Signs an approval of `publisher` (or with `approved` false, its withdrawal) with the
+/// registry key kept in `dir` and hands it to the running registry `reg`, which keeps it
+/// and forwards it to its peers.
+pub async fn approve(
+    dir: &Path,
+    reg: &RegistryTicket,
+    publisher: [u8; 32],
+    approved: bool,
+    note: &str,
+    opts: &NetOptions,
+) -> Result<Approval> {
+    let key = operator_key(dir, reg, "approve")?;
+    let approval = Approval::sign(publisher, approved, note, crate::ops::access::now(), &key)?;
+    match call(
+        reg,
+        &Request::Approve {
+            approval: approval.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { .. } => Ok(approval),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Every approval `reg` holds, verified (each signed by the registry it names).
+pub async fn approvals(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Approval>> {
+    match call(reg, &Request::Approvals, opts).await? {
+        Response::Approvals(a) => Ok(a.iter().filter_map(|b| Approval::decode(b).ok()).collect()),
         _ => Err(unexpected(reg)),
     }
 }

@@ -10,7 +10,7 @@
 //! long run: `LODE_FUZZ_ITERS=2000000 cargo test --release --locked fuzz -- --nocapture`.
 
 use ed25519_dalek::SigningKey;
-use lode::catalog::{Entry, EntryBody, Notice, Tainted};
+use lode::catalog::{Approval, Entry, EntryBody, Notice, Tainted};
 use lode::net::proto::{self, Listing, Request, Response};
 use lode::net::ticket::{Provider, RegistryTicket, Ticket};
 use lode::ops::sealed::Envelope;
@@ -157,7 +157,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
     });
     let entry = Entry::sign(
         EntryBody {
-            version: 1,
+            version: lode::catalog::ENTRY_VERSION,
             dataset: ds,
             seq: 7,
             name: "worm-tracks".into(),
@@ -167,7 +167,10 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             keywords: vec!["k".into()],
             providers: vec![provider.clone()],
             time: 5,
+            publisher: [0; 32],
+            publisher_sig: vec![],
         },
+        &owner,
         &owner,
     )
     .unwrap();
@@ -182,10 +185,12 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         from: provider.clone(),
         have: vec![(ds, 7, entry.id())],
         notices: vec![notice.id()],
+        approvals: vec![],
     };
     let answer = lode::net::registry::Response::Sync {
         entries: vec![entry.encode()],
         notices: vec![notice.encode()],
+        approvals: vec![],
         peers: vec![provider.clone()],
     };
     vec![
@@ -193,6 +198,12 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         ("registry answer", proto::encode(&answer)),
         ("entry", entry.encode()),
         ("notice", notice.encode()),
+        (
+            "approval",
+            Approval::sign(owner.verifying_key().to_bytes(), true, "lab", 5, &b)
+                .unwrap()
+                .encode(),
+        ),
         (
             "registry ticket",
             RegistryTicket(ticket.clone()).to_string().into_bytes(),
@@ -283,6 +294,11 @@ fn check(kind: &str, original: &[u8], input: &[u8], ds: &[u8; 32]) {
         "notice" => {
             if let Ok(n) = Notice::decode(input) {
                 assert_eq!(n.encode(), original);
+            }
+        }
+        "approval" => {
+            if let Ok(a) = Approval::decode(input) {
+                assert_eq!(a.encode(), original);
             }
         }
         "registry ticket" => {

@@ -398,3 +398,336 @@ fn a_damaged_registry_file_is_named_and_bad_tickets_are_refused() {
         "lodereg1",
     );
 }
+
+/// Loopback network options for the library calls that play the attacker.
+fn loopback() -> lode::net::endpoint::NetOptions {
+    lode::net::endpoint::NetOptions {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        relay: lode::net::endpoint::Relay::Disabled,
+        discovery: false,
+    }
+}
+
+fn fresh_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+/// A provider nobody serves at (entries only need one to be listed).
+fn nowhere() -> lode::net::ticket::Provider {
+    lode::net::ticket::Provider {
+        id: fresh_key().verifying_key().to_bytes(),
+        addrs: vec!["127.0.0.1:9".parse().unwrap()],
+        relay: None,
+    }
+}
+
+/// An entry for a new throwaway dataset named `name`, signed by it and by `publisher`
+/// (a throwaway key too when `None`).
+fn throwaway(
+    name: &str,
+    title: &str,
+    publisher: Option<&ed25519_dalek::SigningKey>,
+) -> lode::catalog::Entry {
+    let ds = fresh_key();
+    let own = fresh_key();
+    let body = lode::catalog::EntryBody {
+        version: lode::catalog::ENTRY_VERSION,
+        dataset: ds.verifying_key().to_bytes(),
+        seq: 1,
+        name: name.into(),
+        title: title.into(),
+        description: format!("{title} {title}"),
+        license: String::new(),
+        keywords: vec![title.into()],
+        providers: vec![nowhere()],
+        time: 1,
+        publisher: [0; 32],
+        publisher_sig: vec![],
+    };
+    lode::catalog::Entry::sign(body, &ds, publisher.unwrap_or(&own)).unwrap()
+}
+
+/// Sends signed entries to registry `ticket` as the attacker does (one endpoint, one request
+/// each); returns each answer.
+fn flood(ticket: &str, entries: &[lode::catalog::Entry]) -> Vec<Result<bool, String>> {
+    let reg: lode::net::ticket::RegistryTicket = ticket.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(lode::net::registry::publish_signed(
+        &reg,
+        entries,
+        &loopback(),
+    ))
+    .expect("reach the registry")
+    .into_iter()
+    .map(|r| r.map_err(|e| e.to_string()))
+    .collect()
+}
+
+/// A ticket of repository `dir`'s dataset naming a provider nobody serves at (so that
+/// `lode publish` needs no running `lode serve`).
+fn fake_ticket(env: &TestEnv, dir: &str) -> String {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(env.dataset_id(dir), &mut id).unwrap();
+    lode::net::ticket::Ticket {
+        dataset: id,
+        providers: vec![nowhere()],
+    }
+    .to_string()
+}
+
+/// Makes repository `dir` titled `title` as peer "home" and lists it at `reg` as `name`.
+fn publish(env: &TestEnv, dir: &str, name: &str, reg: &str) -> std::process::Output {
+    if !env.path(dir).exists() {
+        dataset(env, dir, name, ("f.csv", dir.as_bytes()));
+    }
+    let t = fake_ticket(env, dir);
+    env.cmd(dir, &["publish", name, "--provider", &t, "--registry", reg])
+        .output()
+        .unwrap()
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn a_flood_of_throwaway_entries_does_not_crowd_out_the_real_dataset() {
+    let env = TestEnv::new();
+    let r = registry(&env, "r1", &[]);
+    dataset(&env, "ds", "C. elegans tracks", ("t.csv", b"worm,speed\n"));
+    let o = publish(&env, "ds", "worm-tracks", &r.ticket);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    // 250 entries signed by throwaway keys (dataset and publisher), named to sort before the
+    // real one and stuffed with its name in every field.
+    let spam: Vec<_> = (0..250)
+        .map(|i| throwaway(&format!("a{i:03}-worm-tracks"), "worm-tracks", None))
+        .collect();
+    let started = Instant::now();
+    let answers = flood(&r.ticket, &spam);
+    eprintln!(
+        "published {} throwaway entries in {:.2}s",
+        spam.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(answers.iter().all(|a| a == &Ok(true)), "{answers:?}");
+    // The exact name ranks first, and results stay bounded.
+    let found = names(&env, "worm-tracks", &r.ticket);
+    assert_eq!(found[0], "worm-tracks", "{found:?}");
+    assert!(found.len() <= 200, "{}", found.len());
+    let text = env.ok_as("q", "", &["search", "worm-tracks", "--registry", &r.ticket]);
+    assert!(text.starts_with("worm-tracks  "), "{text}");
+    // A word of the real title ranks it above entries that only mention it elsewhere.
+    assert_eq!(names(&env, "elegans", &r.ticket)[0], "worm-tracks");
+}
+
+#[test]
+fn registries_bound_entries_per_publisher_and_per_peer() {
+    let env = TestEnv::new();
+    let r = registry(
+        &env,
+        "r1",
+        &["--max-per-publisher", "2", "--max-per-peer", "3"],
+    );
+    // One publisher (peer "home") lists two datasets; the third is refused, clearly.
+    for (dir, name) in [("a", "alpha"), ("b", "beta")] {
+        let o = publish(&env, dir, name, &r.ticket);
+        assert!(o.status.success(), "{}", stderr_of(&o));
+    }
+    let o = publish(&env, "c", "gamma", &r.ticket);
+    assert!(!o.status.success());
+    let err = stderr_of(&o);
+    assert!(err.contains("limit per publisher"), "{err}");
+    assert!(err.contains("--max-per-publisher"), "{err}");
+    assert_error_line(&err);
+    assert!(names(&env, "gamma", &r.ticket).is_empty());
+    // Re-listing a dataset already listed is not an extra entry.
+    let o = publish(&env, "a", "alpha", &r.ticket);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+
+    // One peer (one endpoint) with throwaway publishers: three entries, then refused.
+    let spam: Vec<_> = (0..5)
+        .map(|i| throwaway(&format!("spam{i}"), "spam", None))
+        .collect();
+    let answers = flood(&r.ticket, &spam);
+    assert_eq!(
+        answers.iter().filter(|a| a == &&Ok(true)).count(),
+        3,
+        "{answers:?}"
+    );
+    for e in answers.iter().filter_map(|a| a.as_ref().err()) {
+        assert!(e.contains("limit per peer"), "{e}");
+    }
+    assert_eq!(names(&env, "spam", &r.ticket).len(), 3);
+    // Nothing else changed: the publisher's two datasets are still listed.
+    assert_eq!(names(&env, "alpha", &r.ticket), ["alpha"]);
+    assert_eq!(names(&env, "beta", &r.ticket), ["beta"]);
+    assert_eq!(names(&env, "", &r.ticket).len(), 5);
+
+    // A peer registry brings at most --max-per-peer entries, round after round.
+    let r2 = registry(&env, "r2", &["--peer", &r.ticket, "--max-per-peer", "4"]);
+    eventually("r2 takes four entries from r1", || {
+        names(&env, "", &r2.ticket).len() == 4
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(names(&env, "", &r2.ticket).len(), 4);
+}
+
+#[test]
+fn a_curated_registry_lists_only_approved_publishers_and_its_replicas_agree() {
+    let env = TestEnv::new();
+    let rc = registry(&env, "rc", &["--curated"]);
+    // A replica that honours rc's approvals, and an open registry.
+    let rr = registry(
+        &env,
+        "rr",
+        &["--peer", &rc.ticket, "--curated-by", &rc.ticket],
+    );
+
+    // Not approved: refused, with what to do; nothing is listed.
+    let o = publish(&env, "ds", "worm-tracks", &rc.ticket);
+    assert!(!o.status.success());
+    let err = stderr_of(&o);
+    assert!(
+        err.contains("curated") && err.contains("lode registry approve"),
+        "{err}"
+    );
+    assert_error_line(&err);
+    assert!(names(&env, "worm", &rc.ticket).is_empty());
+    // Throwaway publishers are refused too.
+    let answers = flood(&rc.ticket, &[throwaway("spam", "worm-tracks", None)]);
+    assert!(
+        answers[0]
+            .as_ref()
+            .is_err_and(|e| e.contains("not approved")),
+        "{answers:?}"
+    );
+
+    // Only the operator (who holds the registry key) approves.
+    let card = env.ok(".", &["id", "--card"]).trim().to_string();
+    env.fails_as(
+        "x",
+        "",
+        &["registry", "approve", &card, "--registry", &rc.ticket],
+        "no registry key",
+    );
+    env.fails_as(
+        "rr",
+        "",
+        &["registry", "approve", &card, "--registry", &rc.ticket],
+        "only its operator can approve",
+    );
+    let out = env.ok_as(
+        "rc",
+        "",
+        &[
+            "registry",
+            "approve",
+            &card,
+            "--note",
+            "Lee lab",
+            "--registry",
+            &rc.ticket,
+        ],
+    );
+    assert!(out.contains("approved publisher"), "{out}");
+    let o = publish(&env, "ds", "worm-tracks", &rc.ticket);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert_eq!(names(&env, "worm", &rc.ticket), ["worm-tracks"]);
+    // The approval and the entry replicate; the replica honours the approval.
+    eventually("the replica lists the approved entry", || {
+        names(&env, "worm", &rr.ticket) == ["worm-tracks"]
+    });
+    let listed = env.json_as(
+        "q",
+        "",
+        &["registry", "approvals", "--registry", &rr.ticket],
+    );
+    assert_eq!(listed[0]["by_this_registry"], false, "{listed}");
+    assert_eq!(listed[0]["note"], "Lee lab", "{listed}");
+    // Publishing at the replica directly is curated as well: a throwaway is refused there.
+    let answers = flood(&rr.ticket, &[throwaway("spam", "worm-tracks", None)]);
+    assert!(answers[0].is_err(), "{answers:?}");
+
+    // Withdrawn: the publisher's entries are no longer listed, here and at the replica.
+    let id = env.ok(".", &["id"]).lines().next().unwrap().to_string();
+    env.ok_as(
+        "rc",
+        "",
+        &[
+            "registry",
+            "approve",
+            &id,
+            "--revoke",
+            "--registry",
+            &rc.ticket,
+        ],
+    );
+    assert!(names(&env, "worm", &rc.ticket).is_empty());
+    eventually("the replica drops the withdrawn publisher", || {
+        names(&env, "worm", &rr.ticket).is_empty()
+    });
+}
+
+/// True when `bytes` hold something a terminal acts on: ESC, BEL, CSI (C1) or another C0
+/// control but newline and tab.
+fn has_terminal_control(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{202e}')
+}
+
+#[test]
+fn escape_sequences_from_peers_never_reach_the_terminal() {
+    let env = TestEnv::new();
+    let clear = "\x1b[2J\x1b[H";
+    let retitle = "\x1b]0;pwned\x07";
+    let csi8 = "\u{9b}31m";
+    let title = format!("Worms{clear}{retitle}");
+    let message = format!("fix{clear}{retitle}\r\nsecond {csi8} line\u{202e}");
+    let file = format!("a{clear}.csv");
+    // A hostile peer writes sequences into its title, description, keyword, a file name and
+    // a commit message.
+    env.ok("", &["init", "ev"]);
+    env.ok("ev", &["meta", "title", &title]);
+    env.ok("ev", &["meta", "description", &format!("desc {csi8}")]);
+    env.ok("ev", &["meta", "keywords", &format!("k{retitle}")]);
+    env.commit_files("ev", &[(file.as_str(), b"x\n")], &message);
+    let origin = serve(&env, "srv", "ev");
+    let r = registry(&env, "r1", &[]);
+    env.ok("ev", &["publish", "worms", "--registry", &r.ticket]);
+
+    // The victim clones it and looks at it: no output carries the sequences raw.
+    env.ok_as("v", "", &["clone", &origin.ticket, "got"]);
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("got", vec!["log"]),
+        ("got", vec!["show"]),
+        ("got", vec!["meta"]),
+        ("got", vec!["ls"]),
+        ("got", vec!["status"]),
+        ("", vec!["search", "worms", "--registry", &r.ticket]),
+        ("", vec!["search", "desc", "--registry", &r.ticket]),
+    ];
+    for (cwd, args) in &runs {
+        let o = env.cmd_as("v", cwd, args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr_of(&o));
+        assert!(
+            !has_terminal_control(&o.stdout) && !has_terminal_control(&o.stderr),
+            "{args:?} printed a raw control: {:?} {:?}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // They are shown escaped, visibly.
+    let log = env.ok_as("v", "got", &["log"]);
+    assert!(log.contains("fix\\u{1b}[2J"), "{log}");
+    let found = env.ok_as("v", "", &["search", "worms", "--registry", &r.ticket]);
+    assert!(found.contains("Worms\\u{1b}[2J"), "{found}");
+    // JSON output stays exact (serde escapes controls itself).
+    let v = env.json_as("v", "got", &["log"]);
+    assert_eq!(v[0]["message"], message.as_str(), "{v}");
+    let v = env.json_as("v", "", &["search", "worms", "--registry", &r.ticket]);
+    assert_eq!(v[0]["title"], title.as_str(), "{v}");
+}

@@ -457,7 +457,7 @@ fn make() -> Vec<Vector> {
     add("card: key altered", "card", cb, n, vec![]);
 
     let entry_body = |k: &SigningKey| EntryBody {
-        version: 1,
+        version: lode::catalog::ENTRY_VERSION,
         dataset: pk(k),
         seq: 1_800_000_000_000,
         name: "worm-tracks".into(),
@@ -471,8 +471,10 @@ fn make() -> Vec<Vector> {
             relay: None,
         }],
         time: NOW,
+        publisher: [0; 32],
+        publisher_sig: vec![],
     };
-    let entry = Entry::sign(entry_body(&owner), &owner).unwrap();
+    let entry = Entry::sign(entry_body(&owner), &owner, &b).unwrap();
     add(
         "entry: by the dataset owner",
         "entry",
@@ -480,7 +482,7 @@ fn make() -> Vec<Vector> {
         n,
         vec![],
     );
-    let other = Entry::sign(entry_body(&mallory), &mallory).unwrap();
+    let other = Entry::sign(entry_body(&mallory), &mallory, &mallory).unwrap();
     add(
         "entry: another dataset's (self-signed by it)",
         "entry",
