@@ -140,3 +140,22 @@ fn a_restarted_serve_keeps_its_port_and_tickets_come_from_files() {
         "{err}"
     );
 }
+
+#[test]
+fn log_shows_tags_and_has_a_one_line_form() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("a.csv", b"1\n")], "first day\n\nlonger text");
+    env.ok(ds, &["tag", "v1"]);
+    env.commit_files(ds, &[("a.csv", b"2\n")], "second day");
+    let log = env.ok(ds, &["log"]);
+    let mut lines = log.lines().filter(|l| l.starts_with("commit "));
+    assert!(lines.next().unwrap().ends_with("(HEAD -> main)"), "{log}");
+    assert!(lines.next().unwrap().ends_with("(tag: v1)"), "{log}");
+    let one = env.ok(ds, &["log", "--oneline"]);
+    let rows: Vec<&str> = one.lines().collect();
+    assert_eq!(rows.len(), 2, "{one}");
+    assert!(rows[0].ends_with(" (HEAD -> main) second day"), "{one}");
+    assert!(rows[1].ends_with(" (tag: v1) first day"), "{one}");
+    assert_eq!(rows[1].split(' ').next().unwrap().len(), 12);
+}
