@@ -3,6 +3,7 @@
 mod access;
 mod common;
 mod faults;
+mod flood;
 mod fuzz;
 mod gateway;
 mod history;
