@@ -90,7 +90,9 @@ impl Db {
     /// Creates a new database with empty tables.
     pub fn create(path: &Path) -> Result<Db> {
         let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Io(e)) if crate::error::too_many_files(&e) => {
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if crate::error::too_many_files(&e) =>
+            {
                 Error::io("cannot create repository database", path, e)
             }
             e => Error::DbCorrupt {

@@ -78,7 +78,9 @@ impl Default for Limits {
             .unwrap_or(u64::MAX);
         Limits {
             timeout: Duration::from_secs(20),
-            max_connections: usize::try_from(files / 4).unwrap_or(usize::MAX).clamp(8, 1024),
+            max_connections: usize::try_from(files / 4)
+                .unwrap_or(usize::MAX)
+                .clamp(8, 1024),
         }
     }
 }

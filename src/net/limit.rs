@@ -153,12 +153,10 @@ impl Limiter {
             b.tokens -= 1.0;
         }
         let slot = match class {
-            Class::Work => {
-                tokio::time::timeout(l.queue, self.work.clone().acquire_owned())
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
-            }
+            Class::Work => tokio::time::timeout(l.queue, self.work.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(|r| r.ok()),
             Class::Poll => self.polls.clone().try_acquire_owned().ok(),
         };
         let Some(slot) = slot else {

@@ -739,7 +739,8 @@ impl LodeProtocol {
         let target = served.clone();
         let stored = tokio::task::spawn_blocking(move || {
             let r = (|| -> Result<()> {
-                let _lock = crate::db::WriteLock::acquire(&target.repo.lock_path(), REVOKE_LOCK_WAIT)?;
+                let _lock =
+                    crate::db::WriteLock::acquire(&target.repo.lock_path(), REVOKE_LOCK_WAIT)?;
                 access::store_revocations(&target.repo, &new)
             })();
             target.repo.release_db();

@@ -37,9 +37,15 @@ fn owner_key(env: &TestEnv, ds: &str) -> SigningKey {
 
 /// A revocation of a made-up link of `dataset`, signed by `key`.
 fn revocation(dataset: [u8; 32], key: &SigningKey, link: u8) -> Vec<u8> {
-    Revocation::sign(&dataset, key, Target::Link([link; 32]), 1_700_000_000, "test")
-        .unwrap()
-        .encode()
+    Revocation::sign(
+        &dataset,
+        key,
+        Target::Link([link; 32]),
+        1_700_000_000,
+        "test",
+    )
+    .unwrap()
+    .encode()
 }
 
 /// The revocations stored in repository `ds` (read with the library).
@@ -73,19 +79,18 @@ fn send_all(
             .unwrap();
         let id = client.providers()[0];
         let client = &client;
-        let out: Vec<(usize, Result<Response, String>)> = n0_future::stream::iter(
-            reqs.into_iter().enumerate(),
-        )
-        .map(|(i, req)| async move {
-            let r = client
-                .request(id, &req, Duration::from_secs(20))
-                .await
-                .map_err(|e| e.to_string());
-            (i, r)
-        })
-        .buffered_unordered(lanes)
-        .collect()
-        .await;
+        let out: Vec<(usize, Result<Response, String>)> =
+            n0_future::stream::iter(reqs.into_iter().enumerate())
+                .map(|(i, req)| async move {
+                    let r = client
+                        .request(id, &req, Duration::from_secs(20))
+                        .await
+                        .map_err(|e| e.to_string());
+                    (i, r)
+                })
+                .buffered_unordered(lanes)
+                .collect()
+                .await;
         let mut out = out;
         out.sort_by_key(|(i, _)| *i);
         out.into_iter().map(|(_, r)| r).collect()
@@ -99,7 +104,10 @@ fn one(env: &TestEnv, home: &str, ticket: &str, req: Request) -> Response {
         .unwrap()
 }
 
-fn revoke(dataset: [u8; 32], revocations: Vec<Vec<u8>>) -> Request {
+/// Encoded revocations, as a `Revoke` request carries them.
+type Revocations = Vec<Vec<u8>>;
+
+fn revoke(dataset: [u8; 32], revocations: Revocations) -> Request {
     Request::Revoke {
         dataset,
         revocations,
@@ -133,7 +141,8 @@ fn unauthenticated_revoke_reveals_nothing_and_takes_no_lock() {
 
     // Each request is sent for the hosted restricted dataset and for an unknown one: the
     // answers are the same bytes, and none is a success.
-    let cases: Vec<(&str, Vec<Vec<u8>>, Vec<Vec<u8>>, &str)> = vec![
+    // (what, revocations for the hosted dataset, for the unknown one, expected refusal)
+    let cases: Vec<(&str, Revocations, Revocations, &str)> = vec![
         ("no revocations", vec![], vec![], "carries no revocation"),
         (
             "garbage",
@@ -181,17 +190,31 @@ fn unauthenticated_revoke_reveals_nothing_and_takes_no_lock() {
     }
     let valid = revocation(hosted, &owner, 9);
     let start = Instant::now();
-    match one(&env, "eve", &srv.ticket, revoke(hosted, vec![valid.clone()])) {
+    match one(
+        &env,
+        "eve",
+        &srv.ticket,
+        revoke(hosted, vec![valid.clone()]),
+    ) {
         Response::Error(msg) => assert!(msg.contains("send them again later"), "{msg}"),
         other => panic!("expected the lock to be busy, got {other:?}"),
     }
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
     drop(lock);
     assert_eq!(stored_revocations(&env, "secret"), before, "nothing stored");
 
     // The baseline: the owner's signed revocation is stored once, whoever relays it, and an
     // unknown dataset is named only to a peer that proved it holds one.
-    match one(&env, "eve", &srv.ticket, revoke(hosted, vec![valid.clone()])) {
+    match one(
+        &env,
+        "eve",
+        &srv.ticket,
+        revoke(hosted, vec![valid.clone()]),
+    ) {
         Response::Revoked { new } => assert_eq!(new, 1),
         other => panic!("expected the revocation to be stored, got {other:?}"),
     }
@@ -230,7 +253,12 @@ fn a_request_flood_does_not_fail_the_owners_commits() {
     let dataset = srv.ticket.parse::<Ticket>().unwrap().dataset;
     let known = revocation(dataset, &owner_key(&env, "ds"), 1);
     assert!(matches!(
-        one(&env, "mallory", &srv.ticket, revoke(dataset, vec![known.clone()])),
+        one(
+            &env,
+            "mallory",
+            &srv.ticket,
+            revoke(dataset, vec![known.clone()])
+        ),
         Response::Revoked { new: 1 }
     ));
 
@@ -292,8 +320,13 @@ fn a_request_flood_does_not_fail_the_owners_commits() {
         .filter(|a| matches!(a, Ok(Response::Error(m)) if m.contains("too many requests")))
         .count();
     let least = 150.0 - 64.0 - 16.0 * (took + 0.5);
-    eprintln!("burst: 150 requests in {took:.2} s, {limited} refused (at least {least:.0} expected)");
-    assert!(limited as f64 >= least, "only {limited} of 150 refused in {took:.2} s");
+    eprintln!(
+        "burst: 150 requests in {took:.2} s, {limited} refused (at least {least:.0} expected)"
+    );
+    assert!(
+        limited as f64 >= least,
+        "only {limited} of 150 refused in {took:.2} s"
+    );
     assert!(limited < 150 - 60, "more than the burst refused: {limited}");
 
     // Another peer is served as before, and sees the owner's last commit.
@@ -305,11 +338,7 @@ fn a_request_flood_does_not_fail_the_owners_commits() {
 /// `lode serve -q --http 127.0.0.1:0 ds` as peer `home` (the owner: it signs heads) under an open-file limit of 64,
 /// with `vars` set; returns the server and the gateway's address.
 fn gateway_with_64_files(env: &TestEnv, home: &str, vars: &[(&str, &str)]) -> (Server, String) {
-    let inner = env.cmd_as(
-        home,
-        "",
-        &["serve", "-q", "--http", "127.0.0.1:0", "ds"],
-    );
+    let inner = env.cmd_as(home, "", &["serve", "-q", "--http", "127.0.0.1:0", "ds"]);
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", lode_bin()])
         .args(inner.get_args())
@@ -337,8 +366,8 @@ fn gateway_with_64_files(env: &TestEnv, home: &str, vars: &[(&str, &str)]) -> (S
             server.ticket = t.to_string();
         }
         if let Some(u) = line.strip_prefix("http: http://") {
-            let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()))
-                .unwrap();
+            let limits =
+                std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
             assert!(
                 limits
                     .lines()
@@ -380,7 +409,10 @@ fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
         .expect("curl is installed");
     let mut body = out.stdout;
     let nl = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let code = String::from_utf8_lossy(&body[nl + 1..]).trim().parse().unwrap_or(0);
+    let code = String::from_utf8_lossy(&body[nl + 1..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
     body.truncate(nl);
     (code, body)
 }
@@ -422,7 +454,8 @@ fn gateway_drops_idle_slow_and_stalled_clients() {
             cut = true;
             break;
         }
-        slow.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
         let mut buf = [0u8; 64];
         match slow.read(&mut buf) {
             Ok(0) => {
@@ -474,7 +507,10 @@ fn gateway_drops_idle_slow_and_stalled_clients() {
     let start = Instant::now();
     let (code, body) = get(&addr, &format!("/d/{id}/small.txt"));
     assert_eq!((code, body.as_slice()), (200, &b"hello\n"[..]));
-    eprintln!("a request behind 120 idle connections took {:?}", start.elapsed());
+    eprintln!(
+        "a request behind 120 idle connections took {:?}",
+        start.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     for (i, s) in sockets.iter_mut().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -505,17 +541,30 @@ fn running_out_of_files_backs_off_and_says_so() {
     let mut sockets = idle(&addr, 150);
     std::thread::sleep(Duration::from_millis(500));
     let pid = srv.child.id();
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
-    assert!(fds >= 60, "the server holds only {fds} files: not exhausted");
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(
+        fds >= 60,
+        "the server holds only {fds} files: not exhausted"
+    );
     // The accept loop waits instead of spinning on EMFILE.
     let cpu = cpu_seconds(pid);
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_seconds(pid) - cpu;
-    assert!(used < 0.5, "the server used {used} s of CPU in 2 s while out of files");
+    assert!(
+        used < 0.5,
+        "the server used {used} s of CPU in 2 s while out of files"
+    );
     eprintln!("out of files ({fds} open): {used:.2} s of CPU in 2 s");
     // A peer cloning meanwhile is told what is wrong and what to do, not that the database
     // is corrupt.
-    let err = env.fails_as("bob", "", &["clone", &srv.ticket, "copy"], "too many open files");
+    let err = env.fails_as(
+        "bob",
+        "",
+        &["clone", &srv.ticket, "copy"],
+        "too many open files",
+    );
     eprintln!("clone while out of files: {}", err.trim());
     assert!(err.contains("ulimit -n"), "{err}");
     assert!(!err.contains("corrupt"), "{err}");
