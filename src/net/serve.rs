@@ -288,7 +288,12 @@ impl Shared {
     /// The caller holds `update`.
     async fn read_and_publish(&self, served: &Served) -> Result<()> {
         let read = || -> Result<_> {
-            let head = access::publish_head(&served.repo, 0)?;
+            let head = match access::publish_head(&served.repo, 0) {
+                // A long command of the owner holds the writer lock: serve the head signed
+                // so far (a later refresh signs the new refs) rather than fail the listing.
+                Err(Error::Locked { .. }) => access::stored_head(&served.repo)?,
+                other => other?,
+            };
             let revocations = access::revocations(&served.repo)?;
             let private =
                 access::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
