@@ -72,7 +72,8 @@ impl Db {
                     return Err(Error::DbBusy(path.to_path_buf()))
                 }
                 Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
-                    if e.kind() == std::io::ErrorKind::PermissionDenied =>
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        || crate::error::too_many_files(&e) =>
                 {
                     return Err(Error::io("cannot open repository database", path, e))
                 }
@@ -88,9 +89,16 @@ impl Db {
 
     /// Creates a new database with empty tables.
     pub fn create(path: &Path) -> Result<Db> {
-        let db = Database::create(path).map_err(|e| Error::DbCorrupt {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if crate::error::too_many_files(&e) =>
+            {
+                Error::io("cannot create repository database", path, e)
+            }
+            e => Error::DbCorrupt {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            },
         })?;
         let tx = db.begin_write()?;
         tx.open_table(REFS)?;

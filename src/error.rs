@@ -27,6 +27,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("too many open files: {what} {}: this process reached its limit of open files; raise it (`ulimit -n`) and try again", .path.display())]
+    TooManyFiles { what: &'static str, path: PathBuf },
     #[error("file {} changed while it was being added", .0.display())]
     FileChanged(PathBuf),
     #[error("file name {} is not valid UTF-8", .0.display())]
@@ -134,6 +136,15 @@ pub enum Error {
     Other(String),
 }
 
+/// Whether an I/O error means the process (EMFILE) or the system (ENFILE) has no file
+/// descriptor left.
+pub fn too_many_files(e: &io::Error) -> bool {
+    matches!(
+        rustix::io::Errno::from_io_error(e),
+        Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
+    )
+}
+
 fn fmt_path(p: &Option<String>) -> String {
     p.as_ref().map(|p| format!(" at {p:?}")).unwrap_or_default()
 }
@@ -147,8 +158,15 @@ fn list(paths: &[String]) -> String {
 }
 
 impl Error {
-    /// Builds an I/O error that names what was being done and to which path.
+    /// Builds an I/O error that names what was being done and to which path. Running out
+    /// of file descriptors gets an error of its own ([`Error::TooManyFiles`]).
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        if too_many_files(&source) {
+            return Error::TooManyFiles {
+                what,
+                path: path.into(),
+            };
+        }
         Error::Io {
             what,
             path: path.into(),
@@ -174,6 +192,9 @@ impl Error {
                 ErrorKind::NotFound => "check that the path exists".into(),
                 _ => return None,
             },
+            Error::TooManyFiles { .. } => {
+                "raise the open-file limit (`ulimit -n 4096` in the shell that starts lode, LimitNOFILE= for a service), or close other programs".into()
+            }
             Error::FileChanged(_) => {
                 "wait until the file is no longer being written, then add it again".into()
             }
@@ -232,6 +253,12 @@ impl Error {
             }
             Error::Unreachable { .. } | Error::NoProvider(_) | Error::Net(_) => {
                 "check that `lode serve` runs on the peer and that its address in the ticket is reachable; if it now serves on another address, take its new ticket (`lode serve` prints it; .lode/serve.ticket there) and run `lode remote add origin NEW-TICKET`".into()
+            }
+            Error::Peer { msg, .. } if msg.to_lowercase().contains("too many open files") => {
+                "the peer ran out of file descriptors: whoever runs it should raise its limit (`ulimit -n`); try again later".into()
+            }
+            Error::Peer { msg, .. } if msg.contains("too many requests") || msg.contains("is busy") => {
+                "wait a few seconds and try again".into()
             }
             Error::Peer { .. } => "check that both peers run the same lode version".into(),
             Error::LyingPeer { .. } => {

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -57,23 +58,183 @@ impl Gateway {
     }
 }
 
-/// Accepts HTTP/1.1 connections on `listener` until the task is dropped.
-pub async fn run(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) {
+/// Bounds on the gateway's connections.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open; also how long a response may wait for a client
+    /// that reads nothing.
+    pub timeout: Duration,
+    /// Connections open at once; more wait in the listen queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    /// 20 s; a quarter of the process's open-file limit (each connection holds a socket,
+    /// and a file while it sends one), from 8 to 1024.
+    fn default() -> Limits {
+        let files = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        Limits {
+            timeout: Duration::from_secs(20),
+            max_connections: usize::try_from(files / 4)
+                .unwrap_or(usize::MAX)
+                .clamp(8, 1024),
+        }
+    }
+}
+
+/// Accepts HTTP/1.1 connections on `listener` until the task is dropped, within `limits`.
+pub async fn run(listener: tokio::net::TcpListener, gateway: Arc<Gateway>, limits: Limits) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut pause = ACCEPT_PAUSE;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // never closed
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                pause = ACCEPT_PAUSE;
+                stream
+            }
+            Err(e) => {
+                // Out of file descriptors, the pending connection stays queued and accept
+                // fails again at once: wait for some to be closed rather than spin. Other
+                // errors concern one connection (reset before it was accepted).
+                if crate::error::too_many_files(&e) {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                } else {
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
+                continue;
+            }
         };
         let gw = gateway.clone();
+        let timeout = limits.timeout;
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
+            let _slot = slot;
+            let io = hyper_util::rt::TokioIo::new(Stalling::new(stream, timeout));
             let svc = hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
                 async move { Ok::<_, Infallible>(handle(&gw, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeout)
                 .serve_connection(io, svc)
                 .await;
         });
+    }
+}
+
+/// The first pause of the accept loop after an error (doubled while descriptors stay
+/// exhausted, up to 1 s).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+
+/// A connection whose writes fail once they have made no progress for `timeout`: a client
+/// that stops reading a response does not hold its connection (and the file being sent)
+/// for ever. Reads are bounded by hyper's header timeout (a request's body is never read).
+struct Stalling {
+    inner: tokio::net::TcpStream,
+    timeout: Duration,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stalling {
+    fn new(inner: tokio::net::TcpStream, timeout: Duration) -> Stalling {
+        Stalling {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// After a write that made no progress: fails once the deadline passed.
+    fn stalled(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        use std::future::Future;
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for too long",
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stalling {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Stalling {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.stalled(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.stalled(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.stalled(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_shutdown(cx) {
+            std::task::Poll::Pending => self.stalled(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
     }
 }
 

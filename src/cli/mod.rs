@@ -725,6 +725,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))
 }
 
+/// The HTTP gateway's bounds: the defaults, or `LODE_HTTP_TIMEOUT_MS` and
+/// `LODE_HTTP_MAX_CONNECTIONS` from the environment.
+#[allow(clippy::disallowed_methods)]
+fn gateway_limits() -> lode::gateway::Limits {
+    let mut limits = lode::gateway::Limits::default();
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = var("LODE_HTTP_TIMEOUT_MS").filter(|ms| *ms > 0) {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = var("LODE_HTTP_MAX_CONNECTIONS").filter(|n| *n > 0) {
+        limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    limits
+}
+
 fn parse_ticket(s: &str) -> Result<lode::net::ticket::Ticket, Error> {
     Ok(s.parse()?)
 }
@@ -1591,7 +1606,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             };
             let http_url = gateway.as_ref().map(|(_, _, u)| *u);
             if let Some((listener, gw, _)) = gateway {
-                rt.spawn(lode::gateway::run(listener, gw));
+                rt.spawn(lode::gateway::run(listener, gw, gateway_limits()));
             }
             let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
             if mirrors && follow > 0 {

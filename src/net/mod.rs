@@ -3,6 +3,7 @@
 //! - [`ticket`]: the copy-paste ticket (dataset id + provider addresses).
 //! - [`endpoint`]: endpoints from the device key; relays/discovery on for users, off for
 //!   direct-address use.
+//! - [`limit`]: per-peer request rate and concurrency bounds of a serving peer.
 //! - [`proto`]: the `lode/2` protocol (ref listing), versioned by ALPN, bounded messages.
 //! - [`serve`]: `lode serve`: iroh-blobs with every request checked against the served
 //!   closure, plus `lode/2`.
@@ -16,6 +17,7 @@
 
 pub mod endpoint;
 pub mod fetch;
+pub mod limit;
 pub mod mirror;
 pub mod pieces;
 pub mod proto;

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
@@ -28,6 +28,7 @@ use n0_future::{BufferedStreamExt, StreamExt};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::{answer_requests, bind, Net, NetOptions};
+use crate::net::limit::{Class, Limiter, Limits};
 use crate::net::proto::{self, Listing, Refs, Request, Response};
 use crate::net::ticket::Ticket;
 use crate::object::EntryKind;
@@ -47,6 +48,8 @@ struct Served {
     /// Refreshes, reloads and withdrawals of one dataset take turns: each reads the
     /// repository, awaits imports, then writes the state, and must not overwrite a newer one.
     update: tokio::sync::Mutex<()>,
+    /// Revocations sent by peers are stored one request at a time.
+    revoke: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -62,7 +65,22 @@ struct ServedState {
     hashes: Arc<HashSet<Hash>>,
     /// The repository is gone (a mirror removed under a taint notice): nothing is served.
     gone: bool,
+    /// When the last successful read of the repository started, and when the last one
+    /// ended: refreshes asked for meanwhile share it, and the next one waits [`READ_GAP`].
+    read_started: Option<Instant>,
+    read_ended: Option<Instant>,
 }
+
+/// The least time between two reads of a served repository's database. redb lets one
+/// process open a database at a time: without this pause, peers asking for listings back to
+/// back could keep the server holding it and starve the owner's own commands (which retry
+/// every few milliseconds).
+const READ_GAP: Duration = Duration::from_millis(25);
+
+/// How long storing revocations sent by a peer waits for the writer lock: an owner's long
+/// `add` is not waited for (the peer is told to send them again; it also learns them with
+/// its next fetch).
+const REVOKE_LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// What one peer may fetch of one dataset, until `expires`.
 struct Authz {
@@ -80,6 +98,8 @@ struct Shared {
     store: FsStore,
     /// The endpoint, once bound (pushes are fetched back through it).
     net: OnceLock<Net>,
+    /// Bounds on the `lode/2` requests of each peer and of all.
+    limiter: Arc<Limiter>,
 }
 
 /// Decides whether a peer (by endpoint id, when the connection has one) may fetch a hash.
@@ -234,15 +254,46 @@ impl Shared {
     /// Publishes the dataset's head (signing a new one when the refs or revocations changed
     /// and this device can sign) and imports whatever became reachable.
     async fn refresh(&self, served: &Served) -> Result<()> {
+        let asked = Instant::now();
         let _turn = served.update.lock().await;
         if !served.repo.root().join(".lode").is_dir() {
             self.withdraw(served);
         }
-        if served.state.lock().expect("not poisoned").gone {
-            return Err(Error::Other("this dataset is no longer served here".into()));
+        let ended = {
+            let st = served.state.lock().expect("not poisoned");
+            if st.gone {
+                return Err(Error::Other("this dataset is no longer served here".into()));
+            }
+            // A read that started after this refresh was asked for saw every change made
+            // before: share it (a flood of listings reads the repository once per turn).
+            if st.read_started.is_some_and(|t| t >= asked) {
+                return Ok(());
+            }
+            st.read_ended
+        };
+        if let Some(t) = ended {
+            tokio::time::sleep_until((t + READ_GAP).into()).await;
         }
+        let started = Instant::now();
+        let result = self.read_and_publish(served).await;
+        let mut st = served.state.lock().expect("not poisoned");
+        st.read_ended = Some(Instant::now());
+        if result.is_ok() && !st.gone {
+            st.read_started = Some(started);
+        }
+        result
+    }
+
+    /// The body of [`Shared::refresh`]: reads the repository and publishes what changed.
+    /// The caller holds `update`.
+    async fn read_and_publish(&self, served: &Served) -> Result<()> {
         let read = || -> Result<_> {
-            let head = access::publish_head(&served.repo, 0)?;
+            let head = match access::publish_head(&served.repo, 0) {
+                // A long command of the owner holds the writer lock: serve the head signed
+                // so far (a later refresh signs the new refs) rather than fail the listing.
+                Err(Error::Locked { .. }) => access::stored_head(&served.repo)?,
+                other => other?,
+            };
             let revocations = access::revocations(&served.repo)?;
             let private =
                 access::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
@@ -502,11 +553,21 @@ impl ProtocolHandler for LodeProtocol {
 
 impl LodeProtocol {
     async fn handle(&self, bytes: &[u8], remote: iroh::EndpointId) -> Response {
-        let req: Request = match proto::decode(bytes) {
+        let peer = *remote.as_bytes();
+        let req: std::result::Result<Request, String> = proto::decode(bytes);
+        // Every request counts against the peer's bounds, a malformed one too.
+        let class = match &req {
+            Ok(Request::WaitHead { .. }) => Class::Poll,
+            _ => Class::Work,
+        };
+        let _permit = match self.0.limiter.admit(peer, class).await {
+            Ok(p) => p,
+            Err(msg) => return Response::Error(msg),
+        };
+        let req = match req {
             Ok(r) => r,
             Err(e) => return Response::Error(format!("malformed request: {e}")),
         };
-        let peer = *remote.as_bytes();
         match req {
             Request::ListRefs { dataset, ticket } => self.list(dataset, ticket, peer).await,
             Request::WaitHead {
@@ -550,7 +611,8 @@ impl LodeProtocol {
                         Err(msg) => return Response::Denied(msg),
                     };
                 let scope = cap.map(|c| c.scope).unwrap_or_default();
-                match access::can_sign(&served.repo) {
+                // Opening the database may wait for another holder: not on a runtime worker.
+                match tokio::task::block_in_place(|| access::can_sign(&served.repo)) {
                     Ok(true) => {}
                     Ok(false) => {
                         served.repo.release_db();
@@ -619,38 +681,86 @@ impl LodeProtocol {
         }
     }
 
-    /// Stores revocations sent by a peer: anyone may send them, but each must be signed by
-    /// the dataset's owner. Cached admissions are dropped at once by the refresh.
+    /// Stores revocations sent by a peer (`lode revoke` tells the peers that serve the
+    /// dataset). Anyone may relay them, but each must be signed by the dataset's owner, and
+    /// they are checked before anything about the dataset is looked up: a request without
+    /// one (no revocations, or a bad one) gets the same answer whether the dataset is hosted
+    /// here or not, and changes nothing. Only revocations not known yet are written, under
+    /// the writer lock taken off the runtime with a bounded wait; cached admissions are
+    /// dropped by the refresh that follows.
     async fn revoke(&self, dataset: [u8; 32], revocations: Vec<Vec<u8>>) -> Response {
-        let Some(served) = self.0.datasets.get(&dataset) else {
-            return Response::Denied("this peer does not serve that dataset".into());
-        };
+        const NOT_SERVED: &str = "this peer does not serve that dataset";
+        if revocations.is_empty() {
+            return Response::Denied(
+                "the request carries no revocation signed by the dataset owner".into(),
+            );
+        }
         if revocations.len() > trust::MAX_REVOCATIONS {
-            return Response::Error("too many revocations".into());
+            return Response::Denied(format!(
+                "too many revocations (at most {})",
+                trust::MAX_REVOCATIONS
+            ));
         }
-        let mut revs = Vec::new();
-        for b in &revocations {
-            match Revocation::decode(b, &dataset) {
-                Ok(r) => revs.push(r),
-                Err(e) => return Response::Error(format!("bad revocation: {e}")),
-            }
-        }
-        let stored = (|| -> Result<u64> {
-            let known: HashSet<[u8; 32]> = access::revocations(&served.repo)?
+        // Checking thousands of signatures takes a while: not on a runtime worker.
+        let checked = tokio::task::spawn_blocking(move || {
+            revocations
                 .iter()
-                .map(Revocation::id)
-                .collect();
-            let new = revs.iter().filter(|r| !known.contains(&r.id())).count() as u64;
-            let _lock = served.repo.lock()?;
-            access::store_revocations(&served.repo, &revs)?;
-            Ok(new)
-        })();
-        served.repo.release_db();
+                .map(|b| Revocation::decode(b, &dataset))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .await;
+        let revs = match checked {
+            Ok(Ok(revs)) => revs,
+            Ok(Err(e)) => return Response::Denied(format!("bad revocation: {e}")),
+            Err(e) => return Response::Error(format!("cannot check the revocations: {e}")),
+        };
+        let Some(served) = self.0.datasets.get(&dataset).cloned() else {
+            return Response::Denied(NOT_SERVED.into());
+        };
+        let _one_at_a_time = served.revoke.lock().await;
+        let unknown = |served: &Served| -> Vec<Revocation> {
+            let st = served.state.lock().expect("not poisoned");
+            let known: HashSet<[u8; 32]> = st.revocations.iter().map(Revocation::id).collect();
+            revs.iter()
+                .filter(|r| !known.contains(&r.id()))
+                .cloned()
+                .collect()
+        };
+        if served.state.lock().expect("not poisoned").gone {
+            return Response::Denied(NOT_SERVED.into());
+        }
+        let mut new = unknown(&served);
+        if !new.is_empty() {
+            // The owner may have stored some meanwhile (`lode revoke` on this machine).
+            if let Err(e) = self.0.refresh(&served).await {
+                return Response::Error(format!("cannot read the dataset: {e}"));
+            }
+            new = unknown(&served);
+        }
+        if new.is_empty() {
+            return Response::Revoked { new: 0 };
+        }
+        let count = new.len() as u64;
+        let target = served.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let r = (|| -> Result<()> {
+                let _lock =
+                    crate::db::WriteLock::acquire(&target.repo.lock_path(), REVOKE_LOCK_WAIT)?;
+                access::store_revocations(&target.repo, &new)
+            })();
+            target.repo.release_db();
+            r
+        })
+        .await;
         match stored {
-            Ok(new) => match self.0.refresh(served).await {
-                Ok(()) => Response::Revoked { new },
+            Ok(Ok(())) => match self.0.refresh(&served).await {
+                Ok(()) => Response::Revoked { new: count },
                 Err(e) => Response::Error(format!("cannot read the dataset: {e}")),
             },
+            Ok(Err(e @ Error::Locked { .. })) => Response::Error(format!(
+                "cannot store the revocations now: {e}; send them again later"
+            )),
+            Ok(Err(e)) => Response::Error(format!("cannot store the revocations: {e}")),
             Err(e) => Response::Error(format!("cannot store the revocations: {e}")),
         }
     }
@@ -973,6 +1083,7 @@ pub async fn serve(
             push: tokio::sync::Mutex::new(()),
             seq: tokio::sync::watch::Sender::new(0),
             update: tokio::sync::Mutex::new(()),
+            revoke: tokio::sync::Mutex::new(()),
         };
         datasets.insert(dataset, Arc::new(served));
     }
@@ -982,6 +1093,7 @@ pub async fn serve(
         authorized: RwLock::new(HashMap::new()),
         store,
         net: OnceLock::new(),
+        limiter: Limiter::new(Limits::LODE2),
     });
     for served in shared.datasets.values() {
         shared.refresh(served).await?;

@@ -470,6 +470,15 @@ pub fn store_head(repo: &Repo, head: &SignedHead) -> Result<()> {
 /// revocations, else a newly signed one (when this device can sign). `min_seq` lets a push
 /// receipt move past the pusher's own sequence number.
 pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
+    publish(repo, min_seq, None)
+}
+
+/// [`publish_head`]; `lock` is the writer lock once taken (everything is then read again).
+fn publish(
+    repo: &Repo,
+    min_seq: u64,
+    lock: Option<&crate::db::WriteLock>,
+) -> Result<Option<SignedHead>> {
     let dataset = repo.dataset_id()?;
     let ds = dataset.to_bytes();
     let stored = stored_head(repo)?;
@@ -539,7 +548,15 @@ pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
         // Only the owner seals (it knows the readers); a writer pushes to the owner instead.
         return Ok(stored);
     }
-    let _lock = repo.lock()?;
+    if lock.is_none() {
+        // The lock is waited for with the database closed: its holder (an `add` or `commit`
+        // of the owner while `lode serve` runs) may be waiting to open the database, and
+        // holding both in the other order would make both time out. Under the lock, the
+        // refs are read again: they may have moved meanwhile.
+        repo.release_db();
+        let lock = repo.lock()?;
+        return publish(repo, min_seq, Some(&lock));
+    }
     let (main, tags) = match seal_digest {
         Some(d) if sealed.is_none() => {
             let env = crate::ops::sealed::seal(repo)?;

@@ -5,6 +5,7 @@ mod common;
 mod control;
 mod faults;
 mod firstweek;
+mod flood;
 mod fuzz;
 mod gateway;
 mod history;
