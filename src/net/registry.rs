@@ -896,7 +896,7 @@ impl Node {
 }
 
 #[derive(Clone)]
-struct RegistryProtocol(Arc<Node>);
+struct RegistryProtocol(Arc<Node>, Arc<crate::net::limit::Limiter>);
 
 impl std::fmt::Debug for RegistryProtocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -907,6 +907,15 @@ impl std::fmt::Debug for RegistryProtocol {
 impl ProtocolHandler for RegistryProtocol {
     async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
         answer_requests(conn, MAX_MESSAGE, |request, peer| async move {
+            // Every request counts against the peer's bounds, as on `lode/2`.
+            let _permit = match self
+                .1
+                .admit(*peer.as_bytes(), crate::net::limit::Class::Work)
+                .await
+            {
+                Ok(p) => p,
+                Err(msg) => return encode(&Response::Error(msg)),
+            };
             let response = match request {
                 // Handling writes and fsyncs files: off the async workers' hot path.
                 Ok(bytes) => {
@@ -941,7 +950,13 @@ pub async fn serve(
     let net = bind(&reg.key, opts).await?;
     let node = Arc::new(Node { reg, net });
     let router = Router::builder(node.net.endpoint.clone())
-        .accept(ALPN, RegistryProtocol(node.clone()))
+        .accept(
+            ALPN,
+            RegistryProtocol(
+                node.clone(),
+                crate::net::limit::Limiter::new(crate::net::limit::Limits::LODE2),
+            ),
+        )
         .spawn();
     let ticket = RegistryTicket(Ticket {
         dataset: node.reg.id(),
