@@ -113,9 +113,12 @@ pub struct Reach {
     first_parent: HashMap<ObjectId, Option<ObjectId>>,
 }
 
+/// A `main` and named commits (tags).
+type Refs = (Option<ObjectId>, Vec<(String, ObjectId)>);
+
 /// The refs a dataset publishes: its `main` (see [`main_of`]) and tags, and those of the
 /// signed head it publishes (for a mirror, the only ones).
-fn published_refs(repo: &Repo) -> Result<(Option<ObjectId>, Vec<(String, ObjectId)>)> {
+fn published_refs(repo: &Repo) -> Result<Refs> {
     let main = main_of(repo)?;
     let mut tags: Vec<(String, ObjectId)> = repo
         .refs("tags/")?
