@@ -11,6 +11,9 @@
 //!
 //! Invariants: restricted datasets are never served (they answer 404 like unknown ones);
 //! path components are checked like tree names, so `..` and friends cannot leave a tree;
+//! `?rev=` resolves only among the commits the dataset publishes ([`Reach`]), so nothing
+//! that is in the store without being published is served, or even read; dataset files
+//! are served under `Content-Security-Policy: sandbox`, every answer with `nosniff`;
 //! nothing here writes to a repository.
 
 use std::collections::{HashMap, HashSet};

@@ -15,6 +15,10 @@
 //!
 //! Decryption writes to a temp file and renames only after age authenticated the last chunk
 //! and the plaintext hashes to the expected id.
+//!
+//! Sizes: every plaintext is padded (Padmé, [`pad_len`]) inside the encryption, so a mirror
+//! learns only O(log log n) bits of each object's size. Envelopes say which format their
+//! ciphertexts have: `LODE` 2 padded, `LODE` 1 (sealed by older versions) unpadded.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufReader, Read, Write};
