@@ -797,6 +797,30 @@ mod tests {
         assert!(sizes.len() <= 17, "{}", sizes.len());
     }
 
+    #[test]
+    fn envelope_formats() {
+        let mut env = Envelope {
+            dataset: [1; 32],
+            epoch: 3,
+            keyring: ObjectId([2; 32]),
+            manifest: ObjectId([3; 32]),
+            objects: vec![(ObjectId([4; 32]), 5)],
+            padded: true,
+        };
+        let v2 = env.encode();
+        assert!(v2.starts_with(b"LODE\x02"));
+        assert_eq!(Envelope::decode(&v2).unwrap(), env);
+        env.padded = false;
+        let v1 = env.encode();
+        assert!(v1.starts_with(b"LODE\x01"));
+        assert_eq!(v1[5..], v2[5..]);
+        let back = Envelope::decode(&v1).unwrap();
+        assert!(!back.padded);
+        let mut v3 = v2.clone();
+        v3[4] = 3;
+        assert!(Envelope::decode(&v3).unwrap_err().contains("upgrade lode"));
+    }
+
     fn store() -> (tempfile::TempDir, crate::store::Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = crate::store::Store::new(dir.path().join("o"), dir.path().join("t"));
