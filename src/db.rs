@@ -63,7 +63,7 @@ impl Db {
     pub fn open(path: &Path, timeout: Duration) -> Result<Db> {
         let start = Instant::now();
         loop {
-            match Database::open(path) {
+            match open_guarded(path) {
                 Ok(db) => return Ok(Db { db }),
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if start.elapsed() < timeout => {
                     std::thread::sleep(Duration::from_millis(5));
@@ -77,18 +77,36 @@ impl Db {
                 {
                     return Err(Error::io("cannot open repository database", path, e))
                 }
+                Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(msg))) => {
+                    return Err(Error::DbCorrupt {
+                        path: path.to_path_buf(),
+                        msg,
+                    })
+                }
                 Err(e) => {
                     return Err(Error::DbCorrupt {
                         path: path.to_path_buf(),
-                        msg: e.to_string(),
+                        msg: format!("{e}; {}", damaged(path)),
                     })
                 }
             }
         }
     }
 
-    /// Creates a new database with empty tables.
+    /// Creates a new database with empty tables. The file is made mode 0600 whatever the
+    /// umask: it holds epoch secrets of restricted datasets and the capability tickets this
+    /// device presents.
     pub fn create(path: &Path) -> Result<Db> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io("cannot create repository database", path, e))?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::io("cannot set the permissions of", path, e))?;
+        drop(f);
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::Storage(redb::StorageError::Io(e))
                 if crate::error::too_many_files(&e) =>
@@ -107,6 +125,41 @@ impl Db {
             .insert("format", &FORMAT_VERSION.to_le_bytes()[..])?;
         tx.commit()?;
         Ok(Db { db })
+    }
+}
+
+thread_local! {
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread opens a database file: a panic then is a damaged file (redb
+/// asserts on some truncated files), caught and reported as such, and a panic hook should
+/// print nothing for it.
+pub fn opening_guarded() -> bool {
+    GUARDED.with(|g| g.get())
+}
+
+/// Opens a redb file, turning a panic inside redb (some damaged files trip its assertions,
+/// e.g. a file truncated below the length its header records) into an error.
+fn open_guarded(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
+    GUARDED.with(|g| g.set(true));
+    let r = std::panic::catch_unwind(|| Database::open(path));
+    GUARDED.with(|g| g.set(false));
+    r.unwrap_or_else(|_| {
+        Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(
+            damaged(path),
+        )))
+    })
+}
+
+/// What is said of a database file whose structure is inconsistent.
+fn damaged(path: &Path) -> String {
+    match fs::metadata(path) {
+        Ok(m) => format!(
+            "the file is damaged ({} bytes; truncated or overwritten?)",
+            m.len()
+        ),
+        Err(_) => "the file is missing".into(),
     }
 }
 

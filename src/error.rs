@@ -205,7 +205,7 @@ impl Error {
                 "wait for the other command to finish, then try again".into()
             }
             Error::DbCorrupt { .. } | Error::Db(_) => {
-                "restore .lode from a backup or clone the dataset again; `lode verify` checks the objects".into()
+                "restore .lode/lode.redb from a backup, or clone the dataset again into a new directory; the working tree's files are not touched, and `lode verify` then checks the objects".into()
             }
             Error::ObjectCorrupt { .. } | Error::ObjectMissing { .. } | Error::BadObject { .. } => {
                 "run `lode verify` to list damaged objects; fetch them again from a peer or restore them from a backup".into()

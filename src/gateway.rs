@@ -11,8 +11,12 @@
 //!
 //! Invariants: restricted datasets are never served (they answer 404 like unknown ones);
 //! path components are checked like tree names, so `..` and friends cannot leave a tree;
+//! `?rev=` resolves only among the commits the dataset publishes ([`Reach`]), so nothing
+//! that is in the store without being published is served, or even read; dataset files
+//! are served under `Content-Security-Policy: sandbox`, every answer with `nosniff`;
 //! nothing here writes to a repository.
 
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -35,7 +39,16 @@ type Body = BoxBody<Bytes, std::io::Error>;
 /// The datasets a gateway serves, by id (hex).
 pub struct Gateway {
     repos: Vec<(String, Repo)>,
+    /// The published commits of each dataset, by dataset id, for the refs they were
+    /// computed from.
+    reach: std::sync::Mutex<HashMap<String, Arc<Reach>>>,
+    /// Bounds the requests that read a repository at once (each holds at most one tree or
+    /// commit in memory, and 256 KiB frames of a file).
+    readers: tokio::sync::Semaphore,
 }
+
+/// How many requests read repositories at once; the others wait their turn.
+const MAX_READERS: usize = 16;
 
 impl Gateway {
     /// Serves `repos` (restricted ones are skipped at every request, so a dataset made
@@ -47,7 +60,11 @@ impl Gateway {
             r.release_db();
             out.push((id, r));
         }
-        Ok(Gateway { repos: out })
+        Ok(Gateway {
+            repos: out,
+            reach: std::sync::Mutex::new(HashMap::new()),
+            readers: tokio::sync::Semaphore::new(MAX_READERS),
+        })
     }
 
     fn public(&self, id: &str) -> Option<&Repo> {
@@ -56,6 +73,173 @@ impl Gateway {
         repo.release_db();
         (!private).then_some(repo)
     }
+
+    /// The commits dataset `id` publishes now: cached while its refs stay the same, and
+    /// extended (not recomputed) when they only move forward.
+    fn reach(&self, id: &str, repo: &Repo) -> Result<Arc<Reach>> {
+        let (main, tags) = published_refs(repo)?;
+        let mut roots: Vec<ObjectId> = main
+            .iter()
+            .copied()
+            .chain(tags.iter().map(|(_, c)| *c))
+            .collect();
+        roots.sort();
+        roots.dedup();
+        // One computation at a time: parallel requests for a new head wait for the first.
+        let mut cache = self.reach.lock().unwrap_or_else(|e| e.into_inner());
+        let old = cache.get(id).cloned();
+        if let Some(o) = &old {
+            if o.roots == roots && o.main == main && o.tags == tags {
+                return Ok(o.clone());
+            }
+        }
+        let parents = walk_commits(repo, &roots, old.as_deref());
+        let r = Arc::new(Reach {
+            roots,
+            main,
+            tags,
+            first_parent: parents,
+        });
+        cache.insert(id.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+/// The commits a dataset publishes: every commit reachable from its published refs, each
+/// with its first parent. Only these resolve in `?rev=`: an object that is in the store but
+/// not published (a refused push, a commit reset away, objects written there directly) is
+/// never found, by id or by prefix.
+pub struct Reach {
+    /// The published refs' commits, sorted: what the set was computed from.
+    roots: Vec<ObjectId>,
+    main: Option<ObjectId>,
+    tags: Vec<(String, ObjectId)>,
+    first_parent: HashMap<ObjectId, Option<ObjectId>>,
+}
+
+/// A `main` and named commits (tags).
+type Refs = (Option<ObjectId>, Vec<(String, ObjectId)>);
+
+/// The refs a dataset publishes: its `main` (see [`main_of`]) and tags, and those of the
+/// signed head it publishes (for a mirror, the only ones).
+fn published_refs(repo: &Repo) -> Result<Refs> {
+    let main = main_of(repo)?;
+    let mut tags: Vec<(String, ObjectId)> = repo
+        .refs("tags/")?
+        .into_iter()
+        .map(|(n, c)| (n.trim_start_matches("tags/").to_string(), c))
+        .collect();
+    let head = crate::ops::access::stored_head(repo)?;
+    repo.release_db();
+    let mut extra = Vec::new();
+    if let Some(h) = head.filter(|h| !h.body.private) {
+        for (n, c) in h.body.tags {
+            if !tags.iter().any(|(t, _)| *t == n) {
+                tags.push((n, ObjectId(c)));
+            }
+        }
+        // The head's main, when the branch has moved past it, is published too.
+        extra.extend(h.body.main.map(ObjectId).filter(|m| Some(*m) != main));
+    }
+    tags.sort();
+    // Extra roots travel as unnamed tags: reachable, but not resolvable by name.
+    tags.extend(extra.into_iter().map(|c| (String::new(), c)));
+    Ok((main, tags))
+}
+
+/// Walks the history of `roots` (first parent of each commit). With the previous set `old`,
+/// the walk stops at commits already known and keeps the old set when every old root is
+/// still reached; otherwise it starts over. A commit that cannot be read is kept with no
+/// parent (a request for it then fails on reading it).
+fn walk_commits(
+    repo: &Repo,
+    roots: &[ObjectId],
+    old: Option<&Reach>,
+) -> HashMap<ObjectId, Option<ObjectId>> {
+    if let Some(old) = old {
+        let mut out = HashMap::new();
+        let mut hits = HashSet::new();
+        walk_from(repo, roots, &old.first_parent, &mut out, &mut hits);
+        if old.roots.iter().all(|r| hits.contains(r)) {
+            let mut all = old.first_parent.clone();
+            all.extend(out);
+            return all;
+        }
+    }
+    let mut out = HashMap::new();
+    walk_from(repo, roots, &HashMap::new(), &mut out, &mut HashSet::new());
+    out
+}
+
+fn walk_from(
+    repo: &Repo,
+    roots: &[ObjectId],
+    known: &HashMap<ObjectId, Option<ObjectId>>,
+    out: &mut HashMap<ObjectId, Option<ObjectId>>,
+    hits: &mut HashSet<ObjectId>,
+) {
+    let mut stack: Vec<ObjectId> = roots.to_vec();
+    while let Some(c) = stack.pop() {
+        if known.contains_key(&c) {
+            hits.insert(c);
+            continue;
+        }
+        if out.contains_key(&c) {
+            continue;
+        }
+        match repo.read_commit(&c) {
+            Ok(commit) => {
+                out.insert(c, commit.body.parents.first().copied());
+                stack.extend(commit.body.parents);
+            }
+            Err(_) => {
+                out.insert(c, None);
+            }
+        }
+    }
+}
+
+/// Resolves `?rev=` among the published commits only: `main`, `HEAD` or `@` (the published
+/// `main`), a published tag, or a commit id or unique prefix (4+ hex digits) of a published
+/// commit, each optionally followed by `~N` or `^`. Nothing outside the set is read.
+fn resolve_published(reach: &Reach, rev: &str) -> Result<ObjectId> {
+    let (base, back) = crate::ops::history::split_ancestry(rev)?;
+    let unknown = || Error::UnknownRev(rev.to_string());
+    let mut id = if ["HEAD", "@", "main"].contains(&base) {
+        reach.main.ok_or(Error::NoCommits)?
+    } else if let Some((_, c)) = reach.tags.iter().find(|(n, _)| !n.is_empty() && n == base) {
+        *c
+    } else if (4..=64).contains(&base.len()) && base.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let prefix = base.to_ascii_lowercase();
+        let mut found = reach
+            .first_parent
+            .keys()
+            .filter(|c| c.to_hex().starts_with(&prefix));
+        match (found.next(), found.count()) {
+            (Some(c), 0) => *c,
+            (None, _) => return Err(unknown()),
+            (Some(_), more) => {
+                return Err(Error::AmbiguousRev {
+                    rev: rev.to_string(),
+                    count: more + 1,
+                })
+            }
+        }
+    } else {
+        return Err(unknown());
+    };
+    for _ in 0..back {
+        id = reach
+            .first_parent
+            .get(&id)
+            .copied()
+            .flatten()
+            .ok_or(Error::RevTooFarBack {
+                rev: rev.to_string(),
+                n: back,
+            })?;
+    }
+    Ok(id)
 }
 
 /// Bounds on the gateway's connections.
@@ -256,8 +440,29 @@ fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Bod
         header::CONTENT_TYPE,
         HeaderValue::from_str(ctype).unwrap_or(HeaderValue::from_static("text/plain")),
     );
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
     r
 }
+
+/// A 500 answer that tells nothing about the server's files (paths, object ids).
+fn internal_error() -> Response<Body> {
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error reading the dataset (its operator can run `lode verify`)",
+    )
+}
+
+/// The policy of the gateway's own pages (index, listings, messages): nothing is loaded or
+/// run, only their inline style applies.
+const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The policy of a dataset's files: whatever an author put there (HTML, SVG, scripts) is
+/// shown in a sandbox with an opaque origin, where no script runs.
+const FILE_CSP: &str = "sandbox";
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
@@ -310,6 +515,16 @@ fn query_rev(req: &Request<hyper::body::Incoming>) -> Option<String> {
 }
 
 async fn handle(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let mut r = respond(gw, req).await;
+    // No answer is ever sniffed into another type (a CSV served as HTML).
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+async fn respond(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -346,18 +561,30 @@ async fn handle(gw: &Gateway, req: Request<hyper::body::Incoming>) -> Response<B
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let repo_id = id.to_string();
+    let Ok(_permit) = gw.readers.acquire().await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is shutting down",
+        );
+    };
     let result = tokio::task::block_in_place(|| {
-        let r = lookup(repo, rev.as_deref(), rel);
+        let r = match rev.as_deref() {
+            None => lookup(repo, None, rel),
+            Some(rv) => gw
+                .reach(&repo_id, repo)
+                .and_then(|reach| resolve_published(&reach, rv))
+                .and_then(|c| lookup(repo, Some(c), rel)),
+        };
         repo.release_db();
         r
     });
     match result {
-        Err(Error::UnknownRev(_)) | Err(Error::AmbiguousRev { .. }) => {
-            text(StatusCode::NOT_FOUND, "unknown revision")
-        }
+        Err(Error::UnknownRev(_))
+        | Err(Error::AmbiguousRev { .. })
+        | Err(Error::RevTooFarBack { .. }) => text(StatusCode::NOT_FOUND, "unknown revision"),
         Err(Error::NoCommits) => text(StatusCode::NOT_FOUND, "the dataset has no commits yet"),
         Err(Error::PathNotInRev { .. }) => text(StatusCode::NOT_FOUND, "no such path"),
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(_) => internal_error(),
         Ok(Found::Dir(commit, entries)) => {
             if !dir_wanted {
                 // A directory is addressed with a trailing slash, so relative links work.
@@ -399,9 +626,10 @@ enum Found {
     File(ObjectId, EntryKind, ObjectId, u64),
 }
 
-fn lookup(repo: &Repo, rev: Option<&str>, rel: &str) -> Result<Found> {
-    let commit = match rev {
-        Some(r) => crate::ops::history::resolve(repo, r)?,
+/// Finds `rel` in `commit` (a published commit resolved by the caller), or in `main`.
+fn lookup(repo: &Repo, commit: Option<ObjectId>, rel: &str) -> Result<Found> {
+    let commit = match commit {
+        Some(c) => c,
         None => main_of(repo)?.ok_or(Error::NoCommits)?,
     };
     let c = repo.read_commit(&commit)?;
@@ -591,7 +819,7 @@ fn file(
     let (start, len) = span.map_or((0, size), |(s, e)| (s, e - s + 1));
     let f = match repo.store().open(&id) {
         Ok(f) => f,
-        Err(e) => {
+        Err(_) => {
             // A mirror may no longer hold a file: deleted under a taint notice (451), or
             // dropped to stay within its quota (404: other providers still have it).
             let tainted = crate::ops::access::tainted(repo).is_ok_and(|t| t.contains(&id));
@@ -608,7 +836,7 @@ fn file(
                     "this mirror no longer holds this file (quota); other providers may",
                 )
             } else {
-                text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+                internal_error()
             };
         }
     };
@@ -627,6 +855,7 @@ fn file(
         }
     };
     set(header::CONTENT_TYPE, ctype);
+    set(header::CONTENT_SECURITY_POLICY, FILE_CSP.into());
     set(header::CONTENT_LENGTH, len.to_string());
     set(header::ACCEPT_RANGES, "bytes".into());
     set(header::ETAG, format!("\"{}\"", id.to_hex()));

@@ -6,7 +6,8 @@
 //! public key is the dataset id). A key file is `lode-ed25519-secret-v1 <64 hex>\n`.
 //!
 //! Invariant: secret keys never implement `Debug`/`Display`; files are written to a temp file
-//! with mode 0600, fsynced and renamed, so a key is either whole or absent.
+//! with mode 0600, fsynced and renamed, so a key is either whole or absent. A key file that
+//! group or others may read or write is refused, not used (as ssh refuses such keys).
 
 use std::fs;
 use std::io::Write;
@@ -87,21 +88,17 @@ impl Home {
     pub fn age_identity(&self) -> Result<age::x25519::Identity> {
         use age::secrecy::ExposeSecret;
         let path = self.dir.join("identity.age");
-        match fs::read_to_string(&path) {
-            Ok(t) => {
-                let t = Zeroizing::new(t);
-                t.trim().parse().map_err(|_| Error::Key {
-                    path: path.clone(),
-                    msg: "not an age identity".into(),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match read_secret(&path)? {
+            Some(t) => t.trim().parse().map_err(|_| Error::Key {
+                path: path.clone(),
+                msg: "not an age identity".into(),
+            }),
+            None => {
                 let id = age::x25519::Identity::generate();
                 let text = Zeroizing::new(format!("{}\n", id.to_string().expose_secret()));
                 write_secret(&path, text.as_bytes())?;
                 Ok(id)
             }
-            Err(e) => Err(Error::io("cannot read key file", &path, e)),
         }
     }
 
@@ -129,11 +126,40 @@ impl Home {
     }
 }
 
-fn read_key(path: &Path) -> Result<Option<SigningKey>> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => Zeroizing::new(t),
+/// Reads a secret file, refusing one that other users can read or write (as ssh does): a
+/// key that leaked to them is no longer this device's alone, and lode will not use it
+/// silently. `None` when the file does not exist.
+fn read_secret(path: &Path) -> Result<Option<Zeroizing<String>>> {
+    use std::io::Read;
+    let mut f = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("cannot read key file", path, e)),
+    };
+    let mode = f
+        .metadata()
+        .map_err(|e| Error::io("cannot read key file", path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Key {
+            path: path.to_path_buf(),
+            msg: format!(
+                "permissions {:04o} are too open: other users can read or change this secret key, so it is not used. Run `chmod 600 {}` (and replace the key if others may have copied it)",
+                mode & 0o7777,
+                path.display()
+            ),
+        });
+    }
+    let mut text = Zeroizing::new(String::new());
+    f.read_to_string(&mut text)
+        .map_err(|e| Error::io("cannot read key file", path, e))?;
+    Ok(Some(text))
+}
+
+fn read_key(path: &Path) -> Result<Option<SigningKey>> {
+    let Some(text) = read_secret(path)? else {
+        return Ok(None);
     };
     let bad = |msg: &str| Error::Key {
         path: path.to_path_buf(),
@@ -166,6 +192,8 @@ fn write_secret(path: &Path, text: &[u8]) -> Result<()> {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        // Whatever the umask, and even over a temp file left by a killed run.
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(text)?;
         f.sync_all()?;
         fs::rename(&tmp, path)

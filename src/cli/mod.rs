@@ -960,6 +960,9 @@ fn context(global: &Global) -> Result<Ctx, Error> {
 #[allow(clippy::print_stderr)]
 pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        if lode::db::opening_guarded() {
+            return; // a damaged database file: reported as such by the caller
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -762,6 +762,7 @@ impl Walk<'_> {
         cipher: ObjectId,
         plain: ObjectId,
         ids: &[age::x25519::Identity],
+        padded: bool,
     ) -> Result<()> {
         let provider = *(self.client.by_liveness().0.first())
             .ok_or_else(|| Error::NoProvider("no provider answers".into()))?;
@@ -776,7 +777,7 @@ impl Walk<'_> {
                     cur: bytes::Bytes::new(),
                 },
             );
-            sealed::decrypt_from(&store, reader, &cipher, &plain, &ids)
+            sealed::decrypt_from(&store, reader, &cipher, &plain, &ids, padded)
         });
         let streamed = self.stream_to(provider, cipher, 0, tx).await;
         let decrypted = tokio::task::spawn_blocking(move || worker.join())
@@ -1221,7 +1222,7 @@ async fn fetch_sealed(
     for (cipher, size) in need {
         let streamed = match plain_of.get(&cipher) {
             Some(plain) if size > SMALL_BLOB && !keep => walk
-                .stream_decrypt(repo, cipher, *plain, &ids)
+                .stream_decrypt(repo, cipher, *plain, &ids, env.padded)
                 .await
                 .is_ok(),
             _ => false,
@@ -1231,7 +1232,7 @@ async fn fetch_sealed(
         }
     }
     walk.fetch_missing(&rest).await?;
-    sealed::decrypt_missing(repo, &manifest, &ids, keep)?;
+    sealed::decrypt_missing(repo, &manifest, &ids, keep, env.padded)?;
     let roots: Vec<ObjectId> = manifest
         .main
         .iter()

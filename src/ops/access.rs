@@ -495,7 +495,8 @@ fn publish(
     // A restricted dataset publishes a sealed envelope instead of its plaintext refs; the
     // envelope is made again only when the refs or the readers change.
     let seal_digest = if private {
-        let mut h = blake3::Hasher::new_derive_key("lode seal-inputs v1");
+        // v2: envelopes of format 2 (padded); a head sealed as format 1 is sealed again.
+        let mut h = blake3::Hasher::new_derive_key("lode seal-inputs v2");
         h.update(&postcard::to_stdvec(&(&main, &tags)).expect("encodes"));
         for (k, r) in reader_recipients(repo)? {
             h.update(&k);

@@ -30,7 +30,8 @@ pub fn resolve(repo: &Repo, rev: &str) -> Result<ObjectId> {
     Ok(id)
 }
 
-fn split_ancestry(rev: &str) -> Result<(&str, usize)> {
+/// Splits `REV~N^…` into the base (`HEAD` when empty) and the number of first parents back.
+pub(crate) fn split_ancestry(rev: &str) -> Result<(&str, usize)> {
     let cut = rev.find(['~', '^']).unwrap_or(rev.len());
     let (base, mut rest) = rev.split_at(cut);
     let mut n = 0usize;
@@ -69,7 +70,9 @@ fn resolve_base(repo: &Repo, base: &str, rev: &str) -> Result<ObjectId> {
             .store()
             .list_prefix(&prefix)?
             .into_iter()
-            .filter(|id| repo.read_commit(id).is_ok())
+            // The magic is checked first, so a prefix that names a big blob costs a 5-byte
+            // read, not a read and hash of the whole file.
+            .filter(|id| looks_like_commit(repo, id) && repo.read_commit(id).is_ok())
             .collect();
         return match matches.len() {
             1 => Ok(matches[0]),
@@ -81,6 +84,17 @@ fn resolve_base(repo: &Repo, base: &str, rev: &str) -> Result<ObjectId> {
         };
     }
     Err(Error::UnknownRev(rev.to_string()))
+}
+
+/// Whether the stored object `id` starts with a commit's magic (`LODC` 0x01): a cheap test
+/// that reads 5 bytes, before the whole object is read and checked.
+pub(crate) fn looks_like_commit(repo: &Repo, id: &ObjectId) -> bool {
+    use std::io::Read;
+    let Ok(f) = repo.store().open(id) else {
+        return false;
+    };
+    let mut magic = [0u8; 5];
+    f.take(5).read_exact(&mut magic).is_ok() && &magic == b"LODC\x01"
 }
 
 /// A commit as `log` and `show` print it.

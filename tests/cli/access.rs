@@ -787,3 +787,95 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     assert_eq!(env.read("d2/tables/new.csv"), b"after the revocation\n");
     env.ok_as("d", "d2", &["verify"]);
 }
+
+/// The bytes of an age file after its header (the header ends with the `---` MAC line and
+/// holds a random "grease" stanza, noise that says nothing about the content).
+fn age_payload_len(c: &[u8]) -> usize {
+    let mac = c
+        .windows(5)
+        .position(|w| w == b"\n--- ")
+        .expect("age header");
+    let end = mac + 1 + c[mac + 1..].iter().position(|b| *b == b'\n').unwrap();
+    c.len() - end - 1
+}
+
+/// A mirror does not learn exact file sizes: restricted files of 33 and 34 bytes (and of
+/// 3,000,000 and 3,000,001 bytes) become ciphertexts of equal payload size at the mirror,
+/// and a reader that clones from the mirror alone still gets them byte for byte.
+#[test]
+fn restricted_ciphertexts_are_padded_at_the_mirror() {
+    let env = TestEnv::new();
+    env.ok("", &["init", "--private", "ds"]);
+    let big: Vec<u8> = (0..3_000_001u32).map(|i| (i % 251) as u8).collect();
+    let files: [(&str, &[u8]); 4] = [
+        ("a.txt", &[b'a'; 33]),
+        ("b.txt", &[b'b'; 34]),
+        ("big1.bin", &big[..3_000_000]),
+        ("big2.bin", &big[1..]),
+    ];
+    env.commit_files("ds", &files, "sizes");
+    let origin = serve(&env, "srv", "ds");
+    let tb = grant_card(&env, "ds", "b", &["--read"]);
+    let mid = device_id(&env, "m");
+    let tm = env.json("ds", &["grant", &mid, "--relay"])["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.json_as(
+        "m",
+        "",
+        &[
+            "clone",
+            "--mirror",
+            &origin.ticket,
+            "mirror",
+            "--ticket",
+            &tm,
+        ],
+    );
+    // The serving owner's device ("srv") seals, so its age identity opens the keyring:
+    // the test learns from it which ciphertext holds which file.
+    let owner = lode::Repo::discover(
+        &env.path("ds"),
+        Home::new(env.path("srv")),
+        lode::RepoOptions::default(),
+    )
+    .unwrap();
+    let head = lode::ops::access::stored_head(&owner).unwrap().unwrap();
+    let env_id = lode::ObjectId(head.body.main.unwrap());
+    let envelope = lode::ops::sealed::read_envelope(&owner, &env_id).unwrap();
+    assert!(envelope.padded);
+    let (manifest, _) = lode::ops::sealed::read_manifest(&owner, &envelope).unwrap();
+    owner.release_db();
+    let at_mirror = |data: &[u8]| -> (usize, usize) {
+        let plain = lode::ObjectId(*blake3::hash(data).as_bytes());
+        let (cipher, _) = manifest.map[&plain];
+        let c = fs::read(env.object("mirror", &cipher.to_hex())).expect("held by the mirror");
+        let listed = envelope
+            .objects
+            .iter()
+            .find(|(i, _)| *i == cipher)
+            .unwrap()
+            .1;
+        assert_eq!(listed, c.len() as u64);
+        assert!(!c.windows(data.len().min(33)).any(|w| w == &data[..w.len()]));
+        (age_payload_len(&c), c.len())
+    };
+    let (a, a_len) = at_mirror(files[0].1);
+    let (b, b_len) = at_mirror(files[1].1);
+    assert_eq!(a, b, "33 and 34 bytes: equal payloads");
+    assert!(a > 34 && a_len.abs_diff(b_len) < 300, "{a_len} {b_len}");
+    let (c, _) = at_mirror(files[2].1);
+    let (d, _) = at_mirror(files[3].1);
+    assert_eq!(c, d, "3,000,000 and 3,000,001 bytes: equal payloads");
+    assert!(c < 3_000_000 * 112 / 100, "{c}");
+
+    // A reader, from the mirror alone, decrypts them (the big ones while they stream in).
+    drop(origin);
+    let mirror = serve(&env, "m", "mirror");
+    env.json_as("b", "", &["clone", &mirror.ticket, "b1", "--ticket", &tb]);
+    for (name, data) in files {
+        assert_eq!(env.read(&format!("b1/{name}")), data, "{name}");
+    }
+    env.ok_as("b", "b1", &["verify"]);
+}

@@ -388,3 +388,144 @@ fn kill_9_during_add_and_commit_leaves_a_consistent_repository() {
     env.ok("ds", &["gc"]);
     env.ok("ds", &["verify"]);
 }
+
+/// A database file cut short at any length (some lengths make redb assert) is reported as
+/// damaged by every command, with what to do: one error line, exit 1, no panic text.
+#[test]
+fn truncated_database_is_reported_as_damaged_by_every_command() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("a.csv", b"a\n1\n")], "one");
+    let db = env.path("ds/.lode/lode.redb");
+    let whole = fs::read(&db).unwrap();
+    let n = whole.len();
+    for len in [
+        0,
+        1,
+        100,
+        511,
+        512,
+        4096,
+        5000,
+        n / 3,
+        n / 2,
+        n - 4096,
+        n - 1,
+    ] {
+        fs::write(&db, &whole[..len]).unwrap();
+        for args in [
+            &["status"][..],
+            &["log"],
+            &["ls"],
+            &["show"],
+            &["add", "."],
+            &["commit", "-m", "x"],
+            &["tag", "t"],
+            &["checkout", "HEAD"],
+            &["meta", "title", "x"],
+            &["verify"],
+            &["gc"],
+            &["serve", "--http", "127.0.0.1:0"],
+        ] {
+            let err = env.fails(ds, args, "lode.redb");
+            assert!(
+                err.contains("damaged") || err.contains("corrupt"),
+                "{len} {args:?}: {err}"
+            );
+            assert!(err.contains("hint: restore .lode/lode.redb"), "{err}");
+            assert!(
+                !err.contains("internal error") && !err.contains("assertion"),
+                "{len} {args:?}: {err}"
+            );
+        }
+    }
+    fs::write(&db, &whole).unwrap();
+    env.ok(ds, &["status"]);
+}
+
+/// A secret key file that group or others can read is refused, as ssh refuses such keys:
+/// the error names the file and `chmod 600`; once fixed, the key works again.
+#[test]
+fn group_or_world_readable_key_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.ok(ds, &["id", "--card"]);
+    let device = env.json(ds, &["id"])["device"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dataset = env.dataset_id(ds);
+    let set = |rel: &str, mode: u32| {
+        fs::set_permissions(env.path(rel), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let cases: [(&str, &[&str]); 3] = [
+        ("home/identity.key", &["commit", "-m", "x"]),
+        ("home/identity.age", &["id", "--card"]),
+        (
+            &format!("home/datasets/{dataset}.key"),
+            &["grant", &device, "--relay"],
+        ),
+    ];
+    env.write("ds/a.csv", "a\n");
+    env.ok(ds, &["add", "."]);
+    for (file, args) in cases {
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o666] {
+            set(file, mode);
+            let err = env.fails(ds, args, "too open");
+            let path = env.path(file).display().to_string();
+            assert!(err.contains(&format!("chmod 600 {path}")), "{err}");
+            assert!(err.contains(&format!("{mode:04o}")), "{err}");
+        }
+        set(file, 0o600);
+        env.ok(ds, args);
+        // 0400 is private too.
+        set(file, 0o400);
+        env.ok(ds, &["status"]);
+        set(file, 0o600);
+    }
+}
+
+/// Under `umask 000`, the repository database (epoch secrets, tickets) and every key file
+/// are still made 0600, and the key directory 0700.
+#[test]
+fn secrets_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let script = format!(
+        "umask 000 && {b} init --private ds && cd ds && {b} id --card >/dev/null && echo a > a.csv && {b} add a.csv && {b} commit -m one",
+        b = lode_bin()
+    );
+    let mut sh = std::process::Command::new("sh");
+    sh.env_clear();
+    for (k, v) in env.cmd("", &[]).get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    let out = sh
+        .current_dir(env.path(""))
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |rel: &str| fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o777;
+    // The umask did apply to the files lode does not treat as secret.
+    assert_eq!(mode("ds/a.csv"), 0o666);
+    assert_eq!(mode("ds/.lode/lode.redb"), 0o600);
+    assert_eq!(mode("home"), 0o700);
+    assert_eq!(mode("home/datasets"), 0o700);
+    let dataset = env.dataset_id("ds");
+    for f in [
+        "home/identity.key".to_string(),
+        "home/identity.age".into(),
+        format!("home/datasets/{dataset}.key"),
+    ] {
+        assert_eq!(mode(&f), 0o600, "{f}");
+    }
+    env.ok("ds", &["status"]);
+}

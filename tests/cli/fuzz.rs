@@ -142,6 +142,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         keyring: ObjectId([1; 32]),
         manifest: ObjectId([2; 32]),
         objects: vec![(ObjectId([3; 32]), 10), (ObjectId([4; 32]), 20)],
+        padded: true,
     };
     let ticket = Ticket {
         dataset: ds,

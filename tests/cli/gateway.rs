@@ -324,3 +324,243 @@ fn listing_pages_render_in_headless_chromium() {
         "{video}"
     );
 }
+
+/// `?rev=` names only what the dataset publishes (the commits reachable from `main` and its
+/// tags): a commit made and left behind, objects written into the store directly (as a
+/// refused push would leave them) and a staged blob are never found, by full id or by a
+/// prefix, and nothing of them is served. A rev that names a big blob is answered without
+/// reading it.
+#[test]
+fn gateway_rev_resolves_only_published_commits() {
+    let env = TestEnv::new();
+    env.ok("", &["init", "pub"]);
+    env.commit_files("pub", &[("tables/a.csv", b"x,y\n1,2\n")], "one");
+    env.ok("pub", &["tag", "v1"]);
+    let one = env.head("pub").unwrap();
+    env.commit_files("pub", &[("tables/a.csv", b"x,y\n3,4\n")], "two");
+    let two = env.head("pub").unwrap();
+    // A commit made on a detached HEAD, then left: in the store, on no published ref.
+    env.ok("pub", &["checkout", &one]);
+    env.commit_files(
+        "pub",
+        &[("video/inject.html", b"<script>alert(1)</script>")],
+        "stray",
+    );
+    let stray = env.head("pub").unwrap();
+    env.ok("pub", &["checkout", "-f", "main"]);
+    assert_eq!(env.head("pub").unwrap(), two);
+    // A commit written straight into the store with the library, as an attacker's refused
+    // push would leave it: signed by some key, parent `two`, serving HTML.
+    let forged = {
+        use lode::object::{Commit, CommitBody, EntryKind, Tree, TreeEntry};
+        let repo = lode::Repo::discover(
+            &env.path("pub"),
+            lode::keys::Home::new(env.path("home")),
+            lode::RepoOptions::default(),
+        )
+        .unwrap();
+        let html = b"<script>alert(2)</script>";
+        let blob = repo.store().put_bytes(html).unwrap();
+        let entry = |name: &str, kind, size, id| TreeEntry {
+            name: name.into(),
+            kind,
+            size,
+            id,
+        };
+        let video = Tree {
+            entries: vec![entry(
+                "inject.html",
+                EntryKind::File,
+                html.len() as u64,
+                blob,
+            )],
+        };
+        let video = repo.store().put_bytes(&video.encode()).unwrap();
+        let root = Tree {
+            entries: vec![entry("video", EntryKind::Dir, html.len() as u64, video)],
+        };
+        let root = repo.store().put_bytes(&root.encode()).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let c = Commit::sign(
+            CommitBody {
+                dataset: repo.dataset_id().unwrap().to_bytes(),
+                tree: root,
+                parents: vec![two.parse().unwrap()],
+                author: key.verifying_key().to_bytes(),
+                time: 1_800_000_000,
+                message: "inject".into(),
+                metadata: Default::default(),
+            },
+            &key,
+        );
+        repo.store().put_bytes(&c.encode()).unwrap().to_hex()
+    };
+    // A big staged blob, never committed.
+    let big: Vec<u8> = (0..60u32 << 20).map(|i| (i % 253) as u8).collect();
+    env.write("pub/big.bin", &big);
+    env.ok("pub", &["add", "big.bin"]);
+    let big_id = blake3::hash(&big).to_hex().to_string();
+    drop(big);
+    assert!(env.object("pub", &big_id).exists());
+
+    let ds = env.dataset_id("pub");
+    let gw = start(&env, &["pub"]);
+    let base = format!("{}/d/{ds}", gw.url);
+
+    // Published revisions resolve, by name, id, prefix and ancestry.
+    for rev in [
+        "main".to_string(),
+        "HEAD".into(),
+        "v1".into(),
+        "main~1".into(),
+        "HEAD^".into(),
+        one.clone(),
+        one[..6].to_string(),
+        two[..4].to_string(),
+    ] {
+        let (code, headers, body) = curl(&[&format!("{base}/tables/a.csv?rev={rev}")]);
+        assert_eq!(code, 200, "{rev}: {}", String::from_utf8_lossy(&body));
+        let want = if rev == "v1" || rev.contains(['~', '^']) || one.starts_with(&rev) {
+            &one
+        } else {
+            &two
+        };
+        assert_eq!(
+            header(&headers, "x-lode-commit"),
+            Some(want.as_str()),
+            "{rev}"
+        );
+    }
+    // What is in the store but not published is not found, and nothing of it is served.
+    for rev in [&stray, &forged] {
+        for r in [rev.as_str(), &rev[..4], &rev[..8]] {
+            for path in ["/video/inject.html", "/video/", "/", "/tables/a.csv"] {
+                let (code, _, body) = curl(&[&format!("{base}{path}?rev={r}")]);
+                let body = String::from_utf8_lossy(&body);
+                assert_eq!(code, 404, "{path}?rev={r}: {body}");
+                assert!(
+                    !body.contains("script") && !body.contains("inject"),
+                    "{body}"
+                );
+            }
+        }
+    }
+    // Too far back: a short 404, not an internal error.
+    for rev in [
+        "HEAD~100000",
+        "v1~1",
+        "main^^^",
+        "HEAD~99999999999999999999999",
+    ] {
+        let (code, _, body) = curl(&[&format!("{base}/tables/a.csv?rev={rev}")]);
+        assert_eq!(code, 404, "{rev}");
+        assert_eq!(body, b"unknown revision\n", "{rev}");
+    }
+
+    // A rev naming a 60 MiB blob answers 404 without reading it: 30 requests at once, and
+    // then with the object replaced by a FIFO, which a read would wait on forever.
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..30)
+        .map(|i| {
+            let url = format!(
+                "{base}/?rev={}",
+                if i % 2 == 0 {
+                    &big_id[..]
+                } else {
+                    &big_id[..10]
+                }
+            );
+            std::thread::spawn(move || curl(&[&url]).0)
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 404);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let obj = env.object("pub", &big_id);
+    std::fs::remove_file(&obj).unwrap();
+    let made = Command::new("mkfifo").arg(&obj).status().unwrap();
+    assert!(made.success());
+    let (code, _, _) = curl(&["--max-time", "10", &format!("{base}/?rev={big_id}")]);
+    assert_eq!(code, 404);
+    std::fs::remove_file(&obj).unwrap();
+
+    // The published set follows the refs: a new commit on main, and the stray commit once
+    // it is tagged, resolve while the gateway runs.
+    env.commit_files("pub", &[("tables/a.csv", b"x,y\n5,6\n")], "three");
+    let three = env.head("pub").unwrap();
+    let (code, headers, _) = curl(&[&format!("{base}/tables/a.csv?rev={}", &three[..8])]);
+    assert_eq!(code, 200);
+    assert_eq!(header(&headers, "x-lode-commit"), Some(three.as_str()));
+    let (code, _, _) = curl(&[&format!("{base}/video/inject.html?rev={stray}")]);
+    assert_eq!(code, 404);
+    env.ok("pub", &["tag", "kept", &stray]);
+    let (code, _, body) = curl(&[&format!("{base}/video/inject.html?rev={}", &stray[..8])]);
+    assert_eq!(code, 200);
+    assert_eq!(body, b"<script>alert(1)</script>");
+    let (code, _, _) = curl(&[&format!("{base}/video/inject.html?rev={forged}")]);
+    assert_eq!(code, 404);
+}
+
+/// Every answer carries `X-Content-Type-Options: nosniff`; a dataset's files are served
+/// with `Content-Security-Policy: sandbox` (an author's HTML runs no script on the
+/// gateway's origin), the gateway's own pages with a policy that loads nothing.
+#[test]
+fn gateway_sandboxes_dataset_files() {
+    let env = TestEnv::new();
+    env.ok("", &["init", "pub"]);
+    env.commit_files(
+        "pub",
+        &[
+            ("index.html", b"<script>document.cookie</script>"),
+            (
+                "img/x.svg",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"><script>1</script></svg>",
+            ),
+            ("data.csv", b"a\n<html><script>1</script>\n"),
+        ],
+        "one",
+    );
+    let ds = env.dataset_id("pub");
+    let gw = start(&env, &["pub"]);
+    let base = format!("{}/d/{ds}", gw.url);
+    for (path, ctype) in [
+        ("/index.html", "text/html"),
+        ("/img/x.svg", "image/svg+xml"),
+        ("/data.csv", "text/csv"),
+    ] {
+        for method in [&[][..], &["-I"][..]] {
+            let mut args = method.to_vec();
+            let url = format!("{base}{path}");
+            args.push(&url);
+            let (code, headers, _) = curl(&args);
+            assert_eq!(code, 200, "{path}");
+            assert!(header(&headers, "content-type").unwrap().starts_with(ctype));
+            assert_eq!(header(&headers, "content-security-policy"), Some("sandbox"));
+            assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+        }
+    }
+    let (code, headers, _) = curl(&["-r", "0-3", &format!("{base}/index.html")]);
+    assert_eq!(code, 206);
+    assert_eq!(header(&headers, "content-security-policy"), Some("sandbox"));
+    for url in [
+        format!("{}/", gw.url),
+        format!("{base}/"),
+        format!("{base}/img/"),
+        format!("{base}/nope"),
+        format!("{base}/?rev=ffff"),
+    ] {
+        let (_, headers, _) = curl(&[&url]);
+        let csp = header(&headers, "content-security-policy").unwrap_or_default();
+        assert!(
+            csp.starts_with("default-src 'none'") && csp.contains("style-src 'unsafe-inline'"),
+            "{url}: {csp}"
+        );
+        assert!(!csp.contains("script-src"), "{csp}");
+        assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    }
+}
