@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::leftover::Leftover;
 use crate::object::EntryKind;
 use crate::progress::Progress;
 use crate::repo::Repo;
@@ -242,6 +243,41 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         }
         report.objects_removed += 1;
         report.bytes_freed += len;
+    }
+    // Temp files and staging directories a killed lode left in the working tree (the writer
+    // lock is held: no live checkout owns one; a live `get` writing here is spared by pid).
+    let (index, _) = repo.load_index()?;
+    repo.release_db();
+    let found = Mutex::new(Vec::new());
+    crate::worktree::walk_with_leftovers(
+        repo.root(),
+        &[String::new()],
+        |_| Ok(()),
+        |item| {
+            if index.contains_key(&item.rel) {
+                return;
+            }
+            let name = item.abs.file_name().and_then(|n| n.to_str());
+            if let Some((kind, owner)) = name.and_then(crate::leftover::parse) {
+                found.lock().expect("not poisoned").push(Leftover {
+                    is_dir: item.kind == crate::worktree::WalkKind::Dir,
+                    rel: item.rel,
+                    abs: item.abs,
+                    kind,
+                    owner,
+                });
+            }
+        },
+    )?;
+    for l in found.into_inner().expect("walk ended") {
+        if dry_run {
+            if !l.in_use() {
+                report.temp_files_removed += 1;
+            }
+        } else if let Some(bytes) = l.remove(repo.root(), true) {
+            report.temp_files_removed += 1;
+            report.bytes_freed += bytes;
+        }
     }
     // The writer lock is held, so no temp file belongs to a live writer. Partial downloads
     // (kept so that an interrupted fetch resumes) go too.

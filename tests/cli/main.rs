@@ -2,6 +2,7 @@
 
 mod access;
 mod common;
+mod crash;
 mod faults;
 mod fuzz;
 mod gateway;
