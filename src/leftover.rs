@@ -157,13 +157,12 @@ pub fn clean_dir(dir: &Path) -> u64 {
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name();
-        match name.to_str().and_then(parse) {
-            Some((Kind::Tmp, Owner::Pid(pid))) if !pid_alive(pid) => {
-                if fs::remove_file(e.path()).is_ok() {
-                    n += 1;
-                }
-            }
-            _ => {}
+        let dead = matches!(
+            name.to_str().and_then(parse),
+            Some((Kind::Tmp, Owner::Pid(pid))) if !pid_alive(pid)
+        );
+        if dead && fs::remove_file(e.path()).is_ok() {
+            n += 1;
         }
     }
     n
