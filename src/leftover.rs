@@ -4,8 +4,10 @@
 //! Everything lode writes under a temporary name carries the id of the process that owns it,
 //! so a later command can tell a leftover (its owner is dead) from work in progress:
 //!
-//! - `.lode/tmp/<kind>-<pid>-<n>`: checkout's and get's files before they are renamed into
-//!   place. Removed by the next command that takes the writer lock ([`clean_tmp_dir`]).
+//! - `.lode/tmp/<kind>-<pid>-<tail>`: objects being written (`object-`, `fetch-`) and
+//!   checkout's files (`checkout-`) before they are renamed into place; likewise `get-` in
+//!   `DIR/.lode-get/out`. Removed by the next command that takes the writer lock (and by the
+//!   next get) once their process is gone ([`clean_tmp_dir`]).
 //! - `.lode-tmp-<pid>-<n>` beside a destination: only where the destination lies on another
 //!   file system than `.lode` (a rename cannot cross it). Found by the walk of the working
 //!   tree ([`parse`]) and removed by checkout and `gc`; `status` lists those it cannot remove.
@@ -113,20 +115,22 @@ pub fn in_tmp_dir(tmp_dir: &Path, kind: &str) -> PathBuf {
     tmp_dir.join(format!("{kind}-{}-{}", std::process::id(), next()))
 }
 
-/// The owner of a `.lode/tmp` entry named `<kind>-<pid>-<n>` (`None` for other names, such
-/// as the object store's own temp files, which only `gc` removes).
+/// The owner of a `.lode/tmp` entry named `<kind>-<pid>-<tail>` (`checkout-…`, `get-…`,
+/// `object-…`, `fetch-…`; the tail alphanumeric). `None` for other names, which only `gc`
+/// removes.
 fn tmp_dir_owner(name: &str) -> Option<u32> {
-    let mut parts = name.rsplitn(3, '-');
-    let n = parts.next()?;
-    let pid = parts.next()?;
-    let kind = parts.next()?;
-    let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (ok(n) && ok(pid) && !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_lowercase()))
-        .then(|| pid.parse().ok())
-        .flatten()
+    let (kind, rest) = name.split_once('-')?;
+    let (pid, tail) = rest.split_once('-')?;
+    let ok = !kind.is_empty()
+        && kind.bytes().all(|b| b.is_ascii_lowercase())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then(|| pid.parse().ok()).flatten()
 }
 
-/// Removes the `<kind>-<pid>-<n>` entries of `tmp_dir` whose process is gone. Returns
+/// Removes the `<kind>-<pid>-<tail>` files of `tmp_dir` whose process is gone. Returns
 /// (entries, bytes) removed.
 pub fn clean_tmp_dir(tmp_dir: &Path) -> (u64, u64) {
     let mut out = (0, 0);
@@ -289,8 +293,11 @@ mod tests {
             assert_eq!(parse(other), None, "{other}");
         }
         assert_eq!(tmp_dir_owner("checkout-42-7"), Some(42));
+        assert_eq!(tmp_dir_owner("object-42-aB3xYz"), Some(42));
+        assert_eq!(tmp_dir_owner("fetch-42-0123abcdef"), Some(42));
         assert_eq!(tmp_dir_owner(".tmpAbc123"), None);
         assert_eq!(tmp_dir_owner("fetch-abcdef"), None);
+        assert_eq!(tmp_dir_owner("object-x-abc"), None);
         let p = beside(Path::new("/x"));
         assert!(matches!(
             parse(p.file_name().unwrap().to_str().unwrap()),

@@ -610,10 +610,10 @@ impl Walk<'_> {
         let Sink::Repo(repo) = self.sink else {
             return Ok(());
         };
-        let tmp = repo
-            .store()
-            .tmp_dir()
-            .join(format!("fetch-{}", id.to_hex()));
+        let tmp =
+            repo.store()
+                .tmp_dir()
+                .join(format!("fetch-{}-{}", std::process::id(), id.to_hex()));
         let _ = std::fs::remove_file(&tmp);
         let abs = std::path::absolute(&tmp).map_err(|e| Error::io("cannot resolve", &tmp, e))?;
         self.store

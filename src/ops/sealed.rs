@@ -141,8 +141,7 @@ fn encrypt_object(
 ) -> Result<ObjectId> {
     let store = repo.store();
     let mut input = BufReader::with_capacity(1 << 20, store.open(plain)?);
-    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .map_err(|e| Error::io("cannot create a temp file in", store.tmp_dir(), e))?;
+    let tmp = store.temp()?;
     let hasher = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
         hasher: blake3::Hasher::new(),
@@ -202,8 +201,7 @@ pub fn decrypt_from(
     let mut r = dec
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
         .map_err(|e| age_err(&format!("cannot decrypt {}", cipher.short()), e))?;
-    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .map_err(|e| Error::io("cannot create a temp file in", store.tmp_dir(), e))?;
+    let tmp = store.temp()?;
     // Decryption on this thread, hashing and writing on another: the two overlap.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let file = tmp.as_file();

@@ -54,7 +54,7 @@ pub struct StatusReport {
     pub unstaged: Vec<Change>,
     pub untracked: Vec<String>,
     /// Temp files left in the working tree by a killed lode that `status` could not remove
-    /// (an older lode's, removed by `gc` or the next checkout).
+    /// (another command was writing; `gc` or the next checkout removes them).
     pub leftovers: Vec<String>,
     /// Whether `lode meta` changed something the next commit will record.
     pub metadata_changed: bool,
@@ -340,14 +340,10 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
     repo.release_db();
     let mut wt = scan_worktree(repo, &index, index_time)?;
     super::refresh_stats(repo, &index, &wt.refreshed)?;
-    // Leftovers of dead processes go; what a running lode writes is not shown.
-    wt.remove_leftovers(repo.root(), false);
-    // An older lode's (no pid in the name) go too when no writer runs now.
-    if wt
-        .leftovers
-        .iter()
-        .any(|l| l.owner == leftover::Owner::Unknown)
-    {
+    // Temp files of a killed lode go, when no writer runs now (taking the writer lock
+    // without waiting: a pid alone could be another pid namespace's); what a running lode
+    // writes is not shown.
+    if !wt.leftovers.is_empty() {
         if let Ok(_lock) = crate::db::WriteLock::acquire(&repo.lock_path(), Duration::ZERO) {
             wt.remove_leftovers(repo.root(), true);
         }

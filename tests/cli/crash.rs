@@ -506,8 +506,8 @@ fn leftovers_are_shown_removed_and_never_confused_with_user_files() {
     for u in users {
         env.write(&format!("ds/{u}"), "mine");
     }
-    // While a writer holds the lock, `status` removes the dead process's leftovers but can
-    // only show the older lode's; the running one's is no leftover.
+    // While a writer holds the lock, `status` removes nothing: it shows the leftovers of
+    // dead processes and older lodes, not the running process's temp file.
     let mut holder = Command::new("flock")
         .arg("-o")
         .arg(env.path("ds/.lode/lock"))
@@ -516,7 +516,11 @@ fn leftovers_are_shown_removed_and_never_confused_with_user_files() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let s = env.json(ds, &["status"]);
-    assert_eq!(s["leftovers"], serde_json::json!([old_tmp]), "{s}");
+    assert_eq!(
+        s["leftovers"],
+        serde_json::json!([dead_init, dead_tmp, old_tmp]),
+        "{s}"
+    );
     let mut untracked: Vec<&str> = users.to_vec();
     untracked.sort();
     assert_eq!(s["untracked"], serde_json::json!(untracked), "{s}");
@@ -525,30 +529,30 @@ fn leftovers_are_shown_removed_and_never_confused_with_user_files() {
         human.contains("interrupted lode") && human.contains(old_tmp),
         "{human}"
     );
-    assert!(!env.path(&format!("ds/{dead_tmp}")).exists());
-    assert!(!env.path(&format!("ds/{dead_init}")).exists());
-    assert!(env.path(&format!("ds/{live_tmp}")).exists());
+    for p in [&dead_tmp, &live_tmp, &old_tmp.to_string(), &dead_init] {
+        assert!(env.path(&format!("ds/{p}")).exists(), "{p}");
+    }
     holder.kill().unwrap();
     holder.wait().unwrap();
     // `add` never stages them.
     let added = env.json(ds, &["add", "."]);
     let added: Vec<String> = serde_json::from_value(added["added"].clone()).unwrap();
-    assert!(
-        !added
-            .iter()
-            .any(|p| p.contains(".lode-tmp-aB") || p.contains(&live.id().to_string())),
-        "{added:?}"
-    );
+    let mut users_sorted: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+    users_sorted.sort();
+    assert_eq!(added, users_sorted);
     env.ok(ds, &["commit", "-m", "user files"]);
-    // `gc` removes the older lode's temp file, not the running process's nor user files.
+    // `gc` removes the dead processes' and the older lode's, not the running process's.
     let g = env.json(ds, &["gc"]);
-    assert_eq!(g["temp_files_removed"], 1, "{g}");
-    assert!(!env.path(&format!("ds/{old_tmp}")).exists());
+    assert_eq!(g["temp_files_removed"], 3, "{g}");
+    for p in [&dead_tmp, &old_tmp.to_string(), &dead_init] {
+        assert!(!env.path(&format!("ds/{p}")).exists(), "{p}");
+    }
     assert!(env.path(&format!("ds/{live_tmp}")).exists());
+    // Once its process is gone, `status` removes it (no writer runs now).
     live.kill().unwrap();
     live.wait().unwrap();
-    let g = env.json(ds, &["gc"]);
-    assert_eq!(g["temp_files_removed"], 1, "{g}");
+    let s = env.json(ds, &["status"]);
+    assert_eq!(s["leftovers"], serde_json::json!([]), "{s}");
     assert!(!env.path(&format!("ds/{live_tmp}")).exists());
     for u in users {
         assert_eq!(env.read(&format!("ds/{u}")), b"mine", "{u}");
