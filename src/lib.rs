@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateway;
 pub mod id;
 pub mod keys;
+pub mod leftover;
 pub mod net;
 pub mod object;
 pub mod ops;

@@ -107,8 +107,14 @@ impl Repo {
         };
         // Build `.lode` under a temp name and rename it, so a killed init leaves nothing
         // that looks like a repository.
+        // A staging directory of a killed init or clone here holds nothing verified: remove it.
+        crate::leftover::clean_init_dirs(&root);
         let staging = tempfile::Builder::new()
-            .prefix(".lode-init-")
+            .prefix(&format!(
+                "{}{}-",
+                crate::leftover::INIT_PREFIX,
+                std::process::id()
+            ))
             .tempdir_in(&root)
             .map_err(|e| Error::io("cannot create a temp directory in", &root, e))?;
         let sp = staging.path();
@@ -238,8 +244,12 @@ impl Repo {
     }
 
     /// Takes the writer lock.
+    /// Temp files a killed command left in `.lode/tmp` are removed then (see
+    /// [`crate::leftover`]).
     pub fn lock(&self) -> Result<WriteLock> {
-        WriteLock::acquire(&self.lock_path(), self.opts.lock_timeout)
+        let lock = WriteLock::acquire(&self.lock_path(), self.opts.lock_timeout)?;
+        crate::leftover::clean_tmp_dir(self.store.tmp_dir());
+        Ok(lock)
     }
 
     /// Returns the path of the writer lock file.

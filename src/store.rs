@@ -162,8 +162,12 @@ impl Store {
         fs::symlink_metadata(self.path(id)).is_ok()
     }
 
-    fn temp(&self) -> Result<NamedTempFile> {
-        NamedTempFile::new_in(&self.tmp)
+    /// A temp file in `.lode/tmp`, named `object-<pid>-XXXXXX` so that a later command can
+    /// tell one a killed process left (see `crate::leftover`).
+    pub fn temp(&self) -> Result<NamedTempFile> {
+        tempfile::Builder::new()
+            .prefix(&format!("object-{}-", std::process::id()))
+            .tempfile_in(&self.tmp)
             .map_err(|e| Error::io("cannot create a temp file in", &self.tmp, e))
     }
 

@@ -88,9 +88,22 @@ struct Queue {
 /// Entries are stat'ed relative to their directory's open handle (`fstatat`), not by full
 /// path, which keeps the kernel from walking every path from the root: on 100,000 files
 /// this is most of the cost of `status`.
+///
+/// Temp files and staging directories of lode itself (see [`crate::leftover`]) are skipped,
+/// never handed to `f`: a command never stages them.
 pub fn walk<F>(root: &Path, targets: &[String], f: F) -> Result<()>
 where
     F: Fn(WalkItem) -> Result<()> + Sync,
+{
+    walk_with_leftovers(root, targets, f, |_| {})
+}
+
+/// Like [`walk`], handing lode's own temp files and staging directories met on the way to
+/// `leftover` instead (a staging directory is not descended into).
+pub fn walk_with_leftovers<F, L>(root: &Path, targets: &[String], f: F, leftover: L) -> Result<()>
+where
+    F: Fn(WalkItem) -> Result<()> + Sync,
+    L: Fn(WalkItem) + Sync,
 {
     let all = targets.iter().any(String::is_empty);
     let in_scope = |rel: &str| all || targets.iter().any(|t| under(rel, t));
@@ -159,6 +172,17 @@ where
                 .metadata()
                 .map_err(|e| Error::io("cannot stat", &abs, e))?;
             let kind = WalkKind::of(&meta);
+            if crate::leftover::parse(name).is_some() {
+                if in_scope(&rel) {
+                    leftover(WalkItem {
+                        rel,
+                        abs,
+                        kind,
+                        meta,
+                    });
+                }
+                continue;
+            }
             if kind == WalkKind::Dir {
                 sub.push(Job {
                     dir: abs.clone(),

@@ -2147,7 +2147,13 @@ fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Result<()> {
             ui.line(format!("  {}", qp(p)))?;
         }
     }
-    if s.is_clean() && s.untracked.is_empty() {
+    if !s.leftovers.is_empty() {
+        ui.line("\nTemp files of an interrupted lode (removed by `lode gc`):")?;
+        for p in &s.leftovers {
+            ui.line(format!("  {}", qp(p)))?;
+        }
+    }
+    if s.is_clean() && s.untracked.is_empty() && s.leftovers.is_empty() {
         ui.line("nothing to commit, working tree clean")?;
     }
     Ok(())

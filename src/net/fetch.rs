@@ -610,10 +610,10 @@ impl Walk<'_> {
         let Sink::Repo(repo) = self.sink else {
             return Ok(());
         };
-        let tmp = repo
-            .store()
-            .tmp_dir()
-            .join(format!("fetch-{}", id.to_hex()));
+        let tmp =
+            repo.store()
+                .tmp_dir()
+                .join(format!("fetch-{}-{}", std::process::id(), id.to_hex()));
         let _ = std::fs::remove_file(&tmp);
         let abs = std::path::absolute(&tmp).map_err(|e| Error::io("cannot resolve", &tmp, e))?;
         self.store
@@ -1079,10 +1079,24 @@ fn fetch_store_dir(repo: &Repo) -> PathBuf {
     repo.root().join(".lode").join("fetch-store")
 }
 
+/// Opens the transfer store at `dir` (made if missing). One that a killed process left torn
+/// (its database cut short before its first commit) is only a cache of what a fetch already
+/// verified: it is discarded and made anew, so that the command can go on. One that another
+/// process has open is left alone.
 async fn open_store(dir: &Path) -> Result<FsStore> {
-    FsStore::load(dir)
-        .await
-        .map_err(|e| Error::Net(format!("cannot open blob store {}: {e}", dir.display())))
+    let err = |e: &dyn std::fmt::Display| {
+        Error::Net(format!("cannot open blob store {}: {e}", dir.display()))
+    };
+    match FsStore::load(dir).await {
+        Ok(s) => Ok(s),
+        Err(e) if e.to_string().contains("already open") || !dir.join("blobs.db").exists() => {
+            Err(err(&e))
+        }
+        Err(_) => {
+            std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove", dir, e))?;
+            FsStore::load(dir).await.map_err(|e| err(&e))
+        }
+    }
 }
 
 async fn close_store(store: FsStore, dir: &Path) {
@@ -1502,10 +1516,20 @@ pub async fn clone(
     let CloneOptions { cap, mirror, link } = how;
     let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
+    // A clone of the same dataset already there is resumed: one killed before its checkout
+    // finished (no commit yet), or one killed after (a clone of this dataset's `origin`):
+    // that is completed like a pull, if its `main` has not moved away from the remote's.
+    let mut done_before = false;
     let repo = if resumable {
         let repo = Repo::discover(dir, home, repo_opts)?;
-        if repo.dataset_id()?.to_bytes() != ticket.dataset || repo.head()?.commit.is_some() {
+        if repo.dataset_id()?.to_bytes() != ticket.dataset {
             return Err(Error::AlreadyRepo(repo.root().to_path_buf()));
+        }
+        if repo.head()?.commit.is_some() {
+            if repo.head()?.branch.is_none() || remote(&repo, "origin").is_err() {
+                return Err(Error::AlreadyRepo(repo.root().to_path_buf()));
+            }
+            done_before = true;
         }
         repo
     } else {
@@ -1536,7 +1560,16 @@ pub async fn clone(
         let id: ObjectId = head
             .parse()
             .map_err(|_| Error::Other("bad head id".into()))?;
-        crate::ops::checkout::fast_forward(&repo, id, progress)?;
+        match repo.main()? {
+            // Checked out before the kill: nothing is left to do.
+            Some(local) if done_before && local == id => {}
+            Some(local) if done_before && !is_ancestor(&repo, &local, &id)? => {
+                return Err(Error::AlreadyRepo(repo.root().to_path_buf()));
+            }
+            _ => {
+                crate::ops::checkout::fast_forward(&repo, id, progress)?;
+            }
+        }
     }
     Ok((repo, report))
 }
@@ -1685,6 +1718,13 @@ pub async fn get(
     }
     let mut files = Vec::new();
     let result: Result<()> = async {
+        // Files are exported under a temp name in `.lode-get/out` and renamed into place, so
+        // a killed get leaves no partial file in `to`; the next get removes what a dead one
+        // left there (and `.lode-get` goes whole once a get succeeds).
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).map_err(|e| Error::io("cannot create", &out, e))?;
+        crate::leftover::clean_tmp_dir(&out);
+        let mut cleaned = HashSet::new();
         for leaf in &leaves {
             // Trees were checked as they arrived; never write a path naming `.lode`.
             if !leaf.path.split('/').all(crate::object::valid_name) {
@@ -1697,6 +1737,9 @@ pub async fn get(
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::io("cannot create directory", parent, e))?;
+                if cleaned.insert(parent.to_path_buf()) {
+                    crate::leftover::clean_dir(parent);
+                }
             }
             match leaf.kind {
                 EntryKind::Dir => {
@@ -1708,23 +1751,37 @@ pub async fn get(
                         .get_bytes(Hash::from_bytes(leaf.id.0))
                         .await
                         .map_err(|e| Error::Net(e.to_string()))?;
-                    let _ = std::fs::remove_file(&dest);
-                    std::os::unix::fs::symlink(
-                        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target),
-                        &dest,
-                    )
-                    .map_err(|e| Error::io("cannot create symlink", &dest, e))?;
+                    let link = |tmp: &Path| {
+                        let _ = std::fs::remove_file(tmp);
+                        std::os::unix::fs::symlink(
+                            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target),
+                            tmp,
+                        )
+                        .map_err(|e| Error::io("cannot create symlink", tmp, e))
+                    };
+                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
+                    link(&tmp)?;
+                    if let Err(e) = rename_into(&tmp, &dest) {
+                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
+                            return Err(e);
+                        };
+                        let tmp = crate::leftover::beside(parent);
+                        link(&tmp)?;
+                        rename_into(&tmp, &dest)?;
+                    }
                     files.push(leaf.path.clone());
                 }
                 EntryKind::File | EntryKind::Executable => {
-                    store
-                        .export(Hash::from_bytes(leaf.id.0), &dest)
-                        .await
-                        .map_err(|e| Error::Net(format!("cannot write {}: {e}", dest.display())))?;
-                    if leaf.kind == EntryKind::Executable {
-                        use std::os::unix::fs::PermissionsExt;
-                        let _ =
-                            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755));
+                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
+                    export_file(&store, leaf, &tmp).await?;
+                    crate::leftover::test_slowdown();
+                    if let Err(e) = rename_into(&tmp, &dest) {
+                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
+                            return Err(e);
+                        };
+                        let tmp = crate::leftover::beside(parent);
+                        export_file(&store, leaf, &tmp).await?;
+                        rename_into(&tmp, &dest)?;
                     }
                     files.push(leaf.path.clone());
                 }
@@ -1742,6 +1799,42 @@ pub async fn get(
         files,
         transfer,
     })
+}
+
+/// Exports blob `leaf` of `store` to the temp path `tmp` with the entry's mode (removed
+/// again on failure).
+async fn export_file(store: &FsStore, leaf: &Leaf, tmp: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(tmp);
+    let done = store
+        .export(Hash::from_bytes(leaf.id.0), tmp)
+        .await
+        .map_err(|e| Error::Net(format!("cannot write {}: {e}", tmp.display())));
+    let done = done.and_then(|_| {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if leaf.kind == EntryKind::Executable {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("cannot set permissions of", tmp, e))
+    });
+    if done.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    done
+}
+
+/// Renames temp path `tmp` over `dest` (removing `tmp` when that fails).
+fn rename_into(tmp: &Path, dest: &Path) -> Result<()> {
+    std::fs::rename(tmp, dest).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        Error::io("cannot write", dest, e)
+    })
+}
+
+fn is_cross_device(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::CrossesDevices)
 }
 
 /// Checks a provider's listing: every revocation signed by the dataset owner, the head signed

@@ -1,15 +1,17 @@
 //! `checkout`: materialize a revision (or some of its paths) into the working tree.
 //!
-//! Every file is written to a temp file beside its destination while its bytes are hashed,
-//! and renamed into place only when the hash matches: a corrupt object never reaches the
-//! working tree. Parent directories are created as real directories and never traversed
+//! Every file is written to a temp file in `.lode/tmp` (beside its destination where that is
+//! on another file system) while its bytes are hashed, and renamed into place only when the
+//! hash matches: a corrupt object never reaches the working tree, and a killed checkout
+//! leaves no partial file there. Running it again resumes: files already in place with the
+//! target's content are kept, and temp files of a killed lode are removed. Parent directories are created as real directories and never traversed
 //! through a symlink, so a tree cannot make lode write outside the working tree.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::db::{IndexEntry, CONFIG, REFS};
@@ -23,7 +25,7 @@ use crate::worktree::under;
 
 use super::add::remove_empty_parents;
 use super::history::resolve;
-use super::status::{compare, index_flat, scan_worktree};
+use super::status::{compare, hash_path, index_flat, scan_worktree};
 
 /// What `checkout` did.
 #[derive(Debug, Default, serde::Serialize)]
@@ -143,9 +145,28 @@ fn materialize_commit(
     let (index, index_time) = repo.load_index()?;
     let link = crate::ops::access::checkout_links(repo)?;
     repo.release_db();
-    let wt = scan_worktree(repo, &index, index_time)?;
+    let mut wt = scan_worktree(repo, &index, index_time)?;
     let tracked = wt.tracked(&index);
     let in_scope = |p: &str| paths.is_empty() || paths.iter().any(|s| under(p, s));
+    // Temp files of a killed lode go (the writer lock is held: no live checkout owns one),
+    // except where the target itself has a path of that name.
+    wt.leftovers
+        .retain(|l| !(target.contains_key(&l.rel) || collides(&target, &l.rel)));
+    wt.remove_leftovers(repo.root(), true);
+    // Untracked files that already hold what the target has there (a checkout killed
+    // after writing them, before recording them in the index): kept and recorded as they
+    // are, neither in the way nor written again.
+    let mut adopted: BTreeMap<String, Stat> = BTreeMap::new();
+    for p in wt.untracked.keys().filter(|p| in_scope(p)) {
+        let Some(want) = target.get(p) else { continue };
+        let abs = repo.abs(p);
+        let Ok(meta) = fs::symlink_metadata(&abs) else {
+            continue;
+        };
+        if hash_path(&abs, &meta).ok().flatten().as_ref() == Some(want) {
+            adopted.insert(p.clone(), Stat::of(&meta));
+        }
+    }
     for p in paths {
         if !target.keys().any(|k| under(k, p)) {
             return Err(Error::PathNotInRev {
@@ -172,7 +193,7 @@ fn materialize_commit(
         let in_the_way: Vec<String> = wt
             .untracked
             .keys()
-            .filter(|p| in_scope(p))
+            .filter(|p| in_scope(p) && !adopted.contains_key(*p))
             .filter(|p| target.contains_key(*p) || collides(&target, p))
             .cloned()
             .collect();
@@ -193,6 +214,18 @@ fn materialize_commit(
         ..Default::default()
     };
     let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
+    for (p, stat) in &adopted {
+        let e = target[p];
+        new_index.insert(
+            p.clone(),
+            IndexEntry {
+                kind: e.kind,
+                id: e.id,
+                size: e.size,
+                stat: Some(*stat),
+            },
+        );
+    }
 
     // Remove tracked paths that the target does not have (whole-tree checkout only).
     if paths.is_empty() {
@@ -215,6 +248,7 @@ fn materialize_commit(
         .iter()
         .filter(|(p, e)| {
             in_scope(p)
+                && !adopted.contains_key(*p)
                 && !(tracked.get(*p) == Some(*e) && index.get(*p).is_some_and(|i| i.id == e.id))
         })
         .collect();
@@ -385,7 +419,6 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
     }
     ensure_parents(repo, rel)?;
     let dest = repo.abs(rel);
-    let parent = dest.parent().expect("repository paths have a parent");
     // Whatever stands at the destination and is not what we write goes first.
     if let Ok(m) = fs::symlink_metadata(&dest) {
         if m.is_dir() && e.kind != EntryKind::Dir {
@@ -406,60 +439,110 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
                 .store()
                 .read_verified(&e.id, MAX_OBJECT_META_SIZE)
                 .map_err(|err| with_path(err, rel))?;
-            let tmp = tmp_beside(parent);
-            let _ = fs::remove_file(&tmp);
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target), &tmp)
-                .map_err(|err| Error::io("cannot create symlink", &tmp, err))?;
-            fs::rename(&tmp, &dest).map_err(|err| Error::io("cannot write", &dest, err))?;
+            place(repo, &dest, |tmp| {
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), tmp)
+                    .map_err(|err| Error::io("cannot create symlink", tmp, err))
+            })?;
             stat_of(&dest)
         }
         EntryKind::File if link && link_out(repo, &e.id, &dest) => stat_of(&dest),
         EntryKind::File | EntryKind::Executable => {
-            let tmp = tempfile::Builder::new()
-                .prefix(".lode-tmp-")
-                .tempfile_in(parent)
-                .map_err(|err| Error::io("cannot create a temp file in", parent, err))?;
-            repo.store()
-                .copy_out(&e.id, tmp.as_file())
-                .map_err(|err| with_path(err, rel))?;
             let mode = if e.kind == EntryKind::Executable {
                 0o755
             } else {
                 0o644
             };
-            tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|err| Error::io("cannot set permissions of", tmp.path(), err))?;
-            tmp.persist(&dest)
-                .map_err(|err| Error::io("cannot write", &dest, err.error))?;
+            place(repo, &dest, |tmp| {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(tmp)
+                    .map_err(|err| Error::io("cannot create", tmp, err))?;
+                repo.store()
+                    .copy_out(&e.id, &file)
+                    .map_err(|err| with_path(err, rel))?;
+                file.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|err| Error::io("cannot set permissions of", tmp, err))
+            })?;
             stat_of(&dest)
         }
     }
 }
 
-/// A temporary name in `parent`, unique within this process (the two checkout workers may
-/// write entries with the same object into one directory at once).
-fn tmp_beside(parent: &Path) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    parent.join(format!(".lode-tmp-{}-{n}", std::process::id()))
+/// A temp path that is removed when dropped, unless kept.
+struct TempPath(Option<PathBuf>);
+
+impl TempPath {
+    fn new(p: PathBuf) -> TempPath {
+        // A dead process of the same pid may have left this name.
+        let _ = fs::remove_file(&p);
+        TempPath(Some(p))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("not kept yet")
+    }
+
+    /// Renames the temp path to `dest`; on failure the temp path is removed.
+    fn rename_to(mut self, dest: &Path) -> std::io::Result<()> {
+        fs::rename(self.path(), dest)?;
+        self.0 = None;
+        Ok(())
+    }
 }
 
-/// Hard-links object `id` to `dest` (through a temporary name, then a rename), read-only
-/// like every object. False when linking is not possible; nothing is left behind then.
-fn link_out(repo: &Repo, id: &ObjectId, dest: &Path) -> bool {
-    let Some(parent) = dest.parent() else {
-        return false;
-    };
-    let tmp = tmp_beside(parent);
-    let _ = fs::remove_file(&tmp);
-    let linked = fs::hard_link(repo.store().path(id), &tmp).is_ok()
-        && fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444)).is_ok()
-        && fs::rename(&tmp, dest).is_ok();
-    if !linked {
-        let _ = fs::remove_file(&tmp);
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
     }
-    linked
+}
+
+/// Makes `dest` appear whole or not at all: `make` writes a temp path in `.lode/tmp` (on the
+/// file system of `.lode`; a killed checkout's temp files are removed by the next command
+/// that takes the writer lock), which is then renamed into place. Where `dest` lies on
+/// another file system, the temp path is beside `dest` instead, named so that the next
+/// checkout, `gc` or `status` knows it for lode's (see [`crate::leftover`]).
+fn place(repo: &Repo, dest: &Path, make: impl Fn(&Path) -> Result<()>) -> Result<()> {
+    let tmp = TempPath::new(crate::leftover::in_tmp_dir(
+        repo.store().tmp_dir(),
+        "checkout",
+    ));
+    if let Err(err) = make(tmp.path()) {
+        // `.lode/tmp` may be missing (removed by hand): write beside the destination then.
+        if repo.store().tmp_dir().is_dir() {
+            return Err(err);
+        }
+    } else {
+        crate::leftover::test_slowdown();
+        match tmp.rename_to(dest) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() != std::io::ErrorKind::CrossesDevices => {
+                return Err(Error::io("cannot write", dest, err));
+            }
+            Err(_) => {}
+        }
+    }
+    let parent = dest.parent().expect("repository paths have a parent");
+    let tmp = TempPath::new(crate::leftover::beside(parent));
+    make(tmp.path())?;
+    tmp.rename_to(dest)
+        .map_err(|err| Error::io("cannot write", dest, err))
+}
+
+/// Hard-links object `id` to `dest` (through a temporary name in `.lode/tmp`, then a
+/// rename), read-only like every object. False when linking is not possible (`dest` is on
+/// another file system); nothing is left behind then.
+fn link_out(repo: &Repo, id: &ObjectId, dest: &Path) -> bool {
+    let tmp = TempPath::new(crate::leftover::in_tmp_dir(
+        repo.store().tmp_dir(),
+        "checkout",
+    ));
+    fs::hard_link(repo.store().path(id), tmp.path()).is_ok()
+        && fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o444)).is_ok()
+        && tmp.rename_to(dest).is_ok()
 }
 
 fn stat_of(p: &Path) -> Result<Option<Stat>> {

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::leftover::Leftover;
 use crate::object::EntryKind;
 use crate::progress::Progress;
 use crate::repo::Repo;
@@ -243,6 +244,41 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         report.objects_removed += 1;
         report.bytes_freed += len;
     }
+    // Temp files and staging directories a killed lode left in the working tree (the writer
+    // lock is held: no live checkout owns one; a live `get` writing here is spared by pid).
+    let (index, _) = repo.load_index()?;
+    repo.release_db();
+    let found = Mutex::new(Vec::new());
+    crate::worktree::walk_with_leftovers(
+        repo.root(),
+        &[String::new()],
+        |_| Ok(()),
+        |item| {
+            if index.contains_key(&item.rel) {
+                return;
+            }
+            let name = item.abs.file_name().and_then(|n| n.to_str());
+            if let Some((kind, owner)) = name.and_then(crate::leftover::parse) {
+                found.lock().expect("not poisoned").push(Leftover {
+                    is_dir: item.kind == crate::worktree::WalkKind::Dir,
+                    rel: item.rel,
+                    abs: item.abs,
+                    kind,
+                    owner,
+                });
+            }
+        },
+    )?;
+    for l in found.into_inner().expect("walk ended") {
+        if dry_run {
+            if !l.in_use() {
+                report.temp_files_removed += 1;
+            }
+        } else if let Some(bytes) = l.remove(repo.root(), true) {
+            report.temp_files_removed += 1;
+            report.bytes_freed += bytes;
+        }
+    }
     // The writer lock is held, so no temp file belongs to a live writer. Partial downloads
     // (kept so that an interrupted fetch resumes) go too.
     let partial = repo.root().join(".lode").join("partial");
@@ -265,8 +301,8 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
                 .to_str()
                 .and_then(|n| n.strip_prefix("push-"))
                 .and_then(|n| n.split('-').next())
-                .and_then(|pid| pid.parse::<i32>().ok());
-            if owner.is_some_and(process_alive) {
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if owner.is_some_and(crate::leftover::pid_alive) {
                 continue;
             }
             if dry_run || fs::remove_dir_all(entry.path()).is_ok() {
@@ -277,14 +313,3 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
     Ok(report)
 }
 
-/// Whether a process with this pid runs (the owner of a leftover temp name).
-pub fn process_alive(pid: i32) -> bool {
-    match rustix::process::Pid::from_raw(pid) {
-        Some(pid) => match rustix::process::test_kill_process(pid) {
-            Ok(()) => true,
-            // It exists but belongs to someone else.
-            Err(e) => e == rustix::io::Errno::PERM,
-        },
-        None => false,
-    }
-}

@@ -290,8 +290,7 @@ fn encrypt_object(
         .map_err(|e| Error::io("cannot read object", store.path(plain), e))?
         .len();
     let mut input = BufReader::with_capacity(1 << 20, file).take(len);
-    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .map_err(|e| Error::io("cannot create a temp file in", store.tmp_dir(), e))?;
+    let tmp = store.temp()?;
     let hasher = HashingWriter {
         inner: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file()),
         hasher: blake3::Hasher::new(),
@@ -377,8 +376,7 @@ pub fn decrypt_from(
     } else {
         Box::new(r)
     };
-    let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())
-        .map_err(|e| Error::io("cannot create a temp file in", store.tmp_dir(), e))?;
+    let tmp = store.temp()?;
     // Decryption on this thread, hashing and writing on another: the two overlap.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let file = tmp.as_file();

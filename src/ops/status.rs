@@ -10,10 +10,12 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::db::IndexEntry;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::leftover::{self, Leftover};
 use crate::object::EntryKind;
 use crate::repo::{FlatEntry, Repo};
 use crate::store::{hash_reader, Stat};
@@ -51,6 +53,9 @@ pub struct StatusReport {
     /// Working tree vs index.
     pub unstaged: Vec<Change>,
     pub untracked: Vec<String>,
+    /// Temp files left in the working tree by a killed lode that `status` could not remove
+    /// (another command was writing; `gc` or the next checkout removes them).
+    pub leftovers: Vec<String>,
     /// Whether `lode meta` changed something the next commit will record.
     pub metadata_changed: bool,
 }
@@ -126,6 +131,26 @@ pub struct Worktree {
     /// Tracked paths whose content was re-hashed and found unchanged, with their new stat:
     /// the stat cache can learn them (as `git status` refreshes its index).
     pub refreshed: Vec<(String, Stat)>,
+    /// Temp files and staging directories of lode itself (not untracked files: a killed
+    /// lode left them, or a running one is writing them).
+    pub leftovers: Vec<Leftover>,
+}
+
+impl Worktree {
+    /// Removes the leftovers no live process owns (with `locked`, the writer lock held, also
+    /// an older lode's) and keeps the others. Returns (removed, bytes freed).
+    pub fn remove_leftovers(&mut self, root: &Path, locked: bool) -> (u64, u64) {
+        let mut out = (0, 0);
+        self.leftovers.retain(|l| match l.remove(root, locked) {
+            Some(bytes) => {
+                out.0 += 1;
+                out.1 += bytes;
+                false
+            }
+            None => true,
+        });
+        out
+    }
 }
 
 impl Worktree {
@@ -228,22 +253,47 @@ pub fn scan_worktree(
         Ok(())
     };
     let lookup: FxHashMap<&str, &IndexEntry> = index.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    worktree::walk(repo.root(), &[String::new()], |item| {
-        match lookup.get_key_value(item.rel.as_str()) {
-            Some((key, e)) => {
-                seen.lock().expect("not poisoned").push(*key);
-                check(&item.rel, &item.abs, &item.meta, e)?;
+    let leftovers = Mutex::new(Vec::new());
+    worktree::walk_with_leftovers(
+        repo.root(),
+        &[String::new()],
+        |item| {
+            match lookup.get_key_value(item.rel.as_str()) {
+                Some((key, e)) => {
+                    seen.lock().expect("not poisoned").push(*key);
+                    check(&item.rel, &item.abs, &item.meta, e)?;
+                }
+                None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
+                    untracked
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(item.rel, item.meta.len());
+                }
+                None => {}
             }
-            None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
-                untracked
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(item.rel, item.meta.len());
+            Ok(())
+        },
+        |item| {
+            // A tracked path with a temp-like name is checked below like any tracked path.
+            if lookup.contains_key(item.rel.as_str()) {
+                return;
             }
-            None => {}
-        }
-        Ok(())
-    })?;
+            if let Some((kind, owner)) = item
+                .abs
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(leftover::parse)
+            {
+                leftovers.lock().expect("not poisoned").push(Leftover {
+                    rel: item.rel,
+                    abs: item.abs,
+                    kind,
+                    owner,
+                    is_dir: item.kind == WalkKind::Dir,
+                });
+            }
+        },
+    )?;
     let seen: FxHashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
     // Tracked paths the walk did not meet: ignored ones still on disk, or deleted ones.
     for (p, e) in index {
@@ -260,10 +310,13 @@ pub fn scan_worktree(
             }
         }
     }
+    let mut leftovers = leftovers.into_inner().expect("walk ended");
+    leftovers.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(Worktree {
         changed: changed.into_inner().expect("walk ended"),
         untracked: untracked.into_inner().expect("walk ended"),
         refreshed: refreshed.into_inner().expect("walk ended"),
+        leftovers,
     })
 }
 
@@ -285,8 +338,16 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
     };
     let metadata = repo.pending_metadata()?;
     repo.release_db();
-    let wt = scan_worktree(repo, &index, index_time)?;
+    let mut wt = scan_worktree(repo, &index, index_time)?;
     super::refresh_stats(repo, &index, &wt.refreshed)?;
+    // Temp files of a killed lode go, when no writer runs now (taking the writer lock
+    // without waiting: a pid alone could be another pid namespace's); what a running lode
+    // writes is not shown.
+    if !wt.leftovers.is_empty() {
+        if let Ok(_lock) = crate::db::WriteLock::acquire(&repo.lock_path(), Duration::ZERO) {
+            wt.remove_leftovers(repo.root(), true);
+        }
+    }
     let head_meta = head_commit.map(|c| c.body.metadata).unwrap_or_default();
     Ok(StatusReport {
         branch: head
@@ -297,6 +358,12 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
         staged,
         unstaged: wt.unstaged(&index),
         untracked: wt.untracked.into_keys().collect(),
+        leftovers: wt
+            .leftovers
+            .iter()
+            .filter(|l| !l.in_use())
+            .map(|l| l.rel.clone())
+            .collect(),
         metadata_changed: metadata != head_meta,
     })
 }

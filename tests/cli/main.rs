@@ -3,6 +3,7 @@
 mod access;
 mod common;
 mod control;
+mod crash;
 mod faults;
 mod firstweek;
 mod flood;
