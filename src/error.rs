@@ -16,6 +16,12 @@ pub enum Error {
     NotARepo(PathBuf),
     #[error("a lode repository already exists at {}", .0.display())]
     AlreadyRepo(PathBuf),
+    #[error("{} is not empty ({entries} entries, such as {first:?}): a clone goes into a new or empty directory", .dir.display())]
+    NotEmpty {
+        dir: PathBuf,
+        entries: usize,
+        first: String,
+    },
     #[error("path {} is outside the repository at {}", .path.display(), .root.display())]
     OutsideRepo { path: PathBuf, root: PathBuf },
     #[error("path {} is inside a .lode control directory (any spelling: .LODE, LODE~1...)", .0.display())]
@@ -180,6 +186,7 @@ impl Error {
         Some(match self {
             Error::NotARepo(_) => "run `lode init` to create one, or `cd` into a dataset".into(),
             Error::AlreadyRepo(_) => "use the existing repository, or choose another directory".into(),
+            Error::NotEmpty { .. } => "name a new directory (`lode clone TICKET NEW-DIR`); lode never clones over files that are already there".into(),
             Error::OutsideRepo { .. } => "give paths inside the dataset directory".into(),
             Error::InsideLodeDir(_) => "lode manages .lode itself and never records a file inside one, at any depth; rename the directory or add the dataset's other files".into(),
             Error::Io { source, .. } => match source.kind() {

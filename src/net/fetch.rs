@@ -1516,6 +1516,29 @@ pub async fn clone(
     let CloneOptions { cap, mirror, link } = how;
     let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
+    // Like git: a clone goes into a new or empty directory, never over a user's files (what a
+    // killed clone or init of lode left there does not count).
+    if existed && !resumable {
+        let mut theirs: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("cannot read", dir, e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                !matches!(
+                    crate::leftover::parse(n),
+                    Some((crate::leftover::Kind::Init, _))
+                )
+            })
+            .collect();
+        if !theirs.is_empty() {
+            theirs.sort();
+            return Err(Error::NotEmpty {
+                dir: dir.to_path_buf(),
+                entries: theirs.len(),
+                first: theirs.swap_remove(0),
+            });
+        }
+    }
     // A clone of the same dataset already there is resumed: one killed before its checkout
     // finished (no commit yet), or one killed after (a clone of this dataset's `origin`):
     // that is completed like a pull, if its `main` has not moved away from the remote's.
@@ -1550,8 +1573,21 @@ pub async fn clone(
             let partial = std::fs::read_dir(partial_dir(&repo))
                 .map(|mut d| d.next().is_some())
                 .unwrap_or(false);
-            if !existed && !fetch_store_dir(&repo).exists() && !partial {
-                let _ = std::fs::remove_dir_all(dir);
+            // A peer that lied or refused: nothing of it is worth resuming.
+            let refused = matches!(
+                e,
+                Error::LyingPeer { .. }
+                    | Error::NotAuthorized { .. }
+                    | Error::Trust(_)
+                    | Error::Rollback { .. }
+            );
+            if refused || (!fetch_store_dir(&repo).exists() && !partial) {
+                if !existed {
+                    let _ = std::fs::remove_dir_all(dir);
+                } else if !resumable {
+                    // The directory was the user's (empty): remove only what this clone made.
+                    let _ = std::fs::remove_dir_all(dir.join(".lode"));
+                }
             }
             return Err(e);
         }

@@ -35,6 +35,20 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The bounds of a registry's `lode-registry/2` protocol: one peer's requests in
+    /// progress are bounded as on `lode/2`, its rate far less (a registry syncing with its
+    /// peers, or a lab publishing its datasets, sends bursts; the entries themselves are
+    /// bounded per publisher and per peer by the registry).
+    pub const REGISTRY: Limits = Limits {
+        rate: 256.0,
+        burst: 1024.0,
+        per_peer: 8,
+        per_peer_polls: 0,
+        total: 64,
+        total_polls: 0,
+        queue: Duration::from_secs(10),
+    };
+
     /// The bounds of `lode serve`'s `lode/2` protocol.
     pub const LODE2: Limits = Limits {
         rate: 16.0,

@@ -954,7 +954,7 @@ pub async fn serve(
             ALPN,
             RegistryProtocol(
                 node.clone(),
-                crate::net::limit::Limiter::new(crate::net::limit::Limits::LODE2),
+                crate::net::limit::Limiter::new(crate::net::limit::Limits::REGISTRY),
             ),
         )
         .spawn();

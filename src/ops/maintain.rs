@@ -312,4 +312,3 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
     }
     Ok(report)
 }
-

@@ -159,3 +159,43 @@ fn log_shows_tags_and_has_a_one_line_form() {
     assert!(rows[1].ends_with(" (tag: v1) first day"), "{one}");
     assert_eq!(rows[1].split(' ').next().unwrap().len(), 12);
 }
+
+#[test]
+fn clone_never_merges_into_a_users_directory_and_a_failed_clone_leaves_nothing() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("a.csv", b"1\n")], "one");
+    let server = serve(&env, "srv", ds);
+    // Into a directory holding the user's files: refused, the files untouched, no .lode.
+    env.write("mine/a.csv", "my own edits");
+    let err = env.fails_as("peer", "", &["clone", &server.ticket, "mine"], "not empty");
+    assert!(err.contains("a.csv") && !err.contains("--force"), "{err}");
+    assert_eq!(env.read("mine/a.csv"), b"my own edits");
+    assert!(!env.path("mine/.lode").exists());
+    // Into an empty directory: fine.
+    std::fs::create_dir_all(env.path("empty")).unwrap();
+    env.json_as("peer", "", &["clone", &server.ticket, "empty"]);
+    assert_eq!(env.read("empty/a.csv"), b"1\n");
+
+    // A clone refused by the peer leaves nothing: no directory it made, and in a directory
+    // that was there (empty), no .lode.
+    env.ok("", &["init", "--private", "secret"]);
+    env.commit_files("secret", &[("s.csv", b"x\n")], "s");
+    let private = serve(&env, "srv", "secret");
+    env.fails_as(
+        "peer",
+        "",
+        &["clone", &private.ticket, "made"],
+        "not authorized",
+    );
+    assert!(!env.path("made").exists());
+    std::fs::create_dir_all(env.path("there")).unwrap();
+    env.fails_as(
+        "peer",
+        "",
+        &["clone", &private.ticket, "there"],
+        "not authorized",
+    );
+    assert!(env.path("there").is_dir());
+    assert_eq!(std::fs::read_dir(env.path("there")).unwrap().count(), 0);
+}
