@@ -90,6 +90,8 @@ pub enum Error {
         list(.0)
     )]
     RmUnsaved(Vec<String>),
+    #[error("get would replace {} (different content is already there)", list(.0))]
+    WouldOverwrite(Vec<String>),
     #[error("{} is already served by another `lode serve` (pid {pid})", .repo.display())]
     AlreadyServed { repo: PathBuf, pid: String },
     #[error("{0} in the working tree is in the way (a symlink or file where a directory must be)")]
@@ -230,6 +232,7 @@ impl Error {
                 "commit or move your changes first, or pass --force to discard them".into()
             }
             Error::AlreadyServed { pid, .. } => format!("one `lode serve` per repository is enough: use the running one (its ticket is in .lode/serve.ticket), or stop it first (kill {pid})"),
+            Error::WouldOverwrite(_) => "move or save your files first, choose another --to, or pass --force to replace them".into(),
             Error::RmUnsaved(_) => "use `lode rm --cached` to unstage and keep the files, or `lode rm --force` to delete them anyway".into(),
             Error::TagExists(_) => "choose another name, or pass --force to move the tag".into(),
             Error::BadTagName(_) => "tag names use letters, digits, '.', '_', '-' and '/'".into(),

@@ -376,6 +376,13 @@ enum Command {
         /// Directory to write into.
         #[arg(long, default_value = ".")]
         to: PathBuf,
+        /// A tag or full commit id of the dataset instead of its `main`.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+        /// Replace files in --to that differ from the dataset's (by default get refuses;
+        /// files already identical are left as they are).
+        #[arg(short, long)]
+        force: bool,
         #[command(flatten)]
         cap: CapArg,
         #[command(flatten)]
@@ -1960,6 +1967,8 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             ticket,
             paths: paths_arg,
             to,
+            rev: rev_arg,
+            force,
             cap,
             net,
         } => {
@@ -1987,11 +1996,12 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 )
                 .into());
             }
+            let rev = rev_arg.or(rev);
             let bar = ui.bar("get");
             let r = runtime()?.block_on(lode::net::fetch::get(
                 &ctx.home,
                 &ticket,
-                lode::net::fetch::GetOptions { cap, rev },
+                lode::net::fetch::GetOptions { cap, rev, force },
                 &paths,
                 &ctx.cwd.join(to),
                 &net.options(),

@@ -1653,6 +1653,8 @@ pub struct GetOptions {
     pub cap: Option<Bundle>,
     /// A tag or full commit id instead of `main`.
     pub rev: Option<String>,
+    /// Replace files in the destination that differ from the dataset's.
+    pub force: bool,
 }
 
 /// What `get` wrote.
@@ -1662,6 +1664,50 @@ pub struct GetReport {
     pub files: Vec<String>,
     #[serde(flatten)]
     pub transfer: FetchReport,
+}
+
+/// Sorts the destinations of `leaves` under `to` into those that already hold what would be
+/// written (left as they are) and those where something else stands (a file that differs,
+/// a directory where a file goes, or the reverse).
+async fn compare_destination(
+    store: &FsStore,
+    leaves: &[Leaf],
+    to: &Path,
+) -> (HashSet<String>, Vec<String>) {
+    let mut same = HashSet::new();
+    let mut differ = Vec::new();
+    for leaf in leaves {
+        let dest = to.join(&leaf.path);
+        let Ok(m) = std::fs::symlink_metadata(&dest) else {
+            continue;
+        };
+        let equal = match leaf.kind {
+            EntryKind::Dir => m.is_dir(),
+            EntryKind::File | EntryKind::Executable => {
+                m.is_file()
+                    && std::fs::File::open(&dest)
+                        .ok()
+                        .and_then(|f| crate::store::hash_reader(f).ok())
+                        .is_some_and(|(id, _)| id == leaf.id)
+            }
+            EntryKind::Symlink => match (
+                std::fs::read_link(&dest),
+                store.get_bytes(Hash::from_bytes(leaf.id.0)).await,
+            ) {
+                (Ok(have), Ok(want)) => {
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::as_bytes(have.as_os_str())
+                        == &want[..]
+                }
+                _ => false,
+            },
+        };
+        if equal {
+            same.insert(leaf.path.clone());
+        } else if leaf.kind != EntryKind::Dir || !m.is_dir() {
+            differ.push(leaf.path.clone());
+        }
+    }
+    (same, differ)
 }
 
 /// Fetches only the named paths of the dataset's `main` commit into `to`, verified.
@@ -1674,7 +1720,7 @@ pub async fn get(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
-    let GetOptions { cap, rev } = how;
+    let GetOptions { cap, rev, force } = how;
     let start = Instant::now();
     if let Some(c) = &cap {
         for p in paths {
@@ -1752,6 +1798,14 @@ pub async fn get(
             });
         }
     }
+    // A file already there is never replaced by another content unless forced (it may be
+    // the user's edit); one that already holds what would be written is left as is.
+    let (same, differ) = compare_destination(&store, &leaves, &to).await;
+    if !differ.is_empty() && !force {
+        close_store(store, &dir).await;
+        client.close().await;
+        return Err(Error::WouldOverwrite(differ));
+    }
     let mut files = Vec::new();
     let result: Result<()> = async {
         // Files are exported under a temp name in `.lode-get/out` and renamed into place, so
@@ -1762,6 +1816,12 @@ pub async fn get(
         crate::leftover::clean_tmp_dir(&out);
         let mut cleaned = HashSet::new();
         for leaf in &leaves {
+            if same.contains(&leaf.path) {
+                if leaf.kind != EntryKind::Dir {
+                    files.push(leaf.path.clone());
+                }
+                continue;
+            }
             // Trees were checked as they arrived; never write a path naming `.lode`.
             if !leaf.path.split('/').all(crate::object::valid_name) {
                 return Err(Error::LyingPeer {

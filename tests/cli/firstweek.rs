@@ -199,3 +199,61 @@ fn clone_never_merges_into_a_users_directory_and_a_failed_clone_leaves_nothing()
     assert!(env.path("there").is_dir());
     assert_eq!(std::fs::read_dir(env.path("there")).unwrap().count(), 0);
 }
+
+#[test]
+fn get_never_replaces_an_edited_file_unless_forced() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("neurons.csv", b"v1\n"), ("b.csv", b"b\n")], "one");
+    env.ok(ds, &["tag", "v1"]);
+    env.commit_files(ds, &[("neurons.csv", b"v2\n")], "two");
+    let server = serve(&env, "srv", ds);
+    env.ok_as(
+        "peer",
+        "",
+        &["get", &server.ticket, "neurons.csv", "--to", "g"],
+    );
+    assert_eq!(env.read("g/neurons.csv"), b"v2\n");
+    // An identical file is left as is (same inode, no rewrite).
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(env.path("g/neurons.csv")).unwrap().ino();
+    env.ok_as(
+        "peer",
+        "",
+        &["get", &server.ticket, "neurons.csv", "--to", "g"],
+    );
+    assert_eq!(
+        std::fs::metadata(env.path("g/neurons.csv")).unwrap().ino(),
+        ino
+    );
+    // An edited file: refused, naming it; nothing else written; kept.
+    env.write("g/neurons.csv", "my edits");
+    let err = env.fails_as(
+        "peer",
+        "",
+        &["get", &server.ticket, "", "--to", "g"],
+        "would replace",
+    );
+    assert!(
+        err.contains("neurons.csv") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(env.read("g/neurons.csv"), b"my edits");
+    assert!(!env.path("g/b.csv").exists());
+    // --rev, and --force replaces when asked.
+    env.ok_as(
+        "peer",
+        "",
+        &[
+            "get",
+            &server.ticket,
+            "neurons.csv",
+            "--to",
+            "g",
+            "--rev",
+            "v1",
+            "--force",
+        ],
+    );
+    assert_eq!(env.read("g/neurons.csv"), b"v1\n");
+}
