@@ -1,169 +1,25 @@
-//! Access state of a repository: the private flag, the capability tickets it issued (`lode
-//! grant`), the revocations it knows (`lode revoke`, and those received from peers), the
-//! capability this device holds for the dataset, and the signed head it publishes.
+//! Access state of a repository: the capability tickets it issued (`lode grant`), the
+//! revocations it knows (`lode revoke`, and those received from peers), the capability this
+//! device holds for the dataset, and the signed head it stored. The private flag is a plain
+//! setting ([`crate::config`]); signing the head to publish is [`crate::ops::publish`].
 //!
 //! Everything lives in the `config-v1` table: `private`, `cap` (this device's ticket),
 //! `grant/<link id>` (issued tickets), `revocation/<id>` (signed revocations), `reader/<key>`
 //! (age recipients of readers, from their identity cards) and `head` (the signed head).
-//!
-//! Heads are signed lazily: [`publish_head`] compares the refs and revocations with the stored
-//! head and, when they changed and this device can sign (it holds the dataset key, or a ticket
-//! with WRITE), signs the next sequence number. A peer that cannot sign (a mirror) publishes
-//! the head it received, unchanged.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::db::CONFIG;
+use crate::config::{get, is_private, list, put};
 use crate::error::{Error, Result};
 use crate::repo::Repo;
-use crate::trust::{self, Bundle, Card, HeadBody, Revocation, Revoked, Rights, SignedHead, Target};
+use crate::trust::{self, Bundle, Card, Revocation, Revoked, Rights, SignedHead, Target};
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn get(repo: &Repo, key: &str) -> Result<Option<Vec<u8>>> {
-    let db = repo.db()?;
-    let tx = db.db.begin_read()?;
-    crate::db::get_config(&tx, key)
-}
-
-fn list(repo: &Repo, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    let db = repo.db()?;
-    let tx = db.db.begin_read()?;
-    let t = tx.open_table(CONFIG)?;
-    let mut out = Vec::new();
-    for item in t.range(prefix..)? {
-        let (k, v) = item?;
-        let Some(rest) = k.value().strip_prefix(prefix) else {
-            break;
-        };
-        out.push((rest.to_string(), v.value().to_vec()));
-    }
-    Ok(out)
-}
-
-/// Writes config entries in one transaction (`None` removes). The caller holds the lock.
-fn put(repo: &Repo, entries: &[(String, Option<Vec<u8>>)]) -> Result<()> {
-    let db = repo.db()?;
-    let tx = db.db.begin_write()?;
-    {
-        let mut t = tx.open_table(CONFIG)?;
-        for (k, v) in entries {
-            match v {
-                Some(v) => {
-                    t.insert(k.as_str(), v.as_slice())?;
-                }
-                None => {
-                    t.remove(k.as_str())?;
-                }
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// True when the dataset is restricted: served only to ticket holders.
-pub fn is_private(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "private")?.is_some_and(|v| v == b"1"))
-}
-
-/// Marks the dataset restricted (or public).
-pub fn set_private(repo: &Repo, private: bool) -> Result<()> {
-    let _lock = repo.lock()?;
-    put_private(repo, private)
-}
-
-/// [`set_private`] for a caller that holds the lock.
-pub fn put_private(repo: &Repo, private: bool) -> Result<()> {
-    put(repo, &[("private".into(), private.then(|| b"1".to_vec()))])
-}
-
-/// True for a mirror (`clone --mirror`): it fetches and serves, but never decrypts or checks
-/// out.
-pub fn is_mirror(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "mirror")?.is_some())
-}
-
-/// Marks the repository a mirror.
-pub fn set_mirror(repo: &Repo) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
-}
-
-/// Whether checkouts hard-link files from the object store (set by `lode clone --link`).
-pub fn checkout_links(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "checkout-link")?.is_some())
-}
-
-/// Makes checkouts hard-link files from the object store instead of copying them.
-pub fn set_checkout_links(repo: &Repo) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(repo, &[("checkout-link".into(), Some(b"1".to_vec()))])
-}
-
-/// Objects a mirror dropped to stay within its quota (config `dropped/ID`): not served, not
-/// reported missing by `verify`.
-pub fn dropped(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
-    Ok(list(repo, "dropped/")?
-        .into_iter()
-        .filter_map(|(k, _)| k.parse().ok())
-        .collect())
-}
-
-/// Records dropped objects and forgets those that came back. The caller holds the lock.
-pub fn set_dropped(
-    repo: &Repo,
-    add: &[crate::id::ObjectId],
-    back: &[crate::id::ObjectId],
-) -> Result<()> {
-    let mut entries: Vec<(String, Option<Vec<u8>>)> = add
-        .iter()
-        .map(|id| (format!("dropped/{}", id.to_hex()), Some(vec![1])))
-        .collect();
-    entries.extend(
-        back.iter()
-            .map(|id| (format!("dropped/{}", id.to_hex()), None)),
-    );
-    put(repo, &entries)
-}
-
-/// Objects a taint notice made this mirror delete (config `dropped/ID` = `t`): not served,
-/// not reported missing, and never fetched again.
-pub fn tainted(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
-    Ok(list(repo, "dropped/")?
-        .into_iter()
-        .filter(|(_, v)| v == b"t")
-        .filter_map(|(k, _)| k.parse().ok())
-        .collect())
-}
-
-/// Records objects deleted under a taint notice. The caller holds the lock.
-pub fn set_tainted(repo: &Repo, ids: &[crate::id::ObjectId]) -> Result<()> {
-    let entries: Vec<(String, Option<Vec<u8>>)> = ids
-        .iter()
-        .map(|id| (format!("dropped/{}", id.to_hex()), Some(b"t".to_vec())))
-        .collect();
-    put(repo, &entries)
-}
-
-/// A mirror's quota in bytes (config `quota`).
-pub fn quota(repo: &Repo) -> Result<Option<u64>> {
-    Ok(get(repo, "quota")?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
-}
-
-/// Sets a mirror's quota.
-pub fn set_quota(repo: &Repo, bytes: u64) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(
-        repo,
-        &[("quota".into(), Some(bytes.to_be_bytes().to_vec()))],
-    )
 }
 
 /// The capability ticket this device holds for the dataset, if any.
@@ -215,7 +71,7 @@ pub fn grant(
     repo: &Repo,
     audience: &str,
     opts: GrantOptions,
-    hints: Vec<crate::net::ticket::Provider>,
+    hints: Vec<crate::ticket::Provider>,
 ) -> Result<Bundle> {
     let (aud, card) = parse_audience(audience)?;
     let dataset = repo.dataset_id()?;
@@ -464,114 +320,4 @@ pub fn store_head(repo: &Repo, head: &SignedHead) -> Result<()> {
         return Ok(());
     }
     put(repo, &[("head".into(), Some(head.encode()))])
-}
-
-/// Returns the head to publish: the stored one when it still matches the refs and the
-/// revocations, else a newly signed one (when this device can sign). `min_seq` lets a push
-/// receipt move past the pusher's own sequence number.
-pub fn publish_head(repo: &Repo, min_seq: u64) -> Result<Option<SignedHead>> {
-    let dataset = repo.dataset_id()?;
-    let ds = dataset.to_bytes();
-    let stored = stored_head(repo)?;
-    let revs = revocations(repo)?;
-    let mut rev_ids: Vec<[u8; 32]> = revs.iter().map(Revocation::id).collect();
-    rev_ids.sort();
-    let main = repo.main()?.map(|c| c.0);
-    let tags: Vec<(String, [u8; 32])> = repo
-        .refs("tags/")?
-        .into_iter()
-        .map(|(n, id)| (n.trim_start_matches("tags/").to_string(), id.0))
-        .collect();
-    let private = is_private(repo)?;
-    // A restricted dataset publishes a sealed envelope instead of its plaintext refs; the
-    // envelope is made again only when the refs or the readers change.
-    let seal_digest = if private {
-        let mut h = blake3::Hasher::new_derive_key("lode seal-inputs v1");
-        h.update(&postcard::to_stdvec(&(&main, &tags)).expect("encodes"));
-        for (k, r) in reader_recipients(repo)? {
-            h.update(&k);
-            h.update(r.as_bytes());
-        }
-        Some(*h.finalize().as_bytes())
-    } else {
-        None
-    };
-    let sealed = match seal_digest {
-        None => None,
-        Some(d) => get(repo, "sealed")?.filter(|v| v.len() == 64 && v[..32] == d),
-    };
-    let (pub_main, pub_tags) = match (&seal_digest, &sealed) {
-        (None, _) => (main, tags),
-        (Some(_), Some(v)) => (
-            Some(<[u8; 32]>::try_from(&v[32..]).expect("64 bytes")),
-            vec![],
-        ),
-        (Some(_), None) => (None, vec![]), // to be sealed below
-    };
-    if let Some(h) = &stored {
-        if (seal_digest.is_none() || sealed.is_some())
-            && h.body.main == pub_main
-            && h.body.tags == pub_tags
-            && h.body.revocations == rev_ids
-            && h.body.private == private
-        {
-            return Ok(stored);
-        }
-    }
-    let (key, chain) = match repo.home().dataset_key(&dataset)? {
-        Some(k) => (k, Vec::new()),
-        None => {
-            let device = repo.device_key()?;
-            match own_capability(repo)? {
-                Some(cap)
-                    if cap.leaf().body.rights.contains(Rights::WRITE)
-                        && cap.leaf().body.audience == device.verifying_key().to_bytes()
-                        && trust::verify_chain(&cap, &ds, now(), &revoked_set(&revs)).is_ok() =>
-                {
-                    (device, cap.encode())
-                }
-                // Cannot sign: publish what was received.
-                _ => return Ok(stored),
-            }
-        }
-    };
-    if private && key.verifying_key().to_bytes() != ds {
-        // Only the owner seals (it knows the readers); a writer pushes to the owner instead.
-        return Ok(stored);
-    }
-    let _lock = repo.lock()?;
-    let (main, tags) = match seal_digest {
-        Some(d) if sealed.is_none() => {
-            let env = crate::ops::sealed::seal(repo)?;
-            let mut v = d.to_vec();
-            v.extend_from_slice(&env.0);
-            put(repo, &[("sealed".into(), Some(v))])?;
-            (Some(env.0), vec![])
-        }
-        _ => (pub_main, pub_tags),
-    };
-    // A pusher's sequence number moves ours on, but only by a bounded step (a hostile
-    // writer must not be able to exhaust the counter).
-    let have = stored.as_ref().map_or(0, |h| h.body.seq);
-    let seq = have
-        .max(min_seq.min(have.saturating_add(1 << 32)))
-        .checked_add(1)
-        .ok_or_else(|| Error::Other("head sequence number exhausted".into()))?;
-    let head = SignedHead::sign(
-        HeadBody {
-            version: 1,
-            dataset: ds,
-            signer: key.verifying_key().to_bytes(),
-            seq,
-            main,
-            tags,
-            revocations: rev_ids,
-            private,
-            time: now(),
-            chain,
-        },
-        &key,
-    );
-    put(repo, &[("head".into(), Some(head.encode()))])?;
-    Ok(Some(head))
 }

@@ -5,9 +5,11 @@ pub mod access;
 pub mod add;
 pub mod checkout;
 pub mod commit;
+pub mod graph;
 pub mod history;
 pub mod maintain;
 pub mod meta;
+pub mod publish;
 pub mod sealed;
 pub mod status;
 

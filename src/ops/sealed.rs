@@ -389,7 +389,7 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
         .copied()
         .chain(tags.iter().map(|(_, id)| *id))
         .collect();
-    let plain = crate::net::serve::closure(repo, &roots, &HashSet::new())?;
+    let plain = crate::ops::graph::closure(repo, &roots, &HashSet::new())?;
     let mut manifest = Manifest {
         main,
         tags,
@@ -464,8 +464,7 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
 /// True when this repository holds every ciphertext of a sealed head (the owner, who seals,
 /// and mirrors); a reader's clone keeps the plaintext only.
 pub fn holds_ciphertext(repo: &Repo) -> Result<bool> {
-    Ok(crate::ops::access::is_mirror(repo)?
-        || repo.home().dataset_key(&repo.dataset_id()?)?.is_some())
+    Ok(crate::config::is_mirror(repo)? || repo.home().dataset_key(&repo.dataset_id()?)?.is_some())
 }
 
 /// Reads a stored envelope.

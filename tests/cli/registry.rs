@@ -226,7 +226,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
         tickets
             .iter()
             .find(|t| {
-                let t: lode::net::ticket::Ticket = t.parse().unwrap();
+                let t: lode::ticket::Ticket = t.parse().unwrap();
                 hex::encode(t.dataset) == id
             })
             .unwrap()
@@ -354,7 +354,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
     // Unfollowing by id prefix; what was deleted stays deleted.
     let r2_key = hex::encode(
         r2.ticket
-            .parse::<lode::net::ticket::RegistryTicket>()
+            .parse::<lode::ticket::RegistryTicket>()
             .unwrap()
             .key(),
     );
