@@ -31,8 +31,8 @@ use crate::id::ObjectId;
 use crate::net::endpoint::{answer_requests, bind, Net, NetOptions};
 use crate::net::proto::{self, Listing, Request, Response};
 use crate::ops::access;
+use crate::ops::access::published_closure;
 use crate::ops::graph::closure;
-use crate::ops::publish::{self, published_closure};
 use crate::repo::Repo;
 use crate::ticket::Ticket;
 use crate::trust::{self, Bundle, Capability, Revocation, Revoked, Rights, SignedHead, TrustError};
@@ -151,7 +151,7 @@ impl Shared {
             return Err(Error::Other("this dataset is no longer served here".into()));
         }
         let read = || -> Result<_> {
-            let head = publish::publish_head(&served.repo, 0)?;
+            let head = access::publish_head(&served.repo, 0)?;
             let revocations = access::revocations(&served.repo)?;
             let private =
                 config::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
@@ -616,7 +616,7 @@ impl LodeProtocol {
                     push.force,
                     &crate::progress::NoProgress,
                 )?;
-                publish::publish_head(repo, push.seq)
+                access::publish_head(repo, push.seq)
             });
             repo.release_db();
             checked.map(|_| counts)

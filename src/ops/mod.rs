@@ -9,7 +9,6 @@ pub mod graph;
 pub mod history;
 pub mod maintain;
 pub mod meta;
-pub mod publish;
 pub mod sealed;
 pub mod status;
 

@@ -323,12 +323,12 @@ fn epoch_secrets(repo: &Repo) -> Result<BTreeMap<u32, age::x25519::Identity>> {
 }
 
 /// Seals the current refs of a restricted dataset for publishing: encrypts what has no
-/// ciphertext yet, writes the keyring (to the current readers and this device), the
-/// manifest and the envelope; opens a new epoch when a reader was removed since the last
-/// one. Returns the envelope id. The caller holds the writer lock.
-pub fn seal(repo: &Repo) -> Result<ObjectId> {
+/// ciphertext yet, writes the keyring (to the current `readers`, from
+/// `ops::access::reader_recipients`, and this device), the manifest and the envelope; opens
+/// a new epoch when a reader was removed since the last one. Returns the envelope id. The
+/// caller holds the writer lock.
+pub fn seal(repo: &Repo, readers: &BTreeMap<[u8; 32], String>) -> Result<ObjectId> {
     let dataset = repo.dataset_id()?.to_bytes();
-    let readers = crate::ops::access::reader_recipients(repo)?;
     let reader_keys: Vec<u8> = readers.keys().flatten().copied().collect();
     let mut secrets = epoch_secrets(repo)?;
     let current =
