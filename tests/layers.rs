@@ -14,10 +14,18 @@ use std::path::Path;
 
 /// The layers, lowest first. An entry ending in `/` takes every file of that folder.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Plain types and helpers: no error type, no repository.
+    // Plain types and helpers: no error type, no repository. (`leftover.rs`, the names of
+    // temp files, arrives with the clone/get temp-file work.)
     (
         "base",
-        &["id.rs", "object.rs", "ticket.rs", "progress.rs", "text.rs"],
+        &[
+            "id.rs",
+            "object.rs",
+            "ticket.rs",
+            "progress.rs",
+            "text.rs",
+            "leftover.rs",
+        ],
     ),
     // Signed things, each with its own error type.
     ("trust", &["trust.rs", "catalog.rs"]),
