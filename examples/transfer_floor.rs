@@ -20,7 +20,7 @@ use iroh_blobs::store::mem::MemStore;
 use iroh_blobs::{BlobsProtocol, Hash};
 use lode::net::endpoint::{bind, NetOptions, Relay};
 use lode::net::pieces;
-use lode::net::ticket::Provider;
+use lode::ticket::Provider;
 use n0_future::{BufferedStreamExt, StreamExt};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;

@@ -16,7 +16,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
-use crate::net::ticket::Provider;
+use crate::ticket::Provider;
 use crate::trust::{open_payload, sign_payload, TrustError};
 
 /// Context of registry-entry signatures.

@@ -109,7 +109,7 @@ pub enum Error {
     #[error("key file {}: {msg}", .path.display())]
     Key { path: PathBuf, msg: String },
     #[error("invalid ticket: {0}")]
-    BadTicket(#[from] crate::net::ticket::TicketError),
+    BadTicket(#[from] crate::ticket::TicketError),
     #[error("{0}")]
     Trust(#[from] crate::trust::TrustError),
     #[error("peer {peer}: not authorized: {msg}")]

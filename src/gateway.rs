@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::EntryKind;
 use crate::repo::Repo;
+use crate::text::url_decode;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -69,7 +70,7 @@ impl Gateway {
 
     fn public(&self, id: &str) -> Option<&Repo> {
         let (_, repo) = self.repos.iter().find(|(d, _)| d == id)?;
-        let private = crate::ops::access::is_private(repo).unwrap_or(true);
+        let private = crate::config::is_private(repo).unwrap_or(true);
         repo.release_db();
         (!private).then_some(repo)
     }
@@ -489,24 +490,6 @@ fn url_component(s: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes; `None` for malformed escapes or non-UTF-8 results.
-pub(crate) fn url_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn query_rev(req: &Request<hyper::body::Incoming>) -> Option<String> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -822,8 +805,8 @@ fn file(
         Err(_) => {
             // A mirror may no longer hold a file: deleted under a taint notice (451), or
             // dropped to stay within its quota (404: other providers still have it).
-            let tainted = crate::ops::access::tainted(repo).is_ok_and(|t| t.contains(&id));
-            let dropped = crate::ops::access::dropped(repo).is_ok_and(|d| d.contains(&id));
+            let tainted = crate::config::tainted(repo).is_ok_and(|t| t.contains(&id));
+            let dropped = crate::config::dropped(repo).is_ok_and(|d| d.contains(&id));
             repo.release_db();
             return if tainted {
                 text(

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod catalog;
+pub mod config;
 pub mod db;
 pub mod error;
 pub mod gateway;
@@ -23,6 +24,8 @@ pub mod ops;
 pub mod progress;
 pub mod repo;
 pub mod store;
+pub mod text;
+pub mod ticket;
 pub mod trust;
 pub mod worktree;
 

@@ -21,7 +21,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use crate::net::ticket::Provider;
+use crate::ticket::Provider;
 
 /// Context of capability-link signatures.
 pub const TICKET_CONTEXT: &[u8] = b"lode/ticket/v1\0";

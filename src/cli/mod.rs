@@ -747,7 +747,7 @@ fn gateway_limits() -> lode::gateway::Limits {
     limits
 }
 
-fn parse_ticket(s: &str) -> Result<lode::net::ticket::Ticket, Error> {
+fn parse_ticket(s: &str) -> Result<lode::ticket::Ticket, Error> {
     Ok(s.parse()?)
 }
 
@@ -796,8 +796,8 @@ impl From<Error> for CliError {
     }
 }
 
-impl From<lode::net::ticket::TicketError> for CliError {
-    fn from(e: lode::net::ticket::TicketError) -> Self {
+impl From<lode::ticket::TicketError> for CliError {
+    fn from(e: lode::ticket::TicketError) -> Self {
         CliError::Core(e.into())
     }
 }
@@ -1017,7 +1017,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let dir = ctx.cwd.join(dir.unwrap_or_else(|| PathBuf::from(".")));
             let repo = Repo::init(&dir, ctx.home.clone(), ctx.opts.clone())?;
             if private {
-                ops::access::set_private(&repo, true)?;
+                lode::config::set_private(&repo, true)?;
             }
             let dataset = key_to_hex(&repo.dataset_id()?);
             let device = key_to_hex(&repo.device_key()?.verifying_key());
@@ -1069,7 +1069,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let repo = ctx.repo()?;
             match (key.as_deref(), value.as_deref()) {
                 (None, _) | (Some("private"), None) => {
-                    let private = ops::access::is_private(&repo)?;
+                    let private = lode::config::is_private(&repo)?;
                     if ui.json {
                         #[derive(Serialize)]
                         struct J {
@@ -1091,7 +1091,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                             .into())
                         }
                     };
-                    ops::access::set_private(&repo, on)?;
+                    lode::config::set_private(&repo, on)?;
                     if ui.json {
                         #[derive(Serialize)]
                         struct J {
@@ -1732,7 +1732,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 ))?;
                 drop(bar);
                 if let Some(q) = quota {
-                    lode::ops::access::set_quota(&repo, q)?;
+                    lode::config::set_quota(&repo, q)?;
                     for d in lode::net::mirror::enforce_quota(&repo)? {
                         ui.note(format!(
                             "over quota: dropped {} ({})",
@@ -1768,7 +1768,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 }
             }
             MirrorAction::Follow { registry } => {
-                let reg: lode::net::ticket::RegistryTicket = registry.parse()?;
+                let reg: lode::ticket::RegistryTicket = registry.parse()?;
                 let new = lode::net::mirror::follow_registry(&ctx.home, &reg)?;
                 ui.note(if new {
                     format!(
@@ -1817,7 +1817,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         },
         Command::Ticket { add } => {
             let repo = ctx.repo()?;
-            let merged = |mut t: lode::net::ticket::Ticket| -> Result<_, Error> {
+            let merged = |mut t: lode::ticket::Ticket| -> Result<_, Error> {
                 for other in &add {
                     let o = parse_ticket(other)?;
                     if o.dataset != t.dataset {
@@ -1859,7 +1859,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         } => {
             let (ticket, cap) = match registry {
                 Some(reg) => {
-                    let reg: lode::net::ticket::RegistryTicket = reg.parse()?;
+                    let reg: lode::ticket::RegistryTicket = reg.parse()?;
                     let t = runtime()?.block_on(lode::net::registry::resolve(
                         &reg,
                         &ticket,

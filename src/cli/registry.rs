@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lode::catalog::{Entry, Tainted};
 use lode::net::registry;
-use lode::net::ticket::{RegistryTicket, Ticket};
+use lode::ticket::{RegistryTicket, Ticket};
 use lode::Error;
 use serde::Serialize;
 

@@ -13,7 +13,7 @@ use iroh::endpoint::{presets, PortmapperConfig};
 use iroh::{Endpoint, EndpointAddr, NetReportConfig, RelayMode, SecretKey, TransportAddr};
 
 use crate::error::{Error, Result};
-use crate::net::ticket::Provider;
+use crate::ticket::Provider;
 
 /// Which relay servers to use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

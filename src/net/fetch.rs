@@ -25,6 +25,7 @@ use iroh_blobs::Hash;
 use n0_future::{BufferedStreamExt, StreamExt};
 use redb::ReadableTable;
 
+use crate::config;
 use crate::db::{CONFIG, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -32,14 +33,14 @@ use crate::keys::Home;
 use crate::net::endpoint::CONNECT_TIMEOUT;
 use crate::net::endpoint::{bind, peer_name, Net, NetOptions};
 use crate::net::pieces;
-use crate::net::proto::{self, Listing, Refs, Request, Response};
-use crate::net::serve::head_refs;
-use crate::net::ticket::Ticket;
+use crate::net::proto::{self, Listing, Request, Response};
 use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
 use crate::ops::access;
+use crate::ops::graph::{head_refs, Refs};
 use crate::ops::sealed::{self, Manifest};
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
+use crate::ticket::Ticket;
 use crate::trust::{self, Bundle, Revocation, SignedHead};
 use crate::worktree::under;
 
@@ -1149,7 +1150,7 @@ async fn fetch_into_repo(
     for prefix in ["heads/", "remotes/", "tags/"] {
         stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
     }
-    let skip = crate::ops::access::tainted(repo)?;
+    let skip = crate::config::tainted(repo)?;
     repo.release_db();
     let store = open_store(dir).await?;
     let mut walk = Walk {
@@ -1377,7 +1378,7 @@ async fn fetch_ticket(
         Some(c) => Some(c),
         None => access::own_capability(repo)?,
     };
-    let mirror = access::is_mirror(repo)?;
+    let mirror = config::is_mirror(repo)?;
     // No database is held while the network is waited on: a peer that does not answer
     // costs its timeout, and `lode serve` (which may be this process, serving a mirror)
     // must be able to read the repository meanwhile.
@@ -1444,8 +1445,8 @@ async fn fetch_ticket(
     }
     access::store_revocations(repo, &published.revocations)?;
     access::store_head(repo, &published.head)?;
-    if published.head.body.private && !access::is_private(repo)? {
-        access::put_private(repo, true)?;
+    if published.head.body.private && !config::is_private(repo)? {
+        config::put_private(repo, true)?;
     }
     let report = client.report(refs.head, objects, bytes, start);
     client.close().await;
@@ -1560,10 +1561,10 @@ pub async fn clone(
     };
     set_remote(&repo, "origin", ticket)?;
     if mirror {
-        access::set_mirror(&repo)?;
+        config::set_mirror(&repo)?;
     }
     if link {
-        access::set_checkout_links(&repo)?;
+        config::set_checkout_links(&repo)?;
     }
     let report = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,

@@ -12,9 +12,9 @@ use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::net::fetch::{self, CloneOptions, FetchReport};
 use crate::net::registry;
-use crate::net::ticket::{RegistryTicket, Ticket};
 use crate::progress::Progress;
 use crate::repo::{Repo, RepoOptions};
+use crate::ticket::{RegistryTicket, Ticket};
 use crate::trust::Bundle;
 
 /// Where the mirrors of this user live.
@@ -139,8 +139,8 @@ pub fn list(home: &Home) -> Result<Vec<MirrorInfo>> {
             restricted: head.is_some_and(|h| h.body.private),
             bytes: dir_bytes(&p.join(".lode").join("objects")),
             origin,
-            quota: crate::ops::access::quota(&repo)?,
-            dropped: crate::ops::access::dropped(&repo)?.len(),
+            quota: crate::config::quota(&repo)?,
+            dropped: crate::config::dropped(&repo)?.len(),
         });
     }
     Ok(out)
@@ -209,16 +209,16 @@ pub struct Dropped {
 pub fn enforce_quota(repo: &Repo) -> Result<Vec<Dropped>> {
     use crate::id::ObjectId;
     use std::collections::{HashMap, HashSet};
-    let Some(quota) = crate::ops::access::quota(repo)? else {
+    let Some(quota) = crate::config::quota(repo)? else {
         return Ok(vec![]);
     };
     let _lock = repo.lock()?;
-    let back: Vec<ObjectId> = crate::ops::access::dropped(repo)?
+    let back: Vec<ObjectId> = crate::config::dropped(repo)?
         .into_iter()
         .filter(|id| repo.store().has(id))
         .collect();
     if !back.is_empty() {
-        crate::ops::access::set_dropped(repo, &[], &back)?;
+        crate::config::set_dropped(repo, &[], &back)?;
     }
     let Some(head) = crate::ops::access::stored_head(repo)? else {
         return Ok(vec![]);
@@ -230,7 +230,7 @@ pub fn enforce_quota(repo: &Repo) -> Result<Vec<Dropped>> {
     if total <= quota {
         return Ok(vec![]);
     }
-    let roots = crate::net::serve::head_refs(Some(&head)).roots();
+    let roots = crate::ops::graph::head_refs(Some(&head)).roots();
     let mut keep: HashSet<ObjectId> = HashSet::new();
     for c in &roots {
         for e in repo.flatten_commit(Some(c))?.values() {
@@ -280,7 +280,7 @@ pub fn enforce_quota(repo: &Repo) -> Result<Vec<Dropped>> {
             last_used_by: c.to_hex(),
         });
     }
-    crate::ops::access::set_dropped(repo, &ids, &[])?;
+    crate::config::set_dropped(repo, &ids, &[])?;
     Ok(dropped)
 }
 
@@ -583,7 +583,7 @@ fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
         };
         let r = (|| -> Result<Vec<(&Notice, crate::id::ObjectId)>> {
             let _lock = repo.lock()?;
-            let already = crate::ops::access::tainted(&repo)?;
+            let already = crate::config::tainted(&repo)?;
             let new: Vec<_> = blobs
                 .iter()
                 .filter(|(_, id)| !already.contains(id))
@@ -596,7 +596,7 @@ fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
                 }
             }
             let ids: Vec<_> = new.iter().map(|(_, id)| *id).collect();
-            crate::ops::access::set_tainted(&repo, &ids)?;
+            crate::config::set_tainted(&repo, &ids)?;
             Ok(held)
         })();
         repo.release_db();

@@ -1,6 +1,7 @@
 //! Peer-to-peer sync over iroh. Only this module imports iroh and iroh-blobs.
 //!
-//! - [`ticket`]: the copy-paste ticket (dataset id + provider addresses).
+//! - the copy-paste ticket is [`crate::ticket`]: plain types, below `net`, as trust and the
+//!   catalog use them too.
 //! - [`endpoint`]: endpoints from the device key; relays/discovery on for users, off for
 //!   direct-address use.
 //! - [`limit`]: per-peer request rate and concurrency bounds of a serving peer.
@@ -24,5 +25,4 @@ pub mod proto;
 pub mod push;
 pub mod registry;
 pub mod serve;
-pub mod ticket;
 pub mod uri;

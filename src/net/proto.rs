@@ -37,7 +37,7 @@ pub enum Request {
         old: Option<ObjectId>,
         new: ObjectId,
         force: bool,
-        from: crate::net::ticket::Provider,
+        from: crate::ticket::Provider,
         /// The pusher's capability ticket: it must hold WRITE.
         ticket: Option<Vec<u8>>,
         /// The sequence number of the newest head the pusher has seen.
@@ -90,26 +90,6 @@ pub enum Response {
 pub struct Listing {
     pub head: Vec<u8>,
     pub revocations: Vec<Vec<u8>>,
-}
-
-/// A dataset's published refs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Refs {
-    /// The commit of the `main` branch, if any.
-    pub head: Option<ObjectId>,
-    /// Tags, by name.
-    pub tags: Vec<(String, ObjectId)>,
-}
-
-impl Refs {
-    /// Returns the commits the refs name: `main`, then the tags.
-    pub fn roots(&self) -> Vec<ObjectId> {
-        self.head
-            .iter()
-            .copied()
-            .chain(self.tags.iter().map(|(_, id)| *id))
-            .collect()
-    }
 }
 
 /// Encodes a message.

@@ -20,8 +20,9 @@ use crate::id::ObjectId;
 use crate::net::endpoint::{bind, peer_name, NetOptions};
 use crate::net::fetch::{remote, Client};
 use crate::net::proto::{Request, Response};
-use crate::net::serve::{blobs_protocol, closure, import_objects, Policy};
+use crate::net::serve::{blobs_protocol, import_objects, Policy};
 use crate::ops::access;
+use crate::ops::graph::closure;
 use crate::repo::Repo;
 
 /// How long the pusher waits for the server to fetch and apply a push.

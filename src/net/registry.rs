@@ -42,8 +42,8 @@ use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::{answer_requests, bind, exchange, peer_name, Net, NetOptions};
 use crate::net::proto::{decode, encode};
-use crate::net::ticket::{Provider, RegistryTicket, Ticket};
 use crate::repo::Repo;
+use crate::ticket::{Provider, RegistryTicket, Ticket};
 
 /// ALPN of the registry protocol.
 pub const ALPN: &[u8] = b"lode-registry/2";
@@ -282,10 +282,9 @@ impl Registry {
         match std::fs::read_to_string(&peers) {
             Ok(text) => {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    let t: RegistryTicket =
-                        line.parse().map_err(|e: crate::net::ticket::TicketError| {
-                            damaged(&peers, e.to_string())
-                        })?;
+                    let t: RegistryTicket = line
+                        .parse()
+                        .map_err(|e: crate::ticket::TicketError| damaged(&peers, e.to_string()))?;
                     st.peers.extend(t.0.providers);
                 }
             }
@@ -1076,7 +1075,7 @@ pub async fn publish(
     })?;
     // A restricted dataset's metadata is encrypted like its files: it is listed only when
     // the owner says so.
-    let private = crate::ops::access::is_private(repo)?;
+    let private = crate::config::is_private(repo)?;
     let meta = match repo.main()? {
         Some(c) if with_metadata || !private => repo.read_commit(&c)?.body.metadata,
         _ => Default::default(),

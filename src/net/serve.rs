@@ -25,15 +25,17 @@ use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::{BlobFormat, BlobsProtocol, Hash};
 use n0_future::{BufferedStreamExt, StreamExt};
 
+use crate::config;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::{answer_requests, bind, Net, NetOptions};
 use crate::net::limit::{Class, Limiter, Limits};
-use crate::net::proto::{self, Listing, Refs, Request, Response};
-use crate::net::ticket::Ticket;
-use crate::object::EntryKind;
+use crate::net::proto::{self, Listing, Request, Response};
 use crate::ops::access;
+use crate::ops::access::published_closure;
+use crate::ops::graph::closure;
 use crate::repo::Repo;
+use crate::ticket::Ticket;
 use crate::trust::{self, Bundle, Capability, Revocation, Revoked, Rights, SignedHead, TrustError};
 
 /// One served dataset.
@@ -104,99 +106,6 @@ struct Shared {
 
 /// Decides whether a peer (by endpoint id, when the connection has one) may fetch a hash.
 pub type Policy = Arc<dyn Fn(Option<[u8; 32]>, &Hash) -> bool + Send + Sync>;
-
-/// The head's refs as a [`Refs`].
-pub fn head_refs(head: Option<&SignedHead>) -> Refs {
-    match head {
-        None => Refs::default(),
-        Some(h) => Refs {
-            head: h.body.main.map(ObjectId),
-            tags: h
-                .body
-                .tags
-                .iter()
-                .map(|(n, id)| (n.clone(), ObjectId(*id)))
-                .collect(),
-        },
-    }
-}
-
-/// The objects a head publishes that are not in `known`: the plaintext closure of its refs,
-/// or for a restricted dataset the sealed envelope and its ciphertexts (never plaintext).
-pub fn published_closure(
-    repo: &Repo,
-    head: Option<&SignedHead>,
-    known: &HashSet<ObjectId>,
-) -> Result<Vec<ObjectId>> {
-    let Some(h) = head else { return Ok(vec![]) };
-    // A mirror serves what it still holds: not what it dropped to stay within its quota,
-    // nor what a taint notice made it delete.
-    let dropped = access::dropped(repo)?;
-    if h.body.private {
-        let Some(env_id) = h.body.main.map(ObjectId) else {
-            return Ok(vec![]);
-        };
-        if !crate::ops::sealed::holds_ciphertext(repo)? {
-            return Err(Error::Other(
-                "this clone of a restricted dataset holds its plaintext, not its ciphertext: serve a `lode clone --mirror` copy instead".into(),
-            ));
-        }
-        let env = crate::ops::sealed::read_envelope(repo, &env_id)?;
-        return Ok(env
-            .closure(env_id, 0)
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !known.contains(id) && !dropped.contains(id))
-            .collect());
-    }
-    let roots = head_refs(Some(h)).roots();
-    Ok(closure(repo, &roots, known)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| !dropped.contains(id))
-        .collect())
-}
-
-/// Lists the objects reachable from `roots` that are not in `known`, with blob sizes (0 for
-/// commits and trees).
-pub fn closure(
-    repo: &Repo,
-    roots: &[ObjectId],
-    known: &HashSet<ObjectId>,
-) -> Result<Vec<(ObjectId, u64)>> {
-    let mut out = Vec::new();
-    let mut seen: HashSet<ObjectId> = HashSet::new();
-    let mut commits: Vec<ObjectId> = roots.to_vec();
-    let mut trees = Vec::new();
-    while let Some(c) = commits.pop() {
-        if known.contains(&c) || !seen.insert(c) {
-            continue;
-        }
-        let commit = repo.read_commit(&c)?;
-        out.push((c, 0));
-        commits.extend(commit.body.parents.iter().copied());
-        trees.push(commit.body.tree);
-    }
-    while let Some(t) = trees.pop() {
-        if known.contains(&t) || !seen.insert(t) {
-            continue;
-        }
-        out.push((t, 0));
-        // A tree this build cannot decode is served as an opaque object: the receiver checks
-        // it (and refuses it) itself.
-        let Ok(tree) = repo.read_tree(&t) else {
-            continue;
-        };
-        for e in tree.entries {
-            if e.kind == EntryKind::Dir {
-                trees.push(e.id);
-            } else if !known.contains(&e.id) && seen.insert(e.id) {
-                out.push((e.id, e.size));
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// Imports objects of `repo` into `store` by reference (the store reads the immutable object
 /// files in place), each kept by a named tag.
@@ -296,7 +205,7 @@ impl Shared {
             };
             let revocations = access::revocations(&served.repo)?;
             let private =
-                access::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
+                config::is_private(&served.repo)? || head.as_ref().is_some_and(|h| h.body.private);
             Ok((head, revocations, private))
         };
         // Opening the database may wait for another holder: not on a runtime worker.
@@ -897,7 +806,7 @@ struct PushRequest {
     old: Option<ObjectId>,
     new: ObjectId,
     force: bool,
-    from: crate::net::ticket::Provider,
+    from: crate::ticket::Provider,
     /// The writer's scope (empty: the whole dataset).
     scope: Vec<String>,
     seq: u64,

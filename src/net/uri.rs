@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::keys::Home;
-use crate::net::ticket::Ticket;
+use crate::ticket::Ticket;
 
 const SCHEME: &str = "lode://";
 /// Most providers remembered per dataset (newest first).
@@ -66,7 +66,7 @@ pub fn parse(s: &str) -> Result<Referral> {
             "it names a dataset id (64 hex digits) or a registry name (a-z 0-9 . _ -)",
         ));
     };
-    let path = crate::gateway::url_decode(path).ok_or_else(|| bad("malformed escape"))?;
+    let path = crate::text::url_decode(path).ok_or_else(|| bad("malformed escape"))?;
     let path = path.trim_matches('/').to_string();
     if !path.is_empty() && !path.split('/').all(crate::object::valid_name) {
         return Err(bad("invalid path"));
@@ -76,8 +76,7 @@ pub fn parse(s: &str) -> Result<Referral> {
         for kv in q.split('&').filter(|kv| !kv.is_empty()) {
             match kv.split_once('=') {
                 Some(("rev", v)) if !v.is_empty() => {
-                    rev =
-                        Some(crate::gateway::url_decode(v).ok_or_else(|| bad("malformed escape"))?)
+                    rev = Some(crate::text::url_decode(v).ok_or_else(|| bad("malformed escape"))?)
                 }
                 _ => return Err(bad("the only query key is rev")),
             }

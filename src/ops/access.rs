@@ -11,11 +11,13 @@
 //! with WRITE), signs the next sequence number. A peer that cannot sign (a mirror) publishes
 //! the head it received, unchanged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::db::CONFIG;
+use crate::config::{self, get, is_private, list, put};
 use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::ops::graph::{closure, head_refs};
 use crate::repo::Repo;
 use crate::trust::{self, Bundle, Card, HeadBody, Revocation, Revoked, Rights, SignedHead, Target};
 
@@ -24,146 +26,6 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn get(repo: &Repo, key: &str) -> Result<Option<Vec<u8>>> {
-    let db = repo.db()?;
-    let tx = db.db.begin_read()?;
-    crate::db::get_config(&tx, key)
-}
-
-fn list(repo: &Repo, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    let db = repo.db()?;
-    let tx = db.db.begin_read()?;
-    let t = tx.open_table(CONFIG)?;
-    let mut out = Vec::new();
-    for item in t.range(prefix..)? {
-        let (k, v) = item?;
-        let Some(rest) = k.value().strip_prefix(prefix) else {
-            break;
-        };
-        out.push((rest.to_string(), v.value().to_vec()));
-    }
-    Ok(out)
-}
-
-/// Writes config entries in one transaction (`None` removes). The caller holds the lock.
-fn put(repo: &Repo, entries: &[(String, Option<Vec<u8>>)]) -> Result<()> {
-    let db = repo.db()?;
-    let tx = db.db.begin_write()?;
-    {
-        let mut t = tx.open_table(CONFIG)?;
-        for (k, v) in entries {
-            match v {
-                Some(v) => {
-                    t.insert(k.as_str(), v.as_slice())?;
-                }
-                None => {
-                    t.remove(k.as_str())?;
-                }
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// True when the dataset is restricted: served only to ticket holders.
-pub fn is_private(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "private")?.is_some_and(|v| v == b"1"))
-}
-
-/// Marks the dataset restricted (or public).
-pub fn set_private(repo: &Repo, private: bool) -> Result<()> {
-    let _lock = repo.lock()?;
-    put_private(repo, private)
-}
-
-/// [`set_private`] for a caller that holds the lock.
-pub fn put_private(repo: &Repo, private: bool) -> Result<()> {
-    put(repo, &[("private".into(), private.then(|| b"1".to_vec()))])
-}
-
-/// True for a mirror (`clone --mirror`): it fetches and serves, but never decrypts or checks
-/// out.
-pub fn is_mirror(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "mirror")?.is_some())
-}
-
-/// Marks the repository a mirror.
-pub fn set_mirror(repo: &Repo) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
-}
-
-/// Whether checkouts hard-link files from the object store (set by `lode clone --link`).
-pub fn checkout_links(repo: &Repo) -> Result<bool> {
-    Ok(get(repo, "checkout-link")?.is_some())
-}
-
-/// Makes checkouts hard-link files from the object store instead of copying them.
-pub fn set_checkout_links(repo: &Repo) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(repo, &[("checkout-link".into(), Some(b"1".to_vec()))])
-}
-
-/// Objects a mirror dropped to stay within its quota (config `dropped/ID`): not served, not
-/// reported missing by `verify`.
-pub fn dropped(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
-    Ok(list(repo, "dropped/")?
-        .into_iter()
-        .filter_map(|(k, _)| k.parse().ok())
-        .collect())
-}
-
-/// Records dropped objects and forgets those that came back. The caller holds the lock.
-pub fn set_dropped(
-    repo: &Repo,
-    add: &[crate::id::ObjectId],
-    back: &[crate::id::ObjectId],
-) -> Result<()> {
-    let mut entries: Vec<(String, Option<Vec<u8>>)> = add
-        .iter()
-        .map(|id| (format!("dropped/{}", id.to_hex()), Some(vec![1])))
-        .collect();
-    entries.extend(
-        back.iter()
-            .map(|id| (format!("dropped/{}", id.to_hex()), None)),
-    );
-    put(repo, &entries)
-}
-
-/// Objects a taint notice made this mirror delete (config `dropped/ID` = `t`): not served,
-/// not reported missing, and never fetched again.
-pub fn tainted(repo: &Repo) -> Result<std::collections::HashSet<crate::id::ObjectId>> {
-    Ok(list(repo, "dropped/")?
-        .into_iter()
-        .filter(|(_, v)| v == b"t")
-        .filter_map(|(k, _)| k.parse().ok())
-        .collect())
-}
-
-/// Records objects deleted under a taint notice. The caller holds the lock.
-pub fn set_tainted(repo: &Repo, ids: &[crate::id::ObjectId]) -> Result<()> {
-    let entries: Vec<(String, Option<Vec<u8>>)> = ids
-        .iter()
-        .map(|id| (format!("dropped/{}", id.to_hex()), Some(b"t".to_vec())))
-        .collect();
-    put(repo, &entries)
-}
-
-/// A mirror's quota in bytes (config `quota`).
-pub fn quota(repo: &Repo) -> Result<Option<u64>> {
-    Ok(get(repo, "quota")?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
-}
-
-/// Sets a mirror's quota.
-pub fn set_quota(repo: &Repo, bytes: u64) -> Result<()> {
-    let _lock = repo.lock()?;
-    put(
-        repo,
-        &[("quota".into(), Some(bytes.to_be_bytes().to_vec()))],
-    )
 }
 
 /// The capability ticket this device holds for the dataset, if any.
@@ -215,7 +77,7 @@ pub fn grant(
     repo: &Repo,
     audience: &str,
     opts: GrantOptions,
-    hints: Vec<crate::net::ticket::Provider>,
+    hints: Vec<crate::ticket::Provider>,
 ) -> Result<Bundle> {
     let (aud, card) = parse_audience(audience)?;
     let dataset = repo.dataset_id()?;
@@ -466,6 +328,42 @@ pub fn store_head(repo: &Repo, head: &SignedHead) -> Result<()> {
     put(repo, &[("head".into(), Some(head.encode()))])
 }
 
+/// The objects a head publishes that are not in `known`: the plaintext closure of its refs,
+/// or for a restricted dataset the sealed envelope and its ciphertexts (never plaintext).
+pub fn published_closure(
+    repo: &Repo,
+    head: Option<&SignedHead>,
+    known: &HashSet<ObjectId>,
+) -> Result<Vec<ObjectId>> {
+    let Some(h) = head else { return Ok(vec![]) };
+    // A mirror serves what it still holds: not what it dropped to stay within its quota,
+    // nor what a taint notice made it delete.
+    let dropped = config::dropped(repo)?;
+    if h.body.private {
+        let Some(env_id) = h.body.main.map(ObjectId) else {
+            return Ok(vec![]);
+        };
+        if !crate::ops::sealed::holds_ciphertext(repo)? {
+            return Err(Error::Other(
+                "this clone of a restricted dataset holds its plaintext, not its ciphertext: serve a `lode clone --mirror` copy instead".into(),
+            ));
+        }
+        let env = crate::ops::sealed::read_envelope(repo, &env_id)?;
+        return Ok(env
+            .closure(env_id, 0)
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !known.contains(id) && !dropped.contains(id))
+            .collect());
+    }
+    let roots = head_refs(Some(h)).roots();
+    Ok(closure(repo, &roots, known)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| !dropped.contains(id))
+        .collect())
+}
+
 /// Returns the head to publish: the stored one when it still matches the refs and the
 /// revocations, else a newly signed one (when this device can sign). `min_seq` lets a push
 /// receipt move past the pusher's own sequence number.
@@ -560,7 +458,7 @@ fn publish(
     }
     let (main, tags) = match seal_digest {
         Some(d) if sealed.is_none() => {
-            let env = crate::ops::sealed::seal(repo)?;
+            let env = crate::ops::sealed::seal(repo, &reader_recipients(repo)?)?;
             let mut v = d.to_vec();
             v.extend_from_slice(&env.0);
             put(repo, &[("sealed".into(), Some(v))])?;

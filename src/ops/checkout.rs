@@ -143,7 +143,7 @@ fn materialize_commit(
     let head = repo.head()?;
     let head_flat = repo.flatten_commit(head.commit.as_ref())?;
     let (index, index_time) = repo.load_index()?;
-    let link = crate::ops::access::checkout_links(repo)?;
+    let link = crate::config::checkout_links(repo)?;
     repo.release_db();
     let mut wt = scan_worktree(repo, &index, index_time)?;
     let tracked = wt.tracked(&index);

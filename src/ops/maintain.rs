@@ -73,7 +73,7 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         }
     }
     let (index, _) = repo.load_index()?;
-    let dropped = crate::ops::access::dropped(repo)?;
+    let dropped = crate::config::dropped(repo)?;
     for (p, e) in &index {
         if e.kind != EntryKind::Dir {
             r.objects.entry(e.id).or_insert_with(|| Some(p.clone()));

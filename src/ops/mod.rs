@@ -5,6 +5,7 @@ pub mod access;
 pub mod add;
 pub mod checkout;
 pub mod commit;
+pub mod graph;
 pub mod history;
 pub mod maintain;
 pub mod meta;

@@ -496,12 +496,12 @@ fn epoch_secrets(repo: &Repo) -> Result<BTreeMap<u32, age::x25519::Identity>> {
 }
 
 /// Seals the current refs of a restricted dataset for publishing: encrypts what has no
-/// ciphertext yet, writes the keyring (to the current readers and this device), the
-/// manifest and the envelope; opens a new epoch when a reader was removed since the last
-/// one. Returns the envelope id. The caller holds the writer lock.
-pub fn seal(repo: &Repo) -> Result<ObjectId> {
+/// ciphertext yet, writes the keyring (to the current `readers`, from
+/// `ops::access::reader_recipients`, and this device), the manifest and the envelope; opens
+/// a new epoch when a reader was removed since the last one. Returns the envelope id. The
+/// caller holds the writer lock.
+pub fn seal(repo: &Repo, readers: &BTreeMap<[u8; 32], String>) -> Result<ObjectId> {
     let dataset = repo.dataset_id()?.to_bytes();
-    let readers = crate::ops::access::reader_recipients(repo)?;
     let reader_keys: Vec<u8> = readers.keys().flatten().copied().collect();
     let mut secrets = epoch_secrets(repo)?;
     let current =
@@ -562,7 +562,7 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
         .copied()
         .chain(tags.iter().map(|(_, id)| *id))
         .collect();
-    let plain = crate::net::serve::closure(repo, &roots, &HashSet::new())?;
+    let plain = crate::ops::graph::closure(repo, &roots, &HashSet::new())?;
     let mut manifest = Manifest {
         main,
         tags,
@@ -640,8 +640,7 @@ pub fn seal(repo: &Repo) -> Result<ObjectId> {
 /// True when this repository holds every ciphertext of a sealed head (the owner, who seals,
 /// and mirrors); a reader's clone keeps the plaintext only.
 pub fn holds_ciphertext(repo: &Repo) -> Result<bool> {
-    Ok(crate::ops::access::is_mirror(repo)?
-        || repo.home().dataset_key(&repo.dataset_id()?)?.is_some())
+    Ok(crate::config::is_mirror(repo)? || repo.home().dataset_key(&repo.dataset_id()?)?.is_some())
 }
 
 /// Reads a stored envelope.

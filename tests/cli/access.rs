@@ -12,7 +12,7 @@ use lode::keys::Home;
 use lode::net::endpoint::{bind, NetOptions, Relay};
 use lode::net::fetch::Client;
 use lode::net::proto::{self, Listing, Request, Response};
-use lode::net::ticket::Ticket;
+use lode::ticket::Ticket;
 use lode::trust::{Bundle, HeadBody, Link, LinkBody, Rights, SignedHead};
 
 use crate::common::*;

@@ -13,7 +13,7 @@ use lode::keys::Home;
 use lode::net::endpoint::{NetOptions, Relay};
 use lode::net::fetch::Client;
 use lode::net::proto::{self, Request, Response};
-use lode::net::ticket::Ticket;
+use lode::ticket::Ticket;
 use lode::trust::{Revocation, Target};
 
 use crate::common::*;

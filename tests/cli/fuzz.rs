@@ -12,8 +12,8 @@
 use ed25519_dalek::SigningKey;
 use lode::catalog::{Approval, Entry, EntryBody, Notice, Tainted};
 use lode::net::proto::{self, Listing, Request, Response};
-use lode::net::ticket::{Provider, RegistryTicket, Ticket};
 use lode::ops::sealed::Envelope;
+use lode::ticket::{Provider, RegistryTicket, Ticket};
 use lode::trust::{Bundle, Card, HeadBody, Link, LinkBody, Revocation, Rights, SignedHead, Target};
 use lode::ObjectId;
 

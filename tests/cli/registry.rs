@@ -226,7 +226,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
         tickets
             .iter()
             .find(|t| {
-                let t: lode::net::ticket::Ticket = t.parse().unwrap();
+                let t: lode::ticket::Ticket = t.parse().unwrap();
                 hex::encode(t.dataset) == id
             })
             .unwrap()
@@ -354,7 +354,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
     // Unfollowing by id prefix; what was deleted stays deleted.
     let r2_key = hex::encode(
         r2.ticket
-            .parse::<lode::net::ticket::RegistryTicket>()
+            .parse::<lode::ticket::RegistryTicket>()
             .unwrap()
             .key(),
     );
@@ -413,8 +413,8 @@ fn fresh_key() -> ed25519_dalek::SigningKey {
 }
 
 /// A provider nobody serves at (entries only need one to be listed).
-fn nowhere() -> lode::net::ticket::Provider {
-    lode::net::ticket::Provider {
+fn nowhere() -> lode::ticket::Provider {
+    lode::ticket::Provider {
         id: fresh_key().verifying_key().to_bytes(),
         addrs: vec!["127.0.0.1:9".parse().unwrap()],
         relay: None,
@@ -450,7 +450,7 @@ fn throwaway(
 /// Sends signed entries to registry `ticket` as the attacker does (one endpoint, one request
 /// each); returns each answer.
 fn flood(ticket: &str, entries: &[lode::catalog::Entry]) -> Vec<Result<bool, String>> {
-    let reg: lode::net::ticket::RegistryTicket = ticket.parse().unwrap();
+    let reg: lode::ticket::RegistryTicket = ticket.parse().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -471,7 +471,7 @@ fn flood(ticket: &str, entries: &[lode::catalog::Entry]) -> Vec<Result<bool, Str
 fn fake_ticket(env: &TestEnv, dir: &str) -> String {
     let mut id = [0u8; 32];
     hex::decode_to_slice(env.dataset_id(dir), &mut id).unwrap();
-    lode::net::ticket::Ticket {
+    lode::ticket::Ticket {
         dataset: id,
         providers: vec![nowhere()],
     }

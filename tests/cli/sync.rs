@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lode::net::ticket::{Provider, Ticket};
+use lode::ticket::{Provider, Ticket};
 
 use crate::common::*;
 

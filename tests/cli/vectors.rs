@@ -465,7 +465,7 @@ fn make() -> Vec<Vector> {
         description: "Locomotion of N2 worms".into(),
         license: "CC-BY-4.0".into(),
         keywords: vec!["elegans".into()],
-        providers: vec![lode::net::ticket::Provider {
+        providers: vec![lode::ticket::Provider {
             id: pk(&key(9)),
             addrs: vec!["127.0.0.1:4433".parse().unwrap()],
             relay: None,
