@@ -187,3 +187,13 @@ pub fn is_root() -> bool {
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)
 }
+
+/// A test that cannot run its case here (not root, a tool or PyPI missing) says so; under CI
+/// (the `CI` environment variable set, as `.ci/run` runs) that is a failure, since `.ci/run`
+/// provides everything the suite needs: nothing passes there without having run.
+pub fn cannot_run(why: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false") {
+        panic!("{why}: under CI every case must run (.ci/run installs what the tests need)");
+    }
+    eprintln!("not run: {why}");
+}

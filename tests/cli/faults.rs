@@ -244,7 +244,7 @@ fn second_writer_waits_then_fails_and_readers_keep_working() {
 #[test]
 fn full_disk_fails_cleanly_and_a_retry_completes() {
     if !is_root() {
-        eprintln!("full_disk test needs root for a private tmpfs mount; not run");
+        crate::common::cannot_run("the full-disk test needs root for a private tmpfs mount");
         return;
     }
     let env = TestEnv::new();
@@ -276,7 +276,7 @@ mount -o remount,size=16m "$MNT"
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(99) {
-        eprintln!("cannot mount tmpfs here; full_disk test not run");
+        crate::common::cannot_run("cannot mount a tmpfs here for the full-disk test");
         return;
     }
     let err = fs::read_to_string(env.path("add.err")).unwrap();

@@ -257,3 +257,77 @@ fn get_never_replaces_an_edited_file_unless_forced() {
     );
     assert_eq!(env.read("g/neurons.csv"), b"v1\n");
 }
+
+/// The sweep: every command that writes into a working tree, with a user's unsaved file in
+/// its way. Each refuses with a clear message or keeps the file; none loses it.
+#[test]
+fn no_command_destroys_an_unsaved_file() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    env.commit_files(ds, &[("a.csv", b"1\n"), ("b.csv", b"b\n")], "one");
+    env.ok(ds, &["tag", "v1"]);
+    env.commit_files(ds, &[("a.csv", b"2\n"), ("c.csv", b"c\n")], "two");
+    let keep = |path: &str, want: &[u8]| assert_eq!(env.read(path), want, "{path} lost");
+
+    // checkout: over an edited tracked file; over an untracked file the target brings.
+    env.write("ds/a.csv", "unsaved a");
+    env.fails(ds, &["checkout", "v1"], "uncommitted changes");
+    keep("ds/a.csv", b"unsaved a");
+    env.ok(ds, &["checkout", "-f", "main", "a.csv"]);
+    env.ok(ds, &["checkout", "v1"]);
+    env.write("ds/c.csv", "my own c");
+    env.fails(ds, &["checkout", "main"], "untracked");
+    keep("ds/c.csv", b"my own c");
+    std::fs::remove_file(env.path("ds/c.csv")).unwrap();
+    env.ok(ds, &["checkout", "main"]);
+
+    // rm: a staged file no commit holds.
+    env.write("ds/new.csv", "only copy");
+    env.ok(ds, &["add", "new.csv"]);
+    env.fails(ds, &["rm", "new.csv"], "refusing to delete");
+    keep("ds/new.csv", b"only copy");
+    env.ok(ds, &["rm", "--cached", "new.csv"]);
+    std::fs::remove_file(env.path("ds/new.csv")).unwrap();
+
+    let server = serve(&env, "srv", ds);
+    // clone: into a directory with the user's files.
+    env.write("mine/a.csv", "mine");
+    env.fails_as("peer", "", &["clone", &server.ticket, "mine"], "not empty");
+    keep("mine/a.csv", b"mine");
+    // get: over an edited file.
+    env.write("g/a.csv", "edited");
+    env.fails_as(
+        "peer",
+        "",
+        &["get", &server.ticket, "a.csv", "--to", "g"],
+        "would replace",
+    );
+    keep("g/a.csv", b"edited");
+
+    // pull: an edited tracked file the pull changes; an untracked file where one arrives.
+    env.json_as("peer", "", &["clone", &server.ticket, "copy"]);
+    env.write("copy/a.csv", "peer's unsaved edit");
+    env.write("copy/d.csv", "peer's own d");
+    env.commit_files(ds, &[("a.csv", b"3\n"), ("d.csv", b"d\n")], "three");
+    env.fails_as("peer", "copy", &["pull"], "uncommitted changes");
+    keep("copy/a.csv", b"peer's unsaved edit");
+    keep("copy/d.csv", b"peer's own d");
+
+    // A push received by a serving peer whose owner has an unsaved edit of the same file.
+    let writer = crate::sync::grant(&env, ds, "peer", &["--write"]);
+    env.ok_as("peer", "copy", &["checkout", "-f", "HEAD", "a.csv"]);
+    std::fs::remove_file(env.path("copy/d.csv")).unwrap();
+    env.ok_as("peer", "copy", &["pull"]);
+    env.write("copy/a.csv", "from the writer");
+    env.ok_as("peer", "copy", &["add", "a.csv"]);
+    env.ok_as("peer", "copy", &["commit", "-m", "w"]);
+    env.write("ds/a.csv", "owner's unsaved edit");
+    let err = env.fails_as(
+        "peer",
+        "copy",
+        &["push", "--ticket", &writer],
+        "uncommitted",
+    );
+    assert!(err.contains("a.csv"), "{err}");
+    keep("ds/a.csv", b"owner's unsaved edit");
+}

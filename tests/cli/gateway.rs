@@ -245,11 +245,11 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn listing_pages_render_in_headless_chromium() {
     let Some(browser) = chromium() else {
-        eprintln!("skipped: no chromium-headless-shell or chromium (apt-get install chromium-headless-shell; .ci/run does)");
+        crate::common::cannot_run("no chromium-headless-shell or chromium (apt-get install chromium-headless-shell; .ci/run does)");
         return;
     };
     if !is_root() {
-        eprintln!("skipped: needs root for a private network namespace");
+        crate::common::cannot_run("the browser test needs root for a private network namespace");
         return;
     }
     let env = TestEnv::new();

@@ -50,20 +50,27 @@ fn owmeta_python() -> Option<PathBuf> {
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
-                    "skipping the owmeta test: {:?} failed: {}",
+                crate::common::cannot_run(&format!(
+                    "the owmeta test: {:?} failed: {}",
                     step,
                     String::from_utf8_lossy(&o.stderr)
-                );
+                ));
                 return None;
             }
             Err(e) => {
-                eprintln!("skipping the owmeta test: cannot run {:?}: {e}", step[0]);
+                crate::common::cannot_run(&format!(
+                    "the owmeta test: cannot run {:?}: {e}",
+                    step[0]
+                ));
                 return None;
             }
         }
     }
-    works(&py).then_some(py)
+    if !works(&py) {
+        crate::common::cannot_run("the owmeta test: owmeta_core does not import after install");
+        return None;
+    }
+    Some(py)
 }
 
 #[test]

@@ -790,7 +790,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
 #[test]
 fn disk_full_during_pull_fails_cleanly_and_a_retry_completes() {
     if !is_root() {
-        eprintln!("disk-full pull test needs root for a private tmpfs mount; not run");
+        crate::common::cannot_run("the disk-full pull test needs root for a private tmpfs mount");
         return;
     }
     let env = TestEnv::new();
@@ -842,7 +842,7 @@ cmp -s video/day2.bin "$SRC/video/day2.bin" && echo same_bytes
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(99) {
-        eprintln!("cannot mount tmpfs here; disk-full pull test not run");
+        crate::common::cannot_run("cannot mount a tmpfs here for the disk-full pull test");
         return;
     }
     let err = fs::read_to_string(env.path("pull.err")).unwrap_or_default();
