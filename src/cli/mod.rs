@@ -19,6 +19,7 @@ use lode::store::ImportMode;
 use lode::{Error, Repo, RepoOptions};
 use serde::Serialize;
 
+use lode::progress::Progress as _;
 use progress::Bar;
 
 /// Version-control datasets like git; every file is named by its BLAKE3 hash.
@@ -1145,6 +1146,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             };
             let bar = ui.bar("add");
             let r = ops::add::add(&repo, &rels, opts, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1284,6 +1286,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
             let bar = ui.bar("checkout");
             let r = ops::checkout::checkout(&repo, &rev, &rels, force, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1392,6 +1395,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let repo = ctx.repo()?;
             let bar = ui.bar("verify");
             let r = ops::maintain::verify(&repo, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1596,6 +1600,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     &net.options(),
                     &bar,
                 ))?;
+                bar.finish();
                 drop(bar);
                 if let Some(q) = quota {
                     lode::ops::access::set_quota(&repo, q)?;
@@ -1749,6 +1754,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             {
                 let verb = format!("cloned into {}:", repo.root().display());
@@ -1787,6 +1793,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             print_transfer(&mut ui, "fetched", &r)?;
         }
@@ -1801,6 +1808,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             print_transfer(&mut ui, "pulled", &r)?;
         }
@@ -1870,6 +1878,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
