@@ -49,7 +49,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -81,8 +81,8 @@ impl Bar {
             files_total: AtomicU64::new(0),
         });
         let bar = if visible {
-            let hz = (1000 / tick.as_millis().max(1)).clamp(1, 1000) as u8;
-            let hz = hz.max(20);
+            // Redraws at most as often as the tick asks, and no less than indicatif's 20/s.
+            let hz = (1000 / tick.as_millis().max(1)).clamp(20, 255) as u8;
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(hz));
             b.set_style(style(&shared, "{phase} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}"));
             b
@@ -118,7 +118,10 @@ impl Bar {
             ));
             let secs = c.started.elapsed().as_secs_f64();
             if bytes > 0 && secs > 0.0 {
-                line.push_str(&format!(", {}/s", BinaryBytes((bytes as f64 / secs) as u64)));
+                line.push_str(&format!(
+                    ", {}/s",
+                    BinaryBytes((bytes as f64 / secs) as u64)
+                ));
             }
         } else {
             if files > 0 {
@@ -172,29 +175,38 @@ fn style(shared: &Arc<Shared>, template: &str) -> ProgressStyle {
     let (a, b, c) = (shared.clone(), shared.clone(), shared.clone());
     ProgressStyle::with_template(template)
         .expect("template is valid")
-        .with_key("phase", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{}", a.name.lock().expect("not poisoned"));
-        })
-        .with_key("files", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let name = b.name.lock().expect("not poisoned").clone();
-            let _ = write!(
-                w,
-                "{}/{} {}",
-                thousands(b.files.load(Relaxed)),
-                thousands(b.files_total.load(Relaxed)),
-                unit(&name)
-            );
-        })
-        .with_key("sofar", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let name = c.name.lock().expect("not poisoned").clone();
-            let files = c.files.load(Relaxed);
-            if files > 0 {
-                let _ = write!(w, "{} {}", thousands(files), unit(&name));
-            }
-            if s.pos() > 0 {
-                let _ = write!(w, " {}", BinaryBytes(s.pos()));
-            }
-        })
+        .with_key(
+            "phase",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}", a.name.lock().expect("not poisoned"));
+            },
+        )
+        .with_key(
+            "files",
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let name = b.name.lock().expect("not poisoned").clone();
+                let _ = write!(
+                    w,
+                    "{}/{} {}",
+                    thousands(b.files.load(Relaxed)),
+                    thousands(b.files_total.load(Relaxed)),
+                    unit(&name)
+                );
+            },
+        )
+        .with_key(
+            "sofar",
+            move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let name = c.name.lock().expect("not poisoned").clone();
+                let files = c.files.load(Relaxed);
+                if files > 0 {
+                    let _ = write!(w, "{} {}", thousands(files), unit(&name));
+                }
+                if s.pos() > 0 {
+                    let _ = write!(w, " {}", BinaryBytes(s.pos()));
+                }
+            },
+        )
 }
 
 impl Progress for Bar {

@@ -1217,7 +1217,8 @@ async fn fetch_sealed(
         return Err(lying("its envelope belongs to another dataset".into()));
     }
     if !open {
-        walk.fetch_missing(&env.objects).await?;
+        walk.fetch_missing_as(&env.objects, Some("receiving"))
+            .await?;
         return Ok(None);
     }
     // A reader fetches the keyring and manifest, then only the ciphertexts of the plaintext

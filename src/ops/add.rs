@@ -255,7 +255,9 @@ pub fn add(
         match outcome {
             Outcome::Unchanged => {}
             Outcome::Pending(_) => {
-                return Err(Error::Other(format!("internal error: {path:?} was not hashed")));
+                return Err(Error::Other(format!(
+                    "internal error: {path:?} was not hashed"
+                )));
             }
             Outcome::Dir => {
                 let empty = !nonempty.contains(path.as_str());
