@@ -19,6 +19,7 @@ use lode::store::ImportMode;
 use lode::{Error, Repo, RepoOptions};
 use serde::Serialize;
 
+use lode::progress::Progress as _;
 use progress::Bar;
 
 /// Version-control datasets like git; every file is named by its BLAKE3 hash.
@@ -1268,6 +1269,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             };
             let bar = ui.bar("add");
             let r = ops::add::add(&repo, &rels, opts, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1418,6 +1420,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
             let bar = ui.bar("checkout");
             let r = ops::checkout::checkout(&repo, &rev, &rels, force, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1526,6 +1529,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
             let repo = ctx.repo()?;
             let bar = ui.bar("verify");
             let r = ops::maintain::verify(&repo, &bar)?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;
@@ -1730,6 +1734,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                     &net.options(),
                     &bar,
                 ))?;
+                bar.finish();
                 drop(bar);
                 if let Some(q) = quota {
                     lode::config::set_quota(&repo, q)?;
@@ -1883,6 +1888,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             {
                 let verb = format!("cloned into {}:", repo.root().display());
@@ -1921,6 +1927,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             print_transfer(&mut ui, "fetched", &r)?;
         }
@@ -1935,6 +1942,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             print_transfer(&mut ui, "pulled", &r)?;
         }
@@ -2007,6 +2015,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
                 &net.options(),
                 &bar,
             ))?;
+            bar.finish();
             drop(bar);
             if ui.json {
                 ui.json(&r)?;

@@ -662,6 +662,11 @@ impl Walk<'_> {
         if piecewise {
             pieces::discard(&path);
         }
+        // Bytes kept by an earlier run count as received (each attempt below resumes
+        // where the last one stopped, counting only what it receives).
+        if let Ok(m) = std::fs::metadata(&path) {
+            self.progress.inc(m.len() / pieces::GROUP * pieces::GROUP);
+        }
         let mut last = Error::NoProvider("no provider".into());
         let (mut order, dead) = self.client.by_liveness();
         order.extend(dead);
@@ -796,12 +801,33 @@ impl Walk<'_> {
     /// Fetches those of `wanted` (ids with sizes) that are missing: small ones through memory
     /// in bounded batches, big ones through the transfer store.
     async fn fetch_missing(&mut self, wanted: &[(ObjectId, u64)]) -> Result<()> {
+        self.fetch_missing_as(wanted, None).await
+    }
+
+    /// [`Walk::fetch_missing`], reported as a progress phase `phase` (when given) whose
+    /// totals, the count and bytes of the missing objects, are known before it starts.
+    async fn fetch_missing_as(
+        &mut self,
+        wanted: &[(ObjectId, u64)],
+        phase: Option<&'static str>,
+    ) -> Result<()> {
         let mut missing = Vec::new();
         let mut queued = HashSet::new();
-        for (id, _) in wanted {
+        let mut missing_bytes = 0u64;
+        for (id, size) in wanted {
             if queued.insert(*id) && !self.skip.contains(id) && !self.has(id).await {
                 missing.push(Hash::from_bytes(id.0));
+                missing_bytes += size;
             }
+        }
+        let progress = self.progress;
+        let files_done = |n: usize| {
+            if phase.is_some() {
+                (0..n).for_each(|_| progress.file_done());
+            }
+        };
+        if let (Some(name), false) = (phase, missing.is_empty()) {
+            progress.phase(name, missing.len() as u64, missing_bytes);
         }
         // Small objects travel through memory in bounded batches and are written to the
         // object store directly: iroh-blobs' file store would create three files and
@@ -820,7 +846,9 @@ impl Walk<'_> {
                 batch.push(*h);
                 batch_bytes += sizes[&ObjectId(*h.as_bytes())].max(64 << 10);
                 if batch.len() >= 256 || batch_bytes >= 16 << 20 || i + 1 == small.len() {
+                    let n = batch.len();
                     self.fetch_small(repo, std::mem::take(&mut batch)).await?;
+                    files_done(n);
                     batch_bytes = 0;
                 }
             }
@@ -836,7 +864,7 @@ impl Walk<'_> {
                 let id = ObjectId(*h.as_bytes());
                 let size = sizes.get(&id).copied().unwrap_or(0);
                 match self.stream_plain(repo, id, size).await {
-                    Ok(()) => {}
+                    Ok(()) => files_done(1),
                     Err(e) if is_disk_full(&e) => return Err(e),
                     Err(_) => left.push(h),
                 }
@@ -869,6 +897,7 @@ impl Walk<'_> {
                 .await;
             puts.into_iter().collect::<Result<()>>()?;
             self.objects += missing.len() as u64;
+            files_done(missing.len());
         }
         Ok(())
     }
@@ -900,6 +929,10 @@ impl Walk<'_> {
         let mut seen: HashSet<ObjectId> = HashSet::new();
         let mut links: Vec<(String, ObjectId)> = Vec::new();
         let mut leaves = Vec::new();
+        // Blobs are fetched last, all at once, so that the count and bytes to receive are
+        // known (from the trees) before any of them arrives.
+        let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
+        self.progress.scan("listing");
         while !level.is_empty() {
             level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
             let wanted: Vec<(ObjectId, u64)> = level.iter().map(|i| (i.id, i.size)).collect();
@@ -973,19 +1006,9 @@ impl Walk<'_> {
                                 }),
                                 EntryKind::Symlink => {
                                     links.push((path.clone(), e.id));
-                                    next.push(Item {
-                                        id: e.id,
-                                        kind: Kind::Blob,
-                                        path: path.clone(),
-                                        size: e.size,
-                                    });
+                                    blobs.push((e.id, e.size));
                                 }
-                                _ => next.push(Item {
-                                    id: e.id,
-                                    kind: Kind::Blob,
-                                    path: path.clone(),
-                                    size: e.size,
-                                }),
+                                _ => blobs.push((e.id, e.size)),
                             }
                             if filter.is_some()
                                 && (e.kind != EntryKind::Dir
@@ -1004,6 +1027,7 @@ impl Walk<'_> {
             }
             level = next;
         }
+        self.fetch_missing_as(&blobs, Some("receiving")).await?;
         for (path, id) in links {
             let target = self.read(&id).await?;
             if !link_stays_inside(&path, &target) {
@@ -1209,7 +1233,8 @@ async fn fetch_sealed(
         return Err(lying("its envelope belongs to another dataset".into()));
     }
     if !open {
-        walk.fetch_missing(&env.objects).await?;
+        walk.fetch_missing_as(&env.objects, Some("receiving"))
+            .await?;
         return Ok(None);
     }
     // A reader fetches the keyring and manifest, then only the ciphertexts of the plaintext

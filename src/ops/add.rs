@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::db::IndexEntry;
@@ -45,6 +46,9 @@ enum Outcome {
     Staged(IndexEntry, bool),
     /// A directory (its entries are walked separately).
     Dir,
+    /// A file to read and hash, once the walk has found them all (so that the byte total
+    /// is known before hashing starts).
+    Pending(Stat),
 }
 
 /// Stages one walked path.
@@ -54,8 +58,6 @@ fn stage_path(
     meta: &fs::Metadata,
     old: Option<&IndexEntry>,
     index_time: i64,
-    opts: AddOptions,
-    progress: &dyn Progress,
 ) -> Result<Outcome> {
     let stat = Stat::of(meta);
     let kind = WalkKind::of(meta);
@@ -67,22 +69,7 @@ fn stage_path(
         }
     }
     match kind {
-        WalkKind::File => {
-            let imp = repo.store().import_file(abs, &stat, opts.mode)?;
-            progress.inc(stat.size);
-            let kind = if stat.executable() {
-                EntryKind::Executable
-            } else {
-                EntryKind::File
-            };
-            let e = IndexEntry {
-                kind,
-                id: imp.id,
-                size: stat.size,
-                stat: Some(imp.stat),
-            };
-            Ok(Outcome::Staged(e, imp.stored))
-        }
+        WalkKind::File => Ok(Outcome::Pending(stat)),
         WalkKind::Symlink => {
             let target = fs::read_link(abs).map_err(|e| Error::io("cannot read link", abs, e))?;
             let bytes = target.as_os_str().as_bytes();
@@ -98,6 +85,92 @@ fn stage_path(
         WalkKind::Dir => Ok(Outcome::Dir),
         WalkKind::Other => Err(Error::SpecialFile(abs.to_path_buf())),
     }
+}
+
+/// Reads and stores one file found by the walk.
+fn hash_file(repo: &Repo, rel: &str, stat: &Stat, opts: AddOptions) -> Result<Outcome> {
+    let imp = repo.store().import_file(&repo.abs(rel), stat, opts.mode)?;
+    let kind = if stat.executable() {
+        EntryKind::Executable
+    } else {
+        EntryKind::File
+    };
+    let e = IndexEntry {
+        kind,
+        id: imp.id,
+        size: stat.size,
+        stat: Some(imp.stat),
+    };
+    Ok(Outcome::Staged(e, imp.stored))
+}
+
+/// Hashes the pending files of `results` on as many threads as the walk uses, reporting a
+/// `hashing` phase whose totals are known before it starts.
+fn hash_pending(
+    repo: &Repo,
+    results: &mut [(String, Outcome)],
+    opts: AddOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let pending: Vec<usize> = (0..results.len())
+        .filter(|i| matches!(results[*i].1, Outcome::Pending(_)))
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let size = |i: usize| match &results[i].1 {
+        Outcome::Pending(stat) => stat.size,
+        _ => 0,
+    };
+    let bytes = pending.iter().map(|i| size(*i)).sum();
+    progress.phase("hashing", pending.len() as u64, bytes);
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8)
+        .min(pending.len());
+    let shared: &[(String, Outcome)] = results;
+    let done: Vec<Result<Vec<(usize, Outcome)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<(usize, Outcome)>> {
+                    let mut out = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(&i) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            break;
+                        };
+                        let (rel, Outcome::Pending(stat)) = &shared[i] else {
+                            continue;
+                        };
+                        match hash_file(repo, rel, stat, opts) {
+                            Ok(o) => out.push((i, o)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        progress.inc(stat.size);
+                        progress.file_done();
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(Error::Other("a hashing thread failed".into())))
+            })
+            .collect()
+    });
+    for part in done {
+        for (i, outcome) in part? {
+            results[i].1 = outcome;
+        }
+    }
+    Ok(())
 }
 
 /// Stages `paths` (repository paths; "" is the whole tree), recursively, like
@@ -123,16 +196,20 @@ pub fn add(
             Ok(m) if m.is_dir() => walk_targets.push(p.clone()),
             Ok(m) => record(
                 p.clone(),
-                stage_path(repo, &abs, &m, index.get(p), index_time, opts, progress)?,
+                stage_path(repo, &abs, &m, index.get(p), index_time)?,
             ),
             Err(_) if index.keys().any(|k| under(k, p)) => {}
             Err(_) => return Err(Error::NoMatch(p.clone())),
         }
     }
     if !walk_targets.is_empty() {
+        progress.scan("scanning");
         worktree::walk(repo.root(), &walk_targets, |item| {
             let old = index.get(&item.rel);
-            let outcome = stage_path(repo, &item.abs, &item.meta, old, index_time, opts, progress)?;
+            let outcome = stage_path(repo, &item.abs, &item.meta, old, index_time)?;
+            if item.kind != WalkKind::Dir {
+                progress.file_done();
+            }
             record(item.rel, outcome);
             Ok(())
         })?;
@@ -155,7 +232,7 @@ pub fn add(
         match fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() && old.kind == EntryKind::Dir => {}
             Ok(m) if !m.is_dir() => {
-                let outcome = stage_path(repo, &abs, &m, Some(old), index_time, opts, progress)?;
+                let outcome = stage_path(repo, &abs, &m, Some(old), index_time)?;
                 results.push((path.clone(), outcome));
             }
             _ => {
@@ -164,6 +241,8 @@ pub fn add(
             }
         }
     }
+    hash_pending(repo, &mut results, opts, progress)?;
+    progress.finish();
 
     let mut nonempty: HashSet<&str> = HashSet::new();
     for (p, _) in &results {
@@ -175,6 +254,11 @@ pub fn add(
         let old = index.get(path);
         match outcome {
             Outcome::Unchanged => {}
+            Outcome::Pending(_) => {
+                return Err(Error::Other(format!(
+                    "internal error: {path:?} was not hashed"
+                )));
+            }
             Outcome::Dir => {
                 let empty = !nonempty.contains(path.as_str());
                 match old {

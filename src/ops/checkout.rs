@@ -202,12 +202,6 @@ fn materialize_commit(
         }
     }
 
-    let total: u64 = target
-        .iter()
-        .filter(|(p, _)| in_scope(p))
-        .map(|(_, e)| e.size)
-        .sum();
-    progress.set_total(total);
     let mut report = CheckoutReport {
         commit: target_id.to_hex(),
         moved_head: paths.is_empty(),
@@ -252,6 +246,11 @@ fn materialize_commit(
                 && !(tracked.get(*p) == Some(*e) && index.get(*p).is_some_and(|i| i.id == e.id))
         })
         .collect();
+    // Known before writing starts: what will be written (unchanged files are skipped).
+    if !todo.is_empty() {
+        let bytes: u64 = todo.iter().map(|(_, e)| e.size).sum();
+        progress.phase("checking out", todo.len() as u64, bytes);
+    }
     let mut failed = None;
     for (p, e, written) in materialize_all(repo, &todo, link, progress) {
         match written {
@@ -350,6 +349,7 @@ fn materialize_all<'a>(
             let stop = written.is_err();
             if !stop {
                 progress.inc(e.size);
+                progress.file_done();
             }
             out.push((p, e, written));
             if stop {

@@ -153,7 +153,11 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
     let reach = reachable(repo)?;
     repo.release_db();
     let listed = repo.store().list()?;
-    progress.set_total(listed.iter().map(|(_, n)| n).sum());
+    progress.phase(
+        "verifying",
+        listed.len() as u64,
+        listed.iter().map(|(_, n)| n).sum(),
+    );
     let next = AtomicUsize::new(0);
     let damaged = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism()
@@ -183,6 +187,7 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
                     damaged.lock().expect("not poisoned").push(b);
                 }
                 progress.inc(*len);
+                progress.file_done();
             });
         }
     });
