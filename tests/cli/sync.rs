@@ -623,24 +623,30 @@ fn of_two_racing_pushes_one_wins() {
     let env = TestEnv::new();
     let ds = dataset(&env);
     let server = serve(&env, "srv", ds);
+    // Each peer clones beside its home (a clone never goes into a non-empty directory).
     for p in ["b", "c"] {
         let t = grant(&env, ds, p, &["--read", "--write"]);
-        env.json_as(p, "", &["clone", &server.ticket, p, "--ticket", &t]);
-        env.write(&format!("{p}/{p}.csv"), vec![b'x'; 500_000]);
-        assert!(env.cmd_as(p, p, &["add", "."]).status().unwrap().success());
+        let dir = format!("{p}-ds");
+        env.json_as(p, "", &["clone", &server.ticket, &dir, "--ticket", &t]);
+        env.write(&format!("{dir}/{p}.csv"), vec![b'x'; 500_000]);
         assert!(env
-            .cmd_as(p, p, &["commit", "-m", p])
+            .cmd_as(p, &dir, &["add", "."])
+            .status()
+            .unwrap()
+            .success());
+        assert!(env
+            .cmd_as(p, &dir, &["commit", "-m", p])
             .status()
             .unwrap()
             .success());
     }
     let b = env
-        .cmd_as("b", "b", &["push"])
+        .cmd_as("b", "b-ds", &["push"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let c = env
-        .cmd_as("c", "c", &["push"])
+        .cmd_as("c", "c-ds", &["push"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -656,7 +662,7 @@ fn of_two_racing_pushes_one_wins() {
         err.contains("push rejected") && err.contains("pull"),
         "{err}"
     );
-    let winner = if b.status.success() { "b" } else { "c" };
+    let winner = if b.status.success() { "b-ds" } else { "c-ds" };
     assert_eq!(env.head(ds), env.head(winner));
 }
 
