@@ -1,48 +1,121 @@
-//! The registry commands: `lode registry serve|approve|approvals|taint|notices`,
-//! `lode publish`, `lode search`.
+//! The `lode registry` commands: `serve|approve|approvals|taint|notices`.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use lode::catalog::{Entry, Tainted};
+use clap::{Args, Subcommand};
+use lode::catalog::Tainted;
 use lode::net::registry;
-use lode::ticket::{RegistryTicket, Ticket};
+use lode::ticket::RegistryTicket;
 use lode::Error;
-use serde::Serialize;
 
-use super::{runtime, shutdown_signal, CliResult, Ctx, NetArgs, RegistryAction, Ui};
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, shutdown_signal, CliResult, Ctx};
 
-/// An entry as `search --json` shows it.
-#[derive(Serialize)]
-struct EntryJson {
-    name: String,
-    dataset: String,
-    title: String,
-    description: String,
-    license: String,
-    keywords: Vec<String>,
-    ticket: String,
-    seq: u64,
-    publisher: String,
+#[derive(Args)]
+pub struct RegistryArgs {
+    #[command(subcommand)]
+    action: RegistryAction,
 }
 
-fn entry_json(e: &Entry) -> EntryJson {
-    let b = &e.body;
-    EntryJson {
-        name: b.name.clone(),
-        dataset: hex::encode(b.dataset),
-        title: b.title.clone(),
-        description: b.description.clone(),
-        license: b.license.clone(),
-        keywords: b.keywords.clone(),
-        ticket: Ticket {
-            dataset: b.dataset,
-            providers: b.providers.clone(),
-        }
-        .to_string(),
-        seq: b.seq,
-        publisher: hex::encode(b.publisher),
-    }
+#[derive(Subcommand)]
+enum RegistryAction {
+    /// Run a registry until Ctrl-C or SIGTERM; prints `registry: TICKET`.
+    Serve {
+        /// Where the registry keeps its key, entries and notices (default
+        /// $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Another registry to replicate with (repeatable); registries that sync with this
+        /// one become its peers too.
+        #[arg(long = "peer", value_name = "TICKET")]
+        peers: Vec<String>,
+        /// Ask every peer for what this registry lacks every SECS seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        sync: u64,
+        /// List only publishers this registry's operator approved (`lode registry approve`);
+        /// without it anyone may list datasets.
+        #[arg(long)]
+        curated: bool,
+        /// Also honour the approvals of this registry (repeatable; implies --curated): a
+        /// replica of a curated registry names it here.
+        #[arg(long = "curated-by", value_name = "TICKET")]
+        curated_by: Vec<String>,
+        /// Most datasets one publisher may list here.
+        #[arg(long, value_name = "N", default_value_t = lode::net::registry::DEFAULT_PER_PUBLISHER)]
+        max_per_publisher: usize,
+        /// Most entries one peer may bring here (a peer registry, or the endpoint that
+        /// published them).
+        #[arg(long, value_name = "N", default_value_t = lode::net::registry::DEFAULT_PER_PEER)]
+        max_per_peer: usize,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Approve a publisher at the curated registry this user operates (or, with --revoke,
+    /// withdraw the approval): a signed approval that replicas honour too.
+    #[command(
+        after_help = "Examples:\n  lode registry approve lodeid1… --note \"Lee lab\" --registry lodereg1…\n  lode registry approve 5f2c…e1 --revoke --registry lodereg1…"
+    )]
+    Approve {
+        /// The publisher: an identity card (lodeid1…, from `lode id --card`) or device id.
+        publisher: String,
+        /// Withdraw the approval: the publisher's entries are no longer listed.
+        #[arg(long)]
+        revoke: bool,
+        /// Who the publisher is (public, for the operator's records).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// The running registry's ticket.
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        /// The registry's directory (holds its key; default $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List a registry's publisher approvals (its own and its peers').
+    Approvals {
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Publish a signed taint notice (takedown) at the registry this user operates: mirrors
+    /// that follow it delete the dataset or blob.
+    Taint {
+        /// A dataset id to take down.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "blob",
+            conflicts_with = "blob"
+        )]
+        dataset: Option<String>,
+        /// One blob (BLAKE3 id) to take down, in whatever dataset.
+        #[arg(long, value_name = "ID")]
+        blob: Option<String>,
+        /// Why (public).
+        #[arg(long)]
+        reason: String,
+        /// The running registry's ticket.
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        /// The registry's directory (holds its key; default $LODE_HOME/registry).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List a registry's taint notices (public and signed: anyone can audit them).
+    Notices {
+        #[arg(long, value_name = "TICKET")]
+        registry: String,
+        #[command(flatten)]
+        net: NetArgs,
+    },
 }
 
 fn parse_id(what: &str, s: &str) -> Result<[u8; 32], Error> {
@@ -52,8 +125,8 @@ fn parse_id(what: &str, s: &str) -> Result<[u8; 32], Error> {
     Ok(id)
 }
 
-pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
-    match action {
+pub fn cmd_registry(ctx: &Ctx, ui: &mut Ui, args: RegistryArgs) -> CliResult {
+    match args.action {
         RegistryAction::Serve {
             dir,
             peers,
@@ -261,84 +334,6 @@ pub(super) fn run(ctx: &Ctx, ui: &mut Ui, action: RegistryAction) -> CliResult {
                     ))?;
                 }
             }
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn publish(
-    ctx: &Ctx,
-    ui: &mut Ui,
-    name: Option<String>,
-    reg: &str,
-    providers: &[String],
-    with_metadata: bool,
-    net: &NetArgs,
-) -> CliResult {
-    let repo = ctx.repo()?;
-    let reg: RegistryTicket = reg.parse()?;
-    let extra: Vec<Ticket> = providers
-        .iter()
-        .map(|p| p.parse())
-        .collect::<Result<_, _>>()?;
-    let name = match name {
-        Some(n) => n,
-        None => repo
-            .root()
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_lowercase(),
-    };
-    let r = runtime()?.block_on(registry::publish(
-        &repo,
-        &reg,
-        &name,
-        &extra,
-        with_metadata,
-        &net.options(),
-    ))?;
-    if ui.json {
-        ui.json(&r)?;
-    } else if r.new {
-        ui.note(format!(
-            "published {} as {:?} with {} provider(s)",
-            &r.dataset[..16],
-            r.name,
-            r.providers
-        ));
-        if !r.metadata {
-            ui.note("a restricted dataset: its metadata stays private (--with-metadata lists it)");
-        }
-    } else {
-        ui.note(format!("the registry already lists {:?} as it is", r.name));
-    }
-    Ok(())
-}
-
-pub(super) fn search(ctx: &Ctx, ui: &mut Ui, term: &str, reg: &str, net: &NetArgs) -> CliResult {
-    let reg: RegistryTicket = reg.parse()?;
-    let found = runtime()?.block_on(registry::search(&reg, term, &net.options()))?;
-    registry::remember(&ctx.home, &reg);
-    if ui.json {
-        ui.json(&found.iter().map(entry_json).collect::<Vec<_>>())?;
-    } else {
-        for e in &found {
-            let b = &e.body;
-            ui.line(format!(
-                "{}  {}  {}{}",
-                b.name,
-                &hex::encode(b.dataset)[..16],
-                b.title,
-                if b.license.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", b.license)
-                }
-            ))?;
-        }
-        if found.is_empty() {
-            ui.note(format!("no dataset matches {term:?}"));
         }
     }
     Ok(())

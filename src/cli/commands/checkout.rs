@@ -1,0 +1,43 @@
+//! The `lode checkout` command.
+
+use crate::cli::args::repo_paths;
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::ops;
+use lode::progress::Progress as _;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CheckoutArgs {
+    /// The revision to write: a tag, a commit id (or a unique prefix), HEAD~N or main.
+    rev: String,
+    /// Only these paths (files or directories) of REV; HEAD does not move.
+    paths: Vec<PathBuf>,
+    /// Overwrite uncommitted changes.
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn cmd_checkout(ctx: &Ctx, ui: &mut Ui, args: CheckoutArgs) -> CliResult {
+    let CheckoutArgs { rev, paths, force } = args;
+    let repo = ctx.repo()?;
+    let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
+    let bar = ui.bar("checkout");
+    let r = ops::checkout::checkout(&repo, &rev, &rels, force, &bar)?;
+    bar.finish();
+    drop(bar);
+    if ui.json {
+        ui.json(&r)?;
+    } else {
+        ui.note(format!(
+            "checked out {} ({} written, {} removed, {})",
+            &r.commit[..12],
+            r.written,
+            r.removed,
+            human(r.bytes_written)
+        ));
+    }
+    Ok(())
+}

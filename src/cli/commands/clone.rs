@@ -1,0 +1,79 @@
+//! The `lode clone` command.
+
+use crate::cli::args::ticket_arg;
+use crate::cli::args::CapArg;
+use crate::cli::args::NetArgs;
+use crate::cli::output::print_transfer;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::progress::Progress as _;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CloneArgs {
+    /// A ticket: an address ticket (`lode1…` from `lode serve`), a capability ticket (`lodecap1…` from `lode grant`), or with --registry a dataset name.
+    #[arg(value_parser = ticket_arg)]
+    ticket: String,
+    /// The directory to clone into (default: dataset-ID, the first 8 hex digits of its id).
+    dir: Option<PathBuf>,
+    /// Resolve TICKET as a dataset name at this registry (lodereg1…).
+    #[arg(long, value_name = "TICKET")]
+    registry: Option<String>,
+    /// Fetch and keep what the dataset publishes, to serve it on, without checking out
+    /// (for a restricted dataset: ciphertext only; needs a --relay or --read ticket).
+    #[arg(long)]
+    mirror: bool,
+    /// Hard-link files from the object store into the working tree instead of copying
+    /// them (no second copy on disk; the files are read-only, as with `lode add --link`);
+    /// later checkouts and pulls of this clone link too.
+    #[arg(long, conflicts_with = "mirror")]
+    link: bool,
+    #[command(flatten)]
+    cap: CapArg,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
+    let CloneArgs {
+        ticket,
+        dir,
+        registry,
+        mirror,
+        link,
+        cap,
+        net,
+    } = args;
+    let (ticket, cap) = match registry {
+        Some(reg) => {
+            let reg: lode::ticket::RegistryTicket = reg.parse()?;
+            let t =
+                runtime()?.block_on(lode::net::registry::resolve(&reg, &ticket, &net.options()))?;
+            lode::net::registry::remember(&ctx.home, &reg);
+            (t, cap.bundle()?)
+        }
+        None => lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?,
+    };
+    let dir = ctx.cwd.join(dir.unwrap_or_else(|| {
+        PathBuf::from(format!("dataset-{}", &hex::encode(ticket.dataset)[..8]))
+    }));
+    let bar = ui.bar("clone");
+    let (repo, r) = runtime()?.block_on(lode::net::fetch::clone(
+        &dir,
+        ctx.home.clone(),
+        ctx.opts.clone(),
+        &ticket,
+        lode::net::fetch::CloneOptions { cap, mirror, link },
+        &net.options(),
+        &bar,
+    ))?;
+    bar.finish();
+    drop(bar);
+    {
+        let verb = format!("cloned into {}:", repo.root().display());
+        print_transfer(ui, &verb, &r)?;
+    }
+    Ok(())
+}

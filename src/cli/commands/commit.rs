@@ -1,0 +1,38 @@
+//! The `lode commit` command.
+
+use crate::cli::output::first_line;
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::ops;
+
+#[derive(Args)]
+pub struct CommitArgs {
+    #[arg(short, long)]
+    message: String,
+    /// Commit even if nothing changed.
+    #[arg(long)]
+    allow_empty: bool,
+}
+
+pub fn cmd_commit(ctx: &Ctx, ui: &mut Ui, args: CommitArgs) -> CliResult {
+    let CommitArgs {
+        message,
+        allow_empty,
+    } = args;
+    let repo = ctx.repo()?;
+    let r = ops::commit::commit(&repo, &message, allow_empty)?;
+    if ui.json {
+        ui.json(&r)?;
+    } else if !ui.quiet {
+        ui.line(format!(
+            "[{}] {} ({} files, {})",
+            &r.commit[..12],
+            first_line(&message),
+            r.files,
+            human(r.bytes)
+        ))?;
+    }
+    Ok(())
+}

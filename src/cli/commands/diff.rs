@@ -1,0 +1,33 @@
+//! The `lode diff` command.
+
+use crate::cli::output::print_changes;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::ops;
+use lode::Error;
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// None: HEAD vs the working tree; one: REV vs the working tree; two: REV vs REV.
+    revs: Vec<String>,
+}
+
+pub fn cmd_diff(ctx: &Ctx, ui: &mut Ui, args: DiffArgs) -> CliResult {
+    let DiffArgs { revs } = args;
+    if revs.len() > 2 {
+        return Err(Error::Other("diff takes at most two revisions".into()).into());
+    }
+    let repo = ctx.repo()?;
+    let changes = ops::history::diff(
+        &repo,
+        revs.first().map(String::as_str),
+        revs.get(1).map(String::as_str),
+    )?;
+    if ui.json {
+        ui.json(&changes)?;
+    } else {
+        print_changes(ui, &changes)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The `lode fetch` command.
+
+use crate::cli::args::CapArg;
+use crate::cli::args::NetArgs;
+use crate::cli::output::print_transfer;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::progress::Progress as _;
+
+#[derive(Args)]
+pub struct FetchArgs {
+    /// The remote to fetch from (default: origin).
+    remote: Option<String>,
+    #[command(flatten)]
+    cap: CapArg,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_fetch(ctx: &Ctx, ui: &mut Ui, args: FetchArgs) -> CliResult {
+    let FetchArgs { remote, cap, net } = args;
+    let repo = ctx.repo()?;
+    let name = remote.unwrap_or_else(|| "origin".into());
+    let bar = ui.bar("fetch");
+    let r = runtime()?.block_on(lode::net::fetch::fetch(
+        &repo,
+        &name,
+        cap.bundle()?,
+        &net.options(),
+        &bar,
+    ))?;
+    bar.finish();
+    drop(bar);
+    print_transfer(ui, "fetched", &r)?;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The `lode gc` command.
+
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::ops;
+
+#[derive(Args)]
+pub struct GcArgs {
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn cmd_gc(ctx: &Ctx, ui: &mut Ui, args: GcArgs) -> CliResult {
+    let GcArgs { dry_run } = args;
+    let repo = ctx.repo()?;
+    let r = ops::maintain::gc(&repo, dry_run)?;
+    if ui.json {
+        ui.json(&r)?;
+    } else if !ui.quiet {
+        let verb = if dry_run { "would free" } else { "freed" };
+        ui.line(format!(
+            "{verb} {} ({} objects, {} temp files); {} objects kept",
+            human(r.bytes_freed),
+            r.objects_removed,
+            r.temp_files_removed,
+            r.objects_kept
+        ))?;
+    }
+    Ok(())
+}

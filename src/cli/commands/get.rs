@@ -1,0 +1,95 @@
+//! The `lode get` command.
+
+use crate::cli::args::ticket_arg;
+use crate::cli::args::CapArg;
+use crate::cli::args::NetArgs;
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::progress::Progress as _;
+use lode::Error;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// Where from: an address ticket (`lode1…`), a capability ticket (`lodecap1…`), or a `lode://NAME-OR-ID/PATH?rev=REV` URI.
+    #[arg(value_parser = ticket_arg)]
+    ticket: String,
+    /// Paths (files or directories) of the dataset to fetch (`""` for everything).
+    paths: Vec<String>,
+    /// Directory to write into.
+    #[arg(long, default_value = ".")]
+    to: PathBuf,
+    /// A tag or full commit id of the dataset instead of its `main`.
+    #[arg(long, value_name = "REV")]
+    rev: Option<String>,
+    /// Replace files in --to that differ from the dataset's (by default get refuses;
+    /// files already identical are left as they are).
+    #[arg(short, long)]
+    force: bool,
+    #[command(flatten)]
+    cap: CapArg,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
+    let GetArgs {
+        ticket,
+        paths: paths_arg,
+        to,
+        rev: rev_arg,
+        force,
+        cap,
+        net,
+    } = args;
+    // A lode:// referral names the dataset (and maybe a path and a revision); its
+    // providers are those seen before.
+    let (ticket, cap, mut paths, rev) = if lode::net::uri::is_referral(&ticket) {
+        let r = lode::net::uri::parse(&ticket)?;
+        let t = match &r.dataset {
+            lode::net::uri::Named::Id(id) => lode::net::uri::resolve(&ctx.home, id)?,
+            lode::net::uri::Named::Name(name) => runtime()?.block_on(
+                lode::net::registry::resolve_known(&ctx.home, name, &net.options()),
+            )?,
+        };
+        let cap: Option<lode::trust::Bundle> = cap.bundle()?;
+        (t, cap, r.path.into_iter().collect::<Vec<_>>(), r.rev)
+    } else {
+        let (t, c) = lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
+        (t, c, vec![], None)
+    };
+    paths.extend(paths_arg.iter().map(|p| p.trim_matches('/').to_string()));
+    if paths.is_empty() {
+        return Err(Error::Other(
+            "name the files or directories to get (after the ticket, or in the lode:// URI)".into(),
+        )
+        .into());
+    }
+    let rev = rev_arg.or(rev);
+    let bar = ui.bar("get");
+    let r = runtime()?.block_on(lode::net::fetch::get(
+        &ctx.home,
+        &ticket,
+        lode::net::fetch::GetOptions { cap, rev, force },
+        &paths,
+        &ctx.cwd.join(to),
+        &net.options(),
+        &bar,
+    ))?;
+    bar.finish();
+    drop(bar);
+    if ui.json {
+        ui.json(&r)?;
+    } else {
+        ui.note(format!(
+            "got {} file(s), {} in {:.2}s",
+            r.files.len(),
+            human(r.transfer.bytes),
+            r.transfer.seconds
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The `lode mirror list` command.
+
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+
+pub fn cmd_list(ctx: &Ctx, ui: &mut Ui) -> CliResult {
+    let list = lode::net::mirror::list(&ctx.home)?;
+    if ui.json {
+        ui.json(&list)?;
+    } else {
+        for r in lode::net::mirror::followed(&ctx.home) {
+            ui.line(format!(
+                "obeys the taint notices of registry {}",
+                hex::encode(r.key())
+            ))?;
+        }
+        for m in list {
+            ui.line(format!(
+                "{}  seq {}  {}{}  from {}",
+                &m.dataset[..16],
+                m.seq.map_or("-".into(), |s| s.to_string()),
+                human(m.bytes),
+                if m.restricted {
+                    "  restricted (ciphertext)"
+                } else {
+                    ""
+                },
+                m.origin.join(",")
+            ))?;
+        }
+    }
+    Ok(())
+}

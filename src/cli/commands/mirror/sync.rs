@@ -1,0 +1,39 @@
+//! The `lode mirror sync` command.
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::report_round;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_sync(ctx: &Ctx, ui: &mut Ui, args: SyncArgs) -> CliResult {
+    let SyncArgs { net } = args;
+    let round = runtime()?.block_on(lode::net::mirror::follow_once(
+        &ctx.home,
+        &net.options(),
+        &|| {},
+    ));
+    report_round(&round, ui.quiet || ui.json);
+    let mut failed = None;
+    let mut done = Vec::new();
+    for (_, r) in round.mirrors {
+        match r {
+            Ok(f) => done.push(f),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if ui.json {
+        ui.json(&serde_json::json!({ "mirrors": done, "notices": round.notices }))?;
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The `lode pull` command.
+
+use crate::cli::args::CapArg;
+use crate::cli::args::NetArgs;
+use crate::cli::output::print_transfer;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::progress::Progress as _;
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// The remote to pull from (default: origin).
+    remote: Option<String>,
+    #[command(flatten)]
+    cap: CapArg,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_pull(ctx: &Ctx, ui: &mut Ui, args: PullArgs) -> CliResult {
+    let PullArgs { remote, cap, net } = args;
+    let repo = ctx.repo()?;
+    let name = remote.unwrap_or_else(|| "origin".into());
+    let bar = ui.bar("pull");
+    let r = runtime()?.block_on(lode::net::fetch::pull(
+        &repo,
+        &name,
+        cap.bundle()?,
+        &net.options(),
+        &bar,
+    ))?;
+    bar.finish();
+    drop(bar);
+    print_transfer(ui, "pulled", &r)?;
+    Ok(())
+}

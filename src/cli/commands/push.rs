@@ -1,0 +1,49 @@
+//! The `lode push` command.
+
+use crate::cli::args::CapArg;
+use crate::cli::args::NetArgs;
+use crate::cli::output::human;
+use crate::cli::output::Ui;
+use crate::cli::runtime;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The remote to push to (default: origin).
+    remote: Option<String>,
+    /// Move the remote's main even when it is not a fast-forward.
+    #[arg(short, long)]
+    force: bool,
+    #[command(flatten)]
+    cap: CapArg,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub fn cmd_push(ctx: &Ctx, ui: &mut Ui, args: PushArgs) -> CliResult {
+    let PushArgs {
+        remote,
+        force,
+        cap,
+        net,
+    } = args;
+    let repo = ctx.repo()?;
+    if let Some(c) = cap.bundle()? {
+        lode::net::fetch::use_capability(&repo, &c)?;
+    }
+    let name = remote.unwrap_or_else(|| "origin".into());
+    let r = runtime()?.block_on(lode::net::push::push(&repo, &name, force, &net.options()))?;
+    if ui.json {
+        ui.json(&r)?;
+    } else {
+        ui.note(format!(
+            "pushed {} to {}: it fetched {} objects, {}",
+            &r.commit[..12],
+            r.peer,
+            r.objects_sent,
+            human(r.bytes_sent)
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! The `lode rm` command.
+
+use crate::cli::args::repo_paths;
+use crate::cli::output::qp;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use clap::Args;
+use lode::ops;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RmArgs {
+    #[arg(required = true)]
+    /// Staged files or directories to unstage (and delete, unless --cached).
+    paths: Vec<PathBuf>,
+    /// Keep the files in the working tree.
+    #[arg(long)]
+    cached: bool,
+    /// Delete even files that no commit holds or that differ from what is staged.
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn cmd_rm(ctx: &Ctx, ui: &mut Ui, args: RmArgs) -> CliResult {
+    let RmArgs {
+        paths,
+        cached,
+        force,
+    } = args;
+    let repo = ctx.repo()?;
+    let rels = repo_paths(&repo, &ctx.cwd, &paths)?;
+    let r = ops::add::rm(&repo, &rels, cached, force)?;
+    if ui.json {
+        ui.json(&r)?;
+    } else if !ui.quiet {
+        for p in &r.removed {
+            ui.line(format!("rm {}", qp(p)))?;
+        }
+    }
+    Ok(())
+}

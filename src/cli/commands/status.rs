@@ -1,0 +1,17 @@
+//! The `lode status` command.
+
+use crate::cli::output::print_status;
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
+use lode::ops;
+
+pub fn cmd_status(ctx: &Ctx, ui: &mut Ui) -> CliResult {
+    let repo = ctx.repo()?;
+    let s = ops::status::status(&repo)?;
+    if ui.json {
+        ui.json(&s)?;
+    } else {
+        print_status(ui, &s)?;
+    }
+    Ok(())
+}
