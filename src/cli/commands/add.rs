@@ -1,15 +1,16 @@
 //! The `lode add` command.
 
-use crate::cli::args::repo_paths;
-use crate::cli::output::human;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::ops;
 use lode::ops::add::AddOptions;
 use lode::progress::Progress as _;
 use lode::store::ImportMode;
-use std::path::PathBuf;
+
+use crate::cli::args::repo_paths;
+use crate::cli::output::{human, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct AddArgs {

@@ -1,12 +1,12 @@
 //! The `lode cat` command.
 
+use std::io::{self, Write};
+
+use clap::Args;
+use lode::{ops, Error};
+
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
-use clap::Args;
-use lode::ops;
-use lode::Error;
-use std::io;
-use std::io::Write;
 
 #[derive(Args)]
 pub struct CatArgs {

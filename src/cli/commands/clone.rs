@@ -1,15 +1,13 @@
 //! The `lode clone` command.
 
-use crate::cli::args::ticket_arg;
-use crate::cli::args::CapArg;
-use crate::cli::args::NetArgs;
-use crate::cli::output::print_transfer;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::progress::Progress as _;
-use std::path::PathBuf;
+
+use crate::cli::args::{ticket_arg, CapArg, NetArgs};
+use crate::cli::output::{print_transfer, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct CloneArgs {

@@ -1,11 +1,10 @@
 //! The `lode commit` command.
 
-use crate::cli::output::first_line;
-use crate::cli::output::human;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
+
+use crate::cli::output::{first_line, human, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct CommitArgs {

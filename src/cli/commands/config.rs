@@ -1,10 +1,11 @@
 //! The `lode config` command.
 
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::Error;
 use serde::Serialize;
+
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct ConfigArgs {

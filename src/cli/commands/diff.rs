@@ -1,11 +1,10 @@
 //! The `lode diff` command.
 
-use crate::cli::output::print_changes;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
-use lode::ops;
-use lode::Error;
+use lode::{ops, Error};
+
+use crate::cli::output::{print_changes, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct DiffArgs {

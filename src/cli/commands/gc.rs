@@ -1,10 +1,10 @@
 //! The `lode gc` command.
 
-use crate::cli::output::human;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
+
+use crate::cli::output::{human, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct GcArgs {

@@ -1,16 +1,14 @@
 //! The `lode get` command.
 
-use crate::cli::args::ticket_arg;
-use crate::cli::args::CapArg;
-use crate::cli::args::NetArgs;
-use crate::cli::output::human;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::progress::Progress as _;
 use lode::Error;
-use std::path::PathBuf;
+
+use crate::cli::args::{ticket_arg, CapArg, NetArgs};
+use crate::cli::output::{human, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct GetArgs {

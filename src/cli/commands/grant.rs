@@ -1,14 +1,13 @@
 //! The `lode grant` command.
 
-use crate::cli::output::grant_json;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
-use clap::Args;
-use lode::ops;
-use lode::Error;
 use std::io::Write;
-use std::path::Path;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use lode::{ops, Error};
+
+use crate::cli::output::{grant_json, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct GrantArgs {

@@ -1,11 +1,9 @@
 //! The `lode grants` command.
 
-use crate::cli::output::fmt_time;
-use crate::cli::output::grant_json;
-use crate::cli::output::GrantJson;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use lode::ops;
+
+use crate::cli::output::{fmt_time, grant_json, GrantJson, Ui};
+use crate::cli::{CliResult, Ctx};
 
 pub fn cmd_grants(ctx: &Ctx, ui: &mut Ui) -> CliResult {
     let repo = ctx.repo()?;

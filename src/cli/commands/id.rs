@@ -1,10 +1,11 @@
 //! The `lode id` command.
 
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::keys::key_to_hex;
 use serde::Serialize;
+
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct IdArgs {

@@ -1,12 +1,14 @@
 //! The `lode init` command.
 
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::keys::key_to_hex;
 use lode::Repo;
 use serde::Serialize;
-use std::path::PathBuf;
+
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct InitArgs {

@@ -1,11 +1,10 @@
 //! The `lode log` command.
 
-use crate::cli::output::fmt_time;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
-use lode::ops;
-use lode::{Error, Repo};
+use lode::{ops, Error, Repo};
+
+use crate::cli::output::{fmt_time, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct LogArgs {

@@ -1,12 +1,12 @@
 //! The `lode ls` command.
 
-use crate::cli::output::human;
-use crate::cli::output::qp;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::ops;
-use std::path::PathBuf;
+
+use crate::cli::output::{human, qp, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct LsArgs {

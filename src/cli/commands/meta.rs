@@ -1,10 +1,10 @@
 //! The `lode meta` command.
 
-use crate::cli::output::print_meta;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
+
+use crate::cli::output::{print_meta, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct MetaArgs {

@@ -1,13 +1,11 @@
 //! The `lode pull` command.
 
-use crate::cli::args::CapArg;
-use crate::cli::args::NetArgs;
-use crate::cli::output::print_transfer;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::progress::Progress as _;
+
+use crate::cli::args::{CapArg, NetArgs};
+use crate::cli::output::{print_transfer, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct PullArgs {

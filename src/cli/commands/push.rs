@@ -1,12 +1,10 @@
 //! The `lode push` command.
 
-use crate::cli::args::CapArg;
-use crate::cli::args::NetArgs;
-use crate::cli::output::human;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
+
+use crate::cli::args::{CapArg, NetArgs};
+use crate::cli::output::{human, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct PushArgs {

@@ -1,12 +1,12 @@
 //! The `lode revoke` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
 use serde::Serialize;
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct RevokeArgs {

@@ -1,12 +1,13 @@
 //! The `lode rm` command.
 
-use crate::cli::args::repo_paths;
-use crate::cli::output::qp;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::ops;
-use std::path::PathBuf;
+
+use crate::cli::args::repo_paths;
+use crate::cli::output::{qp, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct RmArgs {

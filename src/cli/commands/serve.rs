@@ -1,18 +1,15 @@
 //! The `lode serve` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::report_round;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::shutdown_signal;
-use crate::cli::{CliResult, Ctx};
-use clap::Args;
-use lode::Error;
-use lode::Repo;
-use std::io;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::Args;
+use lode::{Error, Repo};
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::{report_round, Ui};
+use crate::cli::{runtime, shutdown_signal, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct ServeArgs {

@@ -1,13 +1,10 @@
 //! The `lode show` command.
 
-use crate::cli::output::fmt_time;
-use crate::cli::output::human;
-use crate::cli::output::print_changes;
-use crate::cli::output::print_meta;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
+
+use crate::cli::output::{fmt_time, human, print_changes, print_meta, Ui};
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct ShowArgs {

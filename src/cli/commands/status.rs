@@ -1,9 +1,9 @@
 //! The `lode status` command.
 
-use crate::cli::output::print_status;
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use lode::ops;
+
+use crate::cli::output::{print_status, Ui};
+use crate::cli::{CliResult, Ctx};
 
 pub fn cmd_status(ctx: &Ctx, ui: &mut Ui) -> CliResult {
     let repo = ctx.repo()?;

@@ -1,9 +1,10 @@
 //! The `lode tag` command.
 
-use crate::cli::output::Ui;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::ops;
+
+use crate::cli::output::Ui;
+use crate::cli::{CliResult, Ctx};
 
 #[derive(Args)]
 pub struct TagArgs {

@@ -1,10 +1,11 @@
 //! The `lode ticket` command.
 
+use clap::Args;
+use lode::Error;
+
 use crate::cli::args::parse_ticket;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
-use clap::Args;
-use lode::Error;
 
 #[derive(Args)]
 pub struct TicketArgs {

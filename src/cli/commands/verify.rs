@@ -1,12 +1,10 @@
 //! The `lode verify` command.
 
-use crate::cli::output::human;
-use crate::cli::output::qp;
-use crate::cli::output::Ui;
-use crate::cli::CliError;
-use crate::cli::{CliResult, Ctx};
 use lode::ops;
 use lode::progress::Progress as _;
+
+use crate::cli::output::{human, qp, Ui};
+use crate::cli::{CliError, CliResult, Ctx};
 
 pub fn cmd_verify(ctx: &Ctx, ui: &mut Ui) -> CliResult {
     let repo = ctx.repo()?;

@@ -1,16 +1,12 @@
 //! The `lode mirror add` command.
 
-use crate::cli::args::ticket_arg;
-use crate::cli::args::CapArg;
-use crate::cli::args::NetArgs;
-use crate::cli::output::human;
-use crate::cli::output::print_transfer;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::progress::Progress as _;
 use lode::Error;
+
+use crate::cli::args::{ticket_arg, CapArg, NetArgs};
+use crate::cli::output::{human, print_transfer, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct AddArgs {

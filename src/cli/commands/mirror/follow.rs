@@ -1,8 +1,9 @@
 //! The `lode mirror follow` command.
 
+use clap::Args;
+
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
-use clap::Args;
 
 #[derive(Args)]
 pub struct FollowArgs {

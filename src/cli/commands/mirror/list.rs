@@ -1,7 +1,6 @@
 //! The `lode mirror list` command.
 
-use crate::cli::output::human;
-use crate::cli::output::Ui;
+use crate::cli::output::{human, Ui};
 use crate::cli::{CliResult, Ctx};
 
 pub fn cmd_list(ctx: &Ctx, ui: &mut Ui) -> CliResult {

@@ -1,11 +1,10 @@
 //! The `lode mirror sync` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::report_round;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::{report_round, Ui};
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct SyncArgs {

@@ -1,8 +1,9 @@
 //! The `lode mirror unfollow` command.
 
+use clap::Args;
+
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
-use clap::Args;
 
 #[derive(Args)]
 pub struct UnfollowArgs {

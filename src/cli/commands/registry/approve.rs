@@ -1,13 +1,14 @@
 //! The `lode registry approve` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::net::registry;
 use lode::ticket::RegistryTicket;
-use std::path::PathBuf;
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct ApproveArgs {

@@ -1,12 +1,12 @@
 //! The `lode registry notices` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
 use clap::Args;
 use lode::net::registry;
 use lode::ticket::RegistryTicket;
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct NoticesArgs {

@@ -1,17 +1,17 @@
 //! The `lode registry serve` command.
 
-use crate::cli::args::NetArgs;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::shutdown_signal;
-use crate::cli::{CliResult, Ctx};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::Args;
 use lode::net::registry;
 use lode::ticket::RegistryTicket;
 use lode::Error;
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::Duration;
+
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, shutdown_signal, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct ServeArgs {

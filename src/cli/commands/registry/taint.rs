@@ -1,16 +1,17 @@
 //! The `lode registry taint` command.
 
-use super::parse_id;
-use crate::cli::args::NetArgs;
-use crate::cli::output::Ui;
-use crate::cli::runtime;
-use crate::cli::{CliResult, Ctx};
+use std::path::PathBuf;
+
 use clap::Args;
 use lode::catalog::Tainted;
 use lode::net::registry;
 use lode::ticket::RegistryTicket;
 use lode::Error;
-use std::path::PathBuf;
+
+use super::parse_id;
+use crate::cli::args::NetArgs;
+use crate::cli::output::Ui;
+use crate::cli::{runtime, CliResult, Ctx};
 
 #[derive(Args)]
 pub struct TaintArgs {
