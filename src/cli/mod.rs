@@ -50,137 +50,43 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a repository (and the dataset key) in DIR, default the current directory.
-    #[command(
-        after_help = "Examples:\n  lode init worm-tracks && cd worm-tracks\n  lode init --private patient-scans"
-    )]
     Init(commands::init::InitArgs),
-    /// Print this device's public key (its identity) and its identity card.
-    #[command(
-        after_help = "Examples:\n  lode id\n  lode id --card   # send this to a dataset owner"
-    )]
     Id(commands::id::IdArgs),
-    /// Show or change repository settings (`private true|false`).
-    #[command(after_help = "Examples:\n  lode config\n  lode config private true")]
     Config(commands::config::ConfigArgs),
-    /// Issue a capability ticket bound to a peer (its identity card or device id).
-    #[command(
-        after_help = "Examples:\n  lode grant lodeid1… --read --expires 90d --note \"Lee lab\"\n  lode grant 5f2c…e1 --read --path tables/ --delegable 1\n  lode grant lodeid1… --relay   # a mirror: hosts ciphertext, cannot read"
-    )]
     Grant(commands::grant::GrantArgs),
     /// List the capability tickets this repository issued.
     #[command(after_help = "Example:\n  lode grants")]
     Grants,
-    /// Revoke a ticket (whole, or by id from `lode grants`), or with --key every ticket of a device.
-    #[command(
-        after_help = "Examples:\n  lode revoke 3fa9c1\n  lode revoke --key 5f2c…e1\nData already downloaded cannot be recalled; new commits are encrypted to a new key."
-    )]
     Revoke(commands::revoke::RevokeArgs),
-    /// Stage files and directories (recursively; honours .lodeignore).
-    #[command(
-        after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying"
-    )]
     Add(commands::add::AddArgs),
-    /// Unstage paths and delete them from the working tree.
-    #[command(after_help = "Example:\n  lode rm old/ --cached")]
     Rm(commands::rm::RmArgs),
     /// Show staged, modified, deleted and untracked paths.
     #[command(after_help = "Example:\n  lode status --json")]
     Status,
-    /// Record the staged tree and pending metadata as a commit signed by this device.
-    #[command(after_help = "Example:\n  lode commit -m \"add day 3 recordings\"")]
     Commit(commands::commit::CommitArgs),
-    /// List commits, newest first.
-    #[command(after_help = "Example:\n  lode log -n 5")]
     Log(commands::log::LogArgs),
-    /// Show the dataset id and a commit (default HEAD) with its changes.
-    #[command(after_help = "Example:\n  lode show HEAD~1")]
     Show(commands::show::ShowArgs),
-    /// List changed files: HEAD vs working tree, REV vs working tree, or REV vs REV.
-    #[command(after_help = "Example:\n  lode diff v1 HEAD")]
     Diff(commands::diff::DiffArgs),
-    /// Write a revision (or some of its paths) into the working tree.
-    #[command(
-        after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main"
-    )]
     Checkout(commands::checkout::CheckoutArgs),
-    /// List tags, or create one at REV (default HEAD).
-    #[command(after_help = "Example:\n  lode tag v1.0")]
     Tag(commands::tag::TagArgs),
-    /// List the files of a revision (default HEAD) with sizes and BLAKE3 ids.
-    #[command(after_help = "Example:\n  lode ls HEAD tables --json")]
     Ls(commands::ls::LsArgs),
-    /// Write a file of a revision to stdout (checked against its hash first).
-    #[command(after_help = "Example:\n  lode cat v1:tables/neurons.csv | head")]
     Cat(commands::cat::CatArgs),
-    /// Show or set dataset metadata (title, description, license, authors, keywords, any
-    /// other key); the next commit records changes.
-    #[command(
-        after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta license CC-BY-4.0\n  lode meta authors \"Lee, Ana\" \"Ortiz, Ben\"      # or \"Lee, Ana; Ortiz, Ben\"\n  lode meta extra.strain N2\n  lode meta --unset extra.strain"
-    )]
     Meta(commands::meta::MetaArgs),
     /// Re-hash every object; report damage by id and path; exit 1 on any.
     #[command(after_help = "Example:\n  lode verify")]
     Verify,
-    /// Serve datasets to peers until Ctrl-C or SIGTERM; prints `ticket: TICKET` per dataset.
-    #[command(
-        after_help = "Examples:\n  lode serve\n  lode serve --bind 127.0.0.1:0 --relay disabled --no-discovery   # LAN / air-gapped"
-    )]
     Serve(commands::serve::ServeArgs),
-    /// Print the ticket of the `lode serve` running for this repository, optionally with
-    /// the providers of other tickets of the same dataset (its mirrors) added.
-    #[command(
-        after_help = "Examples:\n  lode ticket\n  lode ticket --add lode1…mirror1 --add lode1…mirror2   # one ticket, three providers"
-    )]
     Ticket(commands::ticket::TicketArgs),
-    /// Mirror datasets: keep a copy of what they publish, follow them, serve them
-    /// (`lode serve --mirrors`).
-    #[command(
-        after_help = "Examples:\n  lode mirror add lode1…\n  lode mirror add lode1… --ticket lodecap1…   # a restricted dataset, with a relay ticket\n  lode mirror list\n  lode serve --mirrors --follow 60"
-    )]
     Mirror(commands::mirror::MirrorArgs),
-    /// Copy a dataset from its providers into DIR and check out its main commit. With
-    /// --registry, TICKET is a dataset name listed there.
-    #[command(
-        after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy"
-    )]
     Clone(commands::clone::CloneArgs),
-    /// Manage remotes (named tickets).
-    #[command(after_help = "Examples:\n  lode remote add lab lode1abc…\n  lode remote list")]
     Remote(commands::remote::RemoteArgs),
-    /// Fetch new commits and objects from a remote (default origin) without touching files.
-    #[command(after_help = "Example:\n  lode fetch origin")]
     Fetch(commands::fetch::FetchArgs),
-    /// Fetch, then fast-forward main and the working tree (refuses to overwrite changes).
-    #[command(after_help = "Example:\n  lode pull")]
     Pull(commands::pull::PullArgs),
-    /// Offer main to a remote (default origin); the serving peer fetches what it lacks and
-    /// fast-forwards (refused if it moved on: pull first, or --force).
-    #[command(after_help = "Example:\n  lode push origin")]
     Push(commands::push::PushArgs),
-    /// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
-    /// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through the providers
-    /// seen before for that dataset.
-    #[command(
-        after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"
-    )]
     Get(commands::get::GetArgs),
-    /// Run a registry, or act on one: taint notices (takedowns), their public list.
-    #[command(
-        after_help = "Examples:\n  lode registry serve --peer lodereg1…other\n  lode registry taint --dataset 5f2c…e1 --reason \"court order 2026-117\" --registry lodereg1…\n  lode registry notices --registry lodereg1…"
-    )]
     Registry(commands::registry::RegistryArgs),
-    /// List this dataset at a registry under NAME (default: the directory name), with its
-    /// title, description, license, keywords and the providers of its running `lode serve`.
-    #[command(
-        after_help = "Example:\n  lode serve &\n  lode publish worm-tracks --registry lodereg1…"
-    )]
     Publish(commands::publish::PublishArgs),
-    /// Find datasets at a registry by name, title, description or keyword.
-    #[command(after_help = "Example:\n  lode search elegans --registry lodereg1…")]
     Search(commands::search::SearchArgs),
-    /// Delete objects that no commit, tag or staged file uses.
-    #[command(after_help = "Example:\n  lode gc --dry-run")]
     Gc(commands::gc::GcArgs),
 }
 

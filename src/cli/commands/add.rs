@@ -12,7 +12,11 @@ use crate::cli::args::repo_paths;
 use crate::cli::output::{human, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Stage files and directories (recursively; honours .lodeignore).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode add .\n  lode add videos/ --link   # huge files: hard-link instead of copying"
+)]
 pub struct AddArgs {
     #[arg(required = true)]
     /// Files and directories to stage (`.` for everything; directories recursively).

@@ -8,7 +8,9 @@ use lode::{ops, Error};
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Write a file of a revision to stdout (checked against its hash first).
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode cat v1:tables/neurons.csv | head")]
 pub struct CatArgs {
     /// REV:PATH
     spec: String,

@@ -10,7 +10,11 @@ use crate::cli::args::repo_paths;
 use crate::cli::output::{human, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Write a revision (or some of its paths) into the working tree.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode checkout v1\n  lode checkout HEAD~2 tables/neurons.csv\n  lode checkout main"
+)]
 pub struct CheckoutArgs {
     /// The revision to write: a tag, a commit id (or a unique prefix), HEAD~N or main.
     rev: String,

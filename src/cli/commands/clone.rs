@@ -9,7 +9,12 @@ use crate::cli::args::{ticket_arg, CapArg, NetArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Copy a dataset from its providers into DIR and check out its main commit. With
+/// --registry, TICKET is a dataset name listed there.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy"
+)]
 pub struct CloneArgs {
     /// A ticket: an address ticket (`lode1…` from `lode serve`), a capability ticket (`lodecap1…` from `lode grant`), or with --registry a dataset name.
     #[arg(value_parser = ticket_arg)]

@@ -6,7 +6,9 @@ use lode::ops;
 use crate::cli::output::{first_line, human, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Record the staged tree and pending metadata as a commit signed by this device.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode commit -m \"add day 3 recordings\"")]
 pub struct CommitArgs {
     #[arg(short, long)]
     message: String,

@@ -7,7 +7,9 @@ use serde::Serialize;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Show or change repository settings (`private true|false`).
 #[derive(Args)]
+#[command(after_help = "Examples:\n  lode config\n  lode config private true")]
 pub struct ConfigArgs {
     /// The setting: `private` (without it: show all settings).
     key: Option<String>,

@@ -6,7 +6,9 @@ use lode::{ops, Error};
 use crate::cli::output::{print_changes, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// List changed files: HEAD vs working tree, REV vs working tree, or REV vs REV.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode diff v1 HEAD")]
 pub struct DiffArgs {
     /// None: HEAD vs the working tree; one: REV vs the working tree; two: REV vs REV.
     revs: Vec<String>,

@@ -7,7 +7,9 @@ use crate::cli::args::{CapArg, NetArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Fetch new commits and objects from a remote (default origin) without touching files.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode fetch origin")]
 pub struct FetchArgs {
     /// The remote to fetch from (default: origin).
     remote: Option<String>,

@@ -6,7 +6,9 @@ use lode::ops;
 use crate::cli::output::{human, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Delete objects that no commit, tag or staged file uses.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode gc --dry-run")]
 pub struct GcArgs {
     #[arg(long)]
     dry_run: bool,

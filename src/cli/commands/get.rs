@@ -10,7 +10,13 @@ use crate::cli::args::{ticket_arg, CapArg, NetArgs};
 use crate::cli::output::{human, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
+/// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through the providers
+/// seen before for that dataset.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"
+)]
 pub struct GetArgs {
     /// Where from: an address ticket (`lode1…`), a capability ticket (`lodecap1…`), or a `lode://NAME-OR-ID/PATH?rev=REV` URI.
     #[arg(value_parser = ticket_arg)]

@@ -9,7 +9,11 @@ use lode::{ops, Error};
 use crate::cli::output::{grant_json, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Issue a capability ticket bound to a peer (its identity card or device id).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode grant lodeid1… --read --expires 90d --note \"Lee lab\"\n  lode grant 5f2c…e1 --read --path tables/ --delegable 1\n  lode grant lodeid1… --relay   # a mirror: hosts ciphertext, cannot read"
+)]
 pub struct GrantArgs {
     /// The holder: an identity card (`lode id --card`) or a device id.
     who: String,

@@ -7,7 +7,9 @@ use serde::Serialize;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Print this device's public key (its identity) and its identity card.
 #[derive(Args)]
+#[command(after_help = "Examples:\n  lode id\n  lode id --card   # send this to a dataset owner")]
 pub struct IdArgs {
     /// Print only the identity card (ed25519 key + age recipient, signed), as one string.
     #[arg(long)]

@@ -10,7 +10,11 @@ use serde::Serialize;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Create a repository (and the dataset key) in DIR, default the current directory.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode init worm-tracks && cd worm-tracks\n  lode init --private patient-scans"
+)]
 pub struct InitArgs {
     /// The directory to make the repository in (made if missing; default: the current one).
     dir: Option<PathBuf>,

@@ -6,7 +6,9 @@ use lode::{ops, Error, Repo};
 use crate::cli::output::{fmt_time, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// List commits, newest first.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode log -n 5")]
 pub struct LogArgs {
     /// Where to start: a commit id (or a unique prefix), a tag, HEAD, HEAD~N (default HEAD).
     rev: Option<String>,

@@ -8,7 +8,9 @@ use lode::ops;
 use crate::cli::output::{human, qp, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// List the files of a revision (default HEAD) with sizes and BLAKE3 ids.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode ls HEAD tables --json")]
 pub struct LsArgs {
     /// The revision to list (default HEAD).
     rev: Option<String>,

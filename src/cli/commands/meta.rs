@@ -6,7 +6,12 @@ use lode::ops;
 use crate::cli::output::{print_meta, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Show or set dataset metadata (title, description, license, authors, keywords, any
+/// other key); the next commit records changes.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode meta\n  lode meta title \"C. elegans tracks\"\n  lode meta license CC-BY-4.0\n  lode meta authors \"Lee, Ana\" \"Ortiz, Ben\"      # or \"Lee, Ana; Ortiz, Ben\"\n  lode meta extra.strain N2\n  lode meta --unset extra.strain"
+)]
 pub struct MetaArgs {
     /// The field: title, description, license (an SPDX identifier), authors, keywords, or
     /// extra.NAME for a field of your own. Without it: show all metadata.

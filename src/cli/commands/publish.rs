@@ -8,7 +8,10 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// List this dataset at a registry under NAME (default: the directory name), with its
+/// title, description, license, keywords and the providers of its running `lode serve`.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode serve &\n  lode publish worm-tracks --registry lodereg1…")]
 pub struct PublishArgs {
     /// The name to list the dataset under (default: the one it was published under before).
     name: Option<String>,

@@ -7,7 +7,9 @@ use crate::cli::args::{CapArg, NetArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Fetch, then fast-forward main and the working tree (refuses to overwrite changes).
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode pull")]
 pub struct PullArgs {
     /// The remote to pull from (default: origin).
     remote: Option<String>,

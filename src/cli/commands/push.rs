@@ -6,7 +6,10 @@ use crate::cli::args::{CapArg, NetArgs};
 use crate::cli::output::{human, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Offer main to a remote (default origin); the serving peer fetches what it lacks and
+/// fast-forwards (refused if it moved on: pull first, or --force).
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode push origin")]
 pub struct PushArgs {
     /// The remote to push to (default: origin).
     remote: Option<String>,

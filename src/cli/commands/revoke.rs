@@ -8,7 +8,11 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Revoke a ticket (whole, or by id from `lode grants`), or with --key every ticket of a device.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode revoke 3fa9c1\n  lode revoke --key 5f2c…e1\nData already downloaded cannot be recalled; new commits are encrypted to a new key."
+)]
 pub struct RevokeArgs {
     /// The ticket to revoke: a `lodecap1…` ticket, or a grant id (or a unique prefix) from `lode grants`; with --key, a device id.
     what: String,

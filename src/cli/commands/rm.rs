@@ -9,7 +9,9 @@ use crate::cli::args::repo_paths;
 use crate::cli::output::{qp, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Unstage paths and delete them from the working tree.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode rm old/ --cached")]
 pub struct RmArgs {
     #[arg(required = true)]
     /// Staged files or directories to unstage (and delete, unless --cached).

@@ -10,7 +10,9 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Find datasets at a registry by name, title, description or keyword.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode search elegans --registry lodereg1…")]
 pub struct SearchArgs {
     /// Words to look for in names, titles, descriptions, authors and keywords.
     term: String,

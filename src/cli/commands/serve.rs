@@ -11,7 +11,11 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::{report_round, Ui};
 use crate::cli::{runtime, shutdown_signal, CliResult, Ctx};
 
+/// Serve datasets to peers until Ctrl-C or SIGTERM; prints `ticket: TICKET` per dataset.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode serve\n  lode serve --bind 127.0.0.1:0 --relay disabled --no-discovery   # LAN / air-gapped"
+)]
 pub struct ServeArgs {
     /// Repositories to serve (default: the current one).
     repos: Vec<PathBuf>,

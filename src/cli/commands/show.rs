@@ -6,7 +6,9 @@ use lode::ops;
 use crate::cli::output::{fmt_time, human, print_changes, print_meta, Ui};
 use crate::cli::{CliResult, Ctx};
 
+/// Show the dataset id and a commit (default HEAD) with its changes.
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode show HEAD~1")]
 pub struct ShowArgs {
     /// The commit to show (default HEAD): an id (or a unique prefix), a tag, HEAD~N.
     rev: Option<String>,

@@ -6,7 +6,9 @@ use lode::ops;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// List tags, or create one at REV (default HEAD).
 #[derive(Args)]
+#[command(after_help = "Example:\n  lode tag v1.0")]
 pub struct TagArgs {
     /// The tag's name (without it: list tags).
     name: Option<String>,

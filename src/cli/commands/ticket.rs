@@ -7,7 +7,12 @@ use crate::cli::args::parse_ticket;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Print the ticket of the `lode serve` running for this repository, optionally with
+/// the providers of other tickets of the same dataset (its mirrors) added.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode ticket\n  lode ticket --add lode1…mirror1 --add lode1…mirror2   # one ticket, three providers"
+)]
 pub struct TicketArgs {
     /// Another ticket of the same dataset whose providers to include.
     #[arg(long = "add", value_name = "TICKET")]

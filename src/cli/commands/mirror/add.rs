@@ -8,6 +8,7 @@ use crate::cli::args::{ticket_arg, CapArg, NetArgs};
 use crate::cli::output::{human, print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
 #[derive(Args)]
 pub struct AddArgs {
     /// The dataset's ticket: an address ticket (`lode1…`), or for a restricted dataset its relay ticket (`lodecap1…`, see --ticket).

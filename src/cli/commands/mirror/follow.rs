@@ -5,6 +5,8 @@ use clap::Args;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Obey the taint notices (takedowns) of a registry: at each sync round, mirrors delete
+/// what its notices name, and say so.
 #[derive(Args)]
 pub struct FollowArgs {
     /// The registry's ticket (lodereg1…).

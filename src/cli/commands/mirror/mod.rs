@@ -13,7 +13,12 @@ use clap::{Args, Subcommand};
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Mirror datasets: keep a copy of what they publish, follow them, serve them
+/// (`lode serve --mirrors`).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode mirror add lode1…\n  lode mirror add lode1… --ticket lodecap1…   # a restricted dataset, with a relay ticket\n  lode mirror list\n  lode serve --mirrors --follow 60"
+)]
 pub struct MirrorArgs {
     #[command(subcommand)]
     action: MirrorAction,
@@ -21,20 +26,12 @@ pub struct MirrorArgs {
 
 #[derive(Subcommand)]
 enum MirrorAction {
-    /// Start mirroring the dataset of TICKET (under $LODE_HOME/mirrors/).
     Add(add::AddArgs),
     /// List the mirrors.
     List,
-    /// Fetch every mirror from its origin now and keep each within its quota (what
-    /// `lode serve --mirrors --follow` does periodically).
     Sync(sync::SyncArgs),
-    /// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
     Remove(remove::RemoveArgs),
-    /// Obey the taint notices (takedowns) of a registry: at each sync round, mirrors delete
-    /// what its notices name, and say so.
     Follow(follow::FollowArgs),
-    /// Stop obeying a registry's taint notices (by registry id or unique prefix, as
-    /// `lode mirror list` shows); what was deleted stays deleted.
     Unfollow(unfollow::UnfollowArgs),
 }
 

@@ -5,6 +5,7 @@ use clap::Args;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Stop mirroring a dataset (by id or unique prefix) and delete its copy.
 #[derive(Args)]
 pub struct RemoveArgs {
     /// The mirrored dataset's id (or a unique prefix, as `lode mirror list` shows it).

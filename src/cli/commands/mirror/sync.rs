@@ -6,6 +6,8 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::{report_round, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Fetch every mirror from its origin now and keep each within its quota (what
+/// `lode serve --mirrors --follow` does periodically).
 #[derive(Args)]
 pub struct SyncArgs {
     #[command(flatten)]

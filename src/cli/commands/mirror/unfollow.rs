@@ -5,6 +5,8 @@ use clap::Args;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Stop obeying a registry's taint notices (by registry id or unique prefix, as
+/// `lode mirror list` shows); what was deleted stays deleted.
 #[derive(Args)]
 pub struct UnfollowArgs {
     /// The registry's id (or a unique prefix), as `lode mirror list` shows it.

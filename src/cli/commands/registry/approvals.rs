@@ -8,6 +8,7 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// List a registry's publisher approvals (its own and its peers').
 #[derive(Args)]
 pub struct ApprovalsArgs {
     #[arg(long, value_name = "TICKET")]

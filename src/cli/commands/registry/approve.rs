@@ -10,7 +10,12 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Approve a publisher at the curated registry this user operates (or, with --revoke,
+/// withdraw the approval): a signed approval that replicas honour too.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode registry approve lodeid1… --note \"Lee lab\" --registry lodereg1…\n  lode registry approve 5f2c…e1 --revoke --registry lodereg1…"
+)]
 pub struct ApproveArgs {
     /// The publisher: an identity card (lodeid1…, from `lode id --card`) or device id.
     publisher: String,

@@ -12,7 +12,11 @@ use lode::Error;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Run a registry, or act on one: taint notices (takedowns), their public list.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  lode registry serve --peer lodereg1…other\n  lode registry taint --dataset 5f2c…e1 --reason \"court order 2026-117\" --registry lodereg1…\n  lode registry notices --registry lodereg1…"
+)]
 pub struct RegistryArgs {
     #[command(subcommand)]
     action: RegistryAction,
@@ -20,20 +24,10 @@ pub struct RegistryArgs {
 
 #[derive(Subcommand)]
 enum RegistryAction {
-    /// Run a registry until Ctrl-C or SIGTERM; prints `registry: TICKET`.
     Serve(serve::ServeArgs),
-    /// Approve a publisher at the curated registry this user operates (or, with --revoke,
-    /// withdraw the approval): a signed approval that replicas honour too.
-    #[command(
-        after_help = "Examples:\n  lode registry approve lodeid1… --note \"Lee lab\" --registry lodereg1…\n  lode registry approve 5f2c…e1 --revoke --registry lodereg1…"
-    )]
     Approve(approve::ApproveArgs),
-    /// List a registry's publisher approvals (its own and its peers').
     Approvals(approvals::ApprovalsArgs),
-    /// Publish a signed taint notice (takedown) at the registry this user operates: mirrors
-    /// that follow it delete the dataset or blob.
     Taint(taint::TaintArgs),
-    /// List a registry's taint notices (public and signed: anyone can audit them).
     Notices(notices::NoticesArgs),
 }
 

@@ -8,6 +8,7 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// List a registry's taint notices (public and signed: anyone can audit them).
 #[derive(Args)]
 pub struct NoticesArgs {
     #[arg(long, value_name = "TICKET")]

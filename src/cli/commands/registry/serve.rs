@@ -13,6 +13,7 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, shutdown_signal, CliResult, Ctx};
 
+/// Run a registry until Ctrl-C or SIGTERM; prints `registry: TICKET`.
 #[derive(Args)]
 pub struct ServeArgs {
     /// Where the registry keeps its key, entries and notices (default

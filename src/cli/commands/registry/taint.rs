@@ -13,6 +13,8 @@ use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
+/// Publish a signed taint notice (takedown) at the registry this user operates: mirrors
+/// that follow it delete the dataset or blob.
 #[derive(Args)]
 pub struct TaintArgs {
     /// A dataset id to take down.

@@ -6,7 +6,9 @@ use crate::cli::args::{parse_ticket, ticket_arg};
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
+/// Manage remotes (named tickets).
 #[derive(Args)]
+#[command(after_help = "Examples:\n  lode remote add lab lode1abc…\n  lode remote list")]
 pub struct RemoteArgs {
     #[command(subcommand)]
     action: RemoteAction,
