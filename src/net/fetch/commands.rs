@@ -22,6 +22,7 @@ use crate::trust::{Bundle, SignedHead};
 
 use super::client::*;
 use super::remotes::*;
+use super::store::*;
 use super::walk::*;
 use crate::ops::history::is_ancestor;
 

@@ -18,6 +18,7 @@ use crate::trust::{self, Bundle};
 use crate::worktree::under;
 
 use super::client::*;
+use super::store::*;
 use super::walk::*;
 
 /// How to `get`.

@@ -16,6 +16,7 @@ mod client;
 mod commands;
 mod get;
 mod remotes;
+mod store;
 mod walk;
 
 pub use client::{verify_listing, Client, FetchReport, Published};

@@ -29,7 +29,7 @@ use iroh_blobs::store::fs::FsStore;
 use crate::error::{Error, Result};
 use crate::net::endpoint::{bind, Net, NetOptions};
 use crate::net::limit::{Limiter, Limits};
-use crate::net::proto::{self};
+use crate::net::proto;
 use crate::repo::Repo;
 use crate::ticket::Ticket;
 
