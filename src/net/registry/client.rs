@@ -1,0 +1,405 @@
+//! Talking to registries: publish, search, resolve a name, taint and approve; the registries this user knows.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+
+use crate::catalog::{self, Approval, Entry, EntryBody, Notice, Tainted};
+use crate::error::{Error, Result};
+use crate::keys::Home;
+use crate::net::endpoint::{bind, exchange, peer_name, Net, NetOptions};
+use crate::net::proto::{decode, encode};
+use crate::repo::Repo;
+use crate::ticket::{Provider, RegistryTicket, Ticket};
+
+use super::store::*;
+use super::wire::*;
+
+/// Sends one request to a registry, trying its providers in turn.
+pub(super) async fn call(
+    reg: &RegistryTicket,
+    req: &Request,
+    opts: &NetOptions,
+) -> Result<Response> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let r = call_on(&net, reg, req).await;
+    net.endpoint.close().await;
+    r
+}
+
+/// Sends one request to a registry from endpoint `net`, trying its providers in turn.
+pub(super) async fn call_on(net: &Net, reg: &RegistryTicket, req: &Request) -> Result<Response> {
+    let bytes = encode(req);
+    let mut last = None;
+    for p in &reg.0.providers {
+        let id = net.learn(p)?;
+        match exchange(net, id, ALPN, &bytes, MAX_MESSAGE, WAIT).await {
+            Ok(answer) => {
+                let peer = peer_name(&p.id);
+                return match decode::<Response>(&answer) {
+                    Ok(Response::Error(msg)) => Err(Error::Peer {
+                        peer: format!("registry {peer}"),
+                        msg,
+                    }),
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(Error::LyingPeer {
+                        peer: format!("registry {peer}"),
+                        msg: format!("malformed answer: {e}"),
+                    }),
+                };
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Other("the registry ticket names no provider".into())))
+}
+
+pub(super) fn unexpected(reg: &RegistryTicket) -> Error {
+    Error::LyingPeer {
+        peer: format!("registry {}", peer_name(&reg.key())),
+        msg: "unexpected answer".into(),
+    }
+}
+
+/// Decodes entries a registry sent, keeping only those their owners signed (a registry can
+/// withhold entries but not forge them).
+pub(super) fn verified(entries: Vec<Vec<u8>>) -> Vec<Entry> {
+    entries
+        .iter()
+        .filter_map(|b| Entry::decode(b).ok())
+        .collect()
+}
+
+/// What `lode publish` registered.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub name: String,
+    /// Whether the title, description, license and keywords were listed.
+    pub metadata: bool,
+    pub dataset: String,
+    pub seq: u64,
+    pub providers: usize,
+    /// The publisher's device key (hex): the id a curated registry approves.
+    pub publisher: String,
+    /// False when the registry already had this entry.
+    pub new: bool,
+}
+
+/// Lists `repo`'s dataset at `reg` under `name`, with the metadata of its `main` commit (for
+/// a restricted dataset only with `with_metadata`) and the providers of its running
+/// `lode serve` plus `extra` tickets of the same dataset. Only the dataset's owner (who holds
+/// its key) can publish.
+pub async fn publish(
+    repo: &Repo,
+    reg: &RegistryTicket,
+    name: &str,
+    extra: &[Ticket],
+    with_metadata: bool,
+    opts: &NetOptions,
+) -> Result<Published> {
+    if !catalog::valid_name(name) {
+        return Err(Error::Other(format!(
+            "invalid name {name:?}: use 1-63 characters of a-z 0-9 . _ -, starting with a letter or digit"
+        )));
+    }
+    let dataset = repo.dataset_id()?;
+    let key = repo.home().dataset_key(&dataset)?.ok_or_else(|| {
+        Error::Other(format!(
+            "only the owner of dataset {} (who holds its key) can publish it",
+            hex::encode(dataset.to_bytes())
+        ))
+    })?;
+    // A restricted dataset's metadata is encrypted like its files: it is listed only when
+    // the owner says so.
+    let private = crate::config::is_private(repo)?;
+    let meta = match repo.main()? {
+        Some(c) if with_metadata || !private => repo.read_commit(&c)?.body.metadata,
+        _ => Default::default(),
+    };
+    let mut providers: Vec<Provider> = Vec::new();
+    let served = crate::net::fetch::served_ticket(repo)?;
+    repo.release_db();
+    for t in served.iter().chain(extra) {
+        if t.dataset != dataset.to_bytes() {
+            return Err(Error::Other(
+                "--provider takes tickets of this dataset".into(),
+            ));
+        }
+        for p in &t.providers {
+            if !providers.iter().any(|q| q.id == p.id) {
+                providers.push(p.clone());
+            }
+        }
+    }
+    if providers.is_empty() {
+        return Err(Error::Other(
+            "no provider to list: run `lode serve` for this repository first, or give --provider TICKET".into(),
+        ));
+    }
+    providers.truncate(catalog::MAX_PROVIDERS);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let publisher = repo.home().device_key()?;
+    let body = EntryBody {
+        version: catalog::ENTRY_VERSION,
+        dataset: dataset.to_bytes(),
+        seq: now.as_millis() as u64,
+        name: name.to_string(),
+        title: meta.title.unwrap_or_default(),
+        description: meta.description.unwrap_or_default(),
+        license: meta.license.unwrap_or_default(),
+        keywords: meta.keywords,
+        providers,
+        time: now.as_secs(),
+        publisher: [0; 32],
+        publisher_sig: vec![],
+    };
+    let entry = Entry::sign(body, &key, &publisher)?;
+    let new = match call(
+        reg,
+        &Request::Publish {
+            entry: entry.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { new } => new,
+        _ => return Err(unexpected(reg)),
+    };
+    remember(repo.home(), reg);
+    Ok(Published {
+        name: name.to_string(),
+        metadata: with_metadata || !private,
+        dataset: hex::encode(dataset.to_bytes()),
+        seq: entry.body.seq,
+        providers: entry.body.providers.len(),
+        publisher: hex::encode(entry.body.publisher),
+        new,
+    })
+}
+
+/// Sends entries already signed (by whatever keys) to `reg` over one endpoint, one request
+/// each; returns each one's answer (`Ok(new)` or the registry's refusal). What a tool that
+/// lists many datasets does, and what the crowding tests use as the attacker.
+pub async fn publish_signed(
+    reg: &RegistryTicket,
+    entries: &[Entry],
+    opts: &NetOptions,
+) -> Result<Vec<Result<bool>>> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let mut out = Vec::with_capacity(entries.len());
+    // A few requests in flight at a time, answers in order.
+    for batch in entries.chunks(8) {
+        let asks = batch.iter().map(|e| {
+            let net = &net;
+            async move {
+                let req = Request::Publish { entry: e.encode() };
+                match call_on(net, reg, &req).await {
+                    Ok(Response::Published { new }) => Ok(new),
+                    Ok(_) => Err(unexpected(reg)),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        out.extend(n0_future::join_all(asks).await);
+    }
+    net.endpoint.close().await;
+    Ok(out)
+}
+
+/// Entries at `reg` matching `term` (verified), best match first (see [`EntryBody::rank`];
+/// among equals, in the registry's order).
+pub async fn search(reg: &RegistryTicket, term: &str, opts: &NetOptions) -> Result<Vec<Entry>> {
+    match call(
+        reg,
+        &Request::Search {
+            term: term.to_string(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Entries(e) => {
+            let mut found: Vec<(u8, Entry)> = (verified(e).into_iter())
+                .filter_map(|e| e.body.rank(term).map(|r| (r, e)))
+                .collect();
+            found.sort_by_key(|(r, _)| *r);
+            Ok(found.into_iter().map(|(_, e)| e).collect())
+        }
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Resolves a dataset name at `reg` to a ticket of its listed providers. Two datasets under
+/// one name are an error that lists both: lode never picks one for the user.
+pub async fn resolve(reg: &RegistryTicket, name: &str, opts: &NetOptions) -> Result<Ticket> {
+    let found = match call(
+        reg,
+        &Request::Lookup {
+            name: name.to_string(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Entries(e) => verified(e),
+        _ => return Err(unexpected(reg)),
+    };
+    let found: Vec<Entry> = found.into_iter().filter(|e| e.body.name == name).collect();
+    match found.as_slice() {
+        [] => Err(Error::Other(format!(
+            "no dataset named {name:?} at registry {}",
+            peer_name(&reg.key())
+        ))),
+        [e] => Ok(Ticket {
+            dataset: e.body.dataset,
+            providers: e.body.providers.clone(),
+        }),
+        many => Err(Error::Other(format!(
+            "the name {name:?} is claimed by {} datasets: {}; clone one by its ticket or lode:// id",
+            many.len(),
+            many.iter()
+                .map(|e| hex::encode(e.body.dataset))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Every notice `reg` holds, verified (each signed by the registry it names).
+pub async fn notices(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Notice>> {
+    Ok(notices_raw(reg, opts)
+        .await?
+        .iter()
+        .filter_map(|b| Notice::decode(b).ok())
+        .collect())
+}
+
+/// The notices `reg` sends, as bytes (unchecked: the caller decides what to trust).
+pub async fn notices_raw(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Vec<u8>>> {
+    match call(reg, &Request::Notices, opts).await? {
+        Response::Notices(n) => Ok(n),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Signs a taint notice with the registry key kept in `dir` and hands it to the running
+/// registry `reg`, which publishes it and forwards it to its peers.
+pub async fn taint(
+    dir: &Path,
+    reg: &RegistryTicket,
+    target: Tainted,
+    reason: &str,
+    opts: &NetOptions,
+) -> Result<Notice> {
+    let key = operator_key(dir, reg, "taint")?;
+    let notice = Notice::sign(target, reason, crate::ops::access::now(), &key)?;
+    match call(
+        reg,
+        &Request::Notice {
+            notice: notice.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { .. } => Ok(notice),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// The registry key kept in `dir`, which must be the key of `reg` (only its operator signs
+/// for it); `what` names the act in the error.
+pub(super) fn operator_key(dir: &Path, reg: &RegistryTicket, what: &str) -> Result<SigningKey> {
+    let key = Home::new(dir)
+        .existing_key_at("registry.key")?
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "no registry key in {}: run this where the registry runs, or give --dir",
+                dir.display()
+            ))
+        })?;
+    if key.verifying_key().to_bytes() != reg.key() {
+        return Err(Error::Other(format!(
+            "the registry key in {} is not the key of registry {}: only its operator can {what}",
+            dir.display(),
+            peer_name(&reg.key())
+        )));
+    }
+    Ok(key)
+}
+
+/// Signs an approval of `publisher` (or with `approved` false, its withdrawal) with the
+/// registry key kept in `dir` and hands it to the running registry `reg`, which keeps it
+/// and forwards it to its peers.
+pub async fn approve(
+    dir: &Path,
+    reg: &RegistryTicket,
+    publisher: [u8; 32],
+    approved: bool,
+    note: &str,
+    opts: &NetOptions,
+) -> Result<Approval> {
+    let key = operator_key(dir, reg, "approve")?;
+    let approval = Approval::sign(publisher, approved, note, crate::ops::access::now(), &key)?;
+    match call(
+        reg,
+        &Request::Approve {
+            approval: approval.encode(),
+        },
+        opts,
+    )
+    .await?
+    {
+        Response::Published { .. } => Ok(approval),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Every approval `reg` holds, verified (each signed by the registry it names).
+pub async fn approvals(reg: &RegistryTicket, opts: &NetOptions) -> Result<Vec<Approval>> {
+    match call(reg, &Request::Approvals, opts).await? {
+        Response::Approvals(a) => Ok(a.iter().filter_map(|b| Approval::decode(b).ok()).collect()),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+pub(super) fn registries_file(home: &Home) -> PathBuf {
+    home.dir().join("registries")
+}
+
+/// The registries this user has used (for `lode://NAME` referrals), newest first.
+pub fn known(home: &Home) -> Vec<RegistryTicket> {
+    read_tickets(&registries_file(home))
+}
+
+/// Remembers a registry (best effort).
+pub fn remember(home: &Home, reg: &RegistryTicket) {
+    let mut all = vec![reg.clone()];
+    all.extend(known(home).into_iter().filter(|r| r.key() != reg.key()));
+    all.truncate(16);
+    let _ = write_tickets(&registries_file(home), &all);
+}
+
+/// Resolves `name` through the registries this user has used, in turn.
+pub async fn resolve_known(home: &Home, name: &str, opts: &NetOptions) -> Result<Ticket> {
+    let regs = known(home);
+    if regs.is_empty() {
+        return Err(Error::Other(format!(
+            "no known registry to resolve {name:?}: use one once (lode search TERM --registry TICKET)"
+        )));
+    }
+    let mut last = None;
+    for r in &regs {
+        match resolve(r, name, opts).await {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one registry"))
+}

@@ -1,0 +1,43 @@
+//! Registries: `lode registry serve`, `lode publish`, `lode search`, `lode clone NAME`,
+//! `lode registry taint|notices`.
+//!
+//! A registry keeps a set of dataset entries (each signed by its dataset's key, see
+//! `catalog`) and a public list of taint notices (each signed by a registry key), in a
+//! directory of small files written atomically (`DIR/entries/ID`, `DIR/notices/ID`,
+//! `DIR/peers`, and its key `DIR/registry.key`, which is also its endpoint key).
+//!
+//! Replication: registries that know each other (`--peer`, and every registry that syncs
+//! with one becomes its peer) forward each new entry or notice to their peers at once, and
+//! every `--sync` seconds ask each peer for what they lack (anti-entropy): a registry that
+//! was down catches up on restart, and one going down loses nothing that reached another.
+//! Because entries are signed by their owners and notices by their registries, a registry
+//! cannot forge either; it can only withhold them, which asking several registries defeats.
+//!
+//! Crowding: a search ranks what matches (the exact name first, then a word of the name or
+//! title, then part of them, then the other fields; among equals, publishers with fewer
+//! entries first), and a registry holds at most `--max-per-publisher` entries of one
+//! publisher and `--max-per-peer` entries brought by one peer (a peer registry, or the
+//! endpoint that published them). A **curated** registry (`--curated`) lists only publishers
+//! its operator approved (`lode registry approve`, an approval signed by the registry key);
+//! approvals replicate like notices, and a replica honours the approvals of the registries
+//! named by `--curated-by`.
+//!
+//! Names: a registry refuses to list a name another dataset already holds there (first come);
+//! replication may still bring two datasets under one name from two registries, and then
+//! `clone NAME` refuses to choose and lists both.
+
+mod client;
+mod node;
+mod store;
+mod wire;
+
+pub use client::{
+    approvals, approve, known, notices, notices_raw, publish, publish_signed, remember, resolve,
+    resolve_known, search, taint, Published,
+};
+pub use node::serve;
+pub use store::{
+    default_dir, registry_key, Policy, Registry, DEFAULT_PER_PEER, DEFAULT_PER_PUBLISHER,
+};
+pub(crate) use store::{read_tickets, write_atomic, write_tickets};
+pub use wire::{Request, Response, ALPN};

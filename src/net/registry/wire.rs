@@ -1,0 +1,92 @@
+//! The registry protocol: its ALPN and bounds, requests and answers, and the items registries replicate.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ticket::Provider;
+
+/// ALPN of the registry protocol.
+pub const ALPN: &[u8] = b"lode-registry/2";
+/// Largest request or answer.
+pub(super) const MAX_MESSAGE: usize = 8 << 20;
+
+/// How long one request may take.
+pub(super) const WAIT: Duration = Duration::from_secs(20);
+
+/// What a client or a peer registry asks.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Lists (or re-lists) a dataset: an owner-signed entry.
+    Publish { entry: Vec<u8> },
+    /// Entries whose name, title, description or keywords contain `term`.
+    Search { term: String },
+    /// Entries named exactly `name`.
+    Lookup { name: String },
+    /// Every notice this registry holds (its own and its peers').
+    Notices,
+    /// A notice from this registry's operator (signed by the registry key).
+    Notice { notice: Vec<u8> },
+    /// Entries, notices and approvals a peer registry forwards.
+    Offer {
+        entries: Vec<Vec<u8>>,
+        notices: Vec<Vec<u8>>,
+        approvals: Vec<Vec<u8>>,
+    },
+    /// Anti-entropy: what the asking registry holds (entry ids with sequence numbers,
+    /// notice ids, approval ids) and how to reach it; the answer is what it lacks.
+    Sync {
+        from: Provider,
+        have: Vec<([u8; 32], u64, [u8; 32])>,
+        notices: Vec<[u8; 32]>,
+        approvals: Vec<[u8; 32]>,
+    },
+    /// A publisher approval from this registry's operator (signed by the registry key).
+    Approve { approval: Vec<u8> },
+    /// Every approval this registry holds (its own and its peers').
+    Approvals,
+}
+
+/// What a registry answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The entry is stored; `new` is false when the registry already had it (or newer).
+    Published {
+        new: bool,
+    },
+    Entries(Vec<Vec<u8>>),
+    Notices(Vec<Vec<u8>>),
+    /// A peer's offer: how many of its items were new here.
+    Offered {
+        new: u64,
+    },
+    Sync {
+        entries: Vec<Vec<u8>>,
+        notices: Vec<Vec<u8>>,
+        approvals: Vec<Vec<u8>>,
+        peers: Vec<Provider>,
+    },
+    Approvals(Vec<Vec<u8>>),
+    Error(String),
+}
+
+/// What a registry holds, in short: (dataset id, entry seq, entry id), notice ids and
+/// approval ids.
+pub(super) type Digest = (Vec<([u8; 32], u64, [u8; 32])>, Vec<[u8; 32]>, Vec<[u8; 32]>);
+
+/// Signed items registries replicate.
+#[derive(Default)]
+pub(super) struct Items {
+    pub(super) entries: Vec<Vec<u8>>,
+    pub(super) notices: Vec<Vec<u8>>,
+    pub(super) approvals: Vec<Vec<u8>>,
+}
+
+impl Items {
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.notices.is_empty() && self.approvals.is_empty()
+    }
+    pub(super) fn len(&self) -> usize {
+        self.entries.len() + self.notices.len() + self.approvals.len()
+    }
+}

@@ -1,0 +1,227 @@
+//! Who may fetch what: tickets checked and admitted per peer, and the gatekeeper of blob requests.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use iroh_blobs::provider::events::{
+    AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
+};
+use iroh_blobs::store::fs::FsStore;
+use iroh_blobs::{BlobsProtocol, Hash};
+
+use crate::ops::access;
+use crate::trust::{self, Bundle, Capability, Revoked, Rights, TrustError};
+
+use super::state::*;
+
+/// Decides whether a peer (by endpoint id, when the connection has one) may fetch a hash.
+pub type Policy = Arc<dyn Fn(Option<[u8; 32]>, &Hash) -> bool + Send + Sync>;
+
+/// Builds the blob protocol for `store`, serving only the raw blobs `policy` allows to the
+/// asking peer.
+pub fn blobs_protocol(store: &FsStore, policy: Policy) -> BlobsProtocol {
+    let mask = EventMask {
+        connected: ConnectMode::Intercept,
+        get: RequestMode::Intercept,
+        get_many: RequestMode::Intercept,
+        observe: ObserveMode::Intercept,
+        ..EventMask::DEFAULT
+    };
+    let (events, rx) = EventSender::channel(256, mask);
+    tokio::spawn(gatekeeper(policy, rx));
+    BlobsProtocol::new(store, Some(events))
+}
+
+impl Shared {
+    /// Checks a presented ticket (or its absence) for `peer` and `dataset`, before anything
+    /// about the dataset is looked up. Returns the capability, or `None` for public access.
+    pub(super) fn authorize(
+        &self,
+        dataset: &[u8; 32],
+        ticket: Option<&[u8]>,
+        peer: &[u8; 32],
+        need: Rights,
+    ) -> std::result::Result<(Arc<Served>, Option<Capability>), String> {
+        const NO: &str = "this peer serves no public dataset with that id; present a ticket from its owner (--ticket)";
+        let public = || -> Option<Arc<Served>> {
+            let served = self.datasets.get(dataset)?;
+            let st = served.state.lock().expect("not poisoned");
+            let open = !st.private && !st.gone;
+            drop(st);
+            (open && !need.contains(Rights::WRITE)).then(|| served.clone())
+        };
+        let Some(bytes) = ticket else {
+            if need.contains(Rights::WRITE) {
+                return Err("pushing needs a ticket with the write right (--ticket)".into());
+            }
+            return public().map(|s| (s, None)).ok_or_else(|| NO.to_string());
+        };
+        // Reading a public dataset needs no ticket: a stale one is ignored there.
+        self.check_ticket(dataset, bytes, peer, need)
+            .or_else(|e| public().map(|s| (s, None)).ok_or(e))
+    }
+
+    /// The ticket checks, in order: strict decoding, the holder is the peer, the dataset
+    /// matches, the chain is rooted in the dataset key and valid now (all before looking up
+    /// whether the dataset is hosted here), then revocations and rights.
+    pub(super) fn check_ticket(
+        &self,
+        dataset: &[u8; 32],
+        bytes: &[u8],
+        peer: &[u8; 32],
+        need: Rights,
+    ) -> std::result::Result<(Arc<Served>, Option<Capability>), String> {
+        let bundle = Bundle::decode(bytes).map_err(|e| e.to_string())?;
+        let holder = bundle.leaf().body.audience;
+        if &holder != peer {
+            return Err(TrustError::WrongAudience {
+                holder: hex::encode(holder),
+                peer: hex::encode(peer),
+            }
+            .to_string());
+        }
+        if &bundle.dataset() != dataset {
+            return Err(TrustError::WrongDataset {
+                got: hex::encode(bundle.dataset()),
+                want: hex::encode(dataset),
+            }
+            .to_string());
+        }
+        let now = access::now();
+        trust::verify_chain(&bundle, dataset, now, &Revoked::default())
+            .map_err(|e| e.to_string())?;
+        let served = self
+            .datasets
+            .get(dataset)
+            .ok_or("the dataset of this ticket is not served here")?;
+        let (revoked, private) = {
+            let st = served.state.lock().expect("not poisoned");
+            if st.gone {
+                return Err("the dataset of this ticket is not served here".into());
+            }
+            (st.revoked.clone(), st.private)
+        };
+        let cap =
+            trust::authorize(&bundle, dataset, peer, now, &revoked).map_err(|e| e.to_string())?;
+        if need.contains(Rights::WRITE) {
+            cap.require(Rights::WRITE, "pushing (it has no write right)")
+                .map_err(|e| e.to_string())?;
+        } else if !cap.rights.contains(Rights::READ) && !cap.rights.contains(Rights::RELAY) {
+            return Err(
+                TrustError::Forbidden("fetching (it has neither read nor relay right)").to_string(),
+            );
+        } else if private && !cap.scope.is_empty() {
+            // A serving peer of a restricted dataset sees only ciphertext: it cannot tell
+            // which paths a ciphertext holds, so a path-scoped ticket gets nothing.
+            return Err(TrustError::Forbidden(
+                "reading a restricted dataset with a path-scoped ticket (paths are encrypted)",
+            )
+            .to_string());
+        }
+        Ok((served.clone(), Some(cap)))
+    }
+
+    /// Remembers what `peer` may fetch under `cap`, for the blob gatekeeper: everything the
+    /// dataset publishes (a ticket with a path scope never reaches here for reading: public
+    /// datasets need no ticket, and restricted ones refuse scoped tickets).
+    pub(super) fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) {
+        let hashes = served.state.lock().expect("not poisoned").hashes.clone();
+        let mut auth = self.authorized.write().expect("not poisoned");
+        let list = auth.entry(peer).or_default();
+        list.retain(|a| a.dataset != served.dataset);
+        list.push(Authz {
+            dataset: served.dataset,
+            expires: cap.expires,
+            hashes,
+        });
+    }
+
+    /// Drops every admission cached for `served`: the next request is decided again.
+    pub(super) fn forget_admissions(&self, served: &Served) {
+        let mut auth = self.authorized.write().expect("not poisoned");
+        for list in auth.values_mut() {
+            list.retain(|a| a.dataset != served.dataset);
+        }
+    }
+
+    pub(super) fn rebuild_public(&self) {
+        let mut set = HashSet::new();
+        for served in self.datasets.values() {
+            let st = served.state.lock().expect("not poisoned");
+            if !st.private {
+                set.extend(st.hashes.iter().copied());
+            }
+        }
+        *self.public.write().expect("not poisoned") = set;
+    }
+
+    /// The gatekeeper's question: may `peer` fetch `hash`?
+    pub(super) fn may_serve(&self, peer: Option<[u8; 32]>, hash: &Hash) -> bool {
+        if self.public.read().expect("not poisoned").contains(hash) {
+            return true;
+        }
+        let Some(peer) = peer else { return false };
+        let now = access::now();
+        self.authorized
+            .read()
+            .expect("not poisoned")
+            .get(&peer)
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|a| now < a.expires + trust::CLOCK_SKEW && a.hashes.contains(hash))
+            })
+    }
+}
+
+/// Answers the blob provider's intercepted events: each request is checked against `policy`
+/// for the peer of its connection.
+pub(super) async fn gatekeeper(
+    policy: Policy,
+    mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>,
+) {
+    let mut peers: HashMap<u64, [u8; 32]> = HashMap::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ProviderMessage::ClientConnected(msg) => {
+                if let Some(id) = msg.endpoint_id {
+                    peers.insert(msg.connection_id, *id.as_bytes());
+                }
+                msg.tx.send(Ok(())).await.ok();
+            }
+            ProviderMessage::ConnectionClosed(msg) => {
+                peers.remove(&msg.connection_id);
+            }
+            ProviderMessage::GetRequestReceived(msg) => {
+                let peer = peers.get(&msg.connection_id).copied();
+                let ok = msg.request.ranges.is_blob() && policy(peer, &msg.request.hash);
+                let answer = if ok {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            ProviderMessage::GetManyRequestReceived(msg) => {
+                // Many whole blobs on one stream (small objects): each must be allowed.
+                let peer = peers.get(&msg.connection_id).copied();
+                let ok = msg.request.hashes.iter().all(|h| policy(peer, h));
+                let answer = if ok {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            ProviderMessage::ObserveRequestReceived(msg) => {
+                let peer = peers.get(&msg.connection_id).copied();
+                let answer = if policy(peer, &msg.request.hash) {
+                    Ok(())
+                } else {
+                    Err(AbortReason::Permission)
+                };
+                msg.tx.send(answer).await.ok();
+            }
+            _ => {}
+        }
+    }
+}

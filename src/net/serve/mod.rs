@@ -1,0 +1,245 @@
+//! `lode serve`: one iroh endpoint serving datasets over two protocols: iroh-blobs (verified
+//! BLAKE3 streaming of objects) and `lode/2` (ref listing).
+//!
+//! Objects are imported into an iroh-blobs store (`.lode/serve-store` of the first served
+//! repository) *by reference*: the store reads the repository's immutable object files in
+//! place and only adds its outboards. Every blob request is intercepted: a hash is served only
+//! if it is reachable from the refs of a served dataset (never an arbitrary hash of the
+//! store), only as a raw blob (no hash sequences, whose children would bypass the check); a
+//! `get_many` request (many whole blobs on one stream, how clients fetch small objects) only
+//! if every hash in it is allowed. Refs are re-read on every ref listing, so commits made while the
+//! server runs are served without a restart.
+
+mod authz;
+mod handler;
+mod push;
+mod state;
+
+pub use authz::{blobs_protocol, Policy};
+pub use state::import_objects;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use iroh::protocol::Router;
+use iroh_blobs::store::fs::FsStore;
+
+use crate::error::{Error, Result};
+use crate::net::endpoint::{bind, Net, NetOptions};
+use crate::net::limit::{Limiter, Limits};
+use crate::net::proto;
+use crate::repo::Repo;
+use crate::ticket::Ticket;
+
+use state::*;
+
+/// Optional settings of [`serve`].
+#[derive(Default)]
+pub struct ServeSetup {
+    /// Where the blob store lives (default: `.lode/serve-store` of the first repository).
+    pub store_dir: Option<std::path::PathBuf>,
+    /// Each message makes every dataset be re-read from scratch (after a mirror deleted
+    /// objects or was removed).
+    pub reload: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+/// Binds the endpoint. Without address lookup (LAN, air-gapped: peers know this one only by
+/// the addresses in its tickets), a port left to chance is the one this repository last served
+/// on (`.lode/serve.port`), so that collaborators' remotes and tickets keep working across a
+/// restart; when that port is taken, a new one is used and `notes` says so.
+async fn bind_remembered(
+    key: &ed25519_dalek::SigningKey,
+    opts: &NetOptions,
+    port_file: &std::path::Path,
+    notes: &mut Vec<String>,
+) -> Result<Net> {
+    let chance = opts.bind.is_none_or(|a| a.port() == 0);
+    let remembered = std::fs::read_to_string(port_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0);
+    let net = match remembered {
+        Some(port) if chance && !opts.discovery => {
+            let ip = opts
+                .bind
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                    a.ip()
+                });
+            let again = NetOptions {
+                bind: Some(std::net::SocketAddr::new(ip, port)),
+                ..opts.clone()
+            };
+            match bind(key, &again).await {
+                Ok(net) => net,
+                Err(e) => {
+                    notes.push(format!(
+                        "port {port}, where this repository was served before, is taken ({e}); \
+                         serving on a new port: collaborators refresh their remote with \
+                         `lode remote add origin NEW-TICKET`"
+                    ));
+                    bind(key, opts).await?
+                }
+            }
+        }
+        _ => bind(key, opts).await?,
+    };
+    if let Some(port) = net.endpoint.bound_sockets().first().map(|a| a.port()) {
+        let _ = std::fs::write(port_file, format!("{port}\n"));
+    }
+    Ok(net)
+}
+
+/// Takes `.lode/serve.lock` of each repository for as long as it is served (the kernel
+/// releases it when the process ends, however it ends), so that a second `lode serve` of the
+/// same repository is told which process already serves it.
+fn serve_locks(repos: &[Repo]) -> Result<Vec<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    let mut held = Vec::new();
+    for r in repos {
+        let path = r.root().join(".lode").join("serve.lock");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.set_len(0);
+                let _ = f.rewind();
+                let _ = write!(f, "{}", std::process::id());
+                held.push(f);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                return Err(Error::AlreadyServed {
+                    repo: r.root().to_path_buf(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("cannot lock", &path, e));
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon
+/// as the endpoint listens, and notes for the user (a remembered port that was taken).
+pub async fn serve(
+    repos: Vec<Repo>,
+    opts: &NetOptions,
+    setup: ServeSetup,
+    ready: impl FnOnce(&[Ticket], &[String]),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let first = repos
+        .first()
+        .ok_or_else(|| Error::Other("nothing to serve".into()))?;
+    let _serving = serve_locks(&repos)?;
+    let store_dir = setup
+        .store_dir
+        .unwrap_or_else(|| first.root().join(".lode").join("serve-store"));
+    let store = FsStore::load(&store_dir).await.map_err(|e| {
+        Error::Net(format!(
+            "cannot open blob store {}: {e}",
+            store_dir.display()
+        ))
+    })?;
+    let key = first.device_key()?;
+    let port_file = first.root().join(".lode").join("serve.port");
+    let mut datasets = HashMap::new();
+    let mut order = Vec::new();
+    for repo in repos {
+        let dataset = repo.dataset_id()?.to_bytes();
+        order.push(dataset);
+        let served = Served {
+            repo,
+            dataset,
+            state: Mutex::new(ServedState::default()),
+            push: tokio::sync::Mutex::new(()),
+            seq: tokio::sync::watch::Sender::new(0),
+            update: tokio::sync::Mutex::new(()),
+            revoke: tokio::sync::Mutex::new(()),
+        };
+        datasets.insert(dataset, Arc::new(served));
+    }
+    let shared = Arc::new(Shared {
+        datasets,
+        public: RwLock::new(HashSet::new()),
+        authorized: RwLock::new(HashMap::new()),
+        store,
+        net: OnceLock::new(),
+        limiter: Limiter::new(Limits::LODE2),
+    });
+    for served in shared.datasets.values() {
+        shared.refresh(served).await?;
+    }
+    let policy: Policy = {
+        let shared = shared.clone();
+        Arc::new(move |peer, hash| shared.may_serve(peer, hash))
+    };
+    let blobs = blobs_protocol(&shared.store, policy);
+    // While a subscriber waits, each dataset is re-read every second, so that a commit made
+    // meanwhile (by `lode commit` in the served repository) wakes it.
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for served in shared.datasets.values() {
+                    if served.seq.receiver_count() > 0 {
+                        let _ = shared.refresh(served).await;
+                    }
+                }
+            }
+        });
+    }
+    if let Some(mut rx) = setup.reload {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while rx.recv().await.is_some() {
+                for served in shared.datasets.values() {
+                    // A failure leaves the previous state; the next round tries again.
+                    let _ = shared.reload(served).await;
+                }
+            }
+        });
+    }
+    let mut notes = Vec::new();
+    let net = bind_remembered(&key, opts, &port_file, &mut notes).await?;
+    let _ = shared.net.set(net.clone());
+    let router = Router::builder(net.endpoint.clone())
+        .accept(proto::ALPN, LodeProtocol(shared.clone()))
+        .accept(iroh_blobs::ALPN, blobs)
+        .spawn();
+    let provider = net.provider();
+    // One ticket per dataset, in the order the repositories were given.
+    let tickets: Vec<Ticket> = order
+        .iter()
+        .map(|d| Ticket {
+            dataset: *d,
+            providers: vec![provider.clone()],
+        })
+        .collect();
+    for ticket in &tickets {
+        let served = &shared.datasets[&ticket.dataset];
+        let path = served.repo.root().join(".lode").join("serve.ticket");
+        let _ = std::fs::write(path, format!("{ticket}\n"));
+    }
+    ready(&tickets, &notes);
+    shutdown.await;
+    for served in shared.datasets.values() {
+        let _ = std::fs::remove_file(served.repo.root().join(".lode").join("serve.ticket"));
+    }
+    router
+        .shutdown()
+        .await
+        .map_err(|e| Error::Net(format!("shutdown: {e}")))?;
+    Ok(())
+}
