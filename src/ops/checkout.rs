@@ -91,22 +91,7 @@ pub fn update_main(
     progress: &dyn Progress,
 ) -> Result<CheckoutReport> {
     let _lock = repo.lock()?;
-    let current = repo.main()?;
-    let short = |c: Option<ObjectId>| c.map_or("nothing".to_string(), |c| c.short());
-    if current != expected && !force {
-        return Err(Error::Stale {
-            expected: short(expected),
-            found: short(current),
-        });
-    }
-    if let Some(cur) = current {
-        if !force && !super::history::is_ancestor(repo, &cur, &new)? {
-            return Err(Error::NotFastForward {
-                current: cur.short(),
-                new: new.short(),
-            });
-        }
-    }
+    check_update(repo, expected, new, force)?;
     materialize_commit(
         repo,
         new,
@@ -116,6 +101,37 @@ pub fn update_main(
         HeadUpdate::MoveMain,
         progress,
     )
+}
+
+/// The checks [`update_main`] makes before it moves anything: `main` is still `expected`,
+/// and `new` descends from it (both waived by `force`). A serving peer also runs them on a
+/// push's quarantined objects, before they enter the store.
+pub fn check_update(
+    repo: &Repo,
+    expected: Option<ObjectId>,
+    new: ObjectId,
+    force: bool,
+) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    let current = repo.main()?;
+    let short = |c: Option<ObjectId>| c.map_or("nothing".to_string(), |c| c.short());
+    if current != expected {
+        return Err(Error::Stale {
+            expected: short(expected),
+            found: short(current),
+        });
+    }
+    if let Some(cur) = current {
+        if !super::history::is_ancestor(repo, &cur, &new)? {
+            return Err(Error::NotFastForward {
+                current: cur.short(),
+                new: new.short(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What a whole-tree checkout does to HEAD.

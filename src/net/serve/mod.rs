@@ -94,39 +94,20 @@ async fn bind_remembered(
 /// Takes `.lode/serve.lock` of each repository for as long as it is served (the kernel
 /// releases it when the process ends, however it ends), so that a second `lode serve` of the
 /// same repository is told which process already serves it.
-fn serve_locks(repos: &[Repo]) -> Result<Vec<std::fs::File>> {
-    use std::io::{Read, Seek, Write};
-    let mut held = Vec::new();
-    for r in repos {
-        let path = r.root().join(".lode").join("serve.lock");
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
-        match f.try_lock() {
-            Ok(()) => {
-                let _ = f.set_len(0);
-                let _ = f.rewind();
-                let _ = write!(f, "{}", std::process::id());
-                held.push(f);
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = f.read_to_string(&mut pid);
-                return Err(Error::AlreadyServed {
+fn serve_locks(repos: &[Repo]) -> Result<Vec<crate::db::WriteLock>> {
+    repos
+        .iter()
+        .map(|r| {
+            let path = r.root().join(".lode").join("serve.lock");
+            crate::db::WriteLock::acquire(&path, Duration::ZERO).map_err(|e| match e {
+                Error::Locked { holder, .. } => Error::AlreadyServed {
                     repo: r.root().to_path_buf(),
-                    pid: pid.trim().to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io("cannot lock", &path, e));
-            }
-        }
-    }
-    Ok(held)
+                    pid: holder.trim_start_matches("pid ").to_string(),
+                },
+                e => e,
+            })
+        })
+        .collect()
 }
 
 /// Serves `repos` until `shutdown` completes. `ready` receives one ticket per dataset as soon

@@ -56,7 +56,7 @@ impl LodeProtocol {
                     check_push_scope(&quarantine, push.new, &push.scope)?;
                 }
                 let _lock = repo.lock()?;
-                check_fast_forward(&quarantine, push.old, push.new, push.force)?;
+                crate::ops::checkout::check_update(&quarantine, push.old, push.new, push.force)?;
                 // Accepted: from here on the objects are the repository's.
                 repo.store().admit(quarantine.store())?;
                 Ok(())
@@ -81,36 +81,6 @@ impl LodeProtocol {
         self.0.refresh(served).await?;
         Ok(counts)
     }
-}
-
-/// The checks `update_main` makes before it moves anything, made on the quarantined view
-/// (where the pushed commits are readable) so that a refused push never reaches the store.
-pub(super) fn check_fast_forward(
-    repo: &Repo,
-    expected: Option<ObjectId>,
-    new: ObjectId,
-    force: bool,
-) -> Result<()> {
-    if force {
-        return Ok(());
-    }
-    let current = repo.main()?;
-    let short = |c: Option<ObjectId>| c.map_or("nothing".to_string(), |c| c.short());
-    if current != expected {
-        return Err(Error::Stale {
-            expected: short(expected),
-            found: short(current),
-        });
-    }
-    if let Some(cur) = current {
-        if !crate::ops::history::is_ancestor(repo, &cur, &new)? {
-            return Err(Error::NotFastForward {
-                current: cur.short(),
-                new: new.short(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Checks that every commit a push brings (each one not already reachable from `main`)
