@@ -152,6 +152,22 @@ impl Store {
         object_path(&self.objects, id)
     }
 
+    /// Where another store may rename a complete object it verified against `id` (the
+    /// swarm's blob store, which keeps serving it from there); its directory is made.
+    /// [`Store::seal`] finishes the job.
+    pub fn landing_path(&self, id: &ObjectId) -> Result<PathBuf> {
+        let dest = self.own_path(id);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
+        }
+        Ok(dest)
+    }
+
+    /// Makes an object renamed to its [`Store::landing_path`] read-only, as every object is.
+    pub fn seal(&self, id: &ObjectId) {
+        let _ = fs::set_permissions(self.own_path(id), fs::Permissions::from_mode(0o444));
+    }
+
     /// Returns the temp directory (cleaned by `gc`).
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp

@@ -62,8 +62,50 @@ impl NetArgs {
             bind: self.bind,
             relay,
             discovery: !self.no_discovery,
+            share: Default::default(),
         }
     }
+}
+
+/// How a download (clone, fetch, pull) takes part in its dataset's swarm.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct ShareArgs {
+    /// Do not serve other downloaders of the dataset (this download still fetches from them).
+    #[arg(long, env = "LODE_NO_SHARE")]
+    pub(crate) no_share: bool,
+    /// After the download, keep serving the swarm for this long (30s, 10m, 2h; 0s: not at
+    /// all). Default: while other peers still fetch from this one, at most 10 minutes.
+    #[arg(long, value_name = "DURATION", value_parser = seed_arg)]
+    pub(crate) seed: Option<u64>,
+    /// Cap the upload to other peers, in bytes per second (5M = 5 MiB/s).
+    #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+    pub(crate) max_upload: Option<u64>,
+}
+
+impl ShareArgs {
+    /// Network options of `net` with this swarm participation.
+    pub(crate) fn options(&self, net: &NetArgs) -> lode::net::endpoint::NetOptions {
+        let mut opts = net.options();
+        opts.share = lode::net::swarm::ShareOptions {
+            enabled: true,
+            serve: !self.no_share,
+            seed: self.seed.map(std::time::Duration::from_secs),
+            max_upload: self.max_upload,
+        };
+        opts
+    }
+}
+
+fn seed_arg(s: &str) -> Result<u64, String> {
+    lode::trust::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration such as 30s, 10m or 2h"))
+}
+
+fn rate_arg(s: &str) -> Result<u64, String> {
+    let s = s.trim_end_matches("/s");
+    lode::net::mirror::parse_size(s)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a rate such as 512k or 5M (bytes per second)"))
 }
 
 pub(crate) fn parse_ticket(s: &str) -> Result<lode::ticket::Ticket, Error> {

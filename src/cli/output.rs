@@ -121,6 +121,20 @@ pub(crate) fn print_transfer(
         r.seconds,
         r.peers.join(", ")
     ));
+    if let Some(s) = &r.swarm {
+        let sum = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+        ui.note(format!(
+            "swarm: received {} from {} peers, sent {} to {} peers, seeded {:.1}s",
+            human(sum(&s.received_from)),
+            s.received_from.len(),
+            human(sum(&s.sent_to)),
+            s.sent_to.len(),
+            s.seeded_seconds
+        ));
+        for d in &s.dropped {
+            ui.note(format!("swarm: {d}"));
+        }
+    }
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub struct NetOptions {
     pub relay: Relay,
     /// Whether to publish and look up addresses through iroh's address lookup (DNS/pkarr).
     pub discovery: bool,
+    /// How a download takes part in its dataset's swarm (off unless asked for).
+    pub share: crate::net::swarm::ShareOptions,
 }
 
 /// An endpoint and the address book that tickets fill.

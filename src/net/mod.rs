@@ -14,6 +14,8 @@
 //! - [`mirror`]: `lode mirror add|list|remove` and following mirrored datasets.
 //! - [`registry`]: `lode registry serve`, `publish`, `search`, clone by name; signed entries
 //!   and taint notices, replicated between registries.
+//! - [`swarm`]: every downloader serves the others: gossip membership, signed announcements,
+//!   pieces from every peer that holds them.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
 
 pub mod endpoint;
@@ -25,4 +27,5 @@ pub mod proto;
 pub mod push;
 pub mod registry;
 pub mod serve;
+pub mod swarm;
 pub mod uri;

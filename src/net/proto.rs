@@ -59,6 +59,13 @@ pub enum Request {
         seq: u64,
         wait: u64,
     },
+    /// The swarm peers this server heard announce themselves for a public dataset (signed
+    /// announcements, `net::swarm::announce`): what a tracker hands out. A peer that predates
+    /// it answers `Error`.
+    Peers {
+        dataset: [u8; 32],
+        ticket: Option<Vec<u8>>,
+    },
 }
 
 /// What a server answers.
@@ -82,6 +89,8 @@ pub enum Response {
     Error(String),
     /// The request is not authorized (checked before any lookup); the text says why.
     Denied(String),
+    /// Signed swarm announcements (an answer to `Peers`).
+    Peers(Vec<Vec<u8>>),
 }
 
 /// A dataset's signed head (`trust::SignedHead` bytes) and every revocation the server

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use lode::progress::Progress as _;
 
-use crate::cli::args::{ticket_arg, CapArg, NetArgs};
+use crate::cli::args::{ticket_arg, CapArg, NetArgs, ShareArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -37,6 +37,8 @@ pub struct CloneArgs {
     cap: CapArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: ShareArgs,
 }
 
 pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
@@ -48,6 +50,7 @@ pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
         link,
         cap,
         net,
+        share,
     } = args;
     let (ticket, cap) = match registry {
         Some(reg) => {
@@ -69,7 +72,7 @@ pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
         ctx.opts.clone(),
         &ticket,
         lode::net::fetch::CloneOptions { cap, mirror, link },
-        &net.options(),
+        &share.options(&net),
         &bar,
     ))?;
     bar.finish();

@@ -3,7 +3,7 @@
 use clap::Args;
 use lode::progress::Progress as _;
 
-use crate::cli::args::{CapArg, NetArgs};
+use crate::cli::args::{CapArg, NetArgs, ShareArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -17,10 +17,17 @@ pub struct FetchArgs {
     cap: CapArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: ShareArgs,
 }
 
 pub fn cmd_fetch(ctx: &Ctx, ui: &mut Ui, args: FetchArgs) -> CliResult {
-    let FetchArgs { remote, cap, net } = args;
+    let FetchArgs {
+        remote,
+        cap,
+        net,
+        share,
+    } = args;
     let repo = ctx.repo()?;
     let name = remote.unwrap_or_else(|| "origin".into());
     let bar = ui.bar("fetch");
@@ -28,7 +35,7 @@ pub fn cmd_fetch(ctx: &Ctx, ui: &mut Ui, args: FetchArgs) -> CliResult {
         &repo,
         &name,
         cap.bundle()?,
-        &net.options(),
+        &share.options(&net),
         &bar,
     ))?;
     bar.finish();

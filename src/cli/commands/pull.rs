@@ -3,7 +3,7 @@
 use clap::Args;
 use lode::progress::Progress as _;
 
-use crate::cli::args::{CapArg, NetArgs};
+use crate::cli::args::{CapArg, NetArgs, ShareArgs};
 use crate::cli::output::{print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -17,10 +17,17 @@ pub struct PullArgs {
     cap: CapArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: ShareArgs,
 }
 
 pub fn cmd_pull(ctx: &Ctx, ui: &mut Ui, args: PullArgs) -> CliResult {
-    let PullArgs { remote, cap, net } = args;
+    let PullArgs {
+        remote,
+        cap,
+        net,
+        share,
+    } = args;
     let repo = ctx.repo()?;
     let name = remote.unwrap_or_else(|| "origin".into());
     let bar = ui.bar("pull");
@@ -28,7 +35,7 @@ pub fn cmd_pull(ctx: &Ctx, ui: &mut Ui, args: PullArgs) -> CliResult {
         &repo,
         &name,
         cap.bundle()?,
-        &net.options(),
+        &share.options(&net),
         &bar,
     ))?;
     bar.finish();

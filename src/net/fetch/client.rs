@@ -34,6 +34,9 @@ pub struct FetchReport {
     pub seconds: f64,
     /// Endpoint ids (short) of the peers that answered.
     pub peers: Vec<String>,
+    /// What moved to and from each swarm peer, when the download took part in a swarm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::net::swarm::SwarmReport>,
 }
 
 /// What a provider publishes for a dataset, verified: the refs of a head signed by a writer,
@@ -88,6 +91,8 @@ pub struct Client {
     /// Providers that failed a batched request (gone, or a lode that refuses `GetMany`):
     /// not asked for batches again.
     pub(super) no_batch: HashSet<EndpointId>,
+    /// The swarm session of this download, when it takes part in one.
+    pub(super) swarm: Option<crate::net::swarm::Session>,
 }
 
 impl Client {
@@ -122,6 +127,7 @@ impl Client {
             owned: false,
             conns: HashMap::new(),
             no_batch: HashSet::new(),
+            swarm: None,
         })
     }
 
@@ -168,7 +174,7 @@ impl Client {
             Response::Error(msg) | Response::Rejected(msg) => {
                 return Err(Error::Peer { peer, msg })
             }
-            Response::Pushed { .. } | Response::Revoked { .. } => {
+            Response::Pushed { .. } | Response::Revoked { .. } | Response::Peers(_) => {
                 return Err(Error::LyingPeer {
                     peer,
                     msg: "answered a ref listing with something else".into(),
@@ -444,6 +450,7 @@ impl Client {
             bytes,
             seconds: start.elapsed().as_secs_f64(),
             peers: self.peers.iter().cloned().collect(),
+            swarm: None,
         }
     }
 

@@ -191,8 +191,64 @@ pub async fn fetch(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
+    let (report, seeder) = fetch_seeding(repo, remote_name, cap, opts, progress).await?;
+    Ok(Seeder::finish_into(seeder, report, progress).await)
+}
+
+/// [`fetch`], returning the swarm session (if the download took part in one) still serving.
+async fn fetch_seeding(
+    repo: &Repo,
+    remote_name: &str,
+    cap: Option<Bundle>,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+) -> Result<(FetchReport, Option<Seeder>)> {
     let ticket = remote(repo, remote_name)?;
     fetch_ticket(repo, remote_name, &ticket, cap, opts, progress).await
+}
+
+/// A download's swarm session after the download: it goes on serving the other peers until
+/// [`Seeder::finish`] (which seeds as `--seed` says, or while others still fetch from it).
+pub struct Seeder {
+    session: crate::net::swarm::Session,
+    net: crate::net::endpoint::Net,
+    /// The endpoint was bound for this download: closed at the end.
+    owned: bool,
+    seed: Option<std::time::Duration>,
+}
+
+impl Seeder {
+    /// Seeds, stops, and returns what moved to and from each peer.
+    pub async fn finish(self, progress: &dyn Progress) -> crate::net::swarm::SwarmReport {
+        let report = self.session.finish(self.seed, progress).await;
+        if self.owned {
+            self.net.endpoint.close().await;
+        }
+        report
+    }
+
+    /// Finishes `seeder` (if any) and adds its report to `report`.
+    pub async fn finish_into(
+        seeder: Option<Seeder>,
+        mut report: FetchReport,
+        progress: &dyn Progress,
+    ) -> FetchReport {
+        if let Some(s) = seeder {
+            report.swarm = Some(s.finish(progress).await);
+        }
+        report
+    }
+}
+
+/// Whether another process (`lode serve`) serves `repo`: then it, not this download, serves
+/// the repository's objects to the swarm.
+fn served_elsewhere(repo: &Repo) -> bool {
+    let path = repo.root().join(".lode").join("serve.lock");
+    path.exists()
+        && matches!(
+            crate::db::WriteLock::acquire(&path, std::time::Duration::ZERO),
+            Err(Error::Locked { .. })
+        )
 }
 
 pub(super) async fn fetch_ticket(
@@ -202,7 +258,7 @@ pub(super) async fn fetch_ticket(
     cap: Option<Bundle>,
     opts: &NetOptions,
     progress: &dyn Progress,
-) -> Result<FetchReport> {
+) -> Result<(FetchReport, Option<Seeder>)> {
     let start = Instant::now();
     let dataset = repo.dataset_id()?.to_bytes();
     if ticket.dataset != dataset {
@@ -238,6 +294,29 @@ pub(super) async fn fetch_ticket(
         return Err(e);
     }
     let peer = published.peer.clone();
+    // A public dataset's download takes part in its swarm (restricted ones never do: see
+    // docs/SECURITY.md); a mirror's fetch is served by `lode serve --mirrors` instead.
+    if opts.share.enabled && !published.head.body.private && !mirror {
+        let mut share = opts.share.clone();
+        share.serve &= !served_elsewhere(repo);
+        let started = crate::net::swarm::Session::start(
+            &client.net,
+            &repo.home().device_key()?,
+            dataset,
+            client.providers.clone(),
+            client.cap.as_ref().map(Bundle::encode),
+            swarm_store_dir(repo),
+            &share,
+        )
+        .await;
+        match started {
+            Ok(session) => client.swarm = Some(session),
+            Err(e) => {
+                client.close().await;
+                return Err(e);
+            }
+        }
+    }
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {
         (true, Some(envelope)) => Want::Sealed {
@@ -291,9 +370,19 @@ pub(super) async fn fetch_ticket(
         config::put_private(repo, true)?;
     }
     let report = client.report(refs.head, objects, bytes, start);
+    let seeder = client.swarm.take().map(|session| Seeder {
+        session,
+        net: client.net.clone(),
+        owned: client.owned,
+        seed: opts.share.seed,
+    });
+    if seeder.is_some() {
+        // The seeder closes the endpoint when it is done serving.
+        client.owned = false;
+    }
     client.close().await;
     crate::net::uri::remember(repo.home(), ticket);
-    Ok(report)
+    Ok((report, seeder))
 }
 
 /// Refuses a head older than the newest this repository has seen (a stale or rolling-back
@@ -408,7 +497,7 @@ pub async fn clone(
     if link {
         config::set_checkout_links(&repo)?;
     }
-    let report = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
+    let (report, seeder) = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,
         Err(e) => {
             // Nothing received: leave no half-made clone behind. Once data arrived, keep it
@@ -424,7 +513,11 @@ pub async fn clone(
                     | Error::Trust(_)
                     | Error::Rollback { .. }
             );
-            if refused || (!fetch_store_dir(&repo).exists() && !partial) {
+            if refused
+                || (!fetch_store_dir(&repo).exists()
+                    && !swarm_store_dir(&repo).exists()
+                    && !partial)
+            {
                 if !existed {
                     let _ = std::fs::remove_dir_all(dir);
                 } else if !resumable {
@@ -450,6 +543,8 @@ pub async fn clone(
             }
         }
     }
+    // Others may still be fetching from this clone: it seeds before it returns.
+    let report = Seeder::finish_into(seeder, report, progress).await;
     Ok((repo, report))
 }
 
@@ -462,18 +557,31 @@ pub async fn pull(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
-    let report = fetch(repo, remote_name, cap, opts, progress).await?;
+    let (report, seeder) = fetch_seeding(repo, remote_name, cap, opts, progress).await?;
+    let moved = fast_forward_to_remote(repo, &report, progress);
+    // Others may still be fetching from this peer: it seeds before it returns, even when
+    // the working tree could not be updated (the objects are in).
+    let report = Seeder::finish_into(seeder, report, progress).await;
+    moved.map(|()| report)
+}
+
+/// Fast-forwards `main` and the working tree to the remote head a fetch reported.
+fn fast_forward_to_remote(
+    repo: &Repo,
+    report: &FetchReport,
+    progress: &dyn Progress,
+) -> Result<()> {
     let Some(remote_head) = report
         .head
         .as_ref()
         .and_then(|h| h.parse::<ObjectId>().ok())
     else {
-        return Ok(report);
+        return Ok(());
     };
     let local = repo.main()?;
     if let Some(local) = local {
         if local == remote_head || is_ancestor(repo, &remote_head, &local)? {
-            return Ok(report);
+            return Ok(());
         }
         if !is_ancestor(repo, &local, &remote_head)? {
             return Err(Error::Diverged {
@@ -483,6 +591,5 @@ pub async fn pull(
             });
         }
     }
-    crate::ops::checkout::fast_forward(repo, remote_head, progress)?;
-    Ok(report)
+    crate::ops::checkout::fast_forward(repo, remote_head, progress).map(|_| ())
 }

@@ -20,11 +20,12 @@ mod store;
 mod walk;
 
 pub use client::{verify_listing, Client, FetchReport, Published};
-pub use commands::{clone, fetch, pull, receive, CloneOptions, Want};
+pub use commands::{clone, fetch, pull, receive, CloneOptions, Seeder, Want};
 pub use get::{get, GetOptions, GetReport};
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
 };
+pub(crate) use store::open_store as open_transfer_store;
 pub use walk::{link_stays_inside, Leaf};
 
 pub use crate::ops::history::is_ancestor;

@@ -27,11 +27,16 @@ pub(super) fn fetch_store_dir(repo: &Repo) -> PathBuf {
     repo.root().join(".lode").join("fetch-store")
 }
 
+/// The blob store of a download's swarm session (resumable like the transfer store).
+pub(super) fn swarm_store_dir(repo: &Repo) -> PathBuf {
+    repo.root().join(".lode").join("swarm-store")
+}
+
 /// Opens the transfer store at `dir` (made if missing). One that a killed process left torn
 /// (its database cut short before its first commit) is only a cache of what a fetch already
 /// verified: it is discarded and made anew, so that the command can go on. One that another
 /// process has open is left alone.
-pub(super) async fn open_store(dir: &Path) -> Result<FsStore> {
+pub(crate) async fn open_store(dir: &Path) -> Result<FsStore> {
     let err = |e: &dyn std::fmt::Display| {
         Error::Net(format!("cannot open blob store {}: {e}", dir.display()))
     };

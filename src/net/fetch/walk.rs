@@ -180,6 +180,9 @@ impl Walk<'_> {
         id: ObjectId,
         size: u64,
     ) -> Result<()> {
+        if self.client.swarm.is_some() {
+            return self.swarm_fetch(repo, id, size).await;
+        }
         let dir = partial_dir(repo);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let path = dir.join(id.to_hex());
@@ -238,6 +241,27 @@ impl Walk<'_> {
             }
         }
         Err(last)
+    }
+
+    /// Fetches a big object through the download's swarm session: pieces from the providers
+    /// and from every swarm peer holding them, each verified, served to the other peers as
+    /// soon as it is in; the complete object is then renamed into the object store, where the
+    /// session goes on serving it from.
+    async fn swarm_fetch(&mut self, repo: &Repo, id: ObjectId, size: u64) -> Result<()> {
+        use crate::net::swarm::pieces;
+        let session = self.client.swarm.as_ref().expect("checked by the caller");
+        session.allow(Hash::from_bytes(id.0));
+        let (mut origins, dead) = self.client.by_liveness();
+        origins.extend(dead);
+        let got =
+            pieces::fetch(session, &self.client.net, &origins, id, size, self.progress).await?;
+        self.bytes += got.bytes;
+        self.client.peers.extend(got.peers);
+        let target = repo.store().landing_path(&id)?;
+        pieces::export(session, id, &target).await?;
+        repo.store().seal(&id);
+        self.objects += 1;
+        Ok(())
     }
 
     /// Streams blob `id` from `provider`, starting at byte `start` (a multiple of 16 KiB):

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use iroh_blobs::provider::events::{
     AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
+    ThrottleMode,
 };
 use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::{BlobsProtocol, Hash};
 
+use crate::net::swarm::meter::Meter;
 use crate::ops::access;
 use crate::trust::{self, Bundle, Capability, Revoked, Rights, TrustError};
 
@@ -20,15 +22,30 @@ pub type Policy = Arc<dyn Fn(Option<[u8; 32]>, &Hash) -> bool + Send + Sync>;
 /// Builds the blob protocol for `store`, serving only the raw blobs `policy` allows to the
 /// asking peer.
 pub fn blobs_protocol(store: &FsStore, policy: Policy) -> BlobsProtocol {
+    blobs_protocol_metered(store, policy, None)
+}
+
+/// [`blobs_protocol`], with every 16 KiB group sent counted (and, under a cap, paced) by
+/// `meter`: how a sharing downloader accounts for and limits its upload.
+pub fn blobs_protocol_metered(
+    store: &FsStore,
+    policy: Policy,
+    meter: Option<Arc<Meter>>,
+) -> BlobsProtocol {
     let mask = EventMask {
         connected: ConnectMode::Intercept,
         get: RequestMode::Intercept,
         get_many: RequestMode::Intercept,
         observe: ObserveMode::Intercept,
+        throttle: if meter.is_some() {
+            ThrottleMode::Intercept
+        } else {
+            ThrottleMode::None
+        },
         ..EventMask::DEFAULT
     };
     let (events, rx) = EventSender::channel(256, mask);
-    tokio::spawn(gatekeeper(policy, rx));
+    tokio::spawn(gatekeeper(policy, meter, rx));
     BlobsProtocol::new(store, Some(events))
 }
 
@@ -177,6 +194,7 @@ impl Shared {
 /// for the peer of its connection.
 pub(super) async fn gatekeeper(
     policy: Policy,
+    meter: Option<Arc<Meter>>,
     mut rx: tokio::sync::mpsc::Receiver<ProviderMessage>,
 ) {
     let mut peers: HashMap<u64, [u8; 32]> = HashMap::new();
@@ -220,6 +238,20 @@ pub(super) async fn gatekeeper(
                     Err(AbortReason::Permission)
                 };
                 msg.tx.send(answer).await.ok();
+            }
+            ProviderMessage::Throttle(msg) => {
+                let peer = peers.get(&msg.connection_id).copied();
+                let wait = meter
+                    .as_ref()
+                    .map_or(std::time::Duration::ZERO, |m| m.charge(peer, msg.size));
+                if wait.is_zero() {
+                    msg.tx.send(Ok(())).await.ok();
+                } else {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        msg.tx.send(Ok(())).await.ok();
+                    });
+                }
             }
             _ => {}
         }

@@ -48,6 +48,19 @@ impl LodeProtocol {
         };
         match req {
             Request::ListRefs { dataset, ticket } => self.list(dataset, ticket, peer).await,
+            Request::Peers { dataset, ticket } => {
+                match self
+                    .0
+                    .authorize(&dataset, ticket.as_deref(), &peer, Rights::READ)
+                {
+                    // Restricted datasets have no swarm (docs/SECURITY.md): nothing to hand out.
+                    Ok((served, _)) if !served.state.lock().expect("not poisoned").private => {
+                        Response::Peers(served.book.signed(access::now()))
+                    }
+                    Ok(_) => Response::Peers(Vec::new()),
+                    Err(msg) => Response::Denied(msg),
+                }
+            }
             Request::WaitHead {
                 dataset,
                 ticket,

@@ -15,7 +15,7 @@ mod handler;
 mod push;
 mod state;
 
-pub use authz::{blobs_protocol, Policy};
+pub use authz::{blobs_protocol, blobs_protocol_metered, Policy};
 pub use state::import_objects;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::net::endpoint::{bind, Net, NetOptions};
 use crate::net::limit::{Limiter, Limits};
 use crate::net::proto;
+use crate::net::swarm::{self, announce::PeerBook};
 use crate::repo::Repo;
 use crate::ticket::Ticket;
 
@@ -147,6 +148,7 @@ pub async fn serve(
             seq: tokio::sync::watch::Sender::new(0),
             update: tokio::sync::Mutex::new(()),
             revoke: tokio::sync::Mutex::new(()),
+            book: Arc::new(PeerBook::new(dataset, key.verifying_key().to_bytes())),
         };
         datasets.insert(dataset, Arc::new(served));
     }
@@ -195,9 +197,27 @@ pub async fn serve(
     let mut notes = Vec::new();
     let net = bind_remembered(&key, opts, &port_file, &mut notes).await?;
     let _ = shared.net.set(net.clone());
+    // A member of the swarm topic of every public dataset served: it hears the downloaders'
+    // announcements (handed out on `Peers`, as a tracker does) and announces itself, so that
+    // downloaders learn mirrors too. Restricted datasets have no swarm (docs/SECURITY.md).
+    let gossip = swarm::membership::spawn_gossip(&net);
+    let mut memberships = Vec::new();
+    for served in shared.datasets.values() {
+        if served.state.lock().expect("not poisoned").private {
+            continue;
+        }
+        let joined =
+            swarm::membership::join(&gossip, &net, &key, served.book.clone(), Vec::new(), true)
+                .await;
+        match joined {
+            Ok(m) => memberships.push(m),
+            Err(e) => notes.push(format!("not announcing in the swarm: {e}")),
+        }
+    }
     let router = Router::builder(net.endpoint.clone())
         .accept(proto::ALPN, LodeProtocol(shared.clone()))
         .accept(iroh_blobs::ALPN, blobs)
+        .accept(iroh_gossip::ALPN, gossip.clone())
         .spawn();
     let provider = net.provider();
     // One ticket per dataset, in the order the repositories were given.
@@ -218,6 +238,7 @@ pub async fn serve(
     for served in shared.datasets.values() {
         let _ = std::fs::remove_file(served.repo.root().join(".lode").join("serve.ticket"));
     }
+    drop(memberships);
     router
         .shutdown()
         .await

@@ -33,6 +33,8 @@ pub(super) struct Served {
     pub(super) update: tokio::sync::Mutex<()>,
     /// Revocations sent by peers are stored one request at a time.
     pub(super) revoke: tokio::sync::Mutex<()>,
+    /// The swarm peers heard announcing themselves for this dataset (handed out on `Peers`).
+    pub(super) book: Arc<crate::net::swarm::announce::PeerBook>,
 }
 
 #[derive(Default)]

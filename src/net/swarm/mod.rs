@@ -1,0 +1,33 @@
+//! Swarm distribution: every downloader of a public dataset serves the other downloaders
+//! while it fetches, so that a crowd is not limited by the publisher's uplink.
+//!
+//! - [`announce`]: signed announcements ("this endpoint takes part in dataset D's swarm") and
+//!   the bounded [`announce::PeerBook`] they fill.
+//! - [`membership`]: iroh-gossip topics (one per dataset, bootstrapped from the ticket's
+//!   providers) and the tracker answer of serving peers (`Peers` on `lode/2`).
+//! - [`meter`]: bytes sent to each peer and the upload cap.
+//! - [`session`]: a downloader's sharing session: its blob store, gatekeeper and seeding.
+//! - [`pieces`]: one big object from the origins and every swarm peer that holds its
+//!   pieces: bitfields, rarest first, an end game, bad peers named and dropped.
+
+pub mod announce;
+pub mod membership;
+pub mod meter;
+pub mod pieces;
+pub mod session;
+
+pub use session::{Session, SwarmReport};
+
+/// How a downloader takes part in the swarm of a public dataset.
+#[derive(Clone, Debug, Default)]
+pub struct ShareOptions {
+    /// Use the swarm at all (default off for library callers; the CLI turns it on).
+    pub enabled: bool,
+    /// Serve other peers (off: `--no-share`, which still downloads from the swarm).
+    pub serve: bool,
+    /// After its own download, serve for exactly this long (`--seed`); `None`: while others
+    /// still fetch from it.
+    pub seed: Option<std::time::Duration>,
+    /// Upload cap in bytes per second (`--max-upload`).
+    pub max_upload: Option<u64>,
+}
