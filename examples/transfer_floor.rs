@@ -34,6 +34,7 @@ fn options() -> NetOptions {
         bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         relay: Relay::Disabled,
         discovery: false,
+        ..Default::default()
     }
 }
 

@@ -23,6 +23,7 @@ fn opts() -> NetOptions {
         bind: Some("127.0.0.1:0".parse().unwrap()),
         relay: Relay::Disabled,
         discovery: false,
+        ..Default::default()
     }
 }
 

@@ -15,5 +15,6 @@ mod mirror;
 mod owmeta;
 mod progress;
 mod registry;
+mod swarm;
 mod sync;
 mod vectors;

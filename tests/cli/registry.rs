@@ -405,6 +405,7 @@ fn loopback() -> lode::net::endpoint::NetOptions {
         bind: Some("127.0.0.1:0".parse().unwrap()),
         relay: lode::net::endpoint::Relay::Disabled,
         discovery: false,
+        ..Default::default()
     }
 }
 

@@ -889,6 +889,7 @@ fn serve_refuses_hashes_not_reachable_from_its_refs() {
             bind: Some("127.0.0.1:0".parse().unwrap()),
             relay: Relay::Disabled,
             discovery: false,
+            ..Default::default()
         };
         let net = bind(&ed25519_dalek::SigningKey::from_bytes(&[3; 32]), &opts)
             .await
@@ -973,6 +974,7 @@ fn a_peer_without_lode_1_gets_a_clear_message() {
             bind: Some("127.0.0.1:0".parse().unwrap()),
             relay: Relay::Disabled,
             discovery: false,
+            ..Default::default()
         };
         let net = bind(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]), &opts)
             .await

@@ -238,12 +238,25 @@ pub async fn fetch(
                                         | iroh_blobs::get::fsm::DecodeError::LeafHashMismatch { .. }
                                 )
                         );
+                        // A peer that left closes its connection. One that keeps it open but
+                        // fails a piece of an object it claims to hold either sent bytes that
+                        // fail verification or, its own copy being damaged, broke the stream
+                        // off (iroh-blobs' provider checks what it reads on some paths): both
+                        // are named and never asked again.
+                        let left = peers
+                            .get(&p)
+                            .is_none_or(|x| x.conn.close_reason().is_some());
                         if let Some(peer) = peers.remove(&p) {
                             peer.conn.close(VarInt::from_u32(1), b"failed");
                         }
-                        if lied {
+                        if lied || !left {
+                            let what = if lied {
+                                "sent data that fails BLAKE3 verification"
+                            } else {
+                                "broke off a piece it claims to hold"
+                            };
                             session.ban(p, format!(
-                                "peer {} sent data of object {} that fails BLAKE3 verification: dropped",
+                                "peer {} {what} (object {}, piece {i}): dropped",
                                 peer_name(p.as_bytes()),
                                 id.short()
                             ));
