@@ -252,10 +252,10 @@ serve_as 1 "$W/owner" "$W/ds"
 C=()
 in_peer 2 "$W/h2" clone --json --no-share "$TICKET" "$W/d2" >"$W/c2.json" 2>"$W/c2.err"
 C+=($!)
-for k in 3 4; do
-  in_peer "$k" "$W/h$k" clone --json --seed 3s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
-  C+=($!)
-done
+in_peer 3 "$W/h3" clone --json --seed 3s "$TICKET" "$W/d3" >"$W/c3.json" 2>"$W/c3.err"
+C+=($!)
+in_peer 4 "$W/h4" clone --json --seed 3s --max-upload 256k "$TICKET" "$W/d4" >"$W/c4.json" 2>"$W/c4.err"
+C+=($!)
 for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
 echo "noshare_sent=$(sent 2)"
 for k in 2 3 4; do cmp -s "$W/d$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"; done
@@ -287,6 +287,15 @@ exit 0
         let from = from_map(&report(&env, &format!("c{k}.json")), "received_from");
         assert!(!from.contains_key(&noshare), "{from:?}");
     }
+    // --max-upload 256k: what peer 4 served stays within the cap over its session (one
+    // second of burst allowed).
+    let r4 = report(&env, "c4.json");
+    let sent4: u64 = from_map(&r4, "sent_to").values().sum();
+    let secs = r4["seconds"].as_f64().unwrap() + r4["swarm"]["seeded_seconds"].as_f64().unwrap();
+    assert!(
+        (sent4 as f64) <= 256.0 * 1024.0 * (secs + 2.0),
+        "peer 4 sent {sent4} bytes in {secs:.1}s under a 256 KiB/s cap"
+    );
     assert!(!out.contains_key("reader_failed"), "{out:?}");
     assert_eq!(out.get("reader_same").map(String::as_str), Some("1"));
     let r = report(&env, "r.json");
