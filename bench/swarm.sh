@@ -20,17 +20,17 @@
 # Knobs: LODE_BIN (default target/release/lode, never built here), SIZES (default
 # "64M 256M"), NS (downloader counts, default "8 16"; one downloader alone, N=1, is always
 # run too), REPS (recorded rounds, default 3), WARMUP (1: one warm-up round first, not
-# counted; 0: none), RATE (uplink of every
-# peer, default 50mbit), LODE_SEED (clone --seed, default 30s), TIMEOUT (seconds a scenario
+# counted; 0: none), RATE (uplink of every peer, default 50mbit), LODE_SEED (clone --seed, default 30s), TIMEOUT (seconds a scenario
 # may take before it is called failed, default 400), LOOP_SIZE (loopback clone, default 1G;
 # empty to skip), LOOP_REPS (default REPS), OLD_LODE_BIN (a pre-swarm lode for the loopback
 # row, optional), BENCH_DIR (default /tmp/lode-bench-swarm), RESULTS (default
 # bench/results-swarm.md).
 #
-# Method. Round 0 is a warm-up and not counted; within each round every scenario (N=1 and
+# Method. Round 0 (with WARMUP=1) is a warm-up and not counted; within each round every scenario (N=1 and
 # each of NS) runs lode and aria2c one after the other, the order alternating between rounds.
 # Per scenario: a fresh publisher (`lode serve` / an aria2c seeder, and a fresh opentracker
-# for BitTorrent) is started and ready before the clock starts; then all N downloaders are
+# for BitTorrent: Debian's build serves whitelisted torrents only, so the script writes the
+# whitelist) is started and ready before the clock starts; then all N downloaders are
 # launched (t0 = just before the first launch). A downloader is done when its file is
 # complete: lode's checkout renames DEST/big.bin into place; aria2c's
 # --on-bt-download-complete hook (run before seeding) writes a marker. A polling loop (50 ms)
@@ -42,7 +42,7 @@
 # of the publisher and the downloaders over the same span, and how busy the machine was
 # (/proc/stat; other work on the machine shows there). In the last round lode's
 # downloaders are left to finish their --seed time so that their --json reports (bytes sent
-# to / received from each peer) are written; the script sums them.
+# to / received from each peer) are written; the script sums them (with python3, if present).
 set -euo pipefail
 export LC_ALL=C
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
