@@ -70,7 +70,8 @@ impl NetArgs {
 /// How a download (clone, fetch, pull) takes part in its dataset's swarm.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct ShareArgs {
-    /// Do not serve other downloaders of the dataset (this download still fetches from them).
+    /// Stay out of the dataset's swarm: serve no other downloader and announce nothing;
+    /// download from the ticket's providers only (as lode did before swarms).
     #[arg(long, env = "LODE_NO_SHARE")]
     pub(crate) no_share: bool,
     /// After the download, keep serving the swarm for this long (30s, 10m, 2h; 0s: not at
@@ -87,8 +88,8 @@ impl ShareArgs {
     pub(crate) fn options(&self, net: &NetArgs) -> lode::net::endpoint::NetOptions {
         let mut opts = net.options();
         opts.share = lode::net::swarm::ShareOptions {
-            enabled: true,
-            serve: !self.no_share,
+            enabled: !self.no_share,
+            serve: true,
             seed: self.seed.map(std::time::Duration::from_secs),
             max_upload: self.max_upload,
         };

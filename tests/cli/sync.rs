@@ -496,8 +496,14 @@ fn dir_size(p: &std::path::Path) -> u64 {
 /// Starts `lode clone TICKET DIR` as peer `home` and kills it (-9) once `DIR/.lode` holds
 /// more than `bytes` on disk; asserts it was interrupted mid-transfer.
 fn interrupt(env: &TestEnv, home: &str, ticket: &str, dir: &str, bytes: u64) {
+    interrupt_with(env, home, &["clone", ticket, dir], dir, bytes);
+}
+
+/// Starts `args` (a clone into `dir`) as peer `home` and kills it once `dir/.lode` holds more
+/// than `bytes`.
+fn interrupt_with(env: &TestEnv, home: &str, args: &[&str], dir: &str, bytes: u64) {
     let mut child = env
-        .cmd_as(home, "", &["clone", ticket, dir])
+        .cmd_as(home, "", args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -744,8 +750,8 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     let a: Ticket = origin.ticket.parse().unwrap();
     let m: Ticket = mirror.ticket.parse().unwrap();
     let both = joined(&[&origin.ticket, &mirror.ticket]);
-    // Both providers deliver pieces of the one object.
-    let r = env.json_as("b", "", &["clone", &both, "copy"]);
+    // Both providers deliver pieces of the one object (outside a swarm: `--no-share`).
+    let r = env.json_as("b", "", &["clone", "--no-share", &both, "copy"]);
     let peers: Vec<&str> = r["peers"]
         .as_array()
         .unwrap()
@@ -759,7 +765,13 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     assert_eq!(b3(&env.path("copy/big.bin")), b3(&env.path("ds/big.bin")));
 
     // Interrupted, then run again: only the missing pieces travel.
-    interrupt(&env, "c", &both, "copy2", total / 3);
+    interrupt_with(
+        &env,
+        "c",
+        &["clone", "--no-share", &both, "copy2"],
+        "copy2",
+        total / 3,
+    );
     let partial = env.path("copy2/.lode/partial");
     let maps = fs::read_dir(&partial)
         .unwrap()
@@ -767,7 +779,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "pieces"))
         .count();
     assert_eq!(maps, 1, "a piece map records what is done");
-    let r = env.json_as("c", "", &["clone", &both, "copy2"]);
+    let r = env.json_as("c", "", &["clone", "--no-share", &both, "copy2"]);
     let resent = r["bytes"].as_u64().unwrap();
     assert!(
         resent < total - total / 5,
@@ -788,7 +800,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
             f.write_all_at(&[0xa5], off).unwrap();
         }
     }
-    env.json_as("d", "", &["clone", &both, "copy3"]);
+    env.json_as("d", "", &["clone", "--no-share", &both, "copy3"]);
     assert_eq!(b3(&env.path("copy3/big.bin")), id);
     drop((origin, mirror));
 }

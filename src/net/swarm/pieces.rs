@@ -1,13 +1,15 @@
 //! One big object from every peer that has its pieces: the ticket's providers (the origins,
 //! which hold it whole) and the swarm's other downloaders (which hold what they verified).
 //!
-//! The object is cut into pieces of 1–8 MiB (a whole number of 16 KiB groups). Each swarm peer
+//! The object is cut into about 256 pieces of 256 KiB–4 MiB (whole 16 KiB groups). Each swarm peer
 //! is asked, once connected, for its bitfield (iroh-blobs' observe request: the ranges it holds,
-//! then every range it adds). The scheduler gives each peer up to [`LANES`] piece requests at
-//! a time, rarest piece first (fewest holders among the connected peers, ties broken at
-//! random); an origin is asked only for pieces no connected swarm peer holds, so that the
-//! publisher's uplink sends each piece about once and the downloaders trade the rest. When
-//! every missing piece is in flight, idle peers request in-flight pieces too (the end game).
+//! then every range it adds; the scheduler hears only of pieces that became whole). It gives
+//! each peer up to [`LANES`] piece requests at a time, rarest piece first (fewest holders
+//! among the connected peers, ties broken at random); an origin is asked only for pieces no
+//! connected swarm peer holds, one at a time once swarm peers help, so that the publisher's
+//! uplink sends each piece about once and the downloaders trade the rest. When every missing
+//! piece is in flight and few are missing, an idle peer may ask for an in-flight piece too
+//! (the end game; never an origin for a piece a swarm peer holds).
 //!
 //! Every piece lands in the session's iroh-blobs store, verified per 16 KiB group against the
 //! object's BLAKE3 tree by iroh-blobs before it is written; the store serves it at once to the
@@ -37,7 +39,7 @@ use crate::progress::Progress;
 
 use super::session::{no_source, Session};
 
-/// Piece requests in flight per peer.
+/// Piece requests in flight per peer (an origin that other downloaders help: one).
 pub const LANES: usize = 2;
 /// Connection attempts to swarm peers in flight at once.
 pub const MAX_CONNECTING: usize = 8;
@@ -45,14 +47,17 @@ pub const MAX_CONNECTING: usize = 8;
 pub const MAX_PEERS: usize = 16;
 /// Longest a connection attempt to a swarm peer may take.
 pub const SWARM_CONNECT: Duration = Duration::from_secs(5);
+/// The end game (asking a second peer for a piece in flight) begins once every missing piece
+/// is in flight and at most this many are missing.
+const END_GAME: usize = 8;
 /// Longest one piece request may take.
 const PIECE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the download waits, with nothing in flight and nobody to ask, for a peer to appear.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The piece size for an object of `size` bytes.
+/// The piece size for an object of `size` bytes: about 256 pieces, of 256 KiB to 4 MiB.
 pub fn piece_size(size: u64) -> u64 {
-    (size / 256).clamp(1 << 20, 8 << 20).div_ceil(GROUP) * GROUP
+    (size / 256).clamp(256 << 10, 4 << 20).div_ceil(GROUP) * GROUP
 }
 
 fn piece_ranges(i: usize, piece: u64, size: u64) -> ChunkRanges {
@@ -61,17 +66,35 @@ fn piece_ranges(i: usize, piece: u64, size: u64) -> ChunkRanges {
     ChunkRanges::from(bao_tree::ChunkNum(start / 1024)..bao_tree::ChunkNum(end.div_ceil(1024)))
 }
 
+/// The pieces that `diff` (ranges a peer added) touches.
+fn touched(diff: &ChunkRanges, piece: u64, count: usize) -> std::ops::RangeInclusive<usize> {
+    // Boundaries alternate start, end, start, end…; an odd last one starts an open range.
+    let b = diff.boundaries();
+    let (mut lo, mut hi) = (u64::MAX, 0u64);
+    for pair in b.chunks(2) {
+        let a = pair[0].0;
+        let e = pair.get(1).map_or(u64::MAX / 1024, |e| e.0);
+        lo = lo.min(a * 1024 / piece);
+        hi = hi.max((e * 1024).saturating_sub(1) / piece);
+    }
+    if lo == u64::MAX {
+        return 1..=0;
+    }
+    (lo as usize).min(count)..=(hi as usize).min(count.saturating_sub(1))
+}
+
 struct Peer {
     conn: Connection,
     origin: bool,
-    /// What it holds (origins: everything).
-    have: ChunkRanges,
+    /// The pieces it holds (origins: all).
+    has: Vec<bool>,
     inflight: usize,
     _observer: Option<AbortOnDropHandle<()>>,
 }
 
 enum Event {
-    Have(EndpointId, ChunkRanges),
+    /// Pieces a swarm peer completed since it last said.
+    Have(EndpointId, Vec<usize>),
     Gone(EndpointId),
 }
 
@@ -81,6 +104,41 @@ pub struct Fetched {
     pub bytes: u64,
     /// Peers that delivered pieces.
     pub peers: Vec<String>,
+}
+
+/// Follows a swarm peer's bitfield (its first answer, then every range it adds) and reports
+/// each piece once it is whole there.
+fn observe(
+    remote: iroh_blobs::api::remote::Remote,
+    conn: Connection,
+    p: EndpointId,
+    hash: Hash,
+    (piece, size, count): (u64, u64, usize),
+    tx: tokio::sync::mpsc::Sender<Event>,
+) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut s = std::pin::pin!(remote.observe(conn, ObserveRequest::new(hash)));
+        let mut have = ChunkRanges::empty();
+        let mut whole = vec![false; count];
+        while let Some(item) = s.next().await {
+            let Ok(b) = item else { break };
+            let span = touched(&b.ranges, piece, count);
+            have |= b.ranges;
+            let new: Vec<usize> = span
+                .filter(|i| !whole[*i] && have.is_superset(&piece_ranges(*i, piece, size)))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            for i in &new {
+                whole[*i] = true;
+            }
+            if tx.send(Event::Have(p, new)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Event::Gone(p)).await;
+    }))
 }
 
 /// Fetches object `id` (`size` bytes) into the session's store from `origins` and the swarm;
@@ -96,6 +154,7 @@ pub async fn fetch(
     let hash = Hash::from_bytes(id.0);
     let piece = piece_size(size);
     let count = size.div_ceil(piece).max(1) as usize;
+    let len = |i: usize| piece.min(size - i as u64 * piece);
     let store = &session.store;
     let local = store
         .observe(hash)
@@ -105,17 +164,15 @@ pub async fn fetch(
     let mut done: Vec<bool> = (0..count)
         .map(|i| local.is_superset(&piece_ranges(i, piece, size)))
         .collect();
-    let already: u64 = (0..count)
-        .filter(|i| done[*i])
-        .map(|i| (piece).min(size - i as u64 * piece))
-        .sum();
-    progress.inc(already);
+    progress.inc((0..count).filter(|i| done[*i]).map(len).sum());
     let mut inflight: Vec<Vec<EndpointId>> = vec![Vec::new(); count];
+    // How many connected swarm peers hold each piece (rarest first; origins not counted).
+    let mut holders: Vec<u16> = vec![0; count];
     let mut peers: HashMap<EndpointId, Peer> = HashMap::new();
     let mut tried: HashSet<EndpointId> = HashSet::new();
     let mut delivered: HashSet<EndpointId> = HashSet::new();
     let mut bytes = 0u64;
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Event>(1024);
     let mut connecting = FuturesUnordered::new();
     let connect = |p: EndpointId, origin: bool, limit: Duration| async move {
         let c = tokio::time::timeout(limit, net.endpoint.connect(p, iroh_blobs::ALPN)).await;
@@ -132,6 +189,19 @@ pub async fn fetch(
     let mut last_progress = Instant::now();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
     let mut checks = 0;
+    let mut dirty = true;
+    let drop_peer =
+        |peers: &mut HashMap<EndpointId, Peer>, holders: &mut Vec<u16>, p: &EndpointId| {
+            let peer = peers.remove(p)?;
+            if !peer.origin {
+                for (i, h) in peer.has.iter().enumerate() {
+                    if *h {
+                        holders[i] = holders[i].saturating_sub(1);
+                    }
+                }
+            }
+            Some(peer)
+        };
     loop {
         if done.iter().all(|d| *d) {
             // Trust the store, not the bookkeeping: it must hold the object whole.
@@ -149,61 +219,62 @@ pub async fn fetch(
             for (i, d) in done.iter_mut().enumerate() {
                 *d = whole.is_superset(&piece_ranges(i, piece, size));
             }
+            dirty = true;
             continue;
         }
-        // Hand out work: swarm peers first, so that origins get only what nobody else holds.
-        let mut order: Vec<EndpointId> = peers.keys().copied().collect();
-        order.sort_by_key(|p| peers[p].origin);
-        let swarm_peers: Vec<EndpointId> =
-            order.iter().copied().filter(|p| !peers[p].origin).collect();
-        let holders = |i: usize, peers: &HashMap<EndpointId, Peer>| {
-            let r = piece_ranges(i, piece, size);
-            swarm_peers
-                .iter()
-                .filter(|p| peers[*p].have.is_superset(&r))
-                .count()
-        };
-        for p in order {
-            while peers[&p].inflight < LANES {
-                let origin = peers[&p].origin;
-                let has = |i: usize| peers[&p].have.is_superset(&piece_ranges(i, piece, size));
-                let mut best: Option<(usize, usize, u32)> = None;
-                let open_left = (0..count).any(|i| !done[i] && inflight[i].is_empty());
-                for i in 0..count {
-                    if done[i] || !has(i) || inflight[i].contains(&p) {
-                        continue;
+        if dirty {
+            dirty = false;
+            // Hand out work: swarm peers first; an origin gets only pieces no connected swarm
+            // peer holds, and, once other downloaders help, one request at a time.
+            let mut order: Vec<EndpointId> = peers.keys().copied().collect();
+            order.sort_by_key(|p| peers[p].origin);
+            let helped = peers.values().any(|p| !p.origin);
+            let missing = done.iter().filter(|d| !**d).count();
+            let open = (0..count)
+                .filter(|i| !done[*i] && inflight[*i].is_empty())
+                .count();
+            let end_game = open == 0 && missing <= END_GAME;
+            for p in order {
+                let peer = &peers[&p];
+                let lanes = if peer.origin && helped { 1 } else { LANES };
+                let mut free = lanes.saturating_sub(peer.inflight);
+                while free > 0 {
+                    let peer = &peers[&p];
+                    let mut best: Option<(usize, u16, u32)> = None;
+                    for i in 0..count {
+                        if done[i] || !peer.has[i] || inflight[i].contains(&p) {
+                            continue;
+                        }
+                        if !inflight[i].is_empty() && !(end_game && inflight[i].len() < 2) {
+                            continue;
+                        }
+                        if peer.origin && holders[i] > 0 {
+                            continue;
+                        }
+                        let tie: u32 = rng.gen();
+                        if best.is_none_or(|(_, bh, bt)| (holders[i], tie) < (bh, bt)) {
+                            best = Some((i, holders[i], tie));
+                        }
                     }
-                    // The end game: once every missing piece is in flight, a piece may be
-                    // asked of a second peer.
-                    if !inflight[i].is_empty() && (open_left || inflight[i].len() >= 2) {
-                        continue;
-                    }
-                    let h = holders(i, &peers);
-                    if origin && h > 0 && open_left {
-                        continue;
-                    }
-                    let tie: u32 = rng.gen();
-                    if best.is_none_or(|(_, bh, bt)| (h, tie) < (bh, bt)) {
-                        best = Some((i, h, tie));
-                    }
+                    let Some((i, _, _)) = best else { break };
+                    free -= 1;
+                    inflight[i].push(p);
+                    let peer = peers.get_mut(&p).expect("known");
+                    peer.inflight += 1;
+                    let conn = peer.conn.clone();
+                    let req = GetRequest::new(
+                        hash,
+                        ChunkRangesSeq::from_ranges([piece_ranges(i, piece, size)]),
+                    );
+                    requests.push(async move {
+                        let got = tokio::time::timeout(
+                            PIECE_TIMEOUT,
+                            store.remote().execute_get(conn, req).complete(),
+                        )
+                        .await;
+                        (p, i, got)
+                    });
                 }
-                let Some((i, _, _)) = best else { break };
-                inflight[i].push(p);
-                let peer = peers.get_mut(&p).expect("known");
-                peer.inflight += 1;
-                let conn = peer.conn.clone();
-                let req = GetRequest::new(
-                    hash,
-                    ChunkRangesSeq::from_ranges([piece_ranges(i, piece, size)]),
-                );
-                requests.push(async move {
-                    let got = tokio::time::timeout(
-                        PIECE_TIMEOUT,
-                        store.remote().execute_get(conn, req).complete(),
-                    )
-                    .await;
-                    (p, i, got)
-                });
             }
         }
         if requests.is_empty() && connecting.is_empty() && last_progress.elapsed() > PATIENCE {
@@ -212,6 +283,7 @@ pub async fn fetch(
         }
         tokio::select! {
             Some((p, i, got)) = requests.next() => {
+                dirty = true;
                 inflight[i].retain(|q| *q != p);
                 if let Some(peer) = peers.get_mut(&p) {
                     peer.inflight -= 1;
@@ -224,7 +296,7 @@ pub async fn fetch(
                         delivered.insert(p);
                         if !done[i] {
                             done[i] = true;
-                            progress.inc(piece.min(size - i as u64 * piece));
+                            progress.inc(len(i));
                         }
                         last_progress = Instant::now();
                     }
@@ -246,7 +318,7 @@ pub async fn fetch(
                         let left = peers
                             .get(&p)
                             .is_none_or(|x| x.conn.close_reason().is_some());
-                        if let Some(peer) = peers.remove(&p) {
+                        if let Some(peer) = drop_peer(&mut peers, &mut holders, &p) {
                             peer.conn.close(VarInt::from_u32(1), b"failed");
                         }
                         if lied || !left {
@@ -263,7 +335,7 @@ pub async fn fetch(
                         }
                     }
                     Err(_) => {
-                        if let Some(peer) = peers.remove(&p) {
+                        if let Some(peer) = drop_peer(&mut peers, &mut holders, &p) {
                             peer.conn.close(VarInt::from_u32(1), b"too slow");
                         }
                     }
@@ -271,45 +343,44 @@ pub async fn fetch(
             }
             Some((p, origin, conn)) = connecting.next() => {
                 let Some(conn) = conn else { continue };
-                let observer = if origin {
-                    None
-                } else {
-                    let (tx, conn2) = (ev_tx.clone(), conn.clone());
-                    let remote = store.remote().clone();
-                    Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                        let mut s = std::pin::pin!(remote.observe(conn2, ObserveRequest::new(hash)));
-                        while let Some(item) = s.next().await {
-                            let ev = match item {
-                                Ok(b) => Event::Have(p, b.ranges),
-                                Err(_) => Event::Gone(p),
-                            };
-                            let gone = matches!(ev, Event::Gone(_));
-                            if tx.send(ev).await.is_err() || gone {
-                                return;
+                dirty = true;
+                let observer = (!origin).then(|| {
+                    observe(
+                        store.remote().clone(),
+                        conn.clone(),
+                        p,
+                        hash,
+                        (piece, size, count),
+                        ev_tx.clone(),
+                    )
+                });
+                peers.insert(p, Peer { conn, origin, has: vec![origin; count], inflight: 0, _observer: observer });
+            }
+            Some(ev) = ev_rx.recv() => {
+                // Take every queued event before handing out work again.
+                let mut ev = Some(ev);
+                while let Some(e) = ev.take().or_else(|| ev_rx.try_recv().ok()) {
+                    match e {
+                        Event::Have(p, new) => {
+                            if let Some(peer) = peers.get_mut(&p) {
+                                for i in new {
+                                    if !peer.has[i] {
+                                        peer.has[i] = true;
+                                        holders[i] += 1;
+                                        dirty = true;
+                                    }
+                                }
                             }
                         }
-                        let _ = tx.send(Event::Gone(p)).await;
-                    })))
-                };
-                let have = if origin {
-                    ChunkRanges::from(bao_tree::ChunkNum(0)..)
-                } else {
-                    ChunkRanges::empty()
-                };
-                peers.insert(p, Peer { conn, origin, have, inflight: 0, _observer: observer });
+                        Event::Gone(p) => {
+                            if peers.get(&p).is_some_and(|x| x.inflight == 0) {
+                                drop_peer(&mut peers, &mut holders, &p);
+                                dirty = true;
+                            }
+                        }
+                    }
+                }
             }
-            Some(ev) = ev_rx.recv() => match ev {
-                Event::Have(p, ranges) => {
-                    if let Some(peer) = peers.get_mut(&p) {
-                        peer.have |= ranges;
-                    }
-                }
-                Event::Gone(p) => {
-                    if peers.get(&p).is_some_and(|x| x.inflight == 0) {
-                        peers.remove(&p);
-                    }
-                }
-            },
             _ = tick.tick() => {
                 // New swarm peers, from gossip and the trackers.
                 let swarm_count = peers.values().filter(|p| !p.origin).count();
