@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "progress.rs",
             "text.rs",
             "leftover.rs",
+            "person.rs",
         ],
     ),
     // Signed things, each with its own error type.

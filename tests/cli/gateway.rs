@@ -390,6 +390,7 @@ fn gateway_rev_resolves_only_published_commits() {
                 time: 1_800_000_000,
                 message: "inject".into(),
                 metadata: Default::default(),
+                person: None,
             },
             &key,
         );
