@@ -10,7 +10,7 @@ use hyper::body::Frame;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-use super::routes::{internal_error, text, Body, FILE_CSP};
+use super::answer::{internal_error, text, Body, FILE_CSP};
 use crate::id::ObjectId;
 use crate::object::EntryKind;
 use crate::repo::Repo;

@@ -3,6 +3,7 @@
 //! (`default-src 'none'; style-src 'unsafe-inline'`) would load neither. Every text from a
 //! repository is escaped; the README arrives already sanitized (`markdown.rs`).
 
+use super::markdown::escape;
 use super::page::{rev_query, url_component, CommitView, DatasetView, IndexView};
 
 /// The one stylesheet, inline.
@@ -39,15 +40,6 @@ details h3{font-size:12px;color:var(--muted);text-transform:uppercase;margin:8px
 .readme table td,.readme table th{border:1px solid var(--line);padding:4px 8px}\
 .readme pre{background:var(--bg);padding:10px;overflow:auto}\
 .bad{color:#b00020;font-weight:600}";
-
-/// Escapes text for HTML content and attribute values.
-pub(super) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
 
 /// Bytes in binary units, as the command line prints them (`12.38 MiB`).
 pub(super) fn human(n: u64) -> String {
@@ -309,10 +301,17 @@ fn get_box(v: &DatasetView) -> String {
         )),
         None => out.push_str("<p>The ticket appears here once the peer serves.</p>\n"),
     }
-    out.push_str(&format!(
-        "<p>By name, from peers that know it:</p><pre class=\"uri\">lode clone {}</pre>\n",
-        escape(&g.uri)
-    ));
+    if v.path.is_empty() {
+        out.push_str(&format!(
+            "<p>Its URI, to cite (any peer that saw the dataset resolves it):</p><pre class=\"uri\">{}</pre>\n",
+            escape(&g.uri)
+        ));
+    } else {
+        out.push_str(&format!(
+            "<p>This folder, from any peer that has it:</p><pre class=\"uri\">lode get {}</pre>\n",
+            escape(&g.uri)
+        ));
+    }
     out.push_str(&format!(
         "<p>One file over HTTP (check it with <code>b3sum</code>):</p><pre class=\"curl\">{}</pre>\n",
         escape(&g.curl)

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::reach::{main_of, published_refs};
-use super::Gateway;
+use super::state::Gateway;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::object::{Commit, EntryKind, Metadata, TreeEntry};
@@ -296,7 +296,7 @@ fn readme(repo: &Repo, entries: &[TreeEntry], q: &str) -> Option<ReadmeView> {
     let html = if lower.ends_with(".md") || lower.ends_with(".markdown") {
         super::markdown::render(&text)
     } else {
-        format!("<pre>{}</pre>", super::html::escape(&text))
+        format!("<pre>{}</pre>", super::markdown::escape(&text))
     };
     Some(ReadmeView {
         name: e.name.clone(),
