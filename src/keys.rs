@@ -4,6 +4,7 @@
 //! Layout: `HOME/identity.key` (this device; its public key is the device id and, later, the
 //! iroh endpoint id) and `HOME/datasets/<dataset-id>.key` (the key made by `lode init`; its
 //! public key is the dataset id). A key file is `lode-ed25519-secret-v1 <64 hex>\n`.
+//! `HOME/person.json` holds the name (email, ORCID iD) the device's identity claims.
 //!
 //! Invariant: secret keys never implement `Debug`/`Display`; files are written to a temp file
 //! with mode 0600, fsynced and renamed, so a key is either whole or absent. A key file that
@@ -19,6 +20,7 @@ use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::person::Person;
 
 const KEY_PREFIX: &str = "lode-ed25519-secret-v1 ";
 
@@ -110,7 +112,48 @@ impl Home {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        crate::trust::Card::sign(&key, &age, created).map_err(|e| Error::Other(e.to_string()))
+        let person = self.person()?;
+        crate::trust::Card::sign(&key, &age, created, person.as_ref())
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+
+    fn person_path(&self) -> PathBuf {
+        self.dir.join("person.json")
+    }
+
+    /// The person this device's identity names (`lode id --name`), if one was set: signed
+    /// into its identity card and recorded in its commits.
+    pub fn person(&self) -> Result<Option<Person>> {
+        let path = self.person_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("cannot read the identity's name", &path, e)),
+        };
+        let bad = |msg: String| Error::Key {
+            path: path.clone(),
+            msg: format!("{msg}; set it again with `lode id --name …`"),
+        };
+        let p: Person = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        p.check().map_err(bad)?;
+        Ok(Some(p))
+    }
+
+    /// Sets (or, with `None`, removes) the person this device's identity names.
+    pub fn set_person(&self, person: Option<&Person>) -> Result<()> {
+        let path = self.person_path();
+        match person {
+            Some(p) => {
+                let text = serde_json::to_string_pretty(p).expect("a person encodes") + "\n";
+                write_secret(&path, text.as_bytes())
+            }
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("cannot remove the identity's name", &path, e))
+                }
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Makes and stores a new dataset key.

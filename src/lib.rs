@@ -21,6 +21,7 @@ pub mod leftover;
 pub mod net;
 pub mod object;
 pub mod ops;
+pub mod person;
 pub mod progress;
 pub mod repo;
 pub mod store;

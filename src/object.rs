@@ -1,8 +1,9 @@
 //! Trees, commits and dataset metadata, and their canonical, versioned encoding.
 //!
 //! Pure: no I/O. Every encoded object starts with a 4-byte magic and a version byte
-//! (`LODT\x01` for trees, `LODC\x01` for commits), followed by a postcard body; a commit ends
-//! with a 64-byte ed25519 signature. See docs/FORMAT.md.
+//! (`LODT\x01` for trees, `LODC\x01` for commits, `LODC\x02` for commits that name their
+//! author's [`Person`]), followed by a postcard body; a commit ends with a 64-byte ed25519
+//! signature. See docs/FORMAT.md.
 //!
 //! Invariants: encoding is deterministic (entries sorted by name, maps are `BTreeMap`s), and
 //! decoding is strict: it rejects unknown versions, trailing bytes, unsorted or duplicate
@@ -15,9 +16,17 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::id::ObjectId;
+use crate::person::Person;
 
 const TREE_MAGIC: &[u8; 5] = b"LODT\x01";
 const COMMIT_MAGIC: &[u8; 5] = b"LODC\x01";
+/// A commit whose body is followed by its author's [`Person`].
+const COMMIT_PERSON_MAGIC: &[u8; 5] = b"LODC\x02";
+
+/// Whether `magic` (an object's first 5 bytes) is that of a commit, of either version.
+pub fn is_commit_magic(magic: &[u8]) -> bool {
+    magic == COMMIT_MAGIC || magic == COMMIT_PERSON_MAGIC
+}
 /// Domain separation for commit signatures.
 const COMMIT_SIG_CONTEXT: &[u8] = b"lode-commit-v1\0";
 /// Upper bound on one tree or commit object, so a hostile object cannot exhaust memory.
@@ -89,6 +98,13 @@ pub struct CommitBody {
     pub time: i64,
     pub message: String,
     pub metadata: Metadata,
+    /// Who the author's device claims to be (its identity's name, email, ORCID iD), signed
+    /// with the commit. Not part of the derived encoding: a commit without one is encoded
+    /// as version 1 (`LODC\x01`, as before), a commit with one as version 2 (`LODC\x02`), whose
+    /// body is version 1's followed by the postcard encoding of the person. So each value
+    /// still has one encoding, and old commits decode and verify unchanged.
+    #[serde(skip)]
+    pub person: Option<Person>,
 }
 
 /// A commit and its author's signature.
@@ -224,13 +240,26 @@ impl Commit {
 
     fn signed_message(body: &CommitBody) -> Vec<u8> {
         let mut msg = COMMIT_SIG_CONTEXT.to_vec();
-        msg.extend(encode_body(COMMIT_MAGIC, body));
+        msg.extend(Self::encode_signed(body));
         msg
+    }
+
+    /// The magic and body: version 1 without a person, version 2 (the body, then the
+    /// person) with one.
+    fn encode_signed(body: &CommitBody) -> Vec<u8> {
+        match &body.person {
+            None => encode_body(COMMIT_MAGIC, body),
+            Some(p) => {
+                let mut out = encode_body(COMMIT_PERSON_MAGIC, body);
+                out.extend(postcard::to_stdvec(p).expect("postcard encodes in-memory values"));
+                out
+            }
+        }
     }
 
     /// Encodes the commit canonically.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = encode_body(COMMIT_MAGIC, &self.body);
+        let mut out = Self::encode_signed(&self.body);
         out.extend_from_slice(&self.signature);
         out
     }
@@ -241,7 +270,22 @@ impl Commit {
             return Err(DecodeError::Magic("commit"));
         }
         let (body_bytes, sig) = bytes.split_at(bytes.len() - 64);
-        let body: CommitBody = decode_body(body_bytes, COMMIT_MAGIC, "commit")?;
+        let body: CommitBody = if body_bytes.starts_with(COMMIT_PERSON_MAGIC) {
+            let rest = &body_bytes[COMMIT_PERSON_MAGIC.len()..];
+            let bad = |e: String| DecodeError::Body("commit", e);
+            let (mut body, rest): (CommitBody, _) =
+                postcard::take_from_bytes(rest).map_err(|e| bad(e.to_string()))?;
+            let (person, rest): (Person, _) =
+                postcard::take_from_bytes(rest).map_err(|e| bad(format!("author: {e}")))?;
+            if !rest.is_empty() {
+                return Err(bad(format!("{} trailing bytes", rest.len())));
+            }
+            person.check().map_err(|e| bad(format!("author: {e}")))?;
+            body.person = Some(person);
+            body
+        } else {
+            decode_body(body_bytes, COMMIT_MAGIC, "commit")?
+        };
         let commit = Commit {
             body,
             signature: sig.try_into().expect("split at 64 bytes"),
@@ -361,8 +405,9 @@ mod tests {
             time: 1,
             message: "m".into(),
             metadata: Metadata::default(),
+            person: None,
         };
-        let c = Commit::sign(body, &key);
+        let c = Commit::sign(body.clone(), &key);
         let bytes = c.encode();
         let d = Commit::decode(&bytes).unwrap();
         d.verify().unwrap();
@@ -370,5 +415,45 @@ mod tests {
         tampered.body.message = "n".into();
         assert!(tampered.verify().is_err());
         assert!(Tree::decode(&bytes).is_err());
+        assert_eq!(&bytes[..5], b"LODC\x01");
+
+        // With a person: version 2, signed with it, canonical, and strict about it.
+        let person = Person::new("Ana Lee", Some("ana@lab.org"), None).unwrap();
+        let named = Commit::sign(
+            CommitBody {
+                person: Some(person.clone()),
+                ..body
+            },
+            &key,
+        );
+        let nbytes = named.encode();
+        assert_eq!(&nbytes[..5], b"LODC\x02");
+        let d = Commit::decode(&nbytes).unwrap();
+        assert_eq!(d.body.person.as_ref(), Some(&person));
+        d.verify().unwrap();
+        let mut renamed = d.clone();
+        renamed.body.person.as_mut().unwrap().name = "Ben Ortiz".into();
+        assert!(renamed.verify().is_err(), "the name is signed");
+        // A version-2 commit stripped of its person, or a version-1 body relabelled 2, is
+        // refused rather than misread.
+        let mut relabelled = bytes.clone();
+        relabelled[4] = 2;
+        assert!(Commit::decode(&relabelled).is_err());
+        let mut v1 = nbytes.clone();
+        v1[4] = 1;
+        assert!(Commit::decode(&v1).is_err());
+        // An invalid person is refused even under a valid signature.
+        let bad = Commit::sign(
+            CommitBody {
+                person: Some(Person {
+                    name: "A\nB".into(),
+                    email: None,
+                    orcid: None,
+                }),
+                ..named.body.clone()
+            },
+            &key,
+        );
+        assert!(Commit::decode(&bad.encode()).is_err());
     }
 }

@@ -21,6 +21,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
+use crate::person::Person;
 use crate::ticket::Provider;
 
 /// Context of capability-link signatures.
@@ -877,30 +878,65 @@ pub struct CardBody {
     pub created: u64,
 }
 
-/// A device's public identity: its ed25519 key and its age recipient, signed by the key.
+/// A device's public identity: its ed25519 key and its age recipient, signed by the key;
+/// from version 2 on, also the [`Person`] its holder claims to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Card {
     pub body: CardBody,
+    /// The name (email, ORCID iD) signed into a version-2 card; `None` in version 1.
+    pub person: Option<Person>,
     payload: Vec<u8>,
     sig: [u8; 64],
 }
 
+/// The version of a card that carries a person: its payload is version 1's body followed by
+/// the postcard encoding of the [`Person`].
+const CARD_PERSON_VERSION: u8 = 2;
+
 impl Card {
-    /// Makes the card of `key` with its age recipient.
-    pub fn sign(key: &SigningKey, age: &str, created: u64) -> TResult<Card> {
+    /// Makes the card of `key` with its age recipient, and the person its holder claims to
+    /// be if any (a version-2 card; without one, version 1 as before).
+    pub fn sign(
+        key: &SigningKey,
+        age: &str,
+        created: u64,
+        person: Option<&Person>,
+    ) -> TResult<Card> {
         let body = CardBody {
-            version: VERSION,
+            version: if person.is_some() {
+                CARD_PERSON_VERSION
+            } else {
+                VERSION
+            },
             key: key.verifying_key().to_bytes(),
             age: age.to_string(),
             created,
         };
-        Card::check(&body)?;
-        let (payload, sig) = sign_payload(CARD_CONTEXT, &body, key);
-        Ok(Card { body, payload, sig })
+        let person = person.cloned();
+        Card::check(&body, person.as_ref())?;
+        let (payload, sig) = match &person {
+            None => sign_payload(CARD_CONTEXT, &body, key),
+            Some(p) => sign_payload(CARD_CONTEXT, &(&body, p), key),
+        };
+        Ok(Card {
+            body,
+            person,
+            payload,
+            sig,
+        })
     }
 
-    fn check(body: &CardBody) -> TResult<()> {
-        if body.version != VERSION {
+    fn check(body: &CardBody, person: Option<&Person>) -> TResult<()> {
+        if let Some(p) = person {
+            p.check()
+                .map_err(|e| TrustError::Malformed("identity card", e))?;
+        }
+        let want = if person.is_some() {
+            CARD_PERSON_VERSION
+        } else {
+            VERSION
+        };
+        if body.version != want {
             return Err(TrustError::Malformed(
                 "identity card",
                 "unknown version".into(),
@@ -926,11 +962,20 @@ impl Card {
             return Err(TrustError::Malformed("identity card", "bad length".into()));
         }
         let (payload, sig) = bytes.split_at(bytes.len() - 64);
-        let (body, sig): (CardBody, _) =
-            open_payload("identity card", CARD_CONTEXT, payload, sig, CARD_SIGNER_AT)?;
-        Card::check(&body)?;
+        let what = "identity card";
+        let (body, person, sig) = if payload.first() == Some(&CARD_PERSON_VERSION) {
+            let ((body, person), sig): ((CardBody, Person), _) =
+                open_payload(what, CARD_CONTEXT, payload, sig, CARD_SIGNER_AT)?;
+            (body, Some(person), sig)
+        } else {
+            let (body, sig): (CardBody, _) =
+                open_payload(what, CARD_CONTEXT, payload, sig, CARD_SIGNER_AT)?;
+            (body, None, sig)
+        };
+        Card::check(&body, person.as_ref())?;
         Ok(Card {
             body,
+            person,
             payload: payload.to_vec(),
             sig,
         })
@@ -986,6 +1031,29 @@ mod tests {
             max_depth: depth,
             note: String::new(),
         }
+    }
+
+    #[test]
+    fn cards_carry_a_person_only_as_version_2() {
+        let k = key(4);
+        let age = "age1gfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpqxkm8f4";
+        let ana = Person::new("Ana Lee", Some("ana@lab.org"), None).unwrap();
+        let plain = Card::sign(&k, age, 5, None).unwrap();
+        assert_eq!(plain.body.version, 1);
+        assert_eq!(Card::decode(&plain.encode()).unwrap().person, None);
+        let named = Card::sign(&k, age, 5, Some(&ana)).unwrap();
+        assert_eq!(named.body.version, 2);
+        let back: Card = named.to_string().parse().unwrap();
+        assert_eq!(back.person.as_ref(), Some(&ana));
+        // Signed correctly but with the wrong version for what follows: refused.
+        let mut body = named.body.clone();
+        body.version = 1;
+        let (p, sig) = sign_payload(CARD_CONTEXT, &(&body, &ana), &k);
+        assert!(Card::decode(&[&p[..], &sig[..]].concat()).is_err());
+        let mut body = plain.body.clone();
+        body.version = 2;
+        let (p, sig) = sign_payload(CARD_CONTEXT, &body, &k);
+        assert!(Card::decode(&[&p[..], &sig[..]].concat()).is_err());
     }
 
     #[test]

@@ -267,6 +267,9 @@ pub(crate) fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
 pub(crate) struct GrantJson {
     pub(crate) id: String,
     pub(crate) holder: String,
+    /// Who the holder's identity card said they are (a claim), when the grant was made to
+    /// a card that names a person.
+    pub(crate) holder_person: Option<lode::person::Person>,
     pub(crate) rights: String,
     pub(crate) scope: Vec<String>,
     pub(crate) not_before: u64,
@@ -282,6 +285,7 @@ pub(crate) fn grant_json(b: &lode::trust::Bundle) -> GrantJson {
     GrantJson {
         id: hex::encode(b.leaf().id()),
         holder: hex::encode(leaf.audience),
+        holder_person: None,
         rights: leaf.rights.names(),
         scope: leaf.scope.clone(),
         not_before: leaf.not_before,

@@ -3,7 +3,8 @@
 //! capability this device holds for the dataset, and the signed head it publishes.
 //!
 //! Everything lives in the `config-v1` table: `private`, `cap` (this device's ticket),
-//! `grant/<link id>` (issued tickets), `revocation/<id>` (signed revocations), `reader/<key>`
+//! `grant/<link id>` (issued tickets), `person/<key>` (the person a holder's card named),
+//! `revocation/<id>` (signed revocations), `reader/<key>`
 //! (age recipients of readers, from their identity cards) and `head` (the signed head).
 //!
 //! Heads are signed lazily: [`publish_head`] compares the refs and revocations with the stored
@@ -133,6 +134,11 @@ pub fn grant(
     let id = hex::encode(bundle.leaf().id());
     let mut entries = vec![(format!("grant/{id}"), Some(bundle.encode()))];
     let reads = opts_reads(&bundle);
+    if let Some(p) = card.as_ref().and_then(|c| c.person.as_ref()) {
+        // Who the holder's card says they are, for `lode grants` (a claim, not verified).
+        let json = serde_json::to_vec(p).expect("a person encodes");
+        entries.push((format!("person/{}", hex::encode(aud)), Some(json)));
+    }
     if let (Some(card), true) = (card, reads) {
         entries.push((
             format!("reader/{}", hex::encode(aud)),
@@ -175,6 +181,23 @@ pub fn grants(repo: &Repo) -> Result<Vec<Bundle>> {
         .into_iter()
         .map(|(_, b)| Ok(Bundle::decode(&b)?))
         .collect()
+}
+
+/// The people that grant holders' identity cards named, by device id (recorded when a
+/// ticket was granted to a card that carries a person). A claim by the holder, signed with
+/// their key: shown beside the key, never used in place of it.
+pub fn holder_people(repo: &Repo) -> Result<BTreeMap<[u8; 32], crate::person::Person>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in list(repo, "person/")? {
+        let mut key = [0u8; 32];
+        let person = serde_json::from_slice::<crate::person::Person>(&v)
+            .ok()
+            .filter(|p| p.check().is_ok());
+        if let (true, Some(p)) = (hex::decode_to_slice(&k, &mut key).is_ok(), person) {
+            out.insert(key, p);
+        }
+    }
+    Ok(out)
 }
 
 /// The age recipients of the current readers, by device id: holders of an identity card

@@ -122,6 +122,7 @@ pub fn commit(repo: &Repo, message: &str, allow_empty: bool) -> Result<CommitRep
         time,
         message: message.to_string(),
         metadata,
+        person: repo.home().person()?,
     };
     let commit = Commit::sign(body, &key);
     let id = repo.store().put_bytes(&commit.encode())?;

@@ -86,7 +86,7 @@ fn resolve_base(repo: &Repo, base: &str, rev: &str) -> Result<ObjectId> {
     Err(Error::UnknownRev(rev.to_string()))
 }
 
-/// Whether the stored object `id` starts with a commit's magic (`LODC` 0x01): a cheap test
+/// Whether the stored object `id` starts with a commit's magic (`LODC` 0x01 or 0x02): a cheap test
 /// that reads 5 bytes, before the whole object is read and checked.
 pub(crate) fn looks_like_commit(repo: &Repo, id: &ObjectId) -> bool {
     use std::io::Read;
@@ -94,7 +94,7 @@ pub(crate) fn looks_like_commit(repo: &Repo, id: &ObjectId) -> bool {
         return false;
     };
     let mut magic = [0u8; 5];
-    f.take(5).read_exact(&mut magic).is_ok() && &magic == b"LODC\x01"
+    f.take(5).read_exact(&mut magic).is_ok() && crate::object::is_commit_magic(&magic)
 }
 
 /// A commit as `log` and `show` print it.
@@ -104,7 +104,13 @@ pub struct CommitInfo {
     pub tree: String,
     pub parents: Vec<String>,
     pub dataset: String,
+    /// The author's device key, hex.
     pub author: String,
+    /// Who the author claims to be (name, email, ORCID iD), when the commit records it: a
+    /// claim signed by the author's key, not a proof of identity.
+    pub person: Option<crate::person::Person>,
+    /// `Ana Lee <ana@lab.org> (604a738c)`, or the key when no person is recorded.
+    pub author_label: String,
     pub time: i64,
     pub message: String,
     pub metadata: Metadata,
@@ -119,6 +125,8 @@ impl CommitInfo {
             parents: c.body.parents.iter().map(ObjectId::to_hex).collect(),
             dataset: hex::encode(c.body.dataset),
             author: hex::encode(c.body.author),
+            person: c.body.person.clone(),
+            author_label: crate::person::who(c.body.person.as_ref(), &c.body.author),
             time: c.body.time,
             message: c.body.message.clone(),
             metadata: c.body.metadata.clone(),

@@ -77,6 +77,7 @@ pub fn plant_commit(env: &TestEnv, home: &str, ds: &str, tree: ObjectId) -> Obje
         time: 2,
         message: "hostile".into(),
         metadata: Default::default(),
+        person: None,
     };
     let id = repo
         .store()

@@ -134,6 +134,10 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         &b,
         "age1gfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpqxkm8f4",
         5,
+        Some(
+            &lode::person::Person::new("Ana Lee", Some("ana@lab.org"), Some("0000-0002-1825-0097"))
+                .unwrap(),
+        ),
     )
     .unwrap();
     let env = Envelope {

@@ -238,35 +238,20 @@ fn chromium() -> Option<&'static str> {
         })
 }
 
-/// The listing pages in a real browser engine: headless Chromium renders them and its DOM
-/// holds the dataset, the directories and the files as working links. The gateway and the
-/// browser share a private network namespace (loopback only), so the browser can reach
-/// nothing else.
-#[test]
-fn listing_pages_render_in_headless_chromium() {
+/// A gateway (`lode serve --http` of `repos`) in a new network namespace (`unshare -n`, lo
+/// up) that a browser joins with `nsenter`, so the browser can reach nothing else. `None`
+/// (after `cannot_run`) without a browser or without root.
+fn gateway_for_browser(env: &TestEnv, repos: &str) -> Option<(Gateway, &'static str)> {
     let Some(browser) = chromium() else {
         crate::common::cannot_run("no chromium-headless-shell or chromium (apt-get install chromium-headless-shell; .ci/run does)");
-        return;
+        return None;
     };
     if !is_root() {
         crate::common::cannot_run("the browser test needs root for a private network namespace");
-        return;
+        return None;
     }
-    let env = TestEnv::new();
-    env.ok("", &["init", "pub"]);
-    env.ok("pub", &["meta", "title", "Worm <tracks>"]);
-    env.commit_files(
-        "pub",
-        &[
-            ("tables/neurons.csv", b"name\nAVAL\n"),
-            ("video/day 1.bin", b"frames"),
-        ],
-        "one",
-    );
-    let ds = env.dataset_id("pub");
-    // The gateway runs in a new network namespace (`unshare -n`, lo up); the browser joins it.
     let script = format!(
-        "ip link set lo up && exec {} serve -q --http 127.0.0.1:0 pub",
+        "ip link set lo up && exec {} serve -q --http 127.0.0.1:0 {repos}",
         lode_bin()
     );
     let mut unshare = Command::new("unshare");
@@ -279,32 +264,57 @@ fn listing_pages_render_in_headless_chromium() {
     unshare
         .args(["-n", "--", "sh", "-c", &script])
         .stdin(Stdio::null());
-    let gw = launch(unshare);
+    Some((launch(unshare), browser))
+}
+
+/// Runs headless `browser` inside the gateway's network namespace with `args` (a URL last);
+/// returns its standard output.
+fn browse(gw: &Gateway, browser: &str, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
     let pid = gw.child.id().to_string();
-    let dump = |url: &str| -> String {
-        let profile = tempfile::tempdir().unwrap();
-        let out = Command::new("timeout")
-            .args(["60", "nsenter", "-t", &pid, "-n", browser])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(["--dump-dom", url])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the browser");
-        assert!(
-            out.status.success(),
-            "{browser}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+    let out = Command::new("timeout")
+        .args(["60", "nsenter", "-t", &pid, "-n", browser])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the browser");
+    assert!(
+        out.status.success(),
+        "{browser}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The listing pages in a real browser engine: headless Chromium renders them and its DOM
+/// holds the dataset, the directories and the files as working links.
+#[test]
+fn listing_pages_render_in_headless_chromium() {
+    let env = TestEnv::new();
+    env.ok("", &["init", "pub"]);
+    env.ok("pub", &["meta", "title", "Worm <tracks>"]);
+    env.commit_files(
+        "pub",
+        &[
+            ("tables/neurons.csv", b"name\nAVAL\n"),
+            ("video/day 1.bin", b"frames"),
+        ],
+        "one",
+    );
+    let ds = env.dataset_id("pub");
+    let Some((gw, browser)) = gateway_for_browser(&env, "pub") else {
+        return;
     };
+    let dump = |url: &str| browse(&gw, browser, &["--dump-dom", url]);
     let index = dump(&format!("{}/", gw.url));
     assert!(index.contains("<h1>Datasets</h1>"), "{index}");
     assert!(
@@ -323,6 +333,64 @@ fn listing_pages_render_in_headless_chromium() {
         video.contains(&b3(&env.path("pub/video/day 1.bin"))),
         "{video}"
     );
+}
+
+/// The dataset page in headless Chromium (issue 13, item 10): a screenshot kept as a test
+/// artefact (`target/tmp/gateway-dataset-page.png`), and the DOM the browser built holds the
+/// title, license, human sizes, the author's name and the README's text (its raw `<script>`
+/// only as text: the browser ran nothing, the document title is the page's own).
+#[test]
+fn dataset_page_renders_in_headless_chromium() {
+    let env = TestEnv::new();
+    let ds = dataset_with_a_readme(&env);
+    let Some((gw, browser)) = gateway_for_browser(&env, "pub") else {
+        return;
+    };
+    let url = format!("{}/d/{ds}/", gw.url);
+    let dom = browse(&gw, browser, &["--dump-dom", &url]);
+    for want in [
+        "<title>C. elegans locomotion /</title>",
+        "<h1>C. elegans locomotion</h1>",
+        "<dd>CC-BY-4.0</dd>",
+        "1.50 MiB</td>",
+        "2.01 KiB</td>",
+        "Ana Lee &lt;ana@lab.org&gt;",
+        "<h1>Worm tracks</h1>",
+        "Recorded at <em>20 °C</em>",
+        "&lt;script&gt;document.title",
+        "lode clone lode1",
+        "<summary>Revision: main",
+    ] {
+        assert!(dom.contains(want), "{want:?} missing from the DOM:\n{dom}");
+    }
+    // The README's script is text: the browser ran nothing (the title is still the page's).
+    assert!(
+        !dom.contains("<script") && !dom.contains("<title>owned"),
+        "{dom}"
+    );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("gateway-dataset-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("page.png");
+    browse(
+        &gw,
+        browser,
+        &[
+            "--hide-scrollbars",
+            "--window-size=1280,1500",
+            &format!("--screenshot={}", tmp.display()),
+            &url,
+        ],
+    );
+    let png = std::fs::read(&tmp).expect("the browser wrote a screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // A blank page compresses to almost nothing; a drawn one does not.
+    assert!(
+        png.len() > 40_000,
+        "screenshot of {} bytes: blank?",
+        png.len()
+    );
+    std::fs::write(&shot, &png).unwrap();
 }
 
 /// `?rev=` names only what the dataset publishes (the commits reachable from `main` and its
@@ -390,6 +458,7 @@ fn gateway_rev_resolves_only_published_commits() {
                 time: 1_800_000_000,
                 message: "inject".into(),
                 metadata: Default::default(),
+                person: None,
             },
             &key,
         );
@@ -563,4 +632,164 @@ fn gateway_sandboxes_dataset_files() {
         assert!(!csp.contains("script-src"), "{csp}");
         assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
     }
+}
+
+/// A dataset made as a scientist would: metadata, a README with a table, a figure link and
+/// raw HTML (some of it hostile), files of several sizes in folders, two commits, a tag,
+/// and an author with a name.
+fn dataset_with_a_readme(env: &TestEnv) -> String {
+    env.ok("", &["id", "--name", "Ana Lee", "--email", "ana@lab.org"]);
+    env.ok("", &["init", "pub"]);
+    env.ok("pub", &["meta", "title", "C. elegans locomotion"]);
+    env.ok(
+        "pub",
+        &[
+            "meta",
+            "description",
+            "Tracks of N2 worms on agar, 2026 <lab>",
+        ],
+    );
+    env.ok("pub", &["meta", "license", "CC-BY-4.0"]);
+    env.ok("pub", &["meta", "authors", "Lee, Ana", "Ortiz, Ben"]);
+    env.commit_files(
+        "pub",
+        &[("tables/neurons.csv", b"name\nAVAL\n")],
+        "first tables",
+    );
+    env.ok("pub", &["tag", "v1"]);
+    let readme = "# Worm tracks\n\nRecorded at *20 °C*; see [the paper](https://doi.org/10.1000/182).\n\n\
+        | file | what |\n|---|---|\n| tables/ | neuron tables |\n\n\
+        <script>document.title='owned'</script>\n\n[click](javascript:alert(1)) ![figure](figs/a.png)\n";
+    env.commit_files(
+        "pub",
+        &[
+            ("README.md", readme.as_bytes()),
+            ("video/day 1.bin", &vec![7u8; 1_572_864]),
+            ("tables/extra.csv", &vec![b'x'; 2048]),
+        ],
+        "Add the videos and a README\n\nWith a body.",
+    );
+    env.dataset_id("pub")
+}
+
+/// The dataset page (issue 13, item 10) over plain HTTP, and the JSON form of every
+/// listing: metadata, README rendered and sanitized, human sizes, the last commit with its
+/// author's name, tags and recent commits, the ticket, the `lode://` URI and a curl line,
+/// BLAKE3 ids; the page keeps its policy (nothing loaded or run) and `nosniff`.
+#[test]
+fn dataset_page_and_json_listings() {
+    let env = TestEnv::new();
+    let ds = dataset_with_a_readme(&env);
+    let key = env.ok("", &["id"]).lines().next().unwrap().to_string();
+    let label = format!("Ana Lee &lt;ana@lab.org&gt; ({})", &key[..8]);
+    let gw = start(&env, &["pub"]);
+    let base = format!("{}/d/{ds}", gw.url);
+
+    let (code, headers, body) = curl(&[&format!("{base}/")]);
+    assert_eq!(code, 200);
+    let page = String::from_utf8(body).unwrap();
+    let csp = header(&headers, "content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    for want in [
+        "<h1>C. elegans locomotion</h1>",
+        "Tracks of N2 worms on agar, 2026 &lt;lab&gt;",
+        "<dd>CC-BY-4.0</dd>",
+        "<dd>Lee, Ana; Ortiz, Ben</dd>",
+        "Add the videos and a README",
+        label.as_str(),
+        "<h1>Worm tracks</h1>",
+        "<em>20 °C</em>",
+        "<a href=\"https://doi.org/10.1000/182\">the paper</a>",
+        "<table>",
+        "&lt;script&gt;document.title=",
+        "<a href=\"figs/a.png\">figure</a>",
+        "lode clone lode1",
+        &format!("<pre class=\"uri\">lode://{ds}</pre>"),
+        &format!("curl -O &#39;{}/d/{ds}/README.md&#39;", gw.url),
+        "?format=json",
+        "href=\"./?rev=v1\"",
+        "1.50 MiB</td>",
+        "tables/</a>",
+        &b3(&env.path("pub/README.md")),
+    ] {
+        assert!(page.contains(want), "{want:?} missing from\n{page}");
+    }
+    assert!(!page.contains("<script"), "{page}");
+    assert!(!page.contains("javascript:"), "{page}");
+    assert!(!page.contains("<img"), "{page}");
+
+    // A folder's page, and an older revision by tag: its own commit and files.
+    let (_, _, body) = curl(&[&format!("{base}/video/")]);
+    let page = String::from_utf8(body).unwrap();
+    assert!(
+        page.contains("1.50 MiB") && page.contains("day 1.bin</a>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("lode get lode://{ds}/video")),
+        "{page}"
+    );
+    let (code, headers, body) = curl(&[&format!("{base}/?rev=v1")]);
+    assert_eq!(code, 200);
+    let page = String::from_utf8(body).unwrap();
+    assert!(
+        page.contains("first tables") && !page.contains("video/</a>"),
+        "{page}"
+    );
+    assert!(page.contains("href=\"tables/?rev=v1\""), "{page}");
+    let v1 = header(&headers, "x-lode-commit").unwrap().to_string();
+
+    // JSON: the index and every listing.
+    let json = |url: &str| -> serde_json::Value {
+        let (code, headers, body) = curl(&[url]);
+        assert_eq!(code, 200, "{url}");
+        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+        assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+        serde_json::from_slice(&body).expect("valid JSON")
+    };
+    let idx = json(&format!("{}/?format=json", gw.url));
+    assert_eq!(idx["datasets"][0]["id"], ds.as_str());
+    assert_eq!(idx["datasets"][0]["title"], "C. elegans locomotion");
+    assert_eq!(idx["datasets"][0]["license"], "CC-BY-4.0");
+    let top = json(&format!("{base}/?format=json"));
+    assert_eq!(top["metadata"]["license"], "CC-BY-4.0");
+    assert_eq!(top["metadata"]["authors"][1], "Ortiz, Ben");
+    assert_eq!(top["commit"]["person"]["name"], "Ana Lee");
+    assert_eq!(top["commit"]["author"], key.as_str());
+    assert_eq!(top["tags"][0]["name"], "v1");
+    assert_eq!(top["tags"][0]["commit"], v1.as_str());
+    assert_eq!(top["recent"].as_array().unwrap().len(), 2);
+    assert!(top["get"]["ticket"].as_str().unwrap().starts_with("lode1"));
+    assert_eq!(top["get"]["uri"], format!("lode://{ds}"));
+    assert_eq!(top["readme"]["name"], "README.md");
+    assert!(top["readme"].get("html").is_none());
+    let names: Vec<&str> = top["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["README.md", "tables", "video"]);
+    assert_eq!(
+        top["entries"][0]["blake3"],
+        b3(&env.path("pub/README.md")).as_str()
+    );
+    assert!(top["entries"][1]["blake3"].is_null());
+    assert_eq!(top["entries"][1]["href"], "tables/");
+    let video = json(&format!("{base}/video/?format=json"));
+    assert_eq!(video["entries"][0]["size"], 1_572_864);
+    assert_eq!(video["entries"][0]["href"], "day%201.bin");
+    let old = json(&format!("{base}/tables/?format=json&rev=v1"));
+    assert_eq!(old["rev"], "v1");
+    assert_eq!(old["commit"]["id"], v1.as_str());
+    assert_eq!(old["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(old["entries"][0]["href"], "neurons.csv?rev=v1");
+    // A file is still a file (no JSON wrapper), and an unpublished rev is still a 404.
+    let (code, headers, body) = curl(&[&format!("{base}/README.md?format=json")]);
+    assert_eq!(code, 200);
+    assert_eq!(body, env.read("pub/README.md"));
+    assert_eq!(header(&headers, "content-security-policy"), Some("sandbox"));
+    let (code, _, _) = curl(&[&format!("{base}/?format=json&rev=ffff")]);
+    assert_eq!(code, 404);
 }

@@ -13,6 +13,7 @@ mod history;
 mod local;
 mod mirror;
 mod owmeta;
+mod people;
 mod progress;
 mod registry;
 mod swarm;

@@ -450,11 +450,30 @@ fn make() -> Vec<Vector> {
     add("revocation: altered", "revocation", r, n, vec![]);
 
     let age = "age1gfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpyysjzgfpqxkm8f4";
-    let card = Card::sign(&b, age, NOW).unwrap();
+    let card = Card::sign(&b, age, NOW, None).unwrap();
     add("card: valid", "card", card.encode(), n, vec![]);
     let mut cb = card.encode();
     cb[3] ^= 1;
     add("card: key altered", "card", cb, n, vec![]);
+    // Version 2: the holder's name, email and ORCID iD signed into the card.
+    let ana =
+        lode::person::Person::new("Ana Lee", Some("ana@lab.org"), Some("0000-0002-1825-0097"))
+            .unwrap();
+    let named = Card::sign(&b, age, NOW, Some(&ana)).unwrap();
+    add(
+        "card: with a person, valid",
+        "card",
+        named.encode(),
+        n,
+        vec![],
+    );
+    let mut nb = named.encode();
+    let at = nb.len() - 64 - 5;
+    nb[at] ^= 1;
+    add("card: person altered", "card", nb, n, vec![]);
+    let mut nb = named.encode();
+    nb[0] = 1;
+    add("card: person under version 1", "card", nb, n, vec![]);
 
     let entry_body = |k: &SigningKey| EntryBody {
         version: lode::catalog::ENTRY_VERSION,

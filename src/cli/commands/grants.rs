@@ -11,10 +11,12 @@ pub fn cmd_grants(ctx: &Ctx, ui: &mut Ui) -> CliResult {
     let revoked = ops::access::revoked_set(&ops::access::revocations(&repo)?);
     let ds = repo.dataset_id()?.to_bytes();
     let now = ops::access::now();
+    let people = ops::access::holder_people(&repo)?;
     let rows: Vec<GrantJson> = list
         .iter()
         .map(|b| {
             let mut j = grant_json(b);
+            j.holder_person = people.get(&b.leaf().body.audience).cloned();
             j.status = match lode::trust::verify_chain(b, &ds, now, &revoked) {
                 Ok(_) => "valid".into(),
                 Err(e) => e.to_string(),
@@ -29,7 +31,14 @@ pub fn cmd_grants(ctx: &Ctx, ui: &mut Ui) -> CliResult {
             ui.line(format!(
                 "{}  {}  {:<16} {:<12} expires {}  {}{}",
                 &r.id[..12],
-                &r.holder[..12],
+                match &r.holder_person {
+                    Some(p) => {
+                        let mut key = [0u8; 32];
+                        let _ = hex::decode_to_slice(&r.holder, &mut key);
+                        p.label(&key)
+                    }
+                    None => r.holder[..12].to_string(),
+                },
                 r.rights,
                 if r.scope.is_empty() {
                     "/".to_string()

@@ -48,7 +48,7 @@ pub fn cmd_log(ctx: &Ctx, ui: &mut Ui, args: LogArgs) -> CliResult {
                 continue;
             }
             ui.line(format!("commit {}{deco}", c.id))?;
-            ui.line(format!("Author: {}{bad}", c.author))?;
+            ui.line(format!("Author: {}{bad}", c.author_label))?;
             ui.line(format!("Date:   {}", fmt_time(c.time)))?;
             ui.line("")?;
             for l in c.message.lines() {

@@ -91,6 +91,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         }
     };
     let http_url = gateway.as_ref().map(|(_, _, u)| *u);
+    let gw_pages = gateway.as_ref().map(|(_, gw, _)| gw.clone());
     if let Some((listener, gw, _)) = gateway {
         rt.spawn(lode::gateway::run(listener, gw, gateway_limits()));
     }
@@ -144,6 +145,10 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         &opts,
         setup,
         |tickets, notes| {
+            if let Some(gw) = &gw_pages {
+                // The dataset pages show how to get each dataset.
+                gw.set_tickets(tickets);
+            }
             if !quiet && !json {
                 for n in notes {
                     #[allow(clippy::print_stderr)]

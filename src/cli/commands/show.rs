@@ -30,13 +30,16 @@ pub fn cmd_show(ctx: &Ctx, ui: &mut Ui, args: ShowArgs) -> CliResult {
             }
             ui.line(format!(
                 "author  {}{}",
-                c.author,
+                c.author_label,
                 if c.signature_valid {
                     ""
                 } else {
                     " (BAD SIGNATURE)"
                 }
             ))?;
+            if let Some(o) = c.person.as_ref().and_then(|p| p.orcid.as_ref()) {
+                ui.line(format!("orcid   https://orcid.org/{o}"))?;
+            }
             ui.line(format!("date    {}", fmt_time(c.time)))?;
             ui.line(format!("files   {} ({})", s.files, human(s.bytes)))?;
             print_meta(ui, &c.metadata)?;
