@@ -50,21 +50,18 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
         net,
     } = args;
     // A lode:// referral names the dataset (and maybe a path and a revision); its
-    // providers are those seen before.
-    let (ticket, cap, mut paths, rev) = if lode::net::uri::is_referral(&ticket) {
-        let r = lode::net::uri::parse(&ticket)?;
-        let t = match &r.dataset {
-            lode::net::uri::Named::Id(id) => lode::net::uri::resolve(&ctx.home, id)?,
-            lode::net::uri::Named::Name(name) => runtime()?.block_on(
-                lode::net::registry::resolve_known(&ctx.home, name, &net.options()),
-            )?,
-        };
-        let cap: Option<lode::trust::Bundle> = cap.bundle()?;
-        (t, cap, r.path.into_iter().collect::<Vec<_>>(), r.rev)
-    } else {
-        let (t, c) = lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
-        (t, c, vec![], None)
-    };
+    // providers are its hints and those seen before.
+    let lode::net::uri::Source {
+        ticket,
+        cap,
+        mut paths,
+        rev,
+    } = runtime()?.block_on(lode::net::uri::resolve_source(
+        &ctx.home,
+        &ticket,
+        cap.capability.as_deref(),
+        &net.options(),
+    ))?;
     paths.extend(paths_arg.iter().map(|p| p.trim_matches('/').to_string()));
     if paths.is_empty() {
         return Err(Error::Other(

@@ -119,15 +119,7 @@ pub async fn get(
                 .into(),
         ));
     }
-    let head = match rev.as_deref() {
-        None => published.refs.head.ok_or(Error::NoCommits)?,
-        Some(r) => match published.refs.tags.iter().find(|(n, _)| n == r) {
-            Some((_, id)) => *id,
-            None => r.parse::<ObjectId>().map_err(|_| {
-                Error::UnknownRev(format!("{r} (a tag of the dataset or a full commit id)"))
-            })?,
-        },
-    };
+    let head = super::list::pick_rev(&published, rev.as_deref())?;
     let peer = published.peer.clone();
     crate::net::uri::remember(home, ticket);
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
