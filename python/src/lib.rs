@@ -25,27 +25,27 @@ use pyo3::prelude::*;
 #[path = "../../src/cli/mod.rs"]
 mod cli;
 
-create_exception!(_native, LodeError, PyException, "Any lode failure; `.hint` says what to do.");
+create_exception!(lode, LodeError, PyException, "Any lode failure; `.hint` says what to do.");
 create_exception!(
-    _native,
+    lode,
     NotAuthorized,
     LodeError,
     "The providers refused: no ticket, or one that is expired, revoked, or for someone else."
 );
 create_exception!(
-    _native,
+    lode,
     VerificationError,
     LodeError,
     "Received data did not match its BLAKE3 id or signature; nothing of it was kept."
 );
 create_exception!(
-    _native,
+    lode,
     PeerUnreachable,
     LodeError,
     "No provider of the dataset could be reached."
 );
 create_exception!(
-    _native,
+    lode,
     NotFound,
     LodeError,
     "The path, revision, dataset or repository does not exist."

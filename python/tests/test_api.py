@@ -132,7 +132,7 @@ def test_missing_ticket_raises_not_authorized(lab, serve, tmp_path):
 
 def test_cache_hit_needs_no_provider(lab, worms, tmp_path):
     _, srv = worms
-    first = lode.get(srv.ticket, "tables", "video", dest=tmp_path / "a", rev="v1")
+    first = lode.get(srv.ticket, "tables", dest=tmp_path / "a", rev="v1")
     assert [p.read_bytes() for p in first] == [V1]
     lode.get(srv.ticket, "video/big.bin", dest=tmp_path / "b")
     srv.stop()

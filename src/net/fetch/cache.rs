@@ -35,9 +35,15 @@ impl Cache {
             std::fs::create_dir_all(d).map_err(|e| Error::io("cannot create directory", d, e))?;
         }
         crate::leftover::clean_tmp_dir(&tmp);
+        let store = Store::new(objects.clone(), tmp);
+        if !objects.join("ff").is_dir() {
+            store
+                .create()
+                .map_err(|e| Error::io("cannot create directory", &objects, e))?;
+        }
         Ok(Cache {
             dir: dir.to_path_buf(),
-            store: Store::new(objects, tmp),
+            store,
         })
     }
 

@@ -8,7 +8,6 @@ use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::Hash;
 
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
 use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::object::EntryKind;
