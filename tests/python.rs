@@ -56,7 +56,10 @@ fn wheel(dir: &Path) -> Result<PathBuf, String> {
         .collect();
     match &found[..] {
         [one] => Ok(one.clone()),
-        _ => Err(format!("expected one wheel in {}, found {found:?}", dir.display())),
+        _ => Err(format!(
+            "expected one wheel in {}, found {found:?}",
+            dir.display()
+        )),
     }
 }
 
@@ -111,7 +114,14 @@ fn python_package() {
     let mut pytest = Command::new(owmeta.join("bin/python"));
     pytest
         .current_dir(root().join("python/tests"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_owmeta.py"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_owmeta.py",
+        ])
         .env("LODE_TEST_REQUIRE_OWMETA", "1");
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("LODE_") {
@@ -130,7 +140,9 @@ fn python_package() {
 fn owmeta_venv() -> Result<PathBuf, String> {
     let dir = root().join("target/owmeta-venv");
     let py = dir.join("bin/python");
-    let works = || run(Command::new(&py).args(["-c", "import owmeta_core.datasource_loader, pytest"])).is_ok();
+    let works = || {
+        run(Command::new(&py).args(["-c", "import owmeta_core.datasource_loader, pytest"])).is_ok()
+    };
     if works() {
         return Ok(dir);
     }

@@ -25,7 +25,12 @@ use pyo3::prelude::*;
 #[path = "../../src/cli/mod.rs"]
 mod cli;
 
-create_exception!(lode, LodeError, PyException, "Any lode failure; `.hint` says what to do.");
+create_exception!(
+    lode,
+    LodeError,
+    PyException,
+    "Any lode failure; `.hint` says what to do."
+);
 create_exception!(
     lode,
     NotAuthorized,
@@ -117,7 +122,13 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(home: PathBuf, cache: PathBuf, relay: &str, discovery: bool, bind: Option<&str>) -> Result<Ctx, Error> {
+    fn new(
+        home: PathBuf,
+        cache: PathBuf,
+        relay: &str,
+        discovery: bool,
+        bind: Option<&str>,
+    ) -> Result<Ctx, Error> {
         Ok(Ctx {
             home: Home::new(home),
             cache,
@@ -165,7 +176,13 @@ async fn listing(
 }
 
 /// Fetches into the cache the blobs of `entries` it lacks (connecting when needed).
-async fn fill(ctx: &Ctx, cache: &Cache, src: &Source, client: &mut Option<Client>, entries: &[&Entry]) -> Result<(), Error> {
+async fn fill(
+    ctx: &Ctx,
+    cache: &Cache,
+    src: &Source,
+    client: &mut Option<Client>,
+    entries: &[&Entry],
+) -> Result<(), Error> {
     let wanted: Vec<(ObjectId, u64)> = entries
         .iter()
         .filter(|e| !cache.store().has(&e.id))
@@ -222,7 +239,9 @@ fn get(
     let r = py.detach(|| -> Result<(Vec<PathBuf>, bool), Error> {
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
-            let mut src = lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net).await?;
+            let mut src =
+                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                    .await?;
             if rev.is_some() {
                 src.rev = rev;
             }
@@ -232,7 +251,8 @@ fn get(
             let result = async {
                 let entries = fetch::select(&l, &paths)?;
                 fill(&ctx, &cache, &src, &mut client, &entries).await?;
-                std::fs::create_dir_all(&dest).map_err(|e| Error::io("cannot create directory", &dest, e))?;
+                std::fs::create_dir_all(&dest)
+                    .map_err(|e| Error::io("cannot create directory", &dest, e))?;
                 cache.export(&entries, &dest, force)
             }
             .await;
@@ -263,7 +283,9 @@ fn ls(
     let r = py.detach(|| -> Result<_, Error> {
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
-            let mut src = lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net).await?;
+            let mut src =
+                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                    .await?;
             if rev.is_some() {
                 src.rev = rev;
             }
@@ -309,7 +331,10 @@ impl Reader {
     #[pyo3(signature = (n=-1))]
     fn read<'py>(&self, py: Python<'py>, n: i64) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let out = py.detach(|| -> Result<Vec<u8>, Error> {
-            let mut st = self.inner.lock().map_err(|_| Error::Other("reader poisoned".into()))?;
+            let mut st = self
+                .inner
+                .lock()
+                .map_err(|_| Error::Other("reader poisoned".into()))?;
             let want = if n < 0 { usize::MAX } else { n as usize };
             let mut out = Vec::new();
             while out.len() < want {
@@ -320,7 +345,9 @@ impl Reader {
                     if let Some(f) = st.file.as_mut() {
                         use std::io::Read;
                         let mut chunk = vec![0u8; (want - out.len()).min(1 << 20)];
-                        let k = f.read(&mut chunk).map_err(|e| Error::io("cannot read", "cached object", e))?;
+                        let k = f
+                            .read(&mut chunk)
+                            .map_err(|e| Error::io("cannot read", "cached object", e))?;
                         if k == 0 {
                             st.done = true;
                             break;
@@ -372,11 +399,15 @@ fn open_cached(cache: &Cache, e: &Entry) -> Result<Option<std::fs::File>, Error>
         return Ok(None);
     }
     let f = cache.store().open(&e.id)?;
-    let (got, _) = lode::store::hash_reader(&f).map_err(|err| Error::io("cannot read", cache.store().path(&e.id), err))?;
+    let (got, _) = lode::store::hash_reader(&f)
+        .map_err(|err| Error::io("cannot read", cache.store().path(&e.id), err))?;
     if got != e.id {
         let path = cache.store().path(&e.id);
         let _ = std::fs::remove_file(&path);
-        return Err(Error::ObjectCorrupt { id: e.id, path: Some(e.path.clone()) });
+        return Err(Error::ObjectCorrupt {
+            id: e.id,
+            path: Some(e.path.clone()),
+        });
     }
     cache.store().open(&e.id).map(Some)
 }
@@ -401,13 +432,17 @@ fn open(
     let r = py.detach(|| -> Result<Reader, Error> {
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
-            let mut src = lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net).await?;
+            let mut src =
+                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                    .await?;
             if rev.is_some() {
                 src.rev = rev;
             }
             let paths = wanted_paths(&src, path.into_iter().collect())?;
             if paths.len() != 1 || paths[0].is_empty() {
-                return Err(Error::Other("open reads one file: name exactly one path".into()));
+                return Err(Error::Other(
+                    "open reads one file: name exactly one path".into(),
+                ));
             }
             let cache = Cache::open(&ctx.cache)?;
             let (l, client, _) = listing(&ctx, &cache, &src, refresh).await?;
@@ -415,15 +450,27 @@ fn open(
                 Some(e) if matches!(e.kind, EntryKind::File | EntryKind::Executable) => e.clone(),
                 Some(e) => {
                     close(client).await;
-                    return Err(Error::NotAFile { path: e.path.clone(), rev: l.commit.short(), kind: e.kind.as_str() });
+                    return Err(Error::NotAFile {
+                        path: e.path.clone(),
+                        rev: l.commit.short(),
+                        kind: e.kind.as_str(),
+                    });
                 }
                 None => {
                     close(client).await;
-                    return Err(Error::PathNotInRev { path: paths[0].clone(), rev: l.commit.short() });
+                    return Err(Error::PathNotInRev {
+                        path: paths[0].clone(),
+                        rev: l.commit.short(),
+                    });
                 }
             };
             let reader = |rx, file, cached| Reader {
-                inner: Mutex::new(ReaderState { rx, file, buf: bytes::Bytes::new(), done: false }),
+                inner: Mutex::new(ReaderState {
+                    rx,
+                    file,
+                    buf: bytes::Bytes::new(),
+                    done: false,
+                }),
                 size: entry.size,
                 id: entry.id.to_hex(),
                 cached,
@@ -453,8 +500,12 @@ fn open(
 
 /// Hands a batch to the reader (blocking this worker while the reader is behind); a
 /// reader that went away stops the stream.
-fn send(tx: &SyncSender<Result<bytes::Bytes, Error>>, m: Result<bytes::Bytes, Error>) -> Result<(), Error> {
-    lode::net::pieces::send_blocking(tx, m).map_err(|_| Error::Other("the reader was closed".into()))
+fn send(
+    tx: &SyncSender<Result<bytes::Bytes, Error>>,
+    m: Result<bytes::Bytes, Error>,
+) -> Result<(), Error> {
+    lode::net::pieces::send_blocking(tx, m)
+        .map_err(|_| Error::Other("the reader was closed".into()))
 }
 
 /// clone(source, dest, ticket, link, home, relay, discovery, bind) -> repository root
@@ -475,13 +526,19 @@ fn clone(
     let r = py.detach(|| -> Result<PathBuf, Error> {
         let ctx = Ctx::new(home, PathBuf::new(), &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
-            let src = lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net).await?;
+            let src =
+                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                    .await?;
             let (repo, _) = fetch::clone(
                 &dest,
                 ctx.home.clone(),
                 RepoOptions::default(),
                 &src.ticket,
-                fetch::CloneOptions { cap: src.cap, mirror: false, link },
+                fetch::CloneOptions {
+                    cap: src.cap,
+                    mirror: false,
+                    link,
+                },
                 &ctx.net,
                 &lode::progress::NoProgress,
             )
@@ -536,12 +593,16 @@ impl Repository {
     fn new(py: Python<'_>, path: PathBuf, home: PathBuf, init: bool) -> PyResult<Repository> {
         let r = py.detach(|| -> Result<Repository, Error> {
             let repo = if init {
-                std::fs::create_dir_all(&path).map_err(|e| Error::io("cannot create directory", &path, e))?;
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| Error::io("cannot create directory", &path, e))?;
                 Repo::init(&path, Home::new(&home), RepoOptions::default())?
             } else {
                 Repo::discover(&path, Home::new(&home), RepoOptions::default())?
             };
-            Ok(Repository { root: repo.root().to_path_buf(), home })
+            Ok(Repository {
+                root: repo.root().to_path_buf(),
+                home,
+            })
         });
         r.map_err(|e| to_py(py, e))
     }
@@ -559,15 +620,22 @@ impl Repository {
                 .iter()
                 .map(|p| repo.repo_path(&self.root, p))
                 .collect::<Result<Vec<_>, _>>()?;
-            json(&lode::ops::add::add(&repo, &rel, Default::default(), &lode::progress::NoProgress)?)
+            json(&lode::ops::add::add(
+                &repo,
+                &rel,
+                Default::default(),
+                &lode::progress::NoProgress,
+            )?)
         })
         .map_err(|e| to_py(py, e))
     }
 
     /// Commits what is staged; JSON report.
     fn commit(&self, py: Python<'_>, message: String) -> PyResult<String> {
-        py.detach(|| -> Result<String, Error> { json(&lode::ops::commit::commit(&self.repo()?, &message, false)?) })
-            .map_err(|e| to_py(py, e))
+        py.detach(|| -> Result<String, Error> {
+            json(&lode::ops::commit::commit(&self.repo()?, &message, false)?)
+        })
+        .map_err(|e| to_py(py, e))
     }
 
     /// JSON status report.
@@ -579,14 +647,25 @@ impl Repository {
     /// JSON list of commits, newest first.
     #[pyo3(signature = (rev=None, limit=None))]
     fn log(&self, py: Python<'_>, rev: Option<String>, limit: Option<usize>) -> PyResult<String> {
-        py.detach(|| -> Result<String, Error> { json(&lode::ops::history::log(&self.repo()?, rev.as_deref(), limit)?) })
-            .map_err(|e| to_py(py, e))
+        py.detach(|| -> Result<String, Error> {
+            json(&lode::ops::history::log(
+                &self.repo()?,
+                rev.as_deref(),
+                limit,
+            )?)
+        })
+        .map_err(|e| to_py(py, e))
     }
 
     /// Sets `key` to `values` (an empty list unsets it) when given; JSON of the metadata
     /// the next commit records.
     #[pyo3(signature = (key=None, values=None))]
-    fn meta(&self, py: Python<'_>, key: Option<String>, values: Option<Vec<String>>) -> PyResult<String> {
+    fn meta(
+        &self,
+        py: Python<'_>,
+        key: Option<String>,
+        values: Option<Vec<String>>,
+    ) -> PyResult<String> {
         py.detach(|| -> Result<String, Error> {
             let repo = self.repo()?;
             let m = match (key, values) {

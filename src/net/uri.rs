@@ -96,9 +96,7 @@ pub fn parse(s: &str) -> Result<Referral> {
                     let Named::Id(id) = &dataset else {
                         return Err(bad("provider hints go with a dataset id, not a name"));
                     };
-                    let t: Ticket = v
-                        .parse()
-                        .map_err(|e| bad(&format!("provider hint: {e}")))?;
+                    let t: Ticket = v.parse().map_err(|e| bad(&format!("provider hint: {e}")))?;
                     if t.dataset != *id {
                         return Err(bad("a provider hint is a ticket for another dataset"));
                     }
@@ -112,10 +110,7 @@ pub fn parse(s: &str) -> Result<Referral> {
                     if matches!(dataset, Named::Id(_)) {
                         return Err(bad("registry hints go with a dataset name, not an id"));
                     }
-                    registries.push(
-                        v.parse()
-                            .map_err(|e| bad(&format!("registry hint: {e}")))?,
-                    );
+                    registries.push(v.parse().map_err(|e| bad(&format!("registry hint: {e}")))?);
                 }
                 _ => return Err(bad("the query keys are rev (once), provider and registry")),
             }

@@ -125,7 +125,10 @@ impl Cache {
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             if !e.path.split('/').all(crate::object::valid_name) {
-                return Err(Error::Other(format!("the tree names the path {:?}", e.path)));
+                return Err(Error::Other(format!(
+                    "the tree names the path {:?}",
+                    e.path
+                )));
             }
             let dest = to.join(&e.path);
             out.push(dest.clone());
@@ -145,7 +148,8 @@ impl Cache {
                             e.path
                         )));
                     }
-                    let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target);
+                    let target =
+                        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target);
                     std::os::unix::fs::symlink(target, &tmp)
                         .map_err(|err| Error::io("cannot create symlink", &tmp, err))
                 }
@@ -167,7 +171,8 @@ impl Cache {
 
     fn copy_file(&self, e: &Entry, tmp: &Path) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let file = std::fs::File::create(tmp).map_err(|err| Error::io("cannot create", tmp, err))?;
+        let file =
+            std::fs::File::create(tmp).map_err(|err| Error::io("cannot create", tmp, err))?;
         if let Err(err) = self.store.copy_out(&e.id, &file) {
             // A damaged cache object is removed, so that the next load fetches it again.
             if matches!(err, Error::ObjectCorrupt { .. }) {

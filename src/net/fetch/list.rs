@@ -17,8 +17,8 @@ use crate::progress::NoProgress;
 use crate::store::Store;
 
 use super::client::*;
-use crate::net::endpoint::peer_name;
 use super::walk::SMALL_BLOB;
+use crate::net::endpoint::peer_name;
 
 /// One entry of a listed tree.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,7 +89,8 @@ pub async fn list_commit(client: &mut Client, commit: ObjectId, peer: &str) -> R
         let trees = fetch_small(client, &ids).await?;
         let mut next = Vec::new();
         for ((dir, id), bytes) in level.into_iter().zip(trees) {
-            let t = Tree::decode(&bytes).map_err(|e| lying(format!("tree {id} at {dir:?}: {e}")))?;
+            let t =
+                Tree::decode(&bytes).map_err(|e| lying(format!("tree {id} at {dir:?}: {e}")))?;
             let mut folded = std::collections::HashSet::new();
             for e in t.entries {
                 if !folded.insert(e.name.to_lowercase()) {
@@ -147,9 +148,9 @@ async fn fetch_small(client: &mut Client, ids: &[ObjectId]) -> Result<Vec<bytes:
     hashes
         .iter()
         .map(|h| {
-            got.get(h).cloned().ok_or_else(|| {
-                Error::NoProvider(format!("no provider sent object {}", h.to_hex()))
-            })
+            got.get(h)
+                .cloned()
+                .ok_or_else(|| Error::NoProvider(format!("no provider sent object {}", h.to_hex())))
         })
         .collect()
 }
@@ -176,7 +177,10 @@ pub async fn fetch_blobs(
         for (id, bytes) in ids.iter().zip(fetch_small(client, &ids).await?) {
             received += bytes.len() as u64;
             if store.put_bytes(&bytes)? != *id {
-                return Err(Error::ObjectCorrupt { id: *id, path: None });
+                return Err(Error::ObjectCorrupt {
+                    id: *id,
+                    path: None,
+                });
             }
         }
     }

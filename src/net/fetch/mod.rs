@@ -22,9 +22,9 @@ mod remotes;
 mod store;
 mod walk;
 
+pub use cache::Cache;
 pub use client::{verify_listing, Client, FetchReport, Published};
 pub use commands::{clone, fetch, pull, receive, CloneOptions, Want};
-pub use cache::Cache;
 pub use get::{get, GetOptions, GetReport};
 pub use list::{fetch_blobs, list, list_commit, pick_rev, select, stream, Entry, Listing};
 pub use remotes::{
