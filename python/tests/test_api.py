@@ -184,3 +184,35 @@ def test_network_options_are_checked(lab, worms, tmp_path):
     with pytest.raises(lode.LodeError) as e:
         lode.get(srv.ticket, "README", dest=tmp_path / "x", bind="not-an-address")
     assert "bind" in str(e.value)
+
+
+def test_a_tampering_peer_is_caught_and_nothing_is_kept(lab, worms, tmp_path):
+    repo, srv = worms
+    big = next(e for e in lode.ls(srv.ticket) if e.path == "video/big.bin")
+    # Bit rot in the served object after the server prepared it: it now sends bytes that
+    # do not hash to the id it announces.
+    obj = os.path.join(repo, ".lode", "objects", big.id[:2], big.id[2:])
+    os.chmod(obj, 0o644)
+    at = 2_000_000
+    with open(obj, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0xFF]))
+    # Streaming: every byte handed out is the published one; then the read raises.
+    got = b""
+    with pytest.raises(lode.LodeError) as e:
+        with lode.open(srv.ticket, "video/big.bin") as f:
+            while True:
+                chunk = f.read(64 * 1024)
+                if not chunk:
+                    break
+                got += chunk
+    assert isinstance(e.value, (lode.VerificationError, lode.PeerUnreachable)), e.value
+    assert len(got) <= at and got == BIG[: len(got)]
+    # get: nothing in dest, nothing in the cache.
+    with pytest.raises((lode.VerificationError, lode.PeerUnreachable)):
+        lode.get(srv.ticket, "video", dest=tmp_path / "out")
+    assert not (tmp_path / "out/video/big.bin").exists()
+    cached = [f for _, _, fs in os.walk(os.path.join(lab.root, "cache", "objects")) for f in fs]
+    assert big.id[2:] not in cached
