@@ -29,7 +29,7 @@ import pathlib
 import sys
 import warnings
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Union
 
 from . import _native
 from ._native import LodeError, NotAuthorized, NotFound, PeerUnreachable, VerificationError
@@ -53,6 +53,33 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+ProgressCallback = Callable[[str, int, int], Any]
+"""``callback(phase, done_bytes, total_bytes)``: at a phase's start, about every 100 ms, and
+at its end (phases: ``receiving``; a clone also ``listing`` and ``checking out``)."""
+
+
+def _progress(progress: Union[None, bool, ProgressCallback]) -> Optional[ProgressCallback]:
+    """``True`` draws tqdm bars when tqdm is installed (nothing otherwise)."""
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        bars: Dict[str, Any] = {}
+
+        def draw(phase: str, done: int, total: int) -> None:
+            bar = bars.get(phase)
+            if bar is None:
+                bar = bars[phase] = tqdm(total=total or None, desc=phase, unit="B",
+                                         unit_scale=True, unit_divisor=1024)
+            bar.update(done - bar.n)
+            if total and done >= total:
+                bar.close()
+
+        return draw
+    return progress
 
 
 def _home() -> str:
@@ -127,6 +154,7 @@ def get(
     relay: Optional[str] = None,
     discovery: Optional[bool] = None,
     bind: Optional[str] = None,
+    progress: Union[None, bool, ProgressCallback] = None,
 ) -> List[pathlib.Path]:
     """Fetches files or directories of a dataset into ``dest``, verified; returns the files.
 
@@ -139,7 +167,8 @@ def get(
     Blobs come from the cache when it has them. A tag or commit id seen before resolves
     from the cache without asking any provider (``refresh=True`` asks again); ``main`` is
     asked for each time, and when no provider answers, the ``main`` cached last time is used
-    with a :class:`RuntimeWarning`.
+    with a :class:`RuntimeWarning`. ``progress`` is a callback ``(phase, done, total)`` or
+    ``True`` for tqdm bars.
     """
     written, fallback = _native.get(
         source,
@@ -152,6 +181,7 @@ def get(
         _home(),
         _cache(cache_dir),
         *_net(relay, discovery, bind),
+        _progress(progress),
     )
     _fell_back(fallback, source)
     return [pathlib.Path(p) for p in written]
@@ -262,14 +292,17 @@ def clone(
     relay: Optional[str] = None,
     discovery: Optional[bool] = None,
     bind: Optional[str] = None,
+    progress: Union[None, bool, ProgressCallback] = None,
 ) -> "Repository":
     """Clones a dataset into the new or empty directory ``dest`` (as ``lode clone``).
 
     ``link=True`` hard-links the checked-out files to the object store (read-only files, no
-    second copy on disk). Returns the clone as a :class:`Repository`.
+    second copy on disk). ``progress`` as for :func:`get`. Returns the clone as a
+    :class:`Repository`.
     """
     root = _native.clone(
-        source, os.fspath(dest), ticket, link, _home(), *_net(relay, discovery, bind)
+        source, os.fspath(dest), ticket, link, _home(), *_net(relay, discovery, bind),
+        _progress(progress),
     )
     return Repository(root)
 

@@ -1,6 +1,6 @@
 """Type stubs of the extension module (the public API is in `lode/__init__.py`)."""
 
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 __version__: str
 
@@ -41,6 +41,7 @@ def get(
     relay: str,
     discovery: bool,
     bind: Optional[str],
+    progress: Optional[Callable[[str, int, int], Any]] = None,
 ) -> Tuple[List[str], bool]: ...
 def ls(
     source: str,
@@ -74,6 +75,7 @@ def clone(
     relay: str,
     discovery: bool,
     bind: Optional[str],
+    progress: Optional[Callable[[str, int, int], Any]] = None,
 ) -> str: ...
 def uri(ticket: str, path: Optional[str] = None, rev: Optional[str] = None) -> str: ...
 def cli_main(argv: List[str]) -> int: ...

@@ -182,6 +182,7 @@ async fn fill(
     src: &Source,
     client: &mut Option<Client>,
     entries: &[&Entry],
+    progress: &dyn lode::progress::Progress,
 ) -> Result<(), Error> {
     let wanted: Vec<(ObjectId, u64)> = entries
         .iter()
@@ -195,8 +196,77 @@ async fn fill(
         *client = Some(Client::new(&ctx.home, &src.ticket, src.cap.clone(), &ctx.net).await?);
     }
     let c = client.as_mut().expect("connected above");
-    fetch::fetch_blobs(c, &wanted, cache.store()).await?;
+    fetch::fetch_blobs(c, &wanted, cache.store(), progress).await?;
     Ok(())
+}
+
+/// Progress handed to a Python callable `callback(phase, done_bytes, total_bytes)`: at the
+/// start of a phase, at most every 100 ms while bytes arrive, and when a phase ends.
+struct PyProgress {
+    callback: Py<PyAny>,
+    state: Mutex<(&'static str, u64, std::time::Instant)>,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl PyProgress {
+    fn new(callback: Py<PyAny>) -> PyProgress {
+        PyProgress {
+            callback,
+            state: Mutex::new(("", 0, std::time::Instant::now())),
+            done: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn call(&self, phase: &'static str, total: u64) {
+        let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+        Python::attach(|py| {
+            // A failing callback must not stop the transfer; Python prints it as unraisable.
+            if let Err(e) = self.callback.call1(py, (phase, done, total)) {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+impl lode::progress::Progress for PyProgress {
+    fn phase(&self, name: &'static str, _files: u64, bytes: u64) {
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut st) = self.state.lock() {
+            *st = (name, bytes, std::time::Instant::now());
+        }
+        self.call(name, bytes);
+    }
+
+    fn inc(&self, n: u64) {
+        self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let due = match self.state.lock() {
+            Ok(mut st) if st.2.elapsed() >= std::time::Duration::from_millis(100) => {
+                st.2 = std::time::Instant::now();
+                Some((st.0, st.1))
+            }
+            _ => None,
+        };
+        if let Some((name, total)) = due {
+            self.call(name, total);
+        }
+    }
+
+    fn finish(&self) {
+        let (name, total) = match self.state.lock() {
+            Ok(st) => (st.0, st.1),
+            Err(_) => return,
+        };
+        if !name.is_empty() {
+            self.call(name, total);
+        }
+    }
+}
+
+fn progress_of(callback: Option<Py<PyAny>>) -> Box<dyn lode::progress::Progress> {
+    match callback {
+        Some(cb) => Box::new(PyProgress::new(cb)),
+        None => Box::new(lode::progress::NoProgress),
+    }
 }
 
 async fn close(client: Option<Client>) {
@@ -219,7 +289,7 @@ fn wanted_paths(src: &Source, paths: Vec<String>) -> Result<Vec<String>, Error> 
 /// get(source, paths, dest, rev, ticket, force, refresh, home, cache, relay, discovery, bind)
 /// -> (written paths, whether the cached listing stood in for unreachable providers)
 #[pyfunction]
-#[pyo3(signature = (source, paths, dest, rev, ticket, force, refresh, home, cache, relay, discovery, bind))]
+#[pyo3(signature = (source, paths, dest, rev, ticket, force, refresh, home, cache, relay, discovery, bind, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn get(
     py: Python<'_>,
@@ -235,8 +305,10 @@ fn get(
     relay: String,
     discovery: bool,
     bind: Option<String>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(Vec<PathBuf>, bool)> {
     let r = py.detach(|| -> Result<(Vec<PathBuf>, bool), Error> {
+        let progress = progress_of(progress);
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let mut src =
@@ -250,7 +322,7 @@ fn get(
             let (l, mut client, fallback) = listing(&ctx, &cache, &src, refresh).await?;
             let result = async {
                 let entries = fetch::select(&l, &paths)?;
-                fill(&ctx, &cache, &src, &mut client, &entries).await?;
+                fill(&ctx, &cache, &src, &mut client, &entries, &*progress).await?;
                 std::fs::create_dir_all(&dest)
                     .map_err(|e| Error::io("cannot create directory", &dest, e))?;
                 cache.export(&entries, &dest, force)
@@ -487,7 +559,7 @@ fn open(
             let id = entry.id;
             runtime().spawn(async move {
                 let sink = |_at: u64, data: bytes::Bytes| send(&tx, Ok(data));
-                if let Err(e) = fetch::stream(&mut client, id, &sink).await {
+                if let Err(e) = fetch::stream(&mut client, id, &sink, &lode::progress::NoProgress).await {
                     let _ = send(&tx, Err(e));
                 }
                 client.close().await;
@@ -510,7 +582,7 @@ fn send(
 
 /// clone(source, dest, ticket, link, home, relay, discovery, bind) -> repository root
 #[pyfunction]
-#[pyo3(signature = (source, dest, ticket, link, home, relay, discovery, bind))]
+#[pyo3(signature = (source, dest, ticket, link, home, relay, discovery, bind, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn clone(
     py: Python<'_>,
@@ -522,8 +594,10 @@ fn clone(
     relay: String,
     discovery: bool,
     bind: Option<String>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<PathBuf> {
     let r = py.detach(|| -> Result<PathBuf, Error> {
+        let progress = progress_of(progress);
         let ctx = Ctx::new(home, PathBuf::new(), &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let src =
@@ -540,7 +614,7 @@ fn clone(
                     link,
                 },
                 &ctx.net,
-                &lode::progress::NoProgress,
+                &*progress,
             )
             .await?;
             Ok(repo.root().to_path_buf())

@@ -58,7 +58,10 @@ def test_get_files_directories_and_tags(lab, worms, tmp_path):
     lode.get(srv.ticket, "tables", dest=tmp_path / "old", force=True)
     assert (tmp_path / "old/tables/neurons.csv").read_bytes() == V2
     # Everything, the big file included.
-    got = lode.get(srv.ticket, "", dest=tmp_path / "all")
+    calls = []
+    got = lode.get(srv.ticket, "", dest=tmp_path / "all", progress=lambda *a: calls.append(a))
+    assert calls[0] == ("receiving", 0, calls[0][2]) and calls[0][2] >= len(BIG)
+    assert calls[-1] == ("receiving", calls[0][2], calls[0][2])
     assert sorted(p.relative_to(tmp_path / "all").as_posix() for p in got) == [
         "README", "tables/neurons.csv", "video/big.bin"]
     assert (tmp_path / "all/video/big.bin").read_bytes() == BIG

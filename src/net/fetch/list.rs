@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::pieces;
 use crate::object::{Commit, EntryKind, Tree};
-use crate::progress::NoProgress;
+use crate::progress::{NoProgress, Progress};
 use crate::store::Store;
 
 use super::client::*;
@@ -157,11 +157,13 @@ async fn fetch_small(client: &mut Client, ids: &[ObjectId]) -> Result<Vec<bytes:
 
 /// Fetches the blobs `wanted` (id, size) that `store` lacks into it: small ones batched,
 /// big ones streamed into the store's temp directory (every 16 KiB group verified against
-/// the id, size included, before it is written) and then moved in. Returns the bytes received.
+/// the id, size included, before it is written) and then moved in, as one `receiving` phase
+/// of `progress`. Returns the bytes received.
 pub async fn fetch_blobs(
     client: &mut Client,
     wanted: &[(ObjectId, u64)],
     store: &Store,
+    progress: &dyn Progress,
 ) -> Result<u64> {
     let mut missing: Vec<(ObjectId, u64)> = wanted
         .iter()
@@ -170,6 +172,8 @@ pub async fn fetch_blobs(
         .collect();
     missing.sort();
     missing.dedup();
+    let total = missing.iter().map(|(_, s)| s).sum();
+    progress.phase("receiving", missing.len() as u64, total);
     let (small, big): (Vec<_>, Vec<_>) = missing.into_iter().partition(|(_, s)| *s <= SMALL_BLOB);
     let mut received = 0;
     for batch in small.chunks(256) {
@@ -182,6 +186,8 @@ pub async fn fetch_blobs(
                     path: None,
                 });
             }
+            progress.inc(bytes.len() as u64);
+            progress.file_done();
         }
     }
     for (id, size) in big {
@@ -193,7 +199,7 @@ pub async fn fetch_blobs(
             file.write_all_at(&data, at)
                 .map_err(|e| Error::io("cannot write", &tmp, e))
         };
-        let done = stream(client, id, &sink).await;
+        let done = stream(client, id, &sink, progress).await;
         drop(file);
         if let Err(e) = done {
             let _ = std::fs::remove_file(&tmp);
@@ -201,17 +207,21 @@ pub async fn fetch_blobs(
         }
         received += size;
         store.adopt(&tmp, &id)?;
+        progress.file_done();
     }
+    progress.finish();
     Ok(received)
 }
 
 /// Streams blob `id` from the first provider that connects, handing on each verified batch
 /// (in order, from offset 0) to `sink`. A provider that fails before sending anything is
-/// skipped for the next; one that fails part-way ends the stream with its error.
+/// skipped for the next; one that fails part-way ends the stream with its error. Verified
+/// bytes are counted to `progress`.
 pub async fn stream(
     client: &mut Client,
     id: ObjectId,
     sink: &(dyn Fn(u64, bytes::Bytes) -> Result<()> + Sync),
+    progress: &dyn Progress,
 ) -> Result<()> {
     let (live, dead) = client.by_liveness();
     let mut last = Error::NoProvider("the ticket names no provider".into());
@@ -227,6 +237,7 @@ pub async fn stream(
         let sent = std::sync::atomic::AtomicU64::new(0);
         let counted = |n: u64| {
             sent.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            progress.inc(n);
         };
         let r = pieces::stream_range(&conn, id, 0, None, sink, &counted).await;
         conn.close(VarInt::from_u32(0), b"done");
