@@ -11,8 +11,8 @@ use crate::cli::output::{human, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
 /// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
-/// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through the providers
-/// seen before for that dataset.
+/// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through its
+/// `provider=TICKET` hints and the providers seen before for that dataset.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"

@@ -191,9 +191,8 @@ pub async fn fetch_blobs(
         }
     }
     for (id, size) in big {
-        let tmp = store
-            .tmp_dir()
-            .join(format!("fetch-{}-{}", std::process::id(), id.to_hex()));
+        // A name of this process's own (two threads may fetch one blob at once).
+        let tmp = crate::leftover::in_tmp_dir(store.tmp_dir(), "fetch");
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
         let sink = |at: u64, data: bytes::Bytes| {
             file.write_all_at(&data, at)
