@@ -559,7 +559,9 @@ fn open(
             let id = entry.id;
             runtime().spawn(async move {
                 let sink = |_at: u64, data: bytes::Bytes| send(&tx, Ok(data));
-                if let Err(e) = fetch::stream(&mut client, id, &sink, &lode::progress::NoProgress).await {
+                if let Err(e) =
+                    fetch::stream(&mut client, id, &sink, &lode::progress::NoProgress).await
+                {
                     let _ = send(&tx, Err(e));
                 }
                 client.close().await;
