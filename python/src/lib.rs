@@ -12,7 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use lode::keys::Home;
 use lode::net::endpoint::{NetOptions, Relay};
 use lode::net::fetch::{self, Cache, Client, Entry, Listing};
-use lode::net::uri::Source;
+use lode::net::source::Source;
 use lode::object::EntryKind;
 use lode::{Error, ObjectId, Repo, RepoOptions};
 use pyo3::create_exception;
@@ -312,7 +312,7 @@ fn get(
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let mut src =
-                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                lode::net::source::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
                     .await?;
             if rev.is_some() {
                 src.rev = rev;
@@ -356,7 +356,7 @@ fn ls(
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let mut src =
-                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                lode::net::source::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
                     .await?;
             if rev.is_some() {
                 src.rev = rev;
@@ -505,7 +505,7 @@ fn open(
         let ctx = Ctx::new(home, cache, &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let mut src =
-                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                lode::net::source::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
                     .await?;
             if rev.is_some() {
                 src.rev = rev;
@@ -603,7 +603,7 @@ fn clone(
         let ctx = Ctx::new(home, PathBuf::new(), &relay, discovery, bind.as_deref())?;
         runtime().block_on(async {
             let src =
-                lode::net::uri::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
+                lode::net::source::resolve_source(&ctx.home, &source, ticket.as_deref(), &ctx.net)
                     .await?;
             let (repo, _) = fetch::clone(
                 &dest,

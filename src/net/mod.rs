@@ -15,6 +15,7 @@
 //! - [`registry`]: `lode registry serve`, `publish`, `search`, clone by name; signed entries
 //!   and taint notices, replicated between registries.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
+//! - [`source`]: a URI or ticket argument resolved to providers, capability, paths, revision.
 
 pub mod endpoint;
 pub mod fetch;
@@ -25,4 +26,5 @@ pub mod proto;
 pub mod push;
 pub mod registry;
 pub mod serve;
+pub mod source;
 pub mod uri;

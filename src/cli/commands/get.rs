@@ -51,12 +51,12 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
     } = args;
     // A lode:// referral names the dataset (and maybe a path and a revision); its
     // providers are its hints and those seen before.
-    let lode::net::uri::Source {
+    let lode::net::source::Source {
         ticket,
         cap,
         mut paths,
         rev,
-    } = runtime()?.block_on(lode::net::uri::resolve_source(
+    } = runtime()?.block_on(lode::net::source::resolve_source(
         &ctx.home,
         &ticket,
         cap.capability.as_deref(),
