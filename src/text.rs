@@ -17,3 +17,17 @@ pub(crate) fn url_decode(s: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
+
+/// Escapes every byte but ASCII letters, digits and `-._~` as `%XX` (one path component
+/// or query value; [`url_decode`] reverses it).
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,17 +1,15 @@
-"""Loads one data source through LodeDirLoader and prints the loaded directory.
+"""Loads one data source through lode.owmeta.LodeDirLoader and prints the loaded directory.
 
-Usage: python check_loader.py LODE_BIN BASE_DIR URI
-Used by tests/cli/owmeta.rs; also a minimal example of the loader in use.
+Usage: python check_loader.py BASE_DIR URI
+(`pip install lode-data[owmeta]` first.) python/tests/test_owmeta.py runs it; it is also the
+smallest use of the loader.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lode.owmeta import LodeDataSource, LodeDirLoader
 
-from lode_loader import LodeDataSource, LodeDirLoader  # noqa: E402
-
-lode, base, uri = sys.argv[1:4]
+base, uri = sys.argv[1:3]
 ds = LodeDataSource(ident='http://example.org/lode-test-source', lode_uri=uri)
-loader = LodeDirLoader(base, lode=lode)
+loader = LodeDirLoader(base)
 assert loader.can_load(ds)
 print(loader(ds))

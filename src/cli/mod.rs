@@ -200,8 +200,18 @@ fn context(global: &Global) -> Result<Ctx, Error> {
 }
 
 /// Runs the command line and returns the process exit code.
-#[allow(clippy::print_stderr)]
 pub fn main() -> ExitCode {
+    ExitCode::from(run_args(std::env::args_os()))
+}
+
+/// Runs the command line `args` (the program name first) and returns the exit status (the
+/// Python package's `lode` command calls this).
+#[allow(clippy::print_stderr)]
+pub fn run_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     std::panic::set_hook(Box::new(|info| {
         if lode::db::opening_guarded() {
             return; // a damaged database file: reported as such by the caller
@@ -218,7 +228,13 @@ pub fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {msg}{at}; hint: this is a bug, please report it");
     }));
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code() as u8;
+        }
+    };
     let json = cli.global.json;
     let ui = Ui {
         json: cli.global.json,
@@ -230,18 +246,18 @@ pub fn main() -> ExitCode {
         out: io::stdout().lock(),
     };
     match run(cli, ui) {
-        Ok(()) | Err(CliError::BrokenPipe) => ExitCode::SUCCESS,
-        Err(CliError::Failed) => ExitCode::from(1),
+        Ok(()) | Err(CliError::BrokenPipe) => 0,
+        Err(CliError::Failed) => 1,
         Err(CliError::Core(e)) if json => {
             // One JSON object on stderr (stdout carries only results).
             let v = serde_json::json!({ "error": e.to_string(), "hint": e.hint() });
             eprintln!("{v}");
-            ExitCode::from(1)
+            1
         }
         Err(CliError::Core(e)) => {
             let hint = e.hint().map(|h| format!("; hint: {h}")).unwrap_or_default();
             eprintln!("error: {}", escape(&format!("{e}{hint}")));
-            ExitCode::from(1)
+            1
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`swarm`]: every downloader serves the others: gossip membership, signed announcements,
 //!   pieces from every peer that holds them.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
+//! - [`source`]: a URI or ticket argument resolved to providers, capability, paths, revision.
 
 pub mod endpoint;
 pub mod fetch;
@@ -27,5 +28,6 @@ pub mod proto;
 pub mod push;
 pub mod registry;
 pub mod serve;
+pub mod source;
 pub mod swarm;
 pub mod uri;

@@ -12,7 +12,6 @@ mod gateway;
 mod history;
 mod local;
 mod mirror;
-mod owmeta;
 mod people;
 mod progress;
 mod registry;

@@ -128,6 +128,16 @@ fn referral_uris_resolve_through_known_providers() {
         &["get", &format!("lode://{id}/tables/%2e%2e/x"), "--to", "o5"],
         "invalid lode:// URI",
     );
+    // A URI that carries its providers resolves on a home that never used a ticket.
+    let hinted = format!("{uri}?rev=v1&provider={}", server.ticket);
+    env.ok_as("fresh", "", &["get", &hinted, "--to", "o6"]);
+    assert_eq!(env.read("o6/tables/t.csv"), b"1\n");
+    env.fails_as(
+        "fresh2",
+        "",
+        &["get", &format!("{uri}?provider=lode1abc"), "--to", "o7"],
+        "provider hint",
+    );
 }
 
 #[test]

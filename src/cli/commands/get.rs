@@ -11,8 +11,8 @@ use crate::cli::output::{human, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
 /// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
-/// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through the providers
-/// seen before for that dataset.
+/// may be a lode:// URI (lode://DATASET-ID/PATH?rev=REV), resolved through its
+/// `provider=TICKET` hints and the providers seen before for that dataset.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  lode get lode1abc… tables/connectome.csv --to data/\n  lode get lode://5f2c…e1/tables/connectome.csv?rev=v1"
@@ -50,21 +50,18 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
         net,
     } = args;
     // A lode:// referral names the dataset (and maybe a path and a revision); its
-    // providers are those seen before.
-    let (ticket, cap, mut paths, rev) = if lode::net::uri::is_referral(&ticket) {
-        let r = lode::net::uri::parse(&ticket)?;
-        let t = match &r.dataset {
-            lode::net::uri::Named::Id(id) => lode::net::uri::resolve(&ctx.home, id)?,
-            lode::net::uri::Named::Name(name) => runtime()?.block_on(
-                lode::net::registry::resolve_known(&ctx.home, name, &net.options()),
-            )?,
-        };
-        let cap: Option<lode::trust::Bundle> = cap.bundle()?;
-        (t, cap, r.path.into_iter().collect::<Vec<_>>(), r.rev)
-    } else {
-        let (t, c) = lode::net::fetch::resolve_ticket(&ticket, cap.capability.as_deref())?;
-        (t, c, vec![], None)
-    };
+    // providers are its hints and those seen before.
+    let lode::net::source::Source {
+        ticket,
+        cap,
+        mut paths,
+        rev,
+    } = runtime()?.block_on(lode::net::source::resolve_source(
+        &ctx.home,
+        &ticket,
+        cap.capability.as_deref(),
+        &net.options(),
+    ))?;
     paths.extend(paths_arg.iter().map(|p| p.trim_matches('/').to_string()));
     if paths.is_empty() {
         return Err(Error::Other(

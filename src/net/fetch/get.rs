@@ -8,7 +8,6 @@ use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::Hash;
 
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
 use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::object::EntryKind;
@@ -119,15 +118,7 @@ pub async fn get(
                 .into(),
         ));
     }
-    let head = match rev.as_deref() {
-        None => published.refs.head.ok_or(Error::NoCommits)?,
-        Some(r) => match published.refs.tags.iter().find(|(n, _)| n == r) {
-            Some((_, id)) => *id,
-            None => r.parse::<ObjectId>().map_err(|_| {
-                Error::UnknownRev(format!("{r} (a tag of the dataset or a full commit id)"))
-            })?,
-        },
-    };
+    let head = super::list::pick_rev(&published, rev.as_deref())?;
     let peer = published.peer.clone();
     crate::net::uri::remember(home, ticket);
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;

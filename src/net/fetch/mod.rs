@@ -1,4 +1,5 @@
-//! Fetching datasets: `clone`, `fetch`, `pull` and `get`.
+//! Fetching datasets: `clone`, `fetch`, `pull` and `get`; and, for library users, a
+//! revision's tree listed, one file streamed, and a cache of fetched blobs (`list`, `cache`).
 //!
 //! The client lists the refs of a provider over `lode/2`, then walks the commit closure level
 //! by level (commits, then their trees, then the trees' children), asking only for objects it
@@ -12,16 +13,20 @@
 //! is folded, symlink targets that are relative and stay inside the tree, commits signed and
 //! belonging to the dataset. Remote refs move only when the whole closure is present.
 
+mod cache;
 mod client;
 mod commands;
 mod get;
+mod list;
 mod remotes;
 mod store;
 mod walk;
 
+pub use cache::Cache;
 pub use client::{verify_listing, Client, FetchReport, Published};
 pub use commands::{clone, fetch, pull, receive, CloneOptions, Seeder, Want};
 pub use get::{get, GetOptions, GetReport};
+pub use list::{fetch_blobs, list, list_commit, pick_rev, select, stream, Entry, Listing};
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
 };
