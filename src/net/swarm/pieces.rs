@@ -67,7 +67,7 @@ fn piece_ranges(i: usize, piece: u64, size: u64) -> ChunkRanges {
 }
 
 /// The pieces that `diff` (ranges a peer added) touches.
-fn touched(diff: &ChunkRanges, piece: u64, count: usize) -> std::ops::RangeInclusive<usize> {
+fn touched(diff: &ChunkRanges, piece: u64, count: usize) -> std::ops::Range<usize> {
     // Boundaries alternate start, end, start, end…; an odd last one starts an open range.
     let b = diff.boundaries();
     let (mut lo, mut hi) = (u64::MAX, 0u64);
@@ -78,9 +78,9 @@ fn touched(diff: &ChunkRanges, piece: u64, count: usize) -> std::ops::RangeInclu
         hi = hi.max((e * 1024).saturating_sub(1) / piece);
     }
     if lo == u64::MAX {
-        return 1..=0;
+        return 0..0;
     }
-    (lo as usize).min(count)..=(hi as usize).min(count.saturating_sub(1))
+    (lo as usize).min(count)..(hi as usize + 1).min(count)
 }
 
 struct Peer {
@@ -245,7 +245,8 @@ pub async fn fetch(
                         if done[i] || !peer.has[i] || inflight[i].contains(&p) {
                             continue;
                         }
-                        if !inflight[i].is_empty() && !(end_game && inflight[i].len() < 2) {
+                        let busy = !inflight[i].is_empty();
+                        if busy && (!end_game || inflight[i].len() >= 2) {
                             continue;
                         }
                         if peer.origin && holders[i] > 0 {
@@ -427,4 +428,36 @@ pub async fn export(session: &Session, id: ObjectId, target: &std::path::Path) -
         .await
         .map_err(|e| Error::Net(format!("cannot export object {id}: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_object_and_diffs_touch_only_their_pieces() {
+        let size = 10 << 20;
+        let piece = piece_size(size);
+        assert_eq!(piece, 256 << 10);
+        let count = size.div_ceil(piece) as usize;
+        let all: u64 = (0..count)
+            .map(|i| {
+                let r = piece_ranges(i, piece, size);
+                let b = r.boundaries();
+                (b[1].0 - b[0].0) * 1024
+            })
+            .sum();
+        assert_eq!(all, size);
+        // One 16 KiB group in the middle of piece 3.
+        let g = 3 * piece + 32 * 1024;
+        let diff =
+            ChunkRanges::from(bao_tree::ChunkNum(g / 1024)..bao_tree::ChunkNum(g / 1024 + 16));
+        assert_eq!(touched(&diff, piece, count), 3..4);
+        assert_eq!(touched(&ChunkRanges::empty(), piece, count), 0..0);
+        assert_eq!(
+            touched(&ChunkRanges::from(bao_tree::ChunkNum(0)..), piece, count),
+            0..count
+        );
+        assert_eq!(piece_size(1 << 30), 4 << 20);
+    }
 }
