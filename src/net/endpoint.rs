@@ -36,7 +36,23 @@ pub struct NetOptions {
     /// Whether to publish and look up addresses through iroh's address lookup (DNS/pkarr).
     pub discovery: bool,
     /// How a download takes part in its dataset's swarm (off unless asked for).
-    pub share: crate::net::swarm::ShareOptions,
+    pub share: ShareOptions,
+}
+
+/// How a downloader takes part in the swarm of a public dataset.
+#[derive(Clone, Debug, Default)]
+pub struct ShareOptions {
+    /// Take part in the swarm at all (default off for library callers; the CLI turns it on,
+    /// `--no-share` off).
+    pub enabled: bool,
+    /// Serve other peers; off, the download still takes pieces from the swarm (a fetch into a
+    /// repository that `lode serve` serves: that process serves it).
+    pub serve: bool,
+    /// After its own download, serve for exactly this long (`--seed`); `None`: while others
+    /// still fetch from it.
+    pub seed: Option<std::time::Duration>,
+    /// Upload cap in bytes per second (`--max-upload`).
+    pub max_upload: Option<u64>,
 }
 
 /// An endpoint and the address book that tickets fill.

@@ -16,6 +16,7 @@
 //!   and taint notices, replicated between registries.
 //! - [`swarm`]: every downloader serves the others: gossip membership, signed announcements,
 //!   pieces from every peer that holds them.
+//! - [`transfer_store`]: the resumable iroh-blobs stores downloads write into.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
 //! - [`source`]: a URI or ticket argument resolved to providers, capability, paths, revision.
 
@@ -30,4 +31,5 @@ pub mod registry;
 pub mod serve;
 pub mod source;
 pub mod swarm;
+pub mod transfer_store;
 pub mod uri;

@@ -36,7 +36,7 @@ pub struct FetchReport {
     pub peers: Vec<String>,
     /// What moved to and from each swarm peer, when the download took part in a swarm.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub swarm: Option<crate::net::swarm::SwarmReport>,
+    pub swarm: Option<crate::net::swarm::session::SwarmReport>,
 }
 
 /// What a provider publishes for a dataset, verified: the refs of a head signed by a writer,
@@ -92,7 +92,7 @@ pub struct Client {
     /// not asked for batches again.
     pub(super) no_batch: HashSet<EndpointId>,
     /// The swarm session of this download, when it takes part in one.
-    pub(super) swarm: Option<crate::net::swarm::Session>,
+    pub(super) swarm: Option<crate::net::swarm::session::Session>,
 }
 
 impl Client {

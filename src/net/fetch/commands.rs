@@ -210,7 +210,7 @@ async fn fetch_seeding(
 /// A download's swarm session after the download: it goes on serving the other peers until
 /// [`Seeder::finish`] (which seeds as `--seed` says, or while others still fetch from it).
 pub struct Seeder {
-    session: crate::net::swarm::Session,
+    session: crate::net::swarm::session::Session,
     net: crate::net::endpoint::Net,
     /// The endpoint was bound for this download: closed at the end.
     owned: bool,
@@ -219,7 +219,7 @@ pub struct Seeder {
 
 impl Seeder {
     /// Seeds, stops, and returns what moved to and from each peer.
-    pub async fn finish(self, progress: &dyn Progress) -> crate::net::swarm::SwarmReport {
+    pub async fn finish(self, progress: &dyn Progress) -> crate::net::swarm::session::SwarmReport {
         let report = self.session.finish(self.seed, progress).await;
         if self.owned {
             self.net.endpoint.close().await;
@@ -299,7 +299,7 @@ pub(super) async fn fetch_ticket(
     if opts.share.enabled && !published.head.body.private && !mirror {
         let mut share = opts.share.clone();
         share.serve &= !served_elsewhere(repo);
-        let started = crate::net::swarm::Session::start(
+        let started = crate::net::swarm::session::Session::start(
             &client.net,
             &repo.home().device_key()?,
             dataset,

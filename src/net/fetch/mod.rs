@@ -30,7 +30,6 @@ pub use list::{fetch_blobs, list, list_commit, pick_rev, select, stream, Entry, 
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
 };
-pub(crate) use store::open_store as open_transfer_store;
 pub use walk::{link_stays_inside, Leaf};
 
 pub use crate::ops::history::is_ancestor;

@@ -10,7 +10,7 @@
 //! if every hash in it is allowed. Refs are re-read on every ref listing, so commits made while the
 //! server runs are served without a restart.
 
-mod authz;
+pub mod authz;
 mod handler;
 mod push;
 mod state;
@@ -30,7 +30,8 @@ use crate::error::{Error, Result};
 use crate::net::endpoint::{bind, Net, NetOptions};
 use crate::net::limit::{Limiter, Limits};
 use crate::net::proto;
-use crate::net::swarm::{self, announce::PeerBook};
+use crate::net::swarm::announce::PeerBook;
+use crate::net::swarm::membership;
 use crate::repo::Repo;
 use crate::ticket::Ticket;
 
@@ -200,15 +201,14 @@ pub async fn serve(
     // A member of the swarm topic of every public dataset served: it hears the downloaders'
     // announcements (handed out on `Peers`, as a tracker does) and announces itself, so that
     // downloaders learn mirrors too. Restricted datasets have no swarm (docs/SECURITY.md).
-    let gossip = swarm::membership::spawn_gossip(&net);
+    let gossip = membership::spawn_gossip(&net);
     let mut memberships = Vec::new();
     for served in shared.datasets.values() {
         if served.state.lock().expect("not poisoned").private {
             continue;
         }
         let joined =
-            swarm::membership::join(&gossip, &net, &key, served.book.clone(), Vec::new(), true)
-                .await;
+            membership::join(&gossip, &net, &key, served.book.clone(), Vec::new(), true).await;
         match joined {
             Ok(m) => memberships.push(m),
             Err(e) => notes.push(format!("not announcing in the swarm: {e}")),

@@ -19,14 +19,14 @@ use iroh_blobs::Hash;
 use n0_future::task::AbortOnDropHandle;
 
 use crate::error::{Error, Result};
+use crate::net::endpoint::ShareOptions;
 use crate::net::endpoint::{peer_name, Net};
-use crate::net::serve::{blobs_protocol_metered, Policy};
+use crate::net::serve::authz::{blobs_protocol_metered, Policy};
 use crate::progress::Progress;
 
 use super::announce::PeerBook;
 use super::membership::{self, Membership};
 use super::meter::Meter;
-use super::ShareOptions;
 
 /// Longest a downloader keeps seeding on its own accord (without `--seed`).
 pub const MAX_LINGER: Duration = Duration::from_secs(600);
@@ -76,7 +76,7 @@ impl Session {
         dir: PathBuf,
         share: &ShareOptions,
     ) -> Result<Session> {
-        let store = crate::net::fetch::open_transfer_store(&dir).await?;
+        let store = crate::net::transfer_store::open_store(&dir).await?;
         let book = Arc::new(PeerBook::new(dataset, *net.endpoint.id().as_bytes()));
         let allowed: Arc<RwLock<HashSet<Hash>>> = Arc::default();
         let meter = Arc::new(Meter::new(share.max_upload));
