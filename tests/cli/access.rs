@@ -15,8 +15,8 @@ use lode::net::proto::{self, Listing, Request, Response};
 use lode::ticket::Ticket;
 use lode::trust::{Bundle, HeadBody, Link, LinkBody, Rights, SignedHead};
 
+use crate::common::peers::{device_id, grant, grant_card, serve, serve_repos};
 use crate::common::*;
-use crate::sync::{device_id, grant, grant_card, serve, serve_repos};
 
 fn opts() -> NetOptions {
     NetOptions {

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::peers::serve;
 use crate::common::*;
-use crate::sync::serve;
 
 const RUNS: u32 = 20;
 const BIG: usize = 16 << 20;

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::common::peers::serve;
 use crate::common::*;
-use crate::sync::serve;
 
 /// The virtualenv's python with owmeta-core importable, or `None` (with the reason printed)
 /// when it cannot be installed here (no python3, no package index).

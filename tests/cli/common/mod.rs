@@ -1,6 +1,8 @@
 //! A hermetic environment for driving the real `lode` binary: its own temp dir, `LODE_HOME`
 //! inside it, a cleared environment, and helpers that assert on exit status and output.
 
+pub mod peers;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
