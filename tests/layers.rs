@@ -28,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // Signed things, each with its own error type.
-    ("trust", &["trust.rs", "catalog.rs"]),
+    ("trust", &["trust/", "catalog.rs"]),
     // The core error type: it wraps the errors of trust and tickets, so it sits above them.
     ("error", &["error.rs"]),
     // What lies on disk.
