@@ -548,7 +548,7 @@ fn layers_go_one_way() {
     // name the crate root re-exports.
     for (from, to) in [
         ("net/serve/state.rs", "ops/access.rs"),
-        ("ops/sealed.rs", "ops/graph.rs"),
+        ("ops/sealed/seal.rs", "ops/graph.rs"),
         ("ops/add.rs", "ops/mod.rs"),
         ("db.rs", "id.rs"),
     ] {
