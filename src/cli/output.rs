@@ -31,6 +31,19 @@ impl Ui {
             eprintln!("{}", escape(s.as_ref()));
         }
     }
+    /// A command's report: with `--json` the report itself on stdout, else its one-line
+    /// `summary` on stderr (a note, which `-q` silences).
+    pub(crate) fn report<T: Serialize>(
+        &mut self,
+        r: &T,
+        summary: impl FnOnce(&T) -> String,
+    ) -> io::Result<()> {
+        if self.json {
+            return self.json(r);
+        }
+        self.note(summary(r));
+        Ok(())
+    }
     pub(crate) fn bar(&self, label: &str) -> Bar {
         Bar::new(label, self.progress)
     }
@@ -111,17 +124,15 @@ pub(crate) fn print_transfer(
     verb: &str,
     r: &lode::net::fetch::FetchReport,
 ) -> io::Result<()> {
-    if ui.json {
-        return ui.json(r);
-    }
-    ui.note(format!(
-        "{verb} {} objects, {} in {:.2}s from {}",
-        r.objects,
-        human(r.bytes),
-        r.seconds,
-        r.peers.join(", ")
-    ));
-    Ok(())
+    ui.report(r, |r| {
+        format!(
+            "{verb} {} objects, {} in {:.2}s from {}",
+            r.objects,
+            human(r.bytes),
+            r.seconds,
+            r.peers.join(", ")
+        )
+    })
 }
 
 pub(crate) fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {

@@ -408,14 +408,7 @@ fn an_interrupted_clone_resumes() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 256 << 20;
-    let mut data = vec![0u8; total as usize];
-    let mut x = 0x9e3779b97f4a7c15u64;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = noise(total as usize, 0x9e3779b97f4a7c15);
     env.write("ds/big.bin", &data);
     drop(data);
     env.ok(ds, &["add", "."]);
@@ -548,24 +541,12 @@ fn of_two_racing_pushes_one_wins() {
     assert_eq!(env.head(ds), env.head(winner));
 }
 
-fn big_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    let mut x = seed | 1;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    data
-}
-
 #[test]
 fn three_peers_survive_a_provider_killed_mid_transfer() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 192 << 20;
-    env.write("ds/big.bin", big_random(total as usize, 7));
+    env.write("ds/big.bin", noise(total as usize, 7));
     env.write("ds/small.csv", "a,b\n");
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "big"]);
@@ -617,7 +598,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 96 << 20;
-    env.write("ds/big.bin", big_random(total as usize, 11));
+    env.write("ds/big.bin", noise(total as usize, 11));
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "big"]);
     let origin = serve(&env, "srv", ds);
@@ -723,7 +704,7 @@ cmp -s video/day2.bin "$SRC/video/day2.bin" && echo same_bytes
     while !env.path("cloned").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.write("ds/video/day2.bin", big_random(6 << 20, 3));
+    env.write("ds/video/day2.bin", noise(6 << 20, 3));
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "day 2"]);
     fs::write(env.path("committed"), "").unwrap();

@@ -85,15 +85,13 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
     ))?;
     bar.finish();
     drop(bar);
-    if ui.json {
-        ui.json(&r)?;
-    } else {
-        ui.note(format!(
+    ui.report(&r, |r| {
+        format!(
             "got {} file(s), {} in {:.2}s",
             r.files.len(),
             human(r.transfer.bytes),
             r.transfer.seconds
-        ));
-    }
+        )
+    })?;
     Ok(())
 }

@@ -184,6 +184,33 @@ pub fn b3(path: &Path) -> String {
         .to_string()
 }
 
+/// Deterministic pseudo-random bytes (xorshift from `seed | 1`), so that nothing
+/// deduplicates or compresses.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x = seed | 1;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+/// Holds the writer lock of repository `repo` from another process (`flock … sleep 10`), as
+/// a long `lode add` would; kill the child to release it.
+pub fn hold_writer_lock(env: &TestEnv, repo: &str) -> std::process::Child {
+    let holder = Command::new("flock")
+        .arg("-o")
+        .arg(env.path(&format!("{repo}/.lode/lock")))
+        .args(["sleep", "10"])
+        .spawn()
+        .expect("start flock");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder
+}
+
 pub fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
