@@ -198,6 +198,18 @@ pub(crate) fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Re
             ui.line(format!("  {}", qp(p)))?;
         }
     }
+    if !s.absent.is_empty() {
+        ui.line(format!(
+            "\n{} file(s) absent in this lazy clone (fetch with `lode get PATH`):",
+            s.absent.len()
+        ))?;
+        for p in s.absent.iter().take(20) {
+            ui.line(format!("  {}", qp(p)))?;
+        }
+        if s.absent.len() > 20 {
+            ui.line(format!("  … and {} more", s.absent.len() - 20))?;
+        }
+    }
     if s.is_clean() && s.untracked.is_empty() && s.leftovers.is_empty() {
         ui.line("nothing to commit, working tree clean")?;
     }

@@ -15,6 +15,7 @@
 mod client;
 mod commands;
 mod get;
+mod lazy;
 mod remotes;
 mod store;
 mod walk;
@@ -22,6 +23,7 @@ mod walk;
 pub use client::{verify_listing, Client, FetchReport, Published};
 pub use commands::{clone, fetch, pull, receive, CloneOptions, Want};
 pub use get::{get, GetOptions, GetReport};
+pub use lazy::{drop_here, get_here};
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
 };
