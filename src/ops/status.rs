@@ -138,8 +138,7 @@ pub struct Worktree {
     /// Temp files and staging directories of lode itself (not untracked files: a killed
     /// lode left them, or a running one is writing them).
     pub leftovers: Vec<Leftover>,
-    /// Tracked files never written here whose content the store lacks (a lazy clone's):
-    /// absent, standing as unchanged.
+    /// Tracked files never written here (a lazy clone's): absent, standing as unchanged.
     pub absent: Vec<String>,
 }
 
@@ -303,14 +302,14 @@ pub fn scan_worktree(
     )?;
     let seen: FxHashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
     // Tracked paths the walk did not meet: ignored ones still on disk, deleted ones, or
-    // (in a lazy clone) content never fetched: no stat recorded and not in the store.
+    // (in a lazy clone) files never written here: no stat recorded.
     let mut absent = Vec::new();
     for (p, e) in index {
         if !seen.contains(p.as_str()) {
             let abs = repo.abs(p);
             match fs::symlink_metadata(&abs) {
                 Ok(meta) => check(p, &abs, &meta, e)?,
-                Err(_) if is_absent(repo, e) => absent.push(p.clone()),
+                Err(_) if is_absent(e) => absent.push(p.clone()),
                 Err(_) => {
                     changed
                         .lock()
@@ -331,12 +330,11 @@ pub fn scan_worktree(
     })
 }
 
-/// An index entry for file content that was never written to the working tree (no stat
-/// recorded) and that the store lacks: a lazy clone's absent file.
-pub(crate) fn is_absent(repo: &Repo, e: &IndexEntry) -> bool {
-    e.stat.is_none()
-        && matches!(e.kind, EntryKind::File | EntryKind::Executable)
-        && !repo.store().has(&e.id)
+/// An index entry for a file that was never written to the working tree (no stat
+/// recorded: only a lazy clone's checkout records files so, their content not fetched or
+/// dropped): absent, not deleted.
+pub(crate) fn is_absent(e: &IndexEntry) -> bool {
+    e.stat.is_none() && matches!(e.kind, EntryKind::File | EntryKind::Executable)
 }
 
 /// Computes `status`.

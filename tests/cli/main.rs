@@ -10,6 +10,7 @@ mod flood;
 mod fuzz;
 mod gateway;
 mod history;
+mod lazy;
 mod local;
 mod mirror;
 mod owmeta;
