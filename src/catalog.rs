@@ -17,7 +17,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::ticket::Provider;
-use crate::trust::{open_payload, sign_payload, TrustError};
+use crate::trust::{Body, TrustError};
 
 /// Context of registry-entry signatures.
 pub const ENTRY_CONTEXT: &[u8] = b"lode/entry/v2\0";
@@ -41,7 +41,7 @@ pub const MAX_PROVIDERS: usize = 16;
 const VERSION: u8 = 1;
 /// Version of entries (2: with a publisher).
 pub const ENTRY_VERSION: u8 = 2;
-/// Both objects carry their signer's key right after the version byte.
+/// Every catalog object carries its signer's key right after the version byte.
 const SIGNER_AT: usize = 1;
 
 type TResult<T> = std::result::Result<T, TrustError>;
@@ -57,42 +57,9 @@ pub fn valid_name(s: &str) -> bool {
         })
 }
 
-/// A signed object: the decoded body and the exact bytes that were signed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Signed<B> {
-    pub body: B,
-    payload: Vec<u8>,
-    sig: [u8; 64],
-}
-
-impl<B> Signed<B> {
-    /// The canonical bytes: payload then signature.
-    pub fn encode(&self) -> Vec<u8> {
-        [&self.payload[..], &self.sig[..]].concat()
-    }
-
-    /// The object's id: BLAKE3 of its canonical bytes.
-    pub fn id(&self) -> [u8; 32] {
-        *blake3::hash(&self.encode()).as_bytes()
-    }
-}
-
-fn open<B: Serialize + for<'a> Deserialize<'a>>(
-    what: &'static str,
-    context: &[u8],
-    bytes: &[u8],
-) -> TResult<Signed<B>> {
-    if bytes.len() < 64 {
-        return Err(TrustError::Malformed(what, "truncated".into()));
-    }
-    let (payload, sig) = bytes.split_at(bytes.len() - 64);
-    let (body, sig) = open_payload(what, context, payload, sig, SIGNER_AT)?;
-    Ok(Signed {
-        body,
-        payload: payload.to_vec(),
-        sig,
-    })
-}
+/// A signed object (the one encoding of `trust`): the decoded body and the exact bytes that
+/// were signed. Catalog objects' ids are the BLAKE3 hash of their canonical bytes.
+pub use crate::trust::Signed;
 
 /// The signed part of a registry entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +87,12 @@ pub struct EntryBody {
 
 /// A dataset's registry entry, signed by the dataset key and its publisher.
 pub type Entry = Signed<EntryBody>;
+
+impl Body for EntryBody {
+    const WHAT: &'static str = "registry entry";
+    const CONTEXT: &'static [u8] = ENTRY_CONTEXT;
+    const SIGNER_AT: usize = SIGNER_AT;
+}
 
 impl EntryBody {
     fn check(&self) -> TResult<()> {
@@ -216,13 +189,12 @@ impl Entry {
         let sig = publisher.sign(&[PUBLISHER_CONTEXT, &body.unsigned()].concat());
         body.publisher_sig = sig.to_bytes().to_vec();
         body.check()?;
-        let (payload, sig) = sign_payload(ENTRY_CONTEXT, &body, key);
-        Ok(Signed { body, payload, sig })
+        Ok(Signed::seal(body, key))
     }
 
     /// Decodes an entry and checks that the dataset key signed it.
     pub fn decode(bytes: &[u8]) -> TResult<Entry> {
-        let e: Entry = open("registry entry", ENTRY_CONTEXT, bytes)?;
+        let e: Entry = Signed::open_bytes(bytes)?;
         e.body.check()?;
         Ok(e)
     }
@@ -253,6 +225,12 @@ pub struct ApprovalBody {
 /// A registry operator's word that a publisher may (or no longer may) list datasets there.
 pub type Approval = Signed<ApprovalBody>;
 
+impl Body for ApprovalBody {
+    const WHAT: &'static str = "publisher approval";
+    const CONTEXT: &'static [u8] = APPROVAL_CONTEXT;
+    const SIGNER_AT: usize = SIGNER_AT;
+}
+
 impl Approval {
     /// Signs an approval (or, with `approved` false, its withdrawal) with the registry key.
     pub fn sign(
@@ -271,13 +249,12 @@ impl Approval {
             time,
         };
         check_approval(&body)?;
-        let (payload, sig) = sign_payload(APPROVAL_CONTEXT, &body, key);
-        Ok(Signed { body, payload, sig })
+        Ok(Signed::seal(body, key))
     }
 
     /// Decodes an approval and checks that the registry key it names signed it.
     pub fn decode(bytes: &[u8]) -> TResult<Approval> {
-        let a: Approval = open("publisher approval", APPROVAL_CONTEXT, bytes)?;
+        let a: Approval = Signed::open_bytes(bytes)?;
         check_approval(&a.body)?;
         Ok(a)
     }
@@ -349,6 +326,12 @@ pub struct NoticeBody {
 /// A takedown notice, signed by a registry.
 pub type Notice = Signed<NoticeBody>;
 
+impl Body for NoticeBody {
+    const WHAT: &'static str = "taint notice";
+    const CONTEXT: &'static [u8] = NOTICE_CONTEXT;
+    const SIGNER_AT: usize = SIGNER_AT;
+}
+
 impl Notice {
     /// Signs a notice with the registry key.
     pub fn sign(target: Tainted, reason: &str, time: u64, key: &SigningKey) -> TResult<Notice> {
@@ -360,14 +343,13 @@ impl Notice {
             time,
         };
         check_notice(&body)?;
-        let (payload, sig) = sign_payload(NOTICE_CONTEXT, &body, key);
-        Ok(Signed { body, payload, sig })
+        Ok(Signed::seal(body, key))
     }
 
     /// Decodes a notice and checks that the key it names signed it (who that key belongs to
     /// is the caller's question: see [`Notice::decode_from`]).
     pub fn decode(bytes: &[u8]) -> TResult<Notice> {
-        let n: Notice = open("taint notice", NOTICE_CONTEXT, bytes)?;
+        let n: Notice = Signed::open_bytes(bytes)?;
         check_notice(&n.body)?;
         Ok(n)
     }
@@ -417,6 +399,7 @@ fn check_notice(body: &NoticeBody) -> TResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::sign_payload;
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])

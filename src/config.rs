@@ -76,6 +76,18 @@ pub fn set_mirror(repo: &Repo) -> Result<()> {
     put(repo, &[("mirror".into(), Some(b"1".to_vec()))])
 }
 
+/// True for a lazy clone (`clone --lazy`): it holds every commit and tree but only the file
+/// content fetched with `lode get PATH`; absent content is neither missing nor deleted.
+pub fn is_lazy(repo: &Repo) -> Result<bool> {
+    Ok(get(repo, "lazy")?.is_some())
+}
+
+/// Marks the repository a lazy clone.
+pub fn set_lazy(repo: &Repo) -> Result<()> {
+    let _lock = repo.lock()?;
+    put(repo, &[("lazy".into(), Some(b"1".to_vec()))])
+}
+
 /// Whether checkouts hard-link files from the object store (set by `lode clone --link`).
 pub fn checkout_links(repo: &Repo) -> Result<bool> {
     Ok(get(repo, "checkout-link")?.is_some())

@@ -31,6 +31,19 @@ impl Ui {
             eprintln!("{}", escape(s.as_ref()));
         }
     }
+    /// A command's report: with `--json` the report itself on stdout, else its one-line
+    /// `summary` on stderr (a note, which `-q` silences).
+    pub(crate) fn report<T: Serialize>(
+        &mut self,
+        r: &T,
+        summary: impl FnOnce(&T) -> String,
+    ) -> io::Result<()> {
+        if self.json {
+            return self.json(r);
+        }
+        self.note(summary(r));
+        Ok(())
+    }
     pub(crate) fn bar(&self, label: &str) -> Bar {
         Bar::new(label, self.progress)
     }
@@ -199,6 +212,18 @@ pub(crate) fn print_status(ui: &mut Ui, s: &ops::status::StatusReport) -> io::Re
         ui.line("\nTemp files of an interrupted lode (removed by `lode gc`):")?;
         for p in &s.leftovers {
             ui.line(format!("  {}", qp(p)))?;
+        }
+    }
+    if !s.absent.is_empty() {
+        ui.line(format!(
+            "\n{} file(s) absent in this lazy clone (fetch with `lode get PATH`):",
+            s.absent.len()
+        ))?;
+        for p in s.absent.iter().take(20) {
+            ui.line(format!("  {}", qp(p)))?;
+        }
+        if s.absent.len() > 20 {
+            ui.line(format!("  … and {} more", s.absent.len() - 20))?;
         }
     }
     if s.is_clean() && s.untracked.is_empty() && s.leftovers.is_empty() {

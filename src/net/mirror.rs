@@ -79,7 +79,7 @@ pub async fn add(
         CloneOptions {
             cap,
             mirror: true,
-            link: false,
+            ..Default::default()
         },
         opts,
         progress,

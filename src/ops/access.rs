@@ -134,7 +134,7 @@ pub fn grant(
     let id = hex::encode(bundle.leaf().id());
     let mut entries = vec![(format!("grant/{id}"), Some(bundle.encode()))];
     let reads = opts_reads(&bundle);
-    if let Some(p) = card.as_ref().and_then(|c| c.person.as_ref()) {
+    if let Some(p) = card.as_ref().and_then(|c| c.person()) {
         // Who the holder's card says they are, for `lode grants` (a claim, not verified).
         let json = serde_json::to_vec(p).expect("a person encodes");
         entries.push((format!("person/{}", hex::encode(aud)), Some(json)));

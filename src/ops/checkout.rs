@@ -160,8 +160,10 @@ fn materialize_commit(
     let head_flat = repo.flatten_commit(head.commit.as_ref())?;
     let (index, index_time) = repo.load_index()?;
     let link = crate::config::checkout_links(repo)?;
+    let lazy = crate::config::is_lazy(repo)?;
     repo.release_db();
     let mut wt = scan_worktree(repo, &index, index_time)?;
+    let absent: std::collections::HashSet<String> = wt.absent.iter().cloned().collect();
     let tracked = wt.tracked(&index);
     let in_scope = |p: &str| paths.is_empty() || paths.iter().any(|s| under(p, s));
     // Temp files of a killed lode go (the writer lock is held: no live checkout owns one),
@@ -259,9 +261,34 @@ fn materialize_commit(
         .filter(|(p, e)| {
             in_scope(p)
                 && !adopted.contains_key(*p)
-                && !(tracked.get(*p) == Some(*e) && index.get(*p).is_some_and(|i| i.id == e.id))
+                && (absent.contains(*p)
+                    || !(tracked.get(*p) == Some(*e)
+                        && index.get(*p).is_some_and(|i| i.id == e.id)))
         })
         .collect();
+    // A lazy clone records file content it has not fetched without writing it (absent);
+    // the clean older version standing there goes (its content is in the store, and a
+    // changed one was refused above).
+    let (todo, unfetched): (Vec<_>, Vec<_>) = todo.into_iter().partition(|(_, e)| {
+        !lazy
+            || !matches!(e.kind, EntryKind::File | EntryKind::Executable)
+            || repo.store().has(&e.id)
+    });
+    for (p, e) in unfetched {
+        let abs = repo.abs(p);
+        if fs::symlink_metadata(&abs).is_ok_and(|m| !m.is_dir()) {
+            fs::remove_file(&abs).map_err(|err| Error::io("cannot remove", &abs, err))?;
+        }
+        new_index.insert(
+            p.clone(),
+            IndexEntry {
+                kind: e.kind,
+                id: e.id,
+                size: e.size,
+                stat: None,
+            },
+        );
+    }
     // Known before writing starts: what will be written (unchanged files are skipped).
     if !todo.is_empty() {
         let bytes: u64 = todo.iter().map(|(_, e)| e.size).sum();

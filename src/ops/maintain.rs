@@ -27,18 +27,27 @@ pub struct VerifyReport {
     pub objects: u64,
     pub bytes: u64,
     pub damaged: Vec<Damaged>,
+    /// In a lazy clone: file contents reachable but not fetched (`lode get PATH` fetches
+    /// them); not damage.
+    pub absent: u64,
 }
 
 /// Objects reachable from refs and the index, each with the first path that names it.
 struct Reach {
     objects: HashMap<ObjectId, Option<String>>,
     problems: Vec<Damaged>,
+    /// File content (not commits, trees or symlink targets) reachable.
+    blobs: HashSet<ObjectId>,
+    /// In a lazy clone: the file content reachable but not fetched.
+    absent: u64,
 }
 
 fn reachable(repo: &Repo) -> Result<Reach> {
     let mut r = Reach {
         objects: HashMap::new(),
         problems: Vec::new(),
+        blobs: HashSet::new(),
+        absent: 0,
     };
     let mut commits: Vec<ObjectId> = Vec::new();
     for prefix in ["heads/", "tags/"] {
@@ -77,6 +86,9 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     for (p, e) in &index {
         if e.kind != EntryKind::Dir {
             r.objects.entry(e.id).or_insert_with(|| Some(p.clone()));
+        }
+        if matches!(e.kind, EntryKind::File | EntryKind::Executable) {
+            r.blobs.insert(e.id);
         }
     }
     let mut seen_commits = HashSet::new();
@@ -120,6 +132,9 @@ fn reachable(repo: &Repo) -> Result<Reach> {
                     if e.kind == EntryKind::Dir {
                         trees.push((e.id, path));
                     } else {
+                        if e.kind != EntryKind::Symlink {
+                            r.blobs.insert(e.id);
+                        }
                         r.objects.entry(e.id).or_insert(Some(path));
                     }
                 }
@@ -131,6 +146,13 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     }
     // A mirror over its quota dropped these on purpose: they are not missing.
     r.objects.retain(|id, _| !dropped.contains(id));
+    // A lazy clone holds only the file content it was asked for: the rest is absent.
+    if crate::config::is_lazy(repo)? {
+        r.absent = r.blobs.iter().filter(|id| !repo.store().has(id)).count() as u64;
+        let blobs = std::mem::take(&mut r.blobs);
+        r.objects
+            .retain(|id, _| !blobs.contains(id) || repo.store().has(id));
+    }
     Ok(r)
 }
 
@@ -213,6 +235,7 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
         objects: listed.len() as u64,
         bytes: listed.iter().map(|(_, n)| n).sum(),
         damaged,
+        absent: reach.absent,
     })
 }
 

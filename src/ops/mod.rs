@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod commit;
 pub mod graph;
 pub mod history;
+pub mod lazy;
 pub mod maintain;
 pub mod meta;
 pub mod sealed;

@@ -58,6 +58,10 @@ pub struct StatusReport {
     pub leftovers: Vec<String>,
     /// Whether `lode meta` changed something the next commit will record.
     pub metadata_changed: bool,
+    /// Tracked files whose content this lazy clone has not fetched (`lode get PATH`), or
+    /// dropped (`lode drop PATH`): absent, not deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<String>,
 }
 
 impl StatusReport {
@@ -134,6 +138,8 @@ pub struct Worktree {
     /// Temp files and staging directories of lode itself (not untracked files: a killed
     /// lode left them, or a running one is writing them).
     pub leftovers: Vec<Leftover>,
+    /// Tracked files never written here (a lazy clone's): absent, standing as unchanged.
+    pub absent: Vec<String>,
 }
 
 impl Worktree {
@@ -295,12 +301,15 @@ pub fn scan_worktree(
         },
     )?;
     let seen: FxHashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
-    // Tracked paths the walk did not meet: ignored ones still on disk, or deleted ones.
+    // Tracked paths the walk did not meet: ignored ones still on disk, deleted ones, or
+    // (in a lazy clone) files never written here: no stat recorded.
+    let mut absent = Vec::new();
     for (p, e) in index {
         if !seen.contains(p.as_str()) {
             let abs = repo.abs(p);
             match fs::symlink_metadata(&abs) {
                 Ok(meta) => check(p, &abs, &meta, e)?,
+                Err(_) if is_absent(e) => absent.push(p.clone()),
                 Err(_) => {
                     changed
                         .lock()
@@ -317,7 +326,15 @@ pub fn scan_worktree(
         untracked: untracked.into_inner().expect("walk ended"),
         refreshed: refreshed.into_inner().expect("walk ended"),
         leftovers,
+        absent,
     })
+}
+
+/// An index entry for a file that was never written to the working tree (no stat
+/// recorded: only a lazy clone's checkout records files so, their content not fetched or
+/// dropped): absent, not deleted.
+pub(crate) fn is_absent(e: &IndexEntry) -> bool {
+    e.stat.is_none() && matches!(e.kind, EntryKind::File | EntryKind::Executable)
 }
 
 /// Computes `status`.
@@ -365,5 +382,6 @@ pub fn status(repo: &Repo) -> Result<StatusReport> {
             .map(|l| l.rel.clone())
             .collect(),
         metadata_changed: metadata != head_meta,
+        absent: wt.absent,
     })
 }

@@ -15,8 +15,8 @@ use lode::net::proto::{self, Listing, Request, Response};
 use lode::ticket::Ticket;
 use lode::trust::{Bundle, HeadBody, Link, LinkBody, Rights, SignedHead};
 
+use crate::common::peers::{device_id, grant, grant_card, serve, serve_repos};
 use crate::common::*;
-use crate::sync::{device_id, grant, grant_card, serve, serve_repos};
 
 fn opts() -> NetOptions {
     NetOptions {
@@ -650,23 +650,7 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     assert_eq!(env.read("b1/video/day1.bin"), vec![9u8; 100_000]);
 
     // M mirrors with a relay ticket (no identity card needed: it never decrypts).
-    let mid = device_id(&env, "m");
-    let tm = env.json("ds", &["grant", &mid, "--relay"])["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    env.json_as(
-        "m",
-        "",
-        &[
-            "clone",
-            "--mirror",
-            &origin.ticket,
-            "mirror",
-            "--ticket",
-            &tm,
-        ],
-    );
+    relay_mirror(&env, &origin.ticket);
     let mirror = serve(&env, "m", "mirror");
 
     // A writer's push to M is refused: M cannot publish the dataset (and must never receive
@@ -817,23 +801,7 @@ fn restricted_ciphertexts_are_padded_at_the_mirror() {
     env.commit_files("ds", &files, "sizes");
     let origin = serve(&env, "srv", "ds");
     let tb = grant_card(&env, "ds", "b", &["--read"]);
-    let mid = device_id(&env, "m");
-    let tm = env.json("ds", &["grant", &mid, "--relay"])["ticket"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    env.json_as(
-        "m",
-        "",
-        &[
-            "clone",
-            "--mirror",
-            &origin.ticket,
-            "mirror",
-            "--ticket",
-            &tm,
-        ],
-    );
+    relay_mirror(&env, &origin.ticket);
     // The serving owner's device ("srv") seals, so its age identity opens the keyring:
     // the test learns from it which ciphertext holds which file.
     let owner = lode::Repo::discover(
@@ -879,4 +847,15 @@ fn restricted_ciphertexts_are_padded_at_the_mirror() {
         assert_eq!(env.read(&format!("b1/{name}")), data, "{name}");
     }
     env.ok_as("b", "b1", &["verify"]);
+}
+
+/// The owner grants peer "m" a relay ticket (no identity card needed: a mirror never
+/// decrypts), and "m" clones the dataset served at `origin` as a mirror into "mirror".
+fn relay_mirror(env: &TestEnv, origin: &str) {
+    let tm = grant(env, "ds", "m", &["--relay"]);
+    env.json_as(
+        "m",
+        "",
+        &["clone", "--mirror", origin, "mirror", "--ticket", &tm],
+    );
 }

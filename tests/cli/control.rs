@@ -4,8 +4,8 @@
 
 use std::fs;
 
+use crate::common::peers::{grant, serve};
 use crate::common::{assert_error_line, b3, TestEnv};
-use crate::sync::{grant, serve};
 use lode::object::{Commit, CommitBody, EntryKind, Tree, TreeEntry};
 use lode::ObjectId;
 

@@ -14,24 +14,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::peers::serve;
 use crate::common::*;
-use crate::sync::serve;
 
 const RUNS: u32 = 20;
 const BIG: usize = 16 << 20;
-
-/// Deterministic pseudo-random bytes (xorshift), so that nothing deduplicates.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    let mut x = seed | 1;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    data
-}
 
 /// Writes version `v` of the dataset into `ds` (one 32 MiB file, 100 small files, a symlink,
 /// an executable) and commits it.
@@ -515,13 +502,7 @@ fn leftovers_are_shown_removed_and_never_confused_with_user_files() {
     }
     // While a writer holds the lock, `status` removes nothing: it shows the leftovers of
     // dead processes and older lodes, not the running process's temp file.
-    let mut holder = Command::new("flock")
-        .arg("-o")
-        .arg(env.path("ds/.lode/lock"))
-        .args(["sleep", "10"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut holder = hold_writer_lock(&env, "ds");
     let s = env.json(ds, &["status"]);
     assert_eq!(
         s["leftovers"],

@@ -213,13 +213,7 @@ fn second_writer_waits_then_fails_and_readers_keep_working() {
     env.ok(ds, &["add", "a"]);
     env.ok(ds, &["commit", "-m", "m"]);
     // Hold the writer lock from another process, as a long `lode add` would.
-    let mut holder = Command::new("flock")
-        .arg("-o")
-        .arg(env.path("ds/.lode/lock"))
-        .args(["sleep", "10"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut holder = hold_writer_lock(&env, "ds");
     let start = Instant::now();
     let mut cmd = env.cmd(ds, &["add", "a"]);
     cmd.env("LODE_LOCK_TIMEOUT_MS", "500");

@@ -1,7 +1,7 @@
 //! A first week of real use (issue 13): mistakes a new user makes, and what lode says.
 
+use crate::common::peers::serve;
 use crate::common::{assert_error_line, TestEnv};
-use crate::sync::serve;
 
 #[test]
 fn a_second_serve_of_one_repository_names_the_first() {
@@ -314,7 +314,7 @@ fn no_command_destroys_an_unsaved_file() {
     keep("copy/d.csv", b"peer's own d");
 
     // A push received by a serving peer whose owner has an unsaved edit of the same file.
-    let writer = crate::sync::grant(&env, ds, "peer", &["--write"]);
+    let writer = crate::common::peers::grant(&env, ds, "peer", &["--write"]);
     env.ok_as("peer", "copy", &["checkout", "-f", "HEAD", "a.csv"]);
     std::fs::remove_file(env.path("copy/d.csv")).unwrap();
     env.ok_as("peer", "copy", &["pull"]);

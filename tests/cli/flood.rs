@@ -16,8 +16,8 @@ use lode::net::proto::{self, Request, Response};
 use lode::ticket::Ticket;
 use lode::trust::{Revocation, Target};
 
+use crate::common::peers::{serve, spawn_lines, Server};
 use crate::common::*;
-use crate::sync::{serve, spawn_lines, Server};
 
 fn opts() -> NetOptions {
     NetOptions {

@@ -27,7 +27,7 @@ fn start(env: &TestEnv, repos: &[&str]) -> Gateway {
 
 /// Starts a `lode serve --http` command and waits for the URL it prints.
 fn launch(cmd: Command) -> Gateway {
-    let (child, lines) = crate::sync::spawn_lines(cmd);
+    let (child, lines) = crate::common::peers::spawn_lines(cmd);
     // Owned by the guard at once: killed and reaped even if the wait below fails.
     let mut gw = Gateway {
         child,

@@ -1,4 +1,4 @@
-//! One integration binary that drives the real `lode` executable (see common.rs).
+//! One integration binary that drives the real `lode` executable (see common/mod.rs; the peer harness is common/peers.rs).
 
 mod access;
 mod common;
@@ -10,6 +10,7 @@ mod flood;
 mod fuzz;
 mod gateway;
 mod history;
+mod lazy;
 mod local;
 mod mirror;
 mod people;

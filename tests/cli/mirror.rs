@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::peers::{joined, serve, serve_args};
 use crate::common::*;
-use crate::sync::{joined, serve, serve_args};
 
 fn mirror_seq(env: &TestEnv, home: &str) -> u64 {
     let v = env.json_as(home, "", &["mirror", "list"]);

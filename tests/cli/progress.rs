@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
+use crate::common::peers::serve;
 use crate::common::*;
-use crate::sync::serve;
 
 /// Runs `lode ARGS` as peer `home` in `cwd` under a pseudo-terminal; returns everything it
 /// wrote (stdout and stderr share the terminal), or None when `script` is missing.

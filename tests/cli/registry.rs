@@ -4,15 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use crate::common::peers::{serve, Server as Registry};
 use crate::common::*;
-use crate::sync::{serve, Server as Registry};
 
 /// Starts `lode registry serve --sync 1 ARGS` as peer `home` and waits for its ticket.
 fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {
     let mut args = vec!["registry", "serve", "-q", "--sync", "1"];
     args.extend_from_slice(extra);
     std::fs::create_dir_all(env.path(home)).unwrap();
-    let (child, rx) = crate::sync::spawn_lines(env.cmd_as(home, "", &args));
+    let (child, rx) = crate::common::peers::spawn_lines(env.cmd_as(home, "", &args));
     let line = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("registry printed its ticket");
@@ -192,7 +192,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
     env.ok_as("m", "", &["mirror", "add", &other.ticket]);
     env.ok_as("m", "", &["mirror", "follow", &r1.ticket]);
     // The mirror also runs the HTTP gateway.
-    let (child, lines) = crate::sync::spawn_lines(env.cmd_as(
+    let (child, lines) = crate::common::peers::spawn_lines(env.cmd_as(
         "m",
         "",
         &[

@@ -2,131 +2,13 @@
 //! pull, get, fetch; malformed tickets, unreachable and lying peers, hostile trees, resume.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use lode::ticket::{Provider, Ticket};
 
+use crate::common::peers::*;
 use crate::common::*;
-
-/// A running `lode serve`, killed when dropped.
-pub struct Server {
-    pub child: Child,
-    pub ticket: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `lode serve` in `cwd` as peer `home` and waits for its ticket line. Peers "srv…"
-/// are the owner's servers: they get the dataset keys of the owner (peer "home"), so they
-/// can sign heads, as the owner's own machines would.
-pub fn serve(env: &TestEnv, home: &str, cwd: &str) -> Server {
-    serve_repos(env, home, cwd, &[]).0
-}
-
-/// Like [`serve`], serving `repos` (paths relative to `cwd`); returns one ticket per repo.
-pub fn serve_repos(env: &TestEnv, home: &str, cwd: &str, repos: &[&str]) -> (Server, Vec<String>) {
-    serve_args(env, home, cwd, repos, repos.len().max(1))
-}
-
-/// `lode serve -q ARGS...` as peer `home`; waits for `tickets` ticket lines.
-pub fn serve_args(
-    env: &TestEnv,
-    home: &str,
-    cwd: &str,
-    extra: &[&str],
-    tickets: usize,
-) -> (Server, Vec<String>) {
-    let repos = extra;
-    if home.starts_with("srv") {
-        let from = env.path("home/datasets");
-        let to = env.path(&format!("{home}/datasets"));
-        fs::create_dir_all(&to).unwrap();
-        for e in fs::read_dir(&from).unwrap() {
-            let e = e.unwrap();
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-    let mut args = vec!["serve", "-q"];
-    args.extend_from_slice(repos);
-    let (child, rx) = spawn_lines(env.cmd_as(home, cwd, &args));
-    let want = tickets;
-    let mut tickets = Vec::new();
-    for _ in 0..want {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("serve printed a ticket");
-        tickets.push(
-            line.strip_prefix("ticket: ")
-                .expect("ticket line")
-                .to_string(),
-        );
-    }
-    let ticket = tickets[0].clone();
-    (Server { child, ticket }, tickets)
-}
-
-/// Starts `cmd` with stdout piped (stderr inherited) and returns it with a channel of its
-/// stdout lines.
-pub fn spawn_lines(mut cmd: std::process::Command) -> (Child, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start lode");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// One ticket naming the providers of all `tickets` (of one dataset), in order.
-pub fn joined(tickets: &[&str]) -> String {
-    let all: Vec<Ticket> = tickets.iter().map(|t| t.parse().unwrap()).collect();
-    Ticket {
-        dataset: all[0].dataset,
-        providers: all.iter().flat_map(|t| t.providers.clone()).collect(),
-    }
-    .to_string()
-}
-
-/// The device id of peer `home`.
-pub fn device_id(env: &TestEnv, home: &str) -> String {
-    env.json_as(home, "", &["id"])["device"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// The owner (peer "home") grants peer `holder` a ticket for the dataset in `ds`.
-pub fn grant(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> String {
-    let id = device_id(env, holder);
-    let mut args = vec!["grant", id.as_str()];
-    args.extend_from_slice(flags);
-    env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
-}
-
-/// The owner grants peer `holder` a ticket bound to its identity card (needed to read a
-/// restricted dataset: the keyring is encrypted to the card's age recipient).
-pub fn grant_card(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> String {
-    let card = env.ok_as(holder, "", &["id", "--card"]).trim().to_string();
-    let mut args = vec!["grant", card.as_str()];
-    args.extend_from_slice(flags);
-    env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
-}
 
 fn dataset(env: &TestEnv) -> &'static str {
     let ds = env.init();
@@ -532,14 +414,7 @@ fn an_interrupted_clone_resumes() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 256 << 20;
-    let mut data = vec![0u8; total as usize];
-    let mut x = 0x9e3779b97f4a7c15u64;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let data = noise(total as usize, 0x9e3779b97f4a7c15);
     env.write("ds/big.bin", &data);
     drop(data);
     env.ok(ds, &["add", "."]);
@@ -672,24 +547,12 @@ fn of_two_racing_pushes_one_wins() {
     assert_eq!(env.head(ds), env.head(winner));
 }
 
-fn big_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut data = vec![0u8; len];
-    let mut x = seed | 1;
-    for chunk in data.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    data
-}
-
 #[test]
 fn three_peers_survive_a_provider_killed_mid_transfer() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 192 << 20;
-    env.write("ds/big.bin", big_random(total as usize, 7));
+    env.write("ds/big.bin", noise(total as usize, 7));
     env.write("ds/small.csv", "a,b\n");
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "big"]);
@@ -741,7 +604,7 @@ fn one_object_comes_in_pieces_from_two_providers_and_resumes() {
     let env = TestEnv::new();
     let ds = env.init();
     let total: u64 = 96 << 20;
-    env.write("ds/big.bin", big_random(total as usize, 11));
+    env.write("ds/big.bin", noise(total as usize, 11));
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "big"]);
     let origin = serve(&env, "srv", ds);
@@ -853,7 +716,7 @@ cmp -s video/day2.bin "$SRC/video/day2.bin" && echo same_bytes
     while !env.path("cloned").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.write("ds/video/day2.bin", big_random(6 << 20, 3));
+    env.write("ds/video/day2.bin", noise(6 << 20, 3));
     env.ok(ds, &["add", "."]);
     env.ok(ds, &["commit", "-m", "day 2"]);
     fs::write(env.path("committed"), "").unwrap();

@@ -42,16 +42,14 @@ pub fn cmd_add(ctx: &Ctx, ui: &mut Ui, args: AddArgs) -> CliResult {
     let r = ops::add::add(&repo, &rels, opts, &bar)?;
     bar.finish();
     drop(bar);
-    if ui.json {
-        ui.json(&r)?;
-    } else {
-        ui.note(format!(
+    ui.report(&r, |r| {
+        format!(
             "{} added, {} updated, {} removed; {} stored",
             r.added.len(),
             r.updated.len(),
             r.removed.len(),
             human(r.bytes_stored)
-        ));
-    }
+        )
+    })?;
     Ok(())
 }

@@ -33,16 +33,14 @@ pub fn cmd_checkout(ctx: &Ctx, ui: &mut Ui, args: CheckoutArgs) -> CliResult {
     let r = ops::checkout::checkout(&repo, &rev, &rels, force, &bar)?;
     bar.finish();
     drop(bar);
-    if ui.json {
-        ui.json(&r)?;
-    } else {
-        ui.note(format!(
+    ui.report(&r, |r| {
+        format!(
             "checked out {} ({} written, {} removed, {})",
             &r.commit[..12],
             r.written,
             r.removed,
             human(r.bytes_written)
-        ));
-    }
+        )
+    })?;
     Ok(())
 }

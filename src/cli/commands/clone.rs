@@ -13,7 +13,7 @@ use crate::cli::{runtime, CliResult, Ctx};
 /// --registry, TICKET is a dataset name listed there.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy"
+    after_help = "Examples:\n  lode clone lode1abc… worm-data\n  lode clone worm-tracks --registry lodereg1…\n  lode clone lode1abc… videos --link   # huge files: hard-link, no second copy\n  lode clone lode1abc… big --lazy   # history only; then `lode get PATH`"
 )]
 pub struct CloneArgs {
     /// A ticket: an address ticket (`lode1…` from `lode serve`), a capability ticket (`lodecap1…` from `lode grant`), or with --registry a dataset name.
@@ -33,6 +33,10 @@ pub struct CloneArgs {
     /// later checkouts and pulls of this clone link too.
     #[arg(long, conflicts_with = "mirror")]
     link: bool,
+    /// Commits and trees only, no file content: `lode get PATH` fetches files later and
+    /// `lode drop PATH` frees them again (for datasets bigger than the disk).
+    #[arg(long, conflicts_with = "mirror")]
+    lazy: bool,
     #[command(flatten)]
     cap: CapArg,
     #[command(flatten)]
@@ -48,6 +52,7 @@ pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
         registry,
         mirror,
         link,
+        lazy,
         cap,
         net,
         share,
@@ -71,7 +76,12 @@ pub fn cmd_clone(ctx: &Ctx, ui: &mut Ui, args: CloneArgs) -> CliResult {
         ctx.home.clone(),
         ctx.opts.clone(),
         &ticket,
-        lode::net::fetch::CloneOptions { cap, mirror, link },
+        lode::net::fetch::CloneOptions {
+            cap,
+            mirror,
+            link,
+            lazy,
+        },
         &share.options(&net),
         &bar,
     ))?;

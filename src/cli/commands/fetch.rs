@@ -1,4 +1,4 @@
-//! The `lode fetch` command.
+//! The `lode fetch` command, and what it shares with `lode pull`.
 
 use clap::Args;
 use lode::progress::Progress as _;
@@ -11,6 +11,13 @@ use crate::cli::{runtime, CliResult, Ctx};
 #[derive(Args)]
 #[command(after_help = "Example:\n  lode fetch origin")]
 pub struct FetchArgs {
+    #[command(flatten)]
+    from: FromRemote,
+}
+
+/// Where `fetch` and `pull` take from: a remote, the ticket presented and the network.
+#[derive(Args)]
+pub(crate) struct FromRemote {
     /// The remote to fetch from (default: origin).
     remote: Option<String>,
     #[command(flatten)]
@@ -22,24 +29,31 @@ pub struct FetchArgs {
 }
 
 pub fn cmd_fetch(ctx: &Ctx, ui: &mut Ui, args: FetchArgs) -> CliResult {
-    let FetchArgs {
+    transfer(ctx, ui, args.from, false)
+}
+
+/// Fetches from the remote, then with `pull` fast-forwards main and the working tree, and
+/// prints what came.
+pub(crate) fn transfer(ctx: &Ctx, ui: &mut Ui, from: FromRemote, pull: bool) -> CliResult {
+    let FromRemote {
         remote,
         cap,
         net,
         share,
-    } = args;
+    } = from;
     let repo = ctx.repo()?;
     let name = remote.unwrap_or_else(|| "origin".into());
-    let bar = ui.bar("fetch");
-    let r = runtime()?.block_on(lode::net::fetch::fetch(
-        &repo,
-        &name,
-        cap.bundle()?,
-        &share.options(&net),
-        &bar,
-    ))?;
+    let (cap, net) = (cap.bundle()?, share.options(&net));
+    let bar = ui.bar(if pull { "pull" } else { "fetch" });
+    let r = runtime()?.block_on(async {
+        if pull {
+            lode::net::fetch::pull(&repo, &name, cap, &net, &bar).await
+        } else {
+            lode::net::fetch::fetch(&repo, &name, cap, &net, &bar).await
+        }
+    })?;
     bar.finish();
     drop(bar);
-    print_transfer(ui, "fetched", &r)?;
+    print_transfer(ui, if pull { "pulled" } else { "fetched" }, &r)?;
     Ok(())
 }

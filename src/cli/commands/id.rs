@@ -53,14 +53,14 @@ pub fn cmd_id(ctx: &Ctx, ui: &mut Ui, args: IdArgs) -> CliResult {
         ui.json(&J {
             device: id,
             age_recipient: c.body.age.clone(),
-            person: c.person.clone(),
+            person: c.person().cloned(),
             card: c.to_string(),
         })?;
     } else if card {
         ui.line(c.to_string())?;
     } else {
         ui.line(id)?;
-        if let Some(p) = &c.person {
+        if let Some(p) = c.person() {
             ui.line(format!("name: {}", p.label(&c.body.key)))?;
             if let Some(o) = &p.orcid {
                 ui.line(format!("orcid: https://orcid.org/{o}"))?;

@@ -8,6 +8,7 @@ pub mod clone;
 pub mod commit;
 pub mod config;
 pub mod diff;
+pub mod drop;
 pub mod fetch;
 pub mod gc;
 pub mod get;

@@ -35,16 +35,14 @@ pub fn cmd_push(ctx: &Ctx, ui: &mut Ui, args: PushArgs) -> CliResult {
     }
     let name = remote.unwrap_or_else(|| "origin".into());
     let r = runtime()?.block_on(lode::net::push::push(&repo, &name, force, &net.options()))?;
-    if ui.json {
-        ui.json(&r)?;
-    } else {
-        ui.note(format!(
+    ui.report(&r, |r| {
+        format!(
             "pushed {} to {}: it fetched {} objects, {}",
             &r.commit[..12],
             r.peer,
             r.objects_sent,
             human(r.bytes_sent)
-        ));
-    }
+        )
+    })?;
     Ok(())
 }

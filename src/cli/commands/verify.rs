@@ -32,6 +32,12 @@ pub fn cmd_verify(ctx: &Ctx, ui: &mut Ui) -> CliResult {
             human(r.bytes),
             r.damaged.len()
         ));
+        if r.absent > 0 {
+            ui.note(format!(
+                "{} file content(s) absent in this lazy clone (not damage: `lode get PATH` fetches them)",
+                r.absent
+            ));
+        }
     }
     if !r.damaged.is_empty() {
         #[allow(clippy::print_stderr)]

@@ -72,6 +72,10 @@ pub(super) async fn fetch_into_repo(
         stop.extend(repo.refs(prefix)?.into_iter().map(|(_, id)| id));
     }
     let skip = crate::config::tainted(repo)?;
+    let lazy = config::is_lazy(repo)?;
+    if lazy && matches!(want, Want::Sealed { .. }) {
+        return Err(super::lazy::restricted());
+    }
     repo.release_db();
     let store = open_store(dir).await?;
     let mut walk = Walk {
@@ -84,6 +88,7 @@ pub(super) async fn fetch_into_repo(
         bytes: 0,
         skip,
         writing: None,
+        lazy,
     };
     let result = match want {
         Want::Plain(roots) => walk
@@ -432,6 +437,8 @@ pub struct CloneOptions {
     pub mirror: bool,
     /// Check out (now and later) by hard-linking files from the object store.
     pub link: bool,
+    /// Commits and trees only: file content comes later, with `lode get PATH` (a lazy clone).
+    pub lazy: bool,
 }
 
 /// Clones the dataset of `ticket` into `dir` (resuming an interrupted clone of the same
@@ -445,7 +452,12 @@ pub async fn clone(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<(Repo, FetchReport)> {
-    let CloneOptions { cap, mirror, link } = how;
+    let CloneOptions {
+        cap,
+        mirror,
+        link,
+        lazy,
+    } = how;
     let existed = dir.exists();
     let resumable = dir.join(".lode").is_dir();
     // Like git: a clone goes into a new or empty directory, never over a user's files (what a
@@ -496,6 +508,9 @@ pub async fn clone(
     }
     if link {
         config::set_checkout_links(&repo)?;
+    }
+    if lazy {
+        config::set_lazy(&repo)?;
     }
     let (report, seeder) = match fetch_ticket(&repo, "origin", ticket, cap, opts, progress).await {
         Ok(r) => r,

@@ -135,6 +135,7 @@ pub async fn get(
         bytes: 0,
         skip: HashSet::new(),
         writing: None,
+        lazy: false,
     };
     let leaves = walk
         .run(

@@ -70,6 +70,8 @@ pub(super) struct Walk<'a> {
     pub(super) skip: HashSet<ObjectId>,
     /// Small objects of the last batch being written to the store.
     pub(super) writing: Option<tokio::task::JoinHandle<Result<u64>>>,
+    /// A lazy clone's walk: commits, trees and symlink targets, no file content.
+    pub(super) lazy: bool,
 }
 
 impl Walk<'_> {
@@ -585,6 +587,8 @@ impl Walk<'_> {
                                     links.push((path.clone(), e.id));
                                     blobs.push((e.id, e.size));
                                 }
+                                EntryKind::File | EntryKind::Executable
+                                    if self.lazy && filter.is_none() => {}
                                 _ => blobs.push((e.id, e.size)),
                             }
                             if filter.is_some()

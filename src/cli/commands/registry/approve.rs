@@ -1,12 +1,9 @@
 //! The `lode registry approve` command.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use lode::net::registry;
-use lode::ticket::RegistryTicket;
 
-use crate::cli::args::NetArgs;
+use super::OperatorArgs;
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -25,14 +22,8 @@ pub struct ApproveArgs {
     /// Who the publisher is (public, for the operator's records).
     #[arg(long, default_value = "")]
     note: String,
-    /// The running registry's ticket.
-    #[arg(long, value_name = "TICKET")]
-    registry: String,
-    /// The registry's directory (holds its key; default $LODE_HOME/registry).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
     #[command(flatten)]
-    net: NetArgs,
+    operator: OperatorArgs,
 }
 
 pub fn cmd_approve(ctx: &Ctx, ui: &mut Ui, args: ApproveArgs) -> CliResult {
@@ -40,22 +31,12 @@ pub fn cmd_approve(ctx: &Ctx, ui: &mut Ui, args: ApproveArgs) -> CliResult {
         publisher,
         revoke,
         note,
-        registry: reg,
-        dir,
-        net,
+        operator,
     } = args;
     let (publisher, _) = lode::ops::access::parse_audience(&publisher)?;
-    let reg: RegistryTicket = reg.parse()?;
-    let dir = dir
-        .map(|d| ctx.cwd.join(d))
-        .unwrap_or_else(|| registry::default_dir(&ctx.home));
+    let (dir, reg, net) = operator.open(ctx)?;
     let a = runtime()?.block_on(registry::approve(
-        &dir,
-        &reg,
-        publisher,
-        !revoke,
-        &note,
-        &net.options(),
+        &dir, &reg, publisher, !revoke, &note, &net,
     ))?;
     let who = hex::encode(a.body.publisher);
     if ui.json {

@@ -6,9 +6,14 @@ pub mod notices;
 pub mod serve;
 pub mod taint;
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
+use lode::net::endpoint::NetOptions;
+use lode::ticket::RegistryTicket;
 use lode::Error;
 
+use crate::cli::args::NetArgs;
 use crate::cli::output::Ui;
 use crate::cli::{CliResult, Ctx};
 
@@ -29,6 +34,32 @@ enum RegistryAction {
     Approvals(approvals::ApprovalsArgs),
     Taint(taint::TaintArgs),
     Notices(notices::NoticesArgs),
+}
+
+/// What an operator's command (`approve`, `taint`) needs: the running registry and the
+/// directory that holds its key.
+#[derive(Args)]
+pub(crate) struct OperatorArgs {
+    /// The running registry's ticket.
+    #[arg(long, value_name = "TICKET")]
+    registry: String,
+    /// The registry's directory (holds its key; default $LODE_HOME/registry).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+impl OperatorArgs {
+    /// The registry's directory, its ticket and the network options.
+    pub(crate) fn open(self, ctx: &Ctx) -> Result<(PathBuf, RegistryTicket, NetOptions), Error> {
+        let reg: RegistryTicket = self.registry.parse()?;
+        let dir = self
+            .dir
+            .map(|d| ctx.cwd.join(d))
+            .unwrap_or_else(|| lode::net::registry::default_dir(&ctx.home));
+        Ok((dir, reg, self.net.options()))
+    }
 }
 
 pub(crate) fn parse_id(what: &str, s: &str) -> Result<[u8; 32], Error> {

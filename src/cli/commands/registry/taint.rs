@@ -1,15 +1,11 @@
 //! The `lode registry taint` command.
 
-use std::path::PathBuf;
-
 use clap::Args;
 use lode::catalog::Tainted;
 use lode::net::registry;
-use lode::ticket::RegistryTicket;
 use lode::Error;
 
-use super::parse_id;
-use crate::cli::args::NetArgs;
+use super::{parse_id, OperatorArgs};
 use crate::cli::output::Ui;
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -31,14 +27,8 @@ pub struct TaintArgs {
     /// Why (public).
     #[arg(long)]
     reason: String,
-    /// The running registry's ticket.
-    #[arg(long, value_name = "TICKET")]
-    registry: String,
-    /// The registry's directory (holds its key; default $LODE_HOME/registry).
-    #[arg(long, value_name = "DIR")]
-    dir: Option<PathBuf>,
     #[command(flatten)]
-    net: NetArgs,
+    operator: OperatorArgs,
 }
 
 pub fn cmd_taint(ctx: &Ctx, ui: &mut Ui, args: TaintArgs) -> CliResult {
@@ -46,21 +36,15 @@ pub fn cmd_taint(ctx: &Ctx, ui: &mut Ui, args: TaintArgs) -> CliResult {
         dataset,
         blob,
         reason,
-        registry: reg,
-        dir,
-        net,
+        operator,
     } = args;
     let target = match (dataset, blob) {
         (Some(d), _) => Tainted::Dataset(parse_id("a dataset id", &d)?),
         (None, Some(b)) => Tainted::Blob(parse_id("a blob id", &b)?),
         (None, None) => return Err(Error::Other("give --dataset ID or --blob ID".into()).into()),
     };
-    let reg: RegistryTicket = reg.parse()?;
-    let dir = dir
-        .map(|d| ctx.cwd.join(d))
-        .unwrap_or_else(|| registry::default_dir(&ctx.home));
-    let notice =
-        runtime()?.block_on(registry::taint(&dir, &reg, target, &reason, &net.options()))?;
+    let (dir, reg, net) = operator.open(ctx)?;
+    let notice = runtime()?.block_on(registry::taint(&dir, &reg, target, &reason, &net))?;
     let id = hex::encode(notice.id());
     if ui.json {
         ui.json(&serde_json::json!({

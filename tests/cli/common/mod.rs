@@ -1,6 +1,8 @@
 //! A hermetic environment for driving the real `lode` binary: its own temp dir, `LODE_HOME`
 //! inside it, a cleared environment, and helpers that assert on exit status and output.
 
+pub mod peers;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -180,6 +182,33 @@ pub fn b3(path: &Path) -> String {
     blake3::hash(&fs::read(path).expect("read"))
         .to_hex()
         .to_string()
+}
+
+/// Deterministic pseudo-random bytes (xorshift from `seed | 1`), so that nothing
+/// deduplicates or compresses.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut x = seed | 1;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
+
+/// Holds the writer lock of repository `repo` from another process (`flock … sleep 10`), as
+/// a long `lode add` would; kill the child to release it.
+pub fn hold_writer_lock(env: &TestEnv, repo: &str) -> std::process::Child {
+    let holder = Command::new("flock")
+        .arg("-o")
+        .arg(env.path(&format!("{repo}/.lode/lock")))
+        .args(["sleep", "10"])
+        .spawn()
+        .expect("start flock");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    holder
 }
 
 pub fn is_root() -> bool {
