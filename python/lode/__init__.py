@@ -289,6 +289,7 @@ def clone(
     *,
     ticket: Optional[str] = None,
     link: bool = False,
+    lazy: bool = False,
     relay: Optional[str] = None,
     discovery: Optional[bool] = None,
     bind: Optional[str] = None,
@@ -297,12 +298,13 @@ def clone(
     """Clones a dataset into the new or empty directory ``dest`` (as ``lode clone``).
 
     ``link=True`` hard-links the checked-out files to the object store (read-only files, no
-    second copy on disk). ``progress`` as for :func:`get`. Returns the clone as a
-    :class:`Repository`.
+    second copy on disk). ``lazy=True`` fetches commits and trees only (``lode clone
+    --lazy``): file content comes later with ``lode get PATH`` inside the clone.
+    ``progress`` as for :func:`get`. Returns the clone as a :class:`Repository`.
     """
     root = _native.clone(
         source, os.fspath(dest), ticket, link, _home(), *_net(relay, discovery, bind),
-        _progress(progress),
+        _progress(progress), lazy,
     )
     return Repository(root)
 

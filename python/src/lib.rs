@@ -584,9 +584,9 @@ fn send(
         .map_err(|_| Error::Other("the reader was closed".into()))
 }
 
-/// clone(source, dest, ticket, link, home, relay, discovery, bind) -> repository root
+/// clone(source, dest, ticket, link, home, relay, discovery, bind, progress, lazy) -> repository root
 #[pyfunction]
-#[pyo3(signature = (source, dest, ticket, link, home, relay, discovery, bind, progress=None))]
+#[pyo3(signature = (source, dest, ticket, link, home, relay, discovery, bind, progress=None, lazy=false))]
 #[allow(clippy::too_many_arguments)]
 fn clone(
     py: Python<'_>,
@@ -599,6 +599,7 @@ fn clone(
     discovery: bool,
     bind: Option<String>,
     progress: Option<Py<PyAny>>,
+    lazy: bool,
 ) -> PyResult<PathBuf> {
     let r = py.detach(|| -> Result<PathBuf, Error> {
         let progress = progress_of(progress);
@@ -616,6 +617,7 @@ fn clone(
                     cap: src.cap,
                     mirror: false,
                     link,
+                    lazy,
                 },
                 &ctx.net,
                 &*progress,

@@ -122,6 +122,15 @@ def test_clone_and_repository(lab, worms, tmp_path):
         lode.Repository(tmp_path / "plain")
 
 
+def test_lazy_clone_fetches_content_on_demand(lab, worms, tmp_path):
+    _, srv = worms
+    repo = lode.clone(srv.ticket, tmp_path / "lazy", lazy=True)
+    assert [c["message"] for c in repo.log()] == ["version 2", "version 1"]
+    assert not (tmp_path / "lazy/video/big.bin").exists()
+    lab.lode("reader", tmp_path / "lazy", "get", "video/big.bin")
+    assert (tmp_path / "lazy/video/big.bin").read_bytes() == BIG
+
+
 def test_missing_ticket_raises_not_authorized(lab, serve, tmp_path):
     repo = lab.dataset("secret", {"scan.bin": b"private\n"}, private=True)
     srv = serve(repo)

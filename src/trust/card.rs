@@ -8,8 +8,8 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use super::error::{TResult, TrustError};
-use crate::person::Person;
 use super::signed::{decode_text, encode_text, Body, Signed, VERSION};
+use crate::person::Person;
 
 /// Context of identity cards.
 pub const CARD_CONTEXT: &[u8] = b"lode/idcard/v1\0";

@@ -3,8 +3,8 @@
 //! `show`, `grants` and a clone on another peer show `Ana Lee <ana@lab.org> (604a738c)`.
 //! Commits made before a name was set keep decoding and verifying, shown by their key.
 
+use crate::common::peers::serve;
 use crate::common::{assert_error_line, TestEnv};
-use crate::sync::serve;
 
 #[test]
 fn an_identity_names_its_person_in_cards_commits_log_show_and_grants() {
