@@ -23,10 +23,8 @@ pub fn tracked_files(repo: &Repo, paths: &[String]) -> Result<BTreeMap<String, I
     for p in paths {
         let before = out.len();
         for (k, e) in &index {
-            if under(k, p) {
-                if matches!(e.kind, EntryKind::File | EntryKind::Executable) {
-                    out.insert(k.clone(), e.clone());
-                }
+            if under(k, p) && matches!(e.kind, EntryKind::File | EntryKind::Executable) {
+                out.insert(k.clone(), e.clone());
             }
         }
         if out.len() == before && !index.keys().any(|k| under(k, p)) {
