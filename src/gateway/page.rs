@@ -169,15 +169,7 @@ pub(super) fn rev_query(rev: Option<&str>) -> String {
 
 /// Percent-encodes one path component for a link.
 pub(super) fn url_component(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::text::url_encode(s)
 }
 
 /// A dataset page: directory `at.path` of commit `at.commit`, whose entries are `entries`.

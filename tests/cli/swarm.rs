@@ -77,6 +77,19 @@ fn from_map(v: &serde_json::Value, key: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// Asserts that no downloader failed and downloaders `ks` hold the publisher's file.
+fn all_complete(env: &TestEnv, out: &BTreeMap<String, String>, ks: std::ops::RangeInclusive<u32>) {
+    assert!(!out.contains_key("failed"), "{out:?}");
+    for k in ks {
+        assert_eq!(
+            out.get(&format!("same{k}")).map(String::as_str),
+            Some("1"),
+            "downloader {k} did not complete: {}",
+            std::fs::read_to_string(env.path(&format!("c{k}.err"))).unwrap_or_default()
+        );
+    }
+}
+
 #[test]
 fn downloaders_serve_each_other_and_spare_the_publisher() {
     let env = TestEnv::new();
@@ -102,10 +115,9 @@ exit 0
     ) else {
         return;
     };
-    assert!(!out.contains_key("failed"), "{out:?}");
+    all_complete(&env, &out, 2..=5);
     let publisher = short_id(&env, "owner");
     for k in 2..=5 {
-        assert_eq!(out.get(&format!("same{k}")).map(String::as_str), Some("1"));
         let r = report(&env, &format!("c{k}.json"));
         let from = from_map(&r, "received_from");
         let others: u64 = from
@@ -162,15 +174,9 @@ exit 0
         return;
     };
     assert!(!out.contains_key("seed_failed"), "{out:?}");
-    assert!(!out.contains_key("failed"), "{out:?}");
+    all_complete(&env, &out, 3..=5);
     let seeder = short_id(&env, "h2");
     for k in 3..=5 {
-        assert_eq!(
-            out.get(&format!("same{k}")).map(String::as_str),
-            Some("1"),
-            "downloader {k} did not complete: {}",
-            std::fs::read_to_string(env.path(&format!("c{k}.err"))).unwrap_or_default()
-        );
         let from = from_map(&report(&env, &format!("c{k}.json")), "received_from");
         assert!(from.get(&seeder).is_some_and(|n| *n > 0), "{from:?}");
     }
@@ -209,11 +215,10 @@ exit 0
         return;
     };
     assert!(!out.contains_key("bad_failed"), "{out:?}");
-    assert!(!out.contains_key("failed"), "{out:?}");
+    all_complete(&env, &out, 3..=4);
     let bad = short_id(&env, "bad");
     let mut named = 0;
     for k in 3..=4 {
-        assert_eq!(out.get(&format!("same{k}")).map(String::as_str), Some("1"));
         let r = report(&env, &format!("c{k}.json"));
         let dropped = r["swarm"]["dropped"].to_string();
         if dropped.contains(&bad) {
@@ -273,11 +278,8 @@ exit 0
     ) else {
         return;
     };
-    assert!(!out.contains_key("failed"), "{out:?}");
+    all_complete(&env, &out, 2..=4);
     let noshare = short_id(&env, "h2");
-    for k in 2..=4 {
-        assert_eq!(out.get(&format!("same{k}")).map(String::as_str), Some("1"));
-    }
     let r2 = report(&env, "c2.json");
     assert!(from_map(&r2, "sent_to").is_empty(), "{r2}");
     // Acknowledgements only: far below one piece of data.
