@@ -49,17 +49,23 @@ pub fn piece_size(size: u64) -> u64 {
 
 /// Opens an iroh-blobs connection to `provider`.
 pub async fn connect(net: &Net, provider: EndpointId) -> Result<Connection> {
+    connect_within(net, provider, CONNECT_TIMEOUT).await
+}
+
+/// Opens an iroh-blobs connection to `provider`, giving up after `limit`.
+pub async fn connect_within(
+    net: &Net,
+    provider: EndpointId,
+    limit: std::time::Duration,
+) -> Result<Connection> {
     let unreachable = |msg: String| Error::Unreachable {
         peer: peer_name(provider.as_bytes()),
         msg,
     };
-    tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        net.endpoint.connect(provider, iroh_blobs::ALPN),
-    )
-    .await
-    .map_err(|_| unreachable("no answer".into()))?
-    .map_err(|e| unreachable(e.to_string()))
+    tokio::time::timeout(limit, net.endpoint.connect(provider, iroh_blobs::ALPN))
+        .await
+        .map_err(|_| unreachable("no answer".into()))?
+        .map_err(|e| unreachable(e.to_string()))
 }
 
 /// Streams bytes `start..end` (`end = None`: to the end) of object `id` over `conn`:

@@ -228,15 +228,7 @@ fn materialize_commit(
     let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
     for (p, stat) in &adopted {
         let e = target[p];
-        new_index.insert(
-            p.clone(),
-            IndexEntry {
-                kind: e.kind,
-                id: e.id,
-                size: e.size,
-                stat: Some(*stat),
-            },
-        );
+        new_index.insert(p.clone(), indexed(&e, Some(*stat)));
     }
 
     // Remove tracked paths that the target does not have (whole-tree checkout only).
@@ -279,15 +271,7 @@ fn materialize_commit(
         if fs::symlink_metadata(&abs).is_ok_and(|m| !m.is_dir()) {
             fs::remove_file(&abs).map_err(|err| Error::io("cannot remove", &abs, err))?;
         }
-        new_index.insert(
-            p.clone(),
-            IndexEntry {
-                kind: e.kind,
-                id: e.id,
-                size: e.size,
-                stat: None,
-            },
-        );
+        new_index.insert(p.clone(), indexed(e, None));
     }
     // Known before writing starts: what will be written (unchanged files are skipped).
     if !todo.is_empty() {
@@ -300,15 +284,7 @@ fn materialize_commit(
             Ok(stat) => {
                 report.written += 1;
                 report.bytes_written += e.size;
-                new_index.insert(
-                    p.clone(),
-                    IndexEntry {
-                        kind: e.kind,
-                        id: e.id,
-                        size: e.size,
-                        stat,
-                    },
-                );
+                new_index.insert(p.clone(), indexed(e, stat));
             }
             Err(err) => {
                 failed.get_or_insert(err);
@@ -357,6 +333,17 @@ fn materialize_commit(
 }
 
 /// Reports whether `path` lies inside a path of `target` or a path of `target` lies inside it.
+/// The index entry of a checked-out tree entry, with the stat of its file (`None`: not
+/// written here, as for a lazy clone's absent content).
+fn indexed(e: &FlatEntry, stat: Option<Stat>) -> IndexEntry {
+    IndexEntry {
+        kind: e.kind,
+        id: e.id,
+        size: e.size,
+        stat,
+    }
+}
+
 fn collides(target: &BTreeMap<String, FlatEntry>, path: &str) -> bool {
     let prefix = format!("{path}/");
     if target

@@ -33,7 +33,7 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::{peer_name, Net};
-use crate::net::pieces::GROUP;
+use crate::net::pieces::{connect_within, GROUP};
 use crate::ops::access::now;
 use crate::progress::Progress;
 
@@ -175,8 +175,7 @@ pub async fn fetch(
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Event>(1024);
     let mut connecting = FuturesUnordered::new();
     let connect = |p: EndpointId, origin: bool, limit: Duration| async move {
-        let c = tokio::time::timeout(limit, net.endpoint.connect(p, iroh_blobs::ALPN)).await;
-        (p, origin, c.ok().and_then(|r| r.ok()))
+        (p, origin, connect_within(net, p, limit).await.ok())
     };
     for o in origins {
         if !session.is_banned(o) {
