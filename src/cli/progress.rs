@@ -59,7 +59,7 @@ pub fn thousands(n: u64) -> String {
 
 /// What a phase counts.
 fn unit(name: &str) -> &'static str {
-    if name == "verifying" {
+    if name == "verifying" || name == "indexing" {
         "objects"
     } else {
         "files"

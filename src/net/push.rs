@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iroh::protocol::Router;
-use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::Hash;
 
 use crate::db::REFS;
@@ -20,9 +19,10 @@ use crate::id::ObjectId;
 use crate::net::endpoint::{bind, peer_name, NetOptions};
 use crate::net::fetch::{remote, Client};
 use crate::net::proto::{Request, Response};
-use crate::net::serve::{blobs_protocol, import_objects, Policy};
+use crate::net::serve::blobs::{ObjectBlobs, Source};
+use crate::net::serve::{blobs_protocol, Policy};
 use crate::ops::access;
-use crate::ops::graph::closure;
+use crate::ops::graph::{closure, nothing_known};
 use crate::repo::Repo;
 
 /// How long the pusher waits for the server to fetch and apply a push.
@@ -50,10 +50,10 @@ fn missing_closure(
     known_roots: &[ObjectId],
 ) -> Result<Vec<(ObjectId, u64)>> {
     // The remote's last known state may be missing locally after a gc: then offer everything.
-    let known: HashSet<ObjectId> = closure(repo, known_roots, &HashSet::new())
+    let known: HashSet<ObjectId> = closure(repo, known_roots, &nothing_known)
         .map(|v| v.into_iter().map(|(id, _)| id).collect())
         .unwrap_or_default();
-    closure(repo, roots, &known)
+    closure(repo, roots, &|id| known.contains(id))
 }
 
 /// Pushes `main` to `remote_name`.
@@ -76,13 +76,9 @@ pub async fn push(
     let offered = missing_closure(repo, &[head], &old.into_iter().collect::<Vec<_>>())?;
     repo.release_db();
 
-    let dir = repo.root().join(".lode").join("push-store");
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = FsStore::load(&dir)
-        .await
-        .map_err(|e| Error::Net(format!("cannot open blob store {}: {e}", dir.display())))?;
+    // The objects are sent from the object files themselves (nothing is copied).
+    let store = ObjectBlobs::spawn(vec![Source::of(repo)]);
     let ids: Vec<ObjectId> = offered.iter().map(|(id, _)| *id).collect();
-    import_objects(&store, repo, &ids).await?;
     // Only the remote's providers may fetch, and only the offered objects.
     let allowed: HashSet<Hash> = ids.iter().map(|id| Hash::from_bytes(id.0)).collect();
     let servers: HashSet<[u8; 32]> = ticket.providers.iter().map(|p| p.id).collect();
@@ -93,7 +89,7 @@ pub async fn push(
     let seq = access::stored_head(repo)?.map_or(0, |h| h.body.seq);
     let net = bind(&key, opts).await?;
     let router = Router::builder(net.endpoint.clone())
-        .accept(iroh_blobs::ALPN, blobs_protocol(&store, policy))
+        .accept(iroh_blobs::ALPN, blobs_protocol(store.api(), policy))
         .spawn();
     let client = Client::with_net(net.clone(), &ticket, cap.clone())?;
     let req = Request::Push {
@@ -115,7 +111,7 @@ pub async fn push(
         }
     }
     let _ = router.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = store.api().shutdown().await;
     net.endpoint.close().await;
     let (received_objects, received_bytes) = match outcome? {
         Response::Pushed {

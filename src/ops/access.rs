@@ -12,7 +12,7 @@
 //! with WRITE), signs the next sequence number. A peer that cannot sign (a mirror) publishes
 //! the head it received, unchanged.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{self, get, is_private, list, put};
@@ -351,12 +351,13 @@ pub fn store_head(repo: &Repo, head: &SignedHead) -> Result<()> {
     put(repo, &[("head".into(), Some(head.encode()))])
 }
 
-/// The objects a head publishes that are not in `known`: the plaintext closure of its refs,
-/// or for a restricted dataset the sealed envelope and its ciphertexts (never plaintext).
+/// The objects a head publishes that `known` does not accept: the plaintext closure of its
+/// refs, or for a restricted dataset the sealed envelope and its ciphertexts (never
+/// plaintext).
 pub fn published_closure(
     repo: &Repo,
     head: Option<&SignedHead>,
-    known: &HashSet<ObjectId>,
+    known: &dyn Fn(&ObjectId) -> bool,
 ) -> Result<Vec<ObjectId>> {
     let Some(h) = head else { return Ok(vec![]) };
     // A mirror serves what it still holds: not what it dropped to stay within its quota,
@@ -376,7 +377,7 @@ pub fn published_closure(
             .closure(env_id, 0)
             .into_iter()
             .map(|(id, _)| id)
-            .filter(|id| !known.contains(id) && !dropped.contains(id))
+            .filter(|id| !known(id) && !dropped.contains(id))
             .collect());
     }
     let roots = head_refs(Some(h)).roots();

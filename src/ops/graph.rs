@@ -48,19 +48,20 @@ pub fn head_refs(head: Option<&SignedHead>) -> Refs {
     }
 }
 
-/// Lists the objects reachable from `roots` that are not in `known`, with blob sizes (0 for
-/// commits and trees).
+/// Lists the objects reachable from `roots` that `known` does not accept, with blob sizes (0
+/// for commits and trees). The walk does not enter a commit or tree that is known: whoever
+/// knows it knows what it reaches.
 pub fn closure(
     repo: &Repo,
     roots: &[ObjectId],
-    known: &HashSet<ObjectId>,
+    known: &dyn Fn(&ObjectId) -> bool,
 ) -> Result<Vec<(ObjectId, u64)>> {
     let mut out = Vec::new();
     let mut seen: HashSet<ObjectId> = HashSet::new();
     let mut commits: Vec<ObjectId> = roots.to_vec();
     let mut trees = Vec::new();
     while let Some(c) = commits.pop() {
-        if known.contains(&c) || !seen.insert(c) {
+        if known(&c) || !seen.insert(c) {
             continue;
         }
         let commit = repo.read_commit(&c)?;
@@ -69,7 +70,7 @@ pub fn closure(
         trees.push(commit.body.tree);
     }
     while let Some(t) = trees.pop() {
-        if known.contains(&t) || !seen.insert(t) {
+        if known(&t) || !seen.insert(t) {
             continue;
         }
         out.push((t, 0));
@@ -81,10 +82,15 @@ pub fn closure(
         for e in tree.entries {
             if e.kind == EntryKind::Dir {
                 trees.push(e.id);
-            } else if !known.contains(&e.id) && seen.insert(e.id) {
+            } else if !known(&e.id) && seen.insert(e.id) {
                 out.push((e.id, e.size));
             }
         }
     }
     Ok(out)
+}
+
+/// Accepts nothing: [`closure`] lists everything the roots reach.
+pub fn nothing_known(_: &ObjectId) -> bool {
+    false
 }

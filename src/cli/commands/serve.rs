@@ -75,6 +75,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
     let opts = net.options();
     let json = ui.json;
     let quiet = ui.quiet;
+    let index_bar = std::sync::Arc::new(ui.bar("serving"));
     let out = &mut ui.out;
     let mut printed: io::Result<()> = Ok(());
     let rt = runtime()?;
@@ -133,10 +134,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         });
     }
     let setup = lode::net::serve::ServeSetup {
-        // Serving mirrors only: the blob store lives beside them, not inside one
-        // (a taint notice may remove any mirror).
-        store_dir: (repos.is_empty() && mirrors)
-            .then(|| lode::net::mirror::mirrors_dir(&ctx.home).join(".serve-store")),
+        progress: Some(index_bar),
         reload: Some(reload_rx),
     };
     let shutdown = shutdown_signal(&rt);

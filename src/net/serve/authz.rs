@@ -1,13 +1,12 @@
 //! Who may fetch what: tickets checked and admitted per peer, and the gatekeeper of blob requests.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iroh_blobs::provider::events::{
     AbortReason, ConnectMode, EventMask, EventSender, ObserveMode, ProviderMessage, RequestMode,
     ThrottleMode,
 };
-use iroh_blobs::store::fs::FsStore;
 use iroh_blobs::{BlobsProtocol, Hash};
 
 use crate::net::swarm::meter::Meter;
@@ -21,14 +20,14 @@ pub type Policy = Arc<dyn Fn(Option<[u8; 32]>, &Hash) -> bool + Send + Sync>;
 
 /// Builds the blob protocol for `store`, serving only the raw blobs `policy` allows to the
 /// asking peer.
-pub fn blobs_protocol(store: &FsStore, policy: Policy) -> BlobsProtocol {
+pub fn blobs_protocol(store: &iroh_blobs::api::Store, policy: Policy) -> BlobsProtocol {
     blobs_protocol_metered(store, policy, None)
 }
 
 /// [`blobs_protocol`], with every 16 KiB group sent counted (and, under a cap, paced) by
 /// `meter`: how a sharing downloader accounts for and limits its upload.
 pub fn blobs_protocol_metered(
-    store: &FsStore,
+    store: &iroh_blobs::api::Store,
     policy: Policy,
     meter: Option<Arc<Meter>>,
 ) -> BlobsProtocol {
@@ -142,14 +141,12 @@ impl Shared {
     /// dataset publishes (a ticket with a path scope never reaches here for reading: public
     /// datasets need no ticket, and restricted ones refuse scoped tickets).
     pub(super) fn admit(&self, served: &Served, peer: [u8; 32], cap: &Capability) {
-        let hashes = served.state.lock().expect("not poisoned").hashes.clone();
         let mut auth = self.authorized.write().expect("not poisoned");
         let list = auth.entry(peer).or_default();
         list.retain(|a| a.dataset != served.dataset);
         list.push(Authz {
             dataset: served.dataset,
             expires: cap.expires,
-            hashes,
         });
     }
 
@@ -161,32 +158,35 @@ impl Shared {
         }
     }
 
-    pub(super) fn rebuild_public(&self) {
-        let mut set = HashSet::new();
-        for served in self.datasets.values() {
-            let st = served.state.lock().expect("not poisoned");
-            if !st.private {
-                set.extend(st.hashes.iter().copied());
-            }
-        }
-        *self.public.write().expect("not poisoned") = set;
-    }
-
     /// The gatekeeper's question: may `peer` fetch `hash`?
     pub(super) fn may_serve(&self, peer: Option<[u8; 32]>, hash: &Hash) -> bool {
-        if self.public.read().expect("not poisoned").contains(hash) {
+        let published = |dataset: &[u8; 32], public: bool| {
+            self.datasets.get(dataset).is_some_and(|served| {
+                let open = {
+                    let st = served.state.lock().expect("not poisoned");
+                    !st.gone && (!public || !st.private)
+                };
+                open && served.reach.contains(hash.as_bytes())
+            })
+        };
+        if self.datasets.keys().any(|d| published(d, true)) {
             return true;
         }
         let Some(peer) = peer else { return false };
         let now = access::now();
-        self.authorized
+        let grants: Vec<[u8; 32]> = self
+            .authorized
             .read()
             .expect("not poisoned")
             .get(&peer)
-            .is_some_and(|list| {
+            .map(|list| {
                 list.iter()
-                    .any(|a| now < a.expires + trust::CLOCK_SKEW && a.hashes.contains(hash))
+                    .filter(|a| now < a.expires + trust::CLOCK_SKEW)
+                    .map(|a| a.dataset)
+                    .collect()
             })
+            .unwrap_or_default();
+        grants.iter().any(|d| published(d, false))
     }
 }
 

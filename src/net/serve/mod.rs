@@ -1,30 +1,30 @@
 //! `lode serve`: one iroh endpoint serving datasets over two protocols: iroh-blobs (verified
 //! BLAKE3 streaming of objects) and `lode/2` (ref listing).
 //!
-//! Objects are imported into an iroh-blobs store (`.lode/serve-store` of the first served
-//! repository) *by reference*: the store reads the repository's immutable object files in
-//! place and only adds its outboards. Every blob request is intercepted: a hash is served only
-//! if it is reachable from the refs of a served dataset (never an arbitrary hash of the
-//! store), only as a raw blob (no hash sequences, whose children would bypass the check); a
-//! `get_many` request (many whole blobs on one stream, how clients fetch small objects) only
-//! if every hash in it is allowed. Refs are re-read on every ref listing, so commits made while the
-//! server runs are served without a restart.
+//! Blobs are sent straight from the repositories' object files (`blobs`: nothing is imported,
+//! start-up does no work per object). Every blob request is intercepted: a hash is served only
+//! if a served dataset's published heads reach it (`reach`, an index on disk brought up to each
+//! new head incrementally), only as a raw blob (no hash sequences, whose children would bypass
+//! the check); a `get_many` request (many whole blobs on one stream, how clients fetch small
+//! objects) only if every hash in it is allowed. Refs are re-read on every ref listing, so
+//! commits made while the server runs are served without a restart.
 
 pub mod authz;
+pub mod blobs;
 mod handler;
 mod push;
+pub mod reach;
 mod state;
 
 pub use authz::{blobs_protocol, blobs_protocol_metered, Policy};
-pub use state::import_objects;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
 use std::time::Duration;
 
 use iroh::protocol::Router;
-use iroh_blobs::store::fs::FsStore;
 
 use crate::error::{Error, Result};
 use crate::net::endpoint::{bind, Net, NetOptions};
@@ -40,8 +40,9 @@ use state::*;
 /// Optional settings of [`serve`].
 #[derive(Default)]
 pub struct ServeSetup {
-    /// Where the blob store lives (default: `.lode/serve-store` of the first repository).
-    pub store_dir: Option<std::path::PathBuf>,
+    /// Reports the walk of a repository whose reachability index is new or behind (the first
+    /// start, or after a reload); a start with the index up to date walks nothing.
+    pub progress: Option<Arc<dyn crate::progress::Progress>>,
     /// Each message makes every dataset be re-read from scratch (after a mirror deleted
     /// objects or was removed).
     pub reload: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
@@ -125,15 +126,11 @@ pub async fn serve(
         .first()
         .ok_or_else(|| Error::Other("nothing to serve".into()))?;
     let _serving = serve_locks(&repos)?;
-    let store_dir = setup
-        .store_dir
-        .unwrap_or_else(|| first.root().join(".lode").join("serve-store"));
-    let store = FsStore::load(&store_dir).await.map_err(|e| {
-        Error::Net(format!(
-            "cannot open blob store {}: {e}",
-            store_dir.display()
-        ))
-    })?;
+    let store = blobs::ObjectBlobs::spawn(repos.iter().map(blobs::Source::of).collect());
+    // The blob store of earlier versions (a copy of every small object): no longer used.
+    for repo in &repos {
+        let _ = std::fs::remove_dir_all(repo.root().join(".lode").join("serve-store"));
+    }
     let key = first.device_key()?;
     let port_file = first.root().join(".lode").join("serve.port");
     let mut datasets = HashMap::new();
@@ -141,7 +138,9 @@ pub async fn serve(
     for repo in repos {
         let dataset = repo.dataset_id()?.to_bytes();
         order.push(dataset);
+        let reach = reach::Reach::open(&reach::index_path(&repo))?;
         let served = Served {
+            reach,
             repo,
             dataset,
             state: Mutex::new(ServedState::default()),
@@ -155,20 +154,23 @@ pub async fn serve(
     }
     let shared = Arc::new(Shared {
         datasets,
-        public: RwLock::new(HashSet::new()),
         authorized: RwLock::new(HashMap::new()),
         store,
+        progress: setup
+            .progress
+            .unwrap_or_else(|| Arc::new(crate::progress::NoProgress)),
         net: OnceLock::new(),
         limiter: Limiter::new(Limits::LODE2),
     });
     for served in shared.datasets.values() {
         shared.refresh(served).await?;
     }
+    shared.progress.finish();
     let policy: Policy = {
         let shared = shared.clone();
         Arc::new(move |peer, hash| shared.may_serve(peer, hash))
     };
-    let blobs = blobs_protocol(&shared.store, policy);
+    let blobs = blobs_protocol(shared.store.api(), policy);
     // While a subscriber waits, each dataset is re-read every second, so that a commit made
     // meanwhile (by `lode commit` in the served repository) wakes it.
     {

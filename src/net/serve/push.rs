@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::ops::access;
-use crate::ops::graph::closure;
+use crate::ops::graph::{closure, nothing_known};
 use crate::repo::Repo;
 use crate::ticket::Ticket;
 use crate::trust::{self, TrustError};
@@ -89,7 +89,7 @@ impl LodeProtocol {
 pub(super) fn check_push_scope(repo: &Repo, new: ObjectId, scope: &[String]) -> Result<()> {
     let main = repo.main()?;
     let known: HashSet<ObjectId> =
-        closure(repo, &main.into_iter().collect::<Vec<_>>(), &HashSet::new())?
+        closure(repo, &main.into_iter().collect::<Vec<_>>(), &nothing_known)?
             .into_iter()
             .map(|(id, _)| id)
             .collect();

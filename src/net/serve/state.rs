@@ -1,21 +1,15 @@
 //! What a server holds per served dataset and across them, and how it is refreshed from the repositories.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use iroh_blobs::api::blobs::{AddPathOptions, ImportMode};
-use iroh_blobs::store::fs::FsStore;
-use iroh_blobs::{BlobFormat, Hash};
-use n0_future::{BufferedStreamExt, StreamExt};
-
 use crate::config;
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
 use crate::net::endpoint::Net;
 use crate::net::limit::Limiter;
 use crate::ops::access;
-use crate::ops::access::published_closure;
+use crate::progress::{NoProgress, Progress};
 use crate::repo::Repo;
 use crate::trust::{Revocation, Revoked, SignedHead};
 
@@ -35,6 +29,8 @@ pub(super) struct Served {
     pub(super) revoke: tokio::sync::Mutex<()>,
     /// The swarm peers heard announcing themselves for this dataset (handed out on `Peers`).
     pub(super) book: Arc<crate::net::swarm::announce::PeerBook>,
+    /// Every object the dataset's published heads reach, on disk (`.lode/serve-index.redb`).
+    pub(super) reach: super::reach::Reach,
 }
 
 #[derive(Default)]
@@ -44,10 +40,6 @@ pub(super) struct ServedState {
     pub(super) revocations: Vec<Revocation>,
     pub(super) revoked: Revoked,
     pub(super) private: bool,
-    /// Every object reachable from the head's refs, already imported into the blob store.
-    pub(super) objects: HashSet<ObjectId>,
-    /// The same, as the blob gatekeeper checks them; shared by every admitted peer.
-    pub(super) hashes: Arc<HashSet<Hash>>,
     /// The repository is gone (a mirror removed under a taint notice): nothing is served.
     pub(super) gone: bool,
     /// When the last successful read of the repository started, and when the last one
@@ -71,57 +63,19 @@ pub(super) const REVOKE_LOCK_WAIT: Duration = Duration::from_secs(1);
 pub(super) struct Authz {
     pub(super) dataset: [u8; 32],
     pub(super) expires: u64,
-    pub(super) hashes: Arc<HashSet<Hash>>,
 }
 
 pub(super) struct Shared {
     pub(super) datasets: HashMap<[u8; 32], Arc<Served>>,
-    /// Union of the objects of the public datasets: what anyone may ask for.
-    pub(super) public: RwLock<HashSet<Hash>>,
     /// Per peer (endpoint id), what its presented tickets allow beyond the public objects.
     pub(super) authorized: RwLock<HashMap<[u8; 32], Vec<Authz>>>,
-    pub(super) store: FsStore,
+    pub(super) store: super::blobs::ObjectBlobs,
+    /// Reports the first walks of the reachability indexes (at start-up).
+    pub(super) progress: Arc<dyn Progress>,
     /// The endpoint, once bound (pushes are fetched back through it).
     pub(super) net: OnceLock<Net>,
     /// Bounds on the `lode/2` requests of each peer and of all.
     pub(super) limiter: Arc<Limiter>,
-}
-
-/// Imports objects of `repo` into `store` by reference (the store reads the immutable object
-/// files in place), each kept by a named tag.
-pub async fn import_objects(store: &FsStore, repo: &Repo, ids: &[ObjectId]) -> Result<()> {
-    let results: Vec<Result<()>> = n0_future::stream::iter(ids.iter().copied())
-        .map(|id| async move {
-            let path = repo.store().path(&id);
-            let opts = AddPathOptions {
-                path: path.clone(),
-                format: BlobFormat::Raw,
-                mode: ImportMode::TryReference,
-            };
-            let tag = store
-                .add_path_with_opts(opts)
-                .temp_tag()
-                .await
-                .map_err(|e| {
-                    Error::Net(format!(
-                        "cannot prepare {} for serving: {e}",
-                        path.display()
-                    ))
-                })?;
-            if tag.hash().as_bytes() != &id.0 {
-                return Err(Error::ObjectCorrupt { id, path: None });
-            }
-            store
-                .tags()
-                .set(format!("lode/{id}"), tag.hash_and_format())
-                .await
-                .map_err(|e| Error::Net(format!("blob store: {e}")))?;
-            Ok(())
-        })
-        .buffered_unordered(16)
-        .collect()
-        .await;
-    results.into_iter().collect()
 }
 
 impl Shared {
@@ -178,27 +132,27 @@ impl Shared {
         // Other commands (`lode ticket`, `lode commit`) need the database while we serve.
         served.repo.release_db();
         let (head, revocations, private) = state?;
-        let known = {
+        {
             let st = served.state.lock().expect("not poisoned");
             if st.head == head && st.revocations.len() == revocations.len() && st.private == private
             {
                 return Ok(());
             }
-            st.objects.clone()
-        };
-        let new =
-            tokio::task::block_in_place(|| published_closure(&served.repo, head.as_ref(), &known));
-        served.repo.release_db();
-        let new = new?;
-        import_objects(&self.store, &served.repo, &new).await?;
-        let mut st = served.state.lock().expect("not poisoned");
-        st.objects.extend(new);
-        st.hashes = Arc::new(st.objects.iter().map(|id| Hash::from_bytes(id.0)).collect());
-        let was_private = st.private;
-        if !private {
-            let mut public = self.public.write().expect("not poisoned");
-            public.extend(st.hashes.iter().copied());
         }
+        let indexed = tokio::task::block_in_place(|| {
+            let progress: &dyn Progress =
+                if served.state.lock().expect("not poisoned").head.is_none() {
+                    &*self.progress
+                } else {
+                    &NoProgress
+                };
+            served
+                .reach
+                .update(&served.repo, head.as_ref(), private, false, progress)
+        });
+        served.repo.release_db();
+        indexed?;
+        let mut st = served.state.lock().expect("not poisoned");
         st.revoked = access::revoked_set(&revocations);
         st.revocations = revocations;
         if let Some(h) = &head {
@@ -207,11 +161,6 @@ impl Shared {
         st.head = head;
         st.private = private;
         drop(st);
-        if private && !was_private {
-            // Turning a dataset private withdraws it: the public set is rebuilt from the
-            // datasets that stay public (they may share objects with this one).
-            self.rebuild_public();
-        }
         // Decisions cached for this dataset are taken again under the new state.
         self.forget_admissions(served);
         Ok(())
@@ -231,7 +180,6 @@ impl Shared {
                 ..ServedState::default()
             };
         }
-        self.rebuild_public();
         self.forget_admissions(served);
     }
 
@@ -246,19 +194,14 @@ impl Shared {
         let head = access::stored_head(&served.repo);
         served.repo.release_db();
         let head = head?;
-        let all = published_closure(&served.repo, head.as_ref(), &HashSet::new());
+        let private = served.state.lock().expect("not poisoned").private;
+        let rebuilt = tokio::task::block_in_place(|| {
+            served
+                .reach
+                .update(&served.repo, head.as_ref(), private, true, &NoProgress)
+        });
         served.repo.release_db();
-        let all: HashSet<ObjectId> = all?.into_iter().collect();
-        let new: Vec<ObjectId> = {
-            let st = served.state.lock().expect("not poisoned");
-            all.difference(&st.objects).copied().collect()
-        };
-        import_objects(&self.store, &served.repo, &new).await?;
-        let mut st = served.state.lock().expect("not poisoned");
-        st.hashes = Arc::new(all.iter().map(|id| Hash::from_bytes(id.0)).collect());
-        st.objects = all;
-        drop(st);
-        self.rebuild_public();
+        rebuilt?;
         self.forget_admissions(served);
         Ok(())
     }
