@@ -199,6 +199,16 @@ impl Repo {
         self.dot.join("quarantine")
     }
 
+    /// Where `lode serve` keeps the outboards of the blobs over 16 KiB it has sent.
+    pub fn outboards_dir(&self) -> PathBuf {
+        self.dot.join("outboards")
+    }
+
+    /// The reachability index `lode serve` keeps of what this dataset publishes.
+    pub fn serve_index_path(&self) -> PathBuf {
+        self.dot.join("serve-index.redb")
+    }
+
     /// Returns the working tree root.
     pub fn root(&self) -> &Path {
         &self.root

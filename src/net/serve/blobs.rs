@@ -47,7 +47,7 @@ impl Source {
     pub fn of(repo: &crate::repo::Repo) -> Source {
         Source {
             objects: repo.store().clone(),
-            outboards: repo.root().join(".lode").join("outboards"),
+            outboards: repo.outboards_dir(),
         }
     }
 }
@@ -105,6 +105,15 @@ impl Inner {
                 source: i,
             })
         })
+    }
+
+    /// The size of an object, from its file's metadata (nothing is opened).
+    fn size(&self, hash: &Hash) -> Option<u64> {
+        let id = ObjectId(*hash.as_bytes());
+        self.sources
+            .iter()
+            .find_map(|s| std::fs::metadata(s.objects.path(&id)).ok())
+            .map(|m| m.len())
     }
 
     /// The outboard of a blob larger than one chunk group: read from the cache, or computed
@@ -182,15 +191,15 @@ async fn run(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::Receiver<Command>) {
                 tx,
                 ..
             }) => {
-                let found = inner.find(&hash).map(|f| f.size);
+                let found = inner.size(&hash);
                 tokio::spawn(async move {
                     let field = found.map_or_else(Bitfield::empty, Bitfield::complete);
                     tx.send(field).await.ok();
                 });
             }
             Command::BlobStatus(cmd) => {
-                let status = match inner.find(&cmd.inner.hash) {
-                    Some(f) => BlobStatus::Complete { size: f.size },
+                let status = match inner.size(&cmd.inner.hash) {
+                    Some(size) => BlobStatus::Complete { size },
                     None => BlobStatus::NotFound,
                 };
                 cmd.tx.send(status).await.ok();

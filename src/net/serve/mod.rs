@@ -21,7 +21,6 @@ pub use authz::{blobs_protocol, blobs_protocol_metered, Policy};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-
 use std::time::Duration;
 
 use iroh::protocol::Router;
@@ -138,7 +137,7 @@ pub async fn serve(
     for repo in repos {
         let dataset = repo.dataset_id()?.to_bytes();
         order.push(dataset);
-        let reach = reach::Reach::open(&reach::index_path(&repo))?;
+        let reach = reach::Reach::open(&repo.serve_index_path())?;
         let served = Served {
             reach,
             repo,

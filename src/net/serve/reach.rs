@@ -13,7 +13,7 @@
 //! scratch when the dataset turns private or public, and on a reload (after a mirror deleted
 //! objects). It is a cache: a damaged or newer-format file is deleted and built again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -30,25 +30,11 @@ const REACH: TableDefinition<&[u8; 32], ()> = TableDefinition::new("reach-v1");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
 const INDEXED: &str = "indexed";
 
-/// The index file of a repository.
-pub fn index_path(repo: &Repo) -> PathBuf {
-    repo.root().join(".lode").join("serve-index.redb")
-}
-
 /// What the index was last brought up to: the refs of the head and whether it was private.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Indexed {
     private: bool,
     roots: Vec<[u8; 32]>,
-}
-
-/// How an update went.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Updated {
-    /// Objects added to the index (0 when it was up to date).
-    pub added: u64,
-    /// Whether the index was emptied first.
-    pub rebuilt: bool,
 }
 
 /// The reachability index of one served repository.
@@ -113,14 +99,14 @@ impl Reach {
         private: bool,
         rebuild: bool,
         progress: &dyn Progress,
-    ) -> Result<Updated> {
+    ) -> Result<()> {
         let want = Indexed {
             private,
             roots: head_refs(head).roots().iter().map(|id| id.0).collect(),
         };
         let have = self.indexed();
         if !rebuild && have.as_ref() == Some(&want) {
-            return Ok(Updated::default());
+            return Ok(());
         }
         let rebuild = rebuild || have.is_some_and(|h| h.private != private);
         let mut new = {
@@ -155,11 +141,7 @@ impl Reach {
             meta.insert(INDEXED, bytes.as_slice())
                 .map_err(|e| self.error(e))?;
         }
-        tx.commit().map_err(|e| self.error(e))?;
-        Ok(Updated {
-            added: new.len() as u64,
-            rebuilt: rebuild,
-        })
+        tx.commit().map_err(|e| self.error(e))
     }
 
     fn error(&self, e: impl std::fmt::Display) -> Error {

@@ -80,7 +80,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Publishes the dataset's head (signing a new one when the refs or revocations changed
-    /// and this device can sign) and imports whatever became reachable.
+    /// and this device can sign) and brings the reachability index up to it.
     pub(super) async fn refresh(&self, served: &Served) -> Result<()> {
         let asked = Instant::now();
         let _turn = served.update.lock().await;
