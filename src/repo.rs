@@ -256,8 +256,18 @@ impl Repo {
     /// Takes the writer lock.
     /// Temp files a killed command left in `.lode/tmp` are removed then (see
     /// [`crate::leftover`]).
+    ///
+    /// The lock comes before the database, always: a holder of the lock may be waiting to
+    /// open the database (`lode serve` signing a new head while the owner runs `lode add`),
+    /// so when the lock is busy it is waited for with this handle's database closed.
     pub fn lock(&self) -> Result<WriteLock> {
-        let lock = WriteLock::acquire(&self.lock_path(), self.opts.lock_timeout)?;
+        let lock = match WriteLock::acquire(&self.lock_path(), Duration::ZERO) {
+            Err(Error::Locked { .. }) => {
+                self.release_db();
+                WriteLock::acquire(&self.lock_path(), self.opts.lock_timeout)?
+            }
+            other => other?,
+        };
         crate::leftover::clean_tmp_dir(self.store.tmp_dir());
         Ok(lock)
     }
@@ -504,5 +514,43 @@ impl Repo {
         } else {
             self.root.join(rel)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command that opened the database and then waits for the lock must not keep the
+    /// database from the lock's holder (`lode add` while `lode serve` signs a head): it
+    /// waits with its database closed, so both finish instead of timing out.
+    #[test]
+    fn waiting_for_the_lock_leaves_the_database_to_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("home"));
+        let opts = RepoOptions {
+            lock_timeout: Duration::from_secs(3),
+            ..RepoOptions::default()
+        };
+        let root = dir.path().join("ds");
+        fs::create_dir(&root).unwrap();
+        Repo::init(&root, home.clone(), opts.clone()).unwrap();
+        let holder = Repo::discover(&root, home.clone(), opts.clone()).unwrap();
+        holder.release_db();
+        let waiter = Repo::discover(&root, home, opts).unwrap();
+        let (taken, go) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || -> Result<()> {
+            let _lock = holder.lock()?;
+            taken.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            // Opens the database while the waiter waits for the lock.
+            holder.main()?;
+            Ok(())
+        });
+        go.recv().unwrap();
+        waiter.main().unwrap();
+        let lock = waiter.lock();
+        t.join().unwrap().unwrap();
+        assert!(lock.is_ok(), "{:?}", lock.err());
     }
 }
