@@ -16,6 +16,7 @@ mod mirror;
 mod people;
 mod progress;
 mod registry;
+mod startup;
 mod swarm;
 mod sync;
 mod vectors;
