@@ -88,13 +88,13 @@ pub(super) async fn compare_destination(
 pub async fn get(
     home: &Home,
     ticket: &Ticket,
-    how: GetOptions,
+    mut how: GetOptions,
     paths: &[String],
     to: &Path,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
-    let GetOptions { cap, rev, force } = how;
+    let cap = how.cap.take();
     let start = Instant::now();
     if let Some(c) = &cap {
         for p in paths {
@@ -104,30 +104,39 @@ pub async fn get(
         }
     }
     let mut client = Client::new(home, ticket, cap, opts).await?;
-    let published = match client.list_refs().await {
-        Ok(p) => p,
-        Err(e) => {
-            client.close().await;
-            return Err(e);
-        }
-    };
+    let got = get_with(&mut client, home, &how, paths, to, progress, start).await;
+    client.close().await;
+    got
+}
+
+/// The body of [`get`], with its client (`how.cap` is the client's).
+async fn get_with(
+    client: &mut Client,
+    home: &Home,
+    how: &GetOptions,
+    paths: &[String],
+    to: &Path,
+    progress: &dyn Progress,
+    start: Instant,
+) -> Result<GetReport> {
+    let ticket = client.ticket.clone();
+    let published = client.list_refs().await?;
     if published.head.body.private {
-        client.close().await;
         return Err(Error::Other(
             "a restricted dataset is fetched whole (its paths are encrypted): use `lode clone`"
                 .into(),
         ));
     }
-    let head = super::list::pick_rev(&published, rev.as_deref())?;
+    let head = super::list::pick_rev(&published, how.rev.as_deref())?;
     let peer = published.peer.clone();
-    crate::net::uri::remember(home, ticket);
+    crate::net::uri::remember(home, &ticket);
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");
     let store = open_store(&dir).await?;
     let mut walk = Walk {
         space_dir: dir.clone(),
-        client: &mut client,
+        client,
         store: &store,
         sink: Sink::Store,
         progress,
@@ -151,14 +160,12 @@ pub async fn get(
         Ok(l) => l,
         Err(e) => {
             let _ = store.shutdown().await;
-            client.close().await;
             return Err(e);
         }
     };
     for p in paths {
         if !leaves.iter().any(|l| under(&l.path, p)) {
             close_store(store, &dir).await;
-            client.close().await;
             return Err(Error::PathNotInRev {
                 path: p.clone(),
                 rev: head.short(),
@@ -168,9 +175,8 @@ pub async fn get(
     // A file already there is never replaced by another content unless forced (it may be
     // the user's edit); one that already holds what would be written is left as is.
     let (same, differ) = compare_destination(&store, &leaves, &to).await;
-    if !differ.is_empty() && !force {
+    if !differ.is_empty() && !how.force {
         close_store(store, &dir).await;
-        client.close().await;
         return Err(Error::WouldOverwrite(differ));
     }
     let mut files = Vec::new();
@@ -255,7 +261,6 @@ pub async fn get(
     .await;
     close_store(store, &dir).await;
     let transfer = client.report(Some(head), objects, bytes, start);
-    client.close().await;
     result?;
     Ok(GetReport {
         commit: head.to_hex(),
