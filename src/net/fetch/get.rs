@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::object::EntryKind;
+use crate::ops::checkout::{place, Placing};
 use crate::progress::Progress;
 use crate::ticket::Ticket;
 use crate::trust::{self, Bundle};
@@ -220,37 +221,24 @@ async fn get_with(
                         .get_bytes(Hash::from_bytes(leaf.id.0))
                         .await
                         .map_err(|e| Error::Net(e.to_string()))?;
-                    let link = |tmp: &Path| {
-                        let _ = std::fs::remove_file(tmp);
+                    place(&out, "get", &dest, |tmp| {
                         std::os::unix::fs::symlink(
                             <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target),
                             tmp,
                         )
                         .map_err(|e| Error::io("cannot create symlink", tmp, e))
-                    };
-                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
-                    link(&tmp)?;
-                    if let Err(e) = rename_into(&tmp, &dest) {
-                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
-                            return Err(e);
-                        };
-                        let tmp = crate::leftover::beside(parent);
-                        link(&tmp)?;
-                        rename_into(&tmp, &dest)?;
-                    }
+                    })?;
                     files.push(leaf.path.clone());
                 }
                 EntryKind::File | EntryKind::Executable => {
-                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
-                    export_file(&store, leaf, &tmp).await?;
-                    crate::leftover::test_slowdown();
-                    if let Err(e) = rename_into(&tmp, &dest) {
-                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
-                            return Err(e);
-                        };
-                        let tmp = crate::leftover::beside(parent);
-                        export_file(&store, leaf, &tmp).await?;
-                        rename_into(&tmp, &dest)?;
+                    // The writer of checkout, driven here by hand: the export is async.
+                    let mut at = Placing::new(&out, "get", &dest);
+                    loop {
+                        let made = export_file(&store, leaf, at.tmp()).await;
+                        match at.finish(made)? {
+                            Some(next) => at = next,
+                            None => break,
+                        }
                     }
                     files.push(leaf.path.clone());
                 }
@@ -269,38 +257,13 @@ async fn get_with(
     })
 }
 
-/// Exports blob `leaf` of `store` to the temp path `tmp` with the entry's mode (removed
-/// again on failure).
-pub(super) async fn export_file(store: &FsStore, leaf: &Leaf, tmp: &Path) -> Result<()> {
-    let _ = std::fs::remove_file(tmp);
-    let done = store
+/// Exports blob `leaf` of `store` to the temp path `tmp` with the entry's mode.
+async fn export_file(store: &FsStore, leaf: &Leaf, tmp: &Path) -> Result<()> {
+    store
         .export(Hash::from_bytes(leaf.id.0), tmp)
         .await
-        .map_err(|e| Error::Net(format!("cannot write {}: {e}", tmp.display())));
-    let done = done.and_then(|_| {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if leaf.kind == EntryKind::Executable {
-            0o755
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("cannot set permissions of", tmp, e))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(tmp);
-    }
-    done
-}
-
-/// Renames temp path `tmp` over `dest` (removing `tmp` when that fails).
-pub(super) fn rename_into(tmp: &Path, dest: &Path) -> Result<()> {
-    std::fs::rename(tmp, dest).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
-        Error::io("cannot write", dest, e)
-    })
-}
-
-pub(super) fn is_cross_device(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::CrossesDevices)
+        .map_err(|e| Error::Net(format!("cannot write {}: {e}", tmp.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(leaf.kind.file_mode()))
+        .map_err(|e| Error::io("cannot set permissions of", tmp, e))
 }
