@@ -140,12 +140,18 @@ mod tests {
         v
     }
 
-    #[test]
-    fn a_file_is_placed_whole_and_no_temp_file_stays() {
+    /// A temp directory holding `tmp/` (the temp directory) and `work/` (the destinations).
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let (tmp_dir, work) = (d.path().join("tmp"), d.path().join("work"));
         fs::create_dir(&tmp_dir).unwrap();
         fs::create_dir(&work).unwrap();
+        (d, tmp_dir, work)
+    }
+
+    #[test]
+    fn a_file_is_placed_whole_and_no_temp_file_stays() {
+        let (_d, tmp_dir, work) = dirs();
         let dest = work.join("f");
         place(&tmp_dir, "get", &dest, |tmp| {
             assert!(tmp.starts_with(&tmp_dir), "{}", tmp.display());
@@ -159,10 +165,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_destination_as_it_was() {
-        let d = tempfile::tempdir().unwrap();
-        let (tmp_dir, work) = (d.path().join("tmp"), d.path().join("work"));
-        fs::create_dir(&tmp_dir).unwrap();
-        fs::create_dir(&work).unwrap();
+        let (_d, tmp_dir, work) = dirs();
         let dest = work.join("f");
         fs::write(&dest, b"the user's").unwrap();
         let err = place(&tmp_dir, "get", &dest, |tmp| {
