@@ -63,7 +63,7 @@ say "add + commit: $(echo "$t1 - $t0" | bc) s"
 objects=$(find .lode/objects -type f | wc -l)
 
 # start_serve OUTFILE: starts `lode serve -q` in the background (pid in $SERVE_PID), waits
-# for its ticket line; prints the seconds it took.
+# for its ticket line; the seconds it took go to $TOOK.
 start_serve() {
   local out=$1
   : >"$out"
@@ -76,21 +76,21 @@ start_serve() {
     ((SECONDS < deadline)) || die "lode serve printed no ticket within 600 s"
     sleep 0.01
   done
-  echo "$EPOCHREALTIME - $t0" | bc
+  TOOK=$(echo "$EPOCHREALTIME - $t0" | bc)
 }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 stop_serve() { kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; }
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; print m}'; }
 
 rm -f .lode/serve-index.redb
-first=$(start_serve "$BENCH_DIR/serve.out")
+start_serve "$BENCH_DIR/serve.out"; first=$TOOK
 first_hwm=$(hwm_mib "$SERVE_PID")
 stop_serve
 say "first start (index built): ${first} s, ${first_hwm} MiB"
 
 times=() hwms=()
 for r in $(seq 0 "$REPS"); do
-  t=$(start_serve "$BENCH_DIR/serve.out")
+  start_serve "$BENCH_DIR/serve.out"; t=$TOOK
   h=$(hwm_mib "$SERVE_PID")
   stop_serve
   if ((r > 0)); then times+=("$t"); hwms+=("$h"); fi
@@ -101,7 +101,7 @@ h_med=$(printf '%s\n' "${hwms[@]}" | median)
 
 clone_row="(skipped)"
 if [[ $CLONE == 1 ]]; then
-  start_serve "$BENCH_DIR/serve.out" >/dev/null
+  start_serve "$BENCH_DIR/serve.out"
   ticket=$(sed -n 's/^ticket: //p' "$BENCH_DIR/serve.out" | head -1)
   t0=$EPOCHREALTIME
   LODE_HOME=$BENCH_DIR/client-home "$LODE_BIN" clone -q "$ticket" "$BENCH_DIR/client/copy"
