@@ -79,7 +79,9 @@ start_serve() {
   TOOK=$(echo "$EPOCHREALTIME - $t0" | bc)
 }
 hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-stop_serve() { kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; }
+stop_serve() { kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=; }
+SERVE_PID=
+trap '[[ -n $SERVE_PID ]] && kill "$SERVE_PID" 2>/dev/null' EXIT
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; print m}'; }
 
 rm -f .lode/serve-index.redb
