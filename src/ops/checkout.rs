@@ -225,7 +225,7 @@ fn materialize_commit(
         moved_head: paths.is_empty(),
         ..Default::default()
     };
-    let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
+    let mut new_index: BTreeMap<String, IndexEntry> = index.clone().into();
     for (p, stat) in &adopted {
         let e = target[p];
         new_index.insert(p.clone(), indexed(&e, Some(*stat)));

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use crate::db::{IndexEntry, CONFIG, INDEX};
+use crate::db::{Index, IndexEntry, CONFIG, INDEX};
 use crate::error::Result;
 use crate::repo::Repo;
 
@@ -76,7 +76,7 @@ fn stamp_index(tx: &redb::WriteTransaction) -> Result<()> {
 /// is too recent to be trusted are left out. Content and `index-tree` stay as they are.
 fn refresh_stats(
     repo: &Repo,
-    index: &BTreeMap<String, IndexEntry>,
+    index: &Index,
     refreshed: &[(String, crate::store::Stat)],
 ) -> Result<()> {
     let now = now_ns();
