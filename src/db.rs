@@ -181,16 +181,16 @@ impl Db {
             .set_cache_size(CACHE_SIZE)
             .create(path)
             .map_err(|e| match e {
-            redb::DatabaseError::Storage(redb::StorageError::Io(e))
-                if crate::error::too_many_files(&e) =>
-            {
-                Error::io("cannot create repository database", path, e)
-            }
-            e => Error::DbCorrupt {
-                path: path.to_path_buf(),
-                msg: e.to_string(),
-            },
-        })?;
+                redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                    if crate::error::too_many_files(&e) =>
+                {
+                    Error::io("cannot create repository database", path, e)
+                }
+                e => Error::DbCorrupt {
+                    path: path.to_path_buf(),
+                    msg: e.to_string(),
+                },
+            })?;
         let tx = db.begin_write()?;
         tx.open_table(REFS)?;
         tx.open_table(INDEX)?;

@@ -116,7 +116,8 @@ impl<'r> TreeWriter<'r> {
     /// Sorts, encodes and stores the innermost open directory; returns it, emptied, and its id.
     fn finish_dir(&mut self) -> Result<(OpenDir, ObjectId)> {
         let mut d = self.open.pop().expect("a directory is open");
-        d.entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        d.entries
+            .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         // Two entries of one name: a directory that is also staged as empty (keep the
         // directory with content), or a file and a directory (an index that cannot be).
         let mut i = 1;

@@ -222,11 +222,7 @@ pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEn
 
 /// Reads the working tree state of every tracked path (hashing only what the stat cache
 /// cannot vouch for) and lists untracked paths.
-pub fn scan_worktree(
-    repo: &Repo,
-    index: &Index,
-    index_time: i64,
-) -> Result<Worktree> {
+pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Worktree> {
     let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
     let seen = Mutex::new(Vec::new());
