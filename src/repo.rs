@@ -19,7 +19,7 @@ use crate::db::{self, Db, Index, IndexEntry, WriteLock, CONFIG, INDEX, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::keys::Home;
-use crate::object::{Commit, EntryKind, Metadata, Tree, MAX_OBJECT_META_SIZE};
+use crate::object::{Commit, EntryKind, Metadata, Tree, MAX_OBJECT_META_SIZE, MAX_TREE_SIZE};
 use crate::store::Store;
 
 /// The branch every repository starts with.
@@ -363,7 +363,7 @@ impl Repo {
 
     /// Reads and checks a tree object.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
-        let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;
+        let bytes = self.store.read_verified(id, MAX_TREE_SIZE)?;
         Tree::decode(&bytes).map_err(|e| Error::BadObject {
             id: *id,
             what: "tree",
