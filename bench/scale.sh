@@ -46,6 +46,9 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=$BENCH_DIR/gitconfig
 git config --file "$GIT_CONFIG_GLOBAL" user.name bench
 git config --file "$GIT_CONFIG_GLOBAL" user.email bench@localhost
 git config --file "$GIT_CONFIG_GLOBAL" init.defaultBranch main
+# No background `git gc --auto` writing into a repository the script is about to remove.
+git config --file "$GIT_CONFIG_GLOBAL" gc.auto 0
+git config --file "$GIT_CONFIG_GLOBAL" maintenance.auto false
 RAW=$BENCH_DIR/raw.tsv
 : >"$RAW"
 
