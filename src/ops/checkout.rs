@@ -254,8 +254,7 @@ fn materialize_commit(
             in_scope(p)
                 && !adopted.contains_key(*p)
                 && (absent.contains(*p)
-                    || !(tracked.get(*p) == Some(*e)
-                        && index.get(p).is_some_and(|i| i.id == e.id)))
+                    || !(tracked.get(*p) == Some(*e) && index.get(p).is_some_and(|i| i.id == e.id)))
         })
         .collect();
     // A lazy clone records file content it has not fetched without writing it (absent);
