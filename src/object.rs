@@ -29,8 +29,14 @@ pub fn is_commit_magic(magic: &[u8]) -> bool {
 }
 /// Domain separation for commit signatures.
 const COMMIT_SIG_CONTEXT: &[u8] = b"lode-commit-v1\0";
-/// Upper bound on one tree or commit object, so a hostile object cannot exhaust memory.
+/// Upper bound on one commit (and other small metadata objects), so a hostile object
+/// cannot exhaust memory.
 pub const MAX_OBJECT_META_SIZE: u64 = 64 << 20;
+/// Upper bound on one tree object: 256 MiB, two million entries of names up to about 90
+/// bytes (four million of 30). Trees were bounded by [`MAX_OBJECT_META_SIZE`] before, about
+/// a million entries in one directory; the encoding did not change, only what a reader
+/// accepts, so older repositories read as before.
+pub const MAX_TREE_SIZE: u64 = 256 << 20;
 
 /// What a tree entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::db::{self, Db, IndexEntry, WriteLock, CONFIG, INDEX, REFS};
+use crate::db::{self, Db, Index, IndexEntry, WriteLock, CONFIG, INDEX, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::keys::Home;
-use crate::object::{Commit, EntryKind, Metadata, Tree, MAX_OBJECT_META_SIZE};
+use crate::object::{Commit, EntryKind, Metadata, Tree, MAX_OBJECT_META_SIZE, MAX_TREE_SIZE};
 use crate::store::Store;
 
 /// The branch every repository starts with.
@@ -363,7 +363,7 @@ impl Repo {
 
     /// Reads and checks a tree object.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
-        let bytes = self.store.read_verified(id, MAX_OBJECT_META_SIZE)?;
+        let bytes = self.store.read_verified(id, MAX_TREE_SIZE)?;
         Tree::decode(&bytes).map_err(|e| Error::BadObject {
             id: *id,
             what: "tree",
@@ -426,12 +426,12 @@ impl Repo {
     }
 
     /// Loads the whole staging index and the time it was last written (ns since the epoch).
-    pub fn load_index(&self) -> Result<(BTreeMap<String, IndexEntry>, i64)> {
+    pub fn load_index(&self) -> Result<(Index, i64)> {
         let db = self.db()?;
         let tx = db.db.begin_read()?;
         let t = tx.open_table(INDEX)?;
-        // redb yields keys in order, so the map is bulk-built rather than inserted into.
-        let mut entries = Vec::new();
+        // redb yields keys in order: the index is that vector, sized once.
+        let mut entries = Vec::with_capacity(usize::try_from(t.len()?).unwrap_or(0));
         for item in t.iter()? {
             let (k, v) = item?;
             entries.push((
@@ -439,7 +439,7 @@ impl Repo {
                 IndexEntry::decode(k.value(), v.value())?,
             ));
         }
-        let out: BTreeMap<String, IndexEntry> = entries.into_iter().collect();
+        let out = Index::from_sorted(entries);
         let time = db::get_config(&tx, "index-time")?
             .and_then(|b| b.try_into().ok().map(i64::from_le_bytes))
             .unwrap_or(0);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::db::IndexEntry;
@@ -49,6 +49,8 @@ enum Outcome {
     /// A file to read and hash, once the walk has found them all (so that the byte total
     /// is known before hashing starts).
     Pending(Stat),
+    /// A tracked path to unstage.
+    Unstage,
 }
 
 /// Stages one walked path.
@@ -112,48 +114,50 @@ fn hash_pending(
     opts: AddOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let pending: Vec<usize> = (0..results.len())
-        .filter(|i| matches!(results[*i].1, Outcome::Pending(_)))
-        .collect();
-    if pending.is_empty() {
+    let (mut pending, mut bytes) = (0, 0);
+    for (_, o) in results.iter() {
+        if let Outcome::Pending(stat) = o {
+            pending += 1;
+            bytes += stat.size;
+        }
+    }
+    if pending == 0 {
         return Ok(());
     }
-    let size = |i: usize| match &results[i].1 {
-        Outcome::Pending(stat) => stat.size,
-        _ => 0,
-    };
-    let bytes = pending.iter().map(|i| size(*i)).sum();
-    progress.phase("hashing", pending.len() as u64, bytes);
-    let next = AtomicUsize::new(0);
+    progress.phase("hashing", pending as u64, bytes);
     let failed = AtomicBool::new(false);
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8)
-        .min(pending.len());
-    let shared: &[(String, Outcome)] = results;
-    let done: Vec<Result<Vec<(usize, Outcome)>>> = std::thread::scope(|s| {
+        .min(pending);
+    // Workers take small runs of the results in turn and hash their pending files in
+    // place: no second vector of outcomes.
+    let runs = Mutex::new(results.chunks_mut(64));
+    let done: Vec<Result<()>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                s.spawn(|| -> Result<Vec<(usize, Outcome)>> {
-                    let mut out = Vec::new();
+                s.spawn(|| -> Result<()> {
                     while !failed.load(Ordering::Relaxed) {
-                        let Some(&i) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        let Some(run) = runs.lock().expect("not poisoned").next() else {
                             break;
                         };
-                        let (rel, Outcome::Pending(stat)) = &shared[i] else {
-                            continue;
-                        };
-                        match hash_file(repo, rel, stat, opts) {
-                            Ok(o) => out.push((i, o)),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err(e);
+                        for (rel, outcome) in run {
+                            let Outcome::Pending(stat) = outcome else {
+                                continue;
+                            };
+                            let stat = *stat;
+                            match hash_file(repo, rel, &stat, opts) {
+                                Ok(o) => *outcome = o,
+                                Err(e) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    return Err(e);
+                                }
                             }
+                            progress.inc(stat.size);
+                            progress.file_done();
                         }
-                        progress.inc(stat.size);
-                        progress.file_done();
                     }
-                    Ok(out)
+                    Ok(())
                 })
             })
             .collect();
@@ -165,12 +169,7 @@ fn hash_pending(
             })
             .collect()
     });
-    for part in done {
-        for (i, outcome) in part? {
-            results[i].1 = outcome;
-        }
-    }
-    Ok(())
+    done.into_iter().collect()
 }
 
 /// Stages `paths` (repository paths; "" is the whole tree), recursively, like
@@ -215,17 +214,24 @@ pub fn add(
         })?;
     }
     let mut results = results.into_inner().expect("walk ended");
-    let seen: HashSet<String> = results.iter().map(|(p, _)| p.clone()).collect();
+    // In path order: what the walk met is then found by binary search, and the index is
+    // written in order.
+    results.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let met = |path: &str| {
+        results
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .is_ok()
+    };
 
     // Tracked paths under the targets that the walk did not meet: ignored but tracked
     // (staged like named files), or gone (unstaged).
     let mut report = AddReport::default();
-    let mut changes: BTreeMap<String, Option<IndexEntry>> = BTreeMap::new();
+    let mut unmet = Vec::new();
     for (path, old) in index
         .iter()
         .filter(|(k, _)| paths.iter().any(|p| under(k, p)))
     {
-        if seen.contains(path) {
+        if met(path) {
             continue;
         }
         let abs = repo.abs(path);
@@ -233,41 +239,55 @@ pub fn add(
             Ok(m) if m.is_dir() && old.kind == EntryKind::Dir => {}
             Ok(m) if !m.is_dir() => {
                 let outcome = stage_path(repo, &abs, &m, Some(old), index_time)?;
-                results.push((path.clone(), outcome));
+                unmet.push((path.clone(), outcome));
             }
             _ => {
-                changes.insert(path.clone(), None);
                 report.removed.push(path.clone());
+                unmet.push((path.clone(), Outcome::Unstage));
             }
         }
+    }
+    if !unmet.is_empty() {
+        results.extend(unmet);
+        results.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
     hash_pending(repo, &mut results, opts, progress)?;
     progress.finish();
 
-    let mut nonempty: HashSet<&str> = HashSet::new();
-    for (p, _) in &results {
-        mark_parents(p, &mut nonempty);
+    let nonempty: HashSet<String> = {
+        let mut set: HashSet<&str> = HashSet::new();
+        for (p, _) in &results {
+            mark_parents(p, &mut set);
+        }
+        set.into_iter().map(str::to_string).collect()
+    };
+    if let Some((path, _)) = results
+        .iter()
+        .find(|(_, o)| matches!(o, Outcome::Pending(_)))
+    {
+        return Err(Error::Other(format!(
+            "internal error: {path:?} was not hashed"
+        )));
     }
     let empty_tree = crate::ObjectId::of(&crate::object::Tree::default().encode());
-    let mut new_paths = Vec::new();
-    for (path, outcome) in &results {
+    // The results become the changes in place (no second vector of every path and entry):
+    // each is kept as `Staged` (to write) or `Unstage` (to remove), or dropped.
+    let mut changes = results;
+    changes.retain_mut(|(path, outcome)| {
         let old = index.get(path);
         match outcome {
-            Outcome::Unchanged => {}
-            Outcome::Pending(_) => {
-                return Err(Error::Other(format!(
-                    "internal error: {path:?} was not hashed"
-                )));
-            }
+            Outcome::Unchanged | Outcome::Pending(_) => false,
+            Outcome::Unstage => true,
             Outcome::Dir => {
                 let empty = !nonempty.contains(path.as_str());
                 match old {
                     // A file where a directory now is, or an empty directory that filled up.
                     Some(e) if e.kind != EntryKind::Dir || !empty => {
-                        changes.insert(path.clone(), None);
                         if e.kind != EntryKind::Dir {
                             report.removed.push(path.clone());
                         }
+                        *outcome = Outcome::Unstage;
+                        true
                     }
                     None if empty => {
                         let e = IndexEntry {
@@ -276,11 +296,11 @@ pub fn add(
                             size: 0,
                             stat: None,
                         };
-                        changes.insert(path.clone(), Some(e));
                         report.added.push(path.clone());
-                        new_paths.push(path.clone());
+                        *outcome = Outcome::Staged(e, false);
+                        true
                     }
-                    _ => {}
+                    _ => false,
                 }
             }
             Outcome::Staged(entry, stored) => {
@@ -295,19 +315,25 @@ pub fn add(
                     Some(_) => report.updated.push(path.clone()),
                     None => report.added.push(path.clone()),
                 }
-                changes.insert(path.clone(), Some(entry.clone()));
-                new_paths.push(path.clone());
+                true
             }
         }
-    }
+    });
     // Entries above a new path must be directories: drop tracked files or empty-directory
     // markers that stand there.
-    for p in &new_paths {
+    let mut above: Vec<String> = Vec::new();
+    for (p, o) in &changes {
+        if matches!(o, Outcome::Unstage) {
+            continue;
+        }
         let mut cur = parent(p);
         while !cur.is_empty() {
             if let Some(e) = index.get(cur) {
-                if !changes.contains_key(cur) {
-                    changes.insert(cur.to_string(), None);
+                let changed = changes
+                    .binary_search_by(|(c, _)| c.as_str().cmp(cur))
+                    .is_ok();
+                if !changed && !above.iter().any(|a| a == cur) {
+                    above.push(cur.to_string());
                     if e.kind != EntryKind::Dir {
                         report.removed.push(cur.to_string());
                     }
@@ -316,11 +342,21 @@ pub fn add(
             cur = parent(cur);
         }
     }
+    if !above.is_empty() {
+        changes.extend(above.into_iter().map(|p| (p, Outcome::Unstage)));
+        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
     if changes.is_empty() {
         return Ok(report);
     }
     repo.store().sync()?;
-    write_index(repo, &changes)?;
+    write_index(
+        repo,
+        changes.iter().map(|(p, o)| match o {
+            Outcome::Staged(e, _) => (p.as_str(), Some(e)),
+            _ => (p.as_str(), None),
+        }),
+    )?;
     report.added.sort();
     report.updated.sort();
     report.removed.sort();
@@ -373,7 +409,7 @@ pub fn rm(repo: &Repo, paths: &[String], cached: bool, force: bool) -> Result<Rm
     if !dirty.is_empty() {
         return Err(Error::RmUnsaved(dirty));
     }
-    write_index(repo, &changes)?;
+    write_index(repo, changes.iter().map(|(p, e)| (p.as_str(), e.as_ref())))?;
     let removed: Vec<String> = changes.into_keys().collect();
     if !cached {
         for k in &removed {

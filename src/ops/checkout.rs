@@ -230,7 +230,7 @@ fn materialize_commit(
         moved_head: paths.is_empty(),
         ..Default::default()
     };
-    let mut new_index: BTreeMap<String, IndexEntry> = index.clone();
+    let mut new_index: BTreeMap<String, IndexEntry> = index.clone().into();
     for (p, stat) in &adopted {
         let e = target[p];
         new_index.insert(p.clone(), indexed(&e, Some(*stat)));
@@ -259,8 +259,7 @@ fn materialize_commit(
             in_scope(p)
                 && !adopted.contains_key(*p)
                 && (absent.contains(*p)
-                    || !(tracked.get(*p) == Some(*e)
-                        && index.get(*p).is_some_and(|i| i.id == e.id)))
+                    || !(tracked.get(*p) == Some(*e) && index.get(p).is_some_and(|i| i.id == e.id)))
         })
         .collect();
     // A lazy clone records file content it has not fetched without writing it (absent);

@@ -1,12 +1,11 @@
 //! `commit`: turn the index into trees, sign a commit with the device key, move the branch.
 
-use std::collections::BTreeMap;
-
-use crate::db::{IndexEntry, CONFIG, REFS};
+use crate::db::{Index, IndexEntry, CONFIG, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{Commit, CommitBody, EntryKind, Tree, TreeEntry};
 use crate::repo::Repo;
+use crate::worktree::under;
 
 /// What `commit` made.
 #[derive(Debug, serde::Serialize)]
@@ -18,80 +17,168 @@ pub struct CommitReport {
     pub bytes: u64,
 }
 
-enum Node {
-    Leaf(EntryKind, ObjectId, u64),
-    Dir(BTreeMap<String, Node>),
+/// One directory being written: the entries met so far, and the files and bytes below it.
+struct OpenDir {
+    path: String,
+    entries: Vec<TreeEntry>,
+    files: u64,
+    bytes: u64,
+}
+
+/// Writes the trees of index paths met in order, as it goes: only the directories on the
+/// path of the current entry are open, each holding its own entries; a directory is sorted,
+/// encoded and stored as soon as the paths leave it. So memory holds one directory per
+/// level, not a second copy of the whole index.
+///
+/// Paths in index order are not in tree order (`a.txt` sorts before `a/b`, but the tree of
+/// the root lists `a` before `a.txt`), so a closed directory's entries are sorted by name.
+struct TreeWriter<'r> {
+    repo: &'r Repo,
+    open: Vec<OpenDir>,
+    /// The id of the empty tree, once stored (for empty directories staged as such).
+    empty: Option<ObjectId>,
+}
+
+impl<'r> TreeWriter<'r> {
+    fn new(repo: &'r Repo) -> Self {
+        TreeWriter {
+            repo,
+            open: vec![OpenDir {
+                path: String::new(),
+                entries: Vec::new(),
+                files: 0,
+                bytes: 0,
+            }],
+            empty: None,
+        }
+    }
+
+    /// Adds the index entry of `path`; paths come in index (byte) order.
+    fn add(&mut self, path: &str, e: &IndexEntry) -> Result<()> {
+        let (dir, name) = match path.rfind('/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => ("", path),
+        };
+        while !under(dir, &self.open.last().expect("the root stays open").path) {
+            self.close()?;
+        }
+        // Open the directories between the innermost open one and `dir`.
+        let top = self.open.last().expect("the root stays open").path.len();
+        if dir.len() > top {
+            let mut at = if top == 0 { 0 } else { top + 1 };
+            loop {
+                let end = dir[at..].find('/').map_or(dir.len(), |i| at + i);
+                self.open.push(OpenDir {
+                    path: dir[..end].to_string(),
+                    entries: Vec::new(),
+                    files: 0,
+                    bytes: 0,
+                });
+                if end == dir.len() {
+                    break;
+                }
+                at = end + 1;
+            }
+        }
+        let entry = if e.kind == EntryKind::Dir {
+            // An empty directory staged as such: the empty tree (dropped when the same
+            // directory also has entries, see `close`).
+            let id = match self.empty {
+                Some(id) => id,
+                None => {
+                    let id = self.repo.store().put_bytes(&Tree::default().encode())?;
+                    *self.empty.insert(id)
+                }
+            };
+            TreeEntry {
+                name: name.to_string(),
+                kind: EntryKind::Dir,
+                size: 0,
+                id,
+            }
+        } else {
+            TreeEntry {
+                name: name.to_string(),
+                kind: e.kind,
+                size: e.size,
+                id: e.id,
+            }
+        };
+        let d = self.open.last_mut().expect("the root stays open");
+        if e.kind != EntryKind::Dir {
+            d.files += 1;
+            d.bytes += e.size;
+        }
+        d.entries.push(entry);
+        Ok(())
+    }
+
+    /// Sorts, encodes and stores the innermost open directory; returns it, emptied, and its id.
+    fn finish_dir(&mut self) -> Result<(OpenDir, ObjectId)> {
+        let mut d = self.open.pop().expect("a directory is open");
+        d.entries
+            .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        // Two entries of one name: a directory that is also staged as empty (keep the
+        // directory with content), or a file and a directory (an index that cannot be).
+        let mut i = 1;
+        while i < d.entries.len() {
+            if d.entries[i - 1].name == d.entries[i].name {
+                let (a, b) = (&d.entries[i - 1], &d.entries[i]);
+                let empty = Some(a.id) == self.empty || Some(b.id) == self.empty;
+                if a.kind == EntryKind::Dir && b.kind == EntryKind::Dir && empty {
+                    let drop = if Some(a.id) == self.empty { i - 1 } else { i };
+                    d.entries.remove(drop);
+                    continue;
+                }
+                let at = if d.path.is_empty() {
+                    a.name.clone()
+                } else {
+                    format!("{}/{}", d.path, a.name)
+                };
+                return Err(Error::Db(format!(
+                    "index holds both a file and a directory at {at:?}"
+                )));
+            }
+            i += 1;
+        }
+        let entries = std::mem::take(&mut d.entries);
+        let id = self.repo.store().put_bytes(&Tree { entries }.encode())?;
+        Ok((d, id))
+    }
+
+    /// Closes the innermost open directory into its parent's entries.
+    fn close(&mut self) -> Result<()> {
+        let (d, id) = self.finish_dir()?;
+        let name = d.path.rsplit('/').next().unwrap_or(&d.path).to_string();
+        let parent = self.open.last_mut().expect("the root stays open");
+        parent.files += d.files;
+        parent.bytes += d.bytes;
+        parent.entries.push(TreeEntry {
+            name,
+            kind: EntryKind::Dir,
+            size: d.bytes,
+            id,
+        });
+        Ok(())
+    }
+
+    /// Closes every directory and returns the root tree id, file count and total size.
+    fn finish(mut self) -> Result<(ObjectId, u64, u64)> {
+        while self.open.len() > 1 {
+            self.close()?;
+        }
+        let (root, id) = self.finish_dir()?;
+        Ok((id, root.files, root.bytes))
+    }
 }
 
 /// Stores the trees for `index` and returns the root tree id and (file count, total size).
-pub fn write_trees(
-    repo: &Repo,
-    index: &BTreeMap<String, IndexEntry>,
-) -> Result<(ObjectId, u64, u64)> {
-    let mut root: BTreeMap<String, Node> = BTreeMap::new();
+pub fn write_trees(repo: &Repo, index: &Index) -> Result<(ObjectId, u64, u64)> {
+    let mut w = TreeWriter::new(repo);
     for (path, e) in index {
-        let mut map = &mut root;
-        let mut parts = path.split('/').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                if e.kind == EntryKind::Dir {
-                    map.entry(part.to_string())
-                        .or_insert_with(|| Node::Dir(BTreeMap::new()));
-                } else if map
-                    .insert(part.to_string(), Node::Leaf(e.kind, e.id, e.size))
-                    .is_some()
-                {
-                    return Err(Error::Db(format!(
-                        "index holds both a file and a directory at {path:?}"
-                    )));
-                }
-            } else {
-                let node = map
-                    .entry(part.to_string())
-                    .or_insert_with(|| Node::Dir(BTreeMap::new()));
-                map = match node {
-                    Node::Dir(m) => m,
-                    Node::Leaf(..) => {
-                        return Err(Error::Db(format!(
-                            "index holds both a file and a directory at {part:?} in {path:?}"
-                        )))
-                    }
-                };
-            }
-        }
+        w.add(path, e)?;
     }
-    fn write(repo: &Repo, map: BTreeMap<String, Node>) -> Result<(ObjectId, u64, u64)> {
-        let mut tree = Tree::default();
-        let (mut files, mut bytes) = (0, 0);
-        for (name, node) in map {
-            let entry = match node {
-                Node::Leaf(kind, id, size) => {
-                    files += 1;
-                    bytes += size;
-                    TreeEntry {
-                        name,
-                        kind,
-                        size,
-                        id,
-                    }
-                }
-                Node::Dir(children) => {
-                    let (id, f, b) = write(repo, children)?;
-                    files += f;
-                    bytes += b;
-                    TreeEntry {
-                        name,
-                        kind: EntryKind::Dir,
-                        size: b,
-                        id,
-                    }
-                }
-            };
-            tree.entries.push(entry);
-        }
-        Ok((repo.store().put_bytes(&tree.encode())?, files, bytes))
-    }
-    write(repo, root)
+    w.finish()
 }
 
 /// Records the index and the pending metadata as a new commit on HEAD.

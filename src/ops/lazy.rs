@@ -118,7 +118,7 @@ pub fn plan_drop(repo: &Repo, paths: &[String]) -> Result<DropPlan> {
 /// and records the file as absent. The caller holds the writer lock and has found a
 /// provider holding every content.
 pub fn apply_drop(repo: &Repo, plan: DropPlan) -> Result<DropReport> {
-    let (mut index, _) = repo.load_index()?;
+    let mut index: BTreeMap<String, IndexEntry> = repo.load_index()?.0.into();
     repo.release_db();
     let mut report = DropReport {
         kept: plan.shared,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use crate::db::{IndexEntry, CONFIG, INDEX};
+use crate::db::{Index, IndexEntry, CONFIG, INDEX};
 use crate::error::Result;
 use crate::repo::Repo;
 
@@ -36,9 +36,12 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Writes index changes (`None` removes the path) in one transaction and stamps the index
-/// time. Callers sync the store first.
-fn write_index(repo: &Repo, changes: &BTreeMap<String, Option<IndexEntry>>) -> Result<()> {
+/// Writes index changes (`None` removes the path), best in path order, in one transaction
+/// and stamps the index time. Callers sync the store first.
+fn write_index<'a>(
+    repo: &Repo,
+    changes: impl IntoIterator<Item = (&'a str, Option<&'a IndexEntry>)>,
+) -> Result<()> {
     let db = repo.db()?;
     let tx = db.db.begin_write()?;
     {
@@ -46,10 +49,10 @@ fn write_index(repo: &Repo, changes: &BTreeMap<String, Option<IndexEntry>>) -> R
         for (path, entry) in changes {
             match entry {
                 Some(e) => {
-                    t.insert(path.as_str(), e.encode().as_slice())?;
+                    t.insert(path, e.encode().as_slice())?;
                 }
                 None => {
-                    t.remove(path.as_str())?;
+                    t.remove(path)?;
                 }
             }
         }
@@ -76,7 +79,7 @@ fn stamp_index(tx: &redb::WriteTransaction) -> Result<()> {
 /// is too recent to be trusted are left out. Content and `index-tree` stay as they are.
 fn refresh_stats(
     repo: &Repo,
-    index: &BTreeMap<String, IndexEntry>,
+    index: &Index,
     refreshed: &[(String, crate::store::Stat)],
 ) -> Result<()> {
     let now = now_ns();

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::db::IndexEntry;
+use crate::db::{Index, IndexEntry};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::leftover::{self, Leftover};
@@ -109,7 +109,7 @@ pub fn compare(
 }
 
 /// Flattens the index to what the next commit records.
-pub fn index_flat(index: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, FlatEntry> {
+pub fn index_flat(index: &Index) -> BTreeMap<String, FlatEntry> {
     index
         .iter()
         .map(|(k, e)| {
@@ -161,7 +161,7 @@ impl Worktree {
 
 impl Worktree {
     /// Returns every tracked path as it is on disk now (missing ones absent).
-    pub fn tracked(&self, index: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, FlatEntry> {
+    pub fn tracked(&self, index: &Index) -> BTreeMap<String, FlatEntry> {
         let mut out = index_flat(index);
         for (p, now) in &self.changed {
             match now {
@@ -173,7 +173,7 @@ impl Worktree {
     }
 
     /// Lists working-tree changes against the index.
-    pub fn unstaged(&self, index: &BTreeMap<String, IndexEntry>) -> Vec<Change> {
+    pub fn unstaged(&self, index: &Index) -> Vec<Change> {
         let mut out = Vec::new();
         for (p, now) in &self.changed {
             let Some(old) = index.get(p) else { continue };
@@ -222,11 +222,7 @@ pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEn
 
 /// Reads the working tree state of every tracked path (hashing only what the stat cache
 /// cannot vouch for) and lists untracked paths.
-pub fn scan_worktree(
-    repo: &Repo,
-    index: &BTreeMap<String, IndexEntry>,
-    index_time: i64,
-) -> Result<Worktree> {
+pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Worktree> {
     let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
     let seen = Mutex::new(Vec::new());

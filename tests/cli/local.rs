@@ -443,3 +443,43 @@ fn errors_under_json_are_json() {
     );
     assert!(v["hint"].as_str().unwrap().contains("lode init"), "{v}");
 }
+
+/// A directory whose tree is larger than trees were once bounded to (64 MiB, about a
+/// million entries of short names) commits, reads back and checks out: 240,000 empty files
+/// (cheap to make) of 255-byte names make one tree of about 70 MiB.
+#[test]
+fn a_directory_whose_tree_exceeds_the_old_bound() {
+    const N: usize = 240_000;
+    let name = |i: usize| format!("{i:08}{}", "x".repeat(247));
+    let env = TestEnv::new();
+    let ds = env.init();
+    let dir = env.path("ds/big");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..N {
+        fs::File::create(dir.join(name(i))).unwrap();
+    }
+    env.ok(ds, &["add", "--no-progress", "."]);
+    env.ok(ds, &["commit", "-m", "big"]);
+    let largest = walk(&env.path("ds/.lode/objects"))
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(largest > 64 << 20, "the big tree is {largest} bytes");
+    assert!(env.ok(ds, &["status"]).contains("working tree clean"));
+    let ls = env.ls(ds, "HEAD");
+    assert_eq!(ls.len(), N);
+    assert_eq!(ls[N - 1].0, format!("big/{}", name(N - 1)));
+
+    fs::remove_dir_all(&dir).unwrap();
+    env.ok(ds, &["checkout", "-f", "--no-progress", "HEAD"]);
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), N);
+    assert_eq!(names[0], name(0));
+    assert_eq!(names[N - 1], name(N - 1));
+    assert!(env.ok(ds, &["status"]).contains("working tree clean"));
+}

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::peer_name;
 use crate::net::pieces;
-use crate::object::{Commit, EntryKind, Tree, MAX_OBJECT_META_SIZE};
+use crate::object::{Commit, EntryKind, Tree, MAX_TREE_SIZE};
 use crate::ops::sealed;
 use crate::progress::Progress;
 use crate::repo::Repo;
@@ -88,7 +88,8 @@ impl Walk<'_> {
 
     pub(super) async fn read(&self, id: &ObjectId) -> Result<Vec<u8>> {
         match self.sink {
-            Sink::Repo(r) => r.store().read_verified(id, MAX_OBJECT_META_SIZE),
+            // Trees and commits: the larger bound, a tree's.
+            Sink::Repo(r) => r.store().read_verified(id, MAX_TREE_SIZE),
             Sink::Store => {
                 let b = self
                     .store
