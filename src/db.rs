@@ -76,10 +76,20 @@ impl Index {
 
     /// The entry of `path`.
     pub fn get(&self, path: &str) -> Option<&IndexEntry> {
+        self.position(path).map(|i| &self.entries[i].1)
+    }
+
+    /// Where `path` stands in path order, if staged (see [`Index::at`]).
+    pub fn position(&self, path: &str) -> Option<usize> {
         self.entries
             .binary_search_by(|(p, _)| p.as_str().cmp(path))
             .ok()
-            .map(|i| &self.entries[i].1)
+    }
+
+    /// The entry at position `i` of path order.
+    pub fn at(&self, i: usize) -> (&str, &IndexEntry) {
+        let (p, e) = &self.entries[i];
+        (p, e)
     }
 
     /// Whether `path` is staged.

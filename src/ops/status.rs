@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -225,7 +225,6 @@ pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEn
 pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Worktree> {
     let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
-    let seen = Mutex::new(Vec::new());
     let refreshed = Mutex::new(Vec::new());
     let check = |rel: &str, abs: &Path, meta: &fs::Metadata, e: &IndexEntry| -> Result<()> {
         let stat = Stat::of(meta);
@@ -254,16 +253,18 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
         }
         Ok(())
     };
-    let lookup: FxHashMap<&str, &IndexEntry> = index.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    // Paths are looked up in the sorted index itself (no second table of every path), and
+    // the ones the walk met are marked by position.
+    let seen: Vec<AtomicBool> = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
     let leftovers = Mutex::new(Vec::new());
     worktree::walk_with_leftovers(
         repo.root(),
         &[String::new()],
         |item| {
-            match lookup.get_key_value(item.rel.as_str()) {
-                Some((key, e)) => {
-                    seen.lock().expect("not poisoned").push(*key);
-                    check(&item.rel, &item.abs, &item.meta, e)?;
+            match index.position(item.rel.as_str()) {
+                Some(i) => {
+                    seen[i].store(true, Ordering::Relaxed);
+                    check(&item.rel, &item.abs, &item.meta, index.at(i).1)?;
                 }
                 None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
                     untracked
@@ -277,7 +278,7 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
         },
         |item| {
             // A tracked path with a temp-like name is checked below like any tracked path.
-            if lookup.contains_key(item.rel.as_str()) {
+            if index.contains_key(item.rel.as_str()) {
                 return;
             }
             if let Some((kind, owner)) = item
@@ -296,12 +297,11 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
             }
         },
     )?;
-    let seen: FxHashSet<&str> = seen.into_inner().expect("walk ended").into_iter().collect();
     // Tracked paths the walk did not meet: ignored ones still on disk, deleted ones, or
     // (in a lazy clone) files never written here: no stat recorded.
     let mut absent = Vec::new();
-    for (p, e) in index {
-        if !seen.contains(p.as_str()) {
+    for (i, (p, e)) in index.iter().enumerate() {
+        if !seen[i].load(Ordering::Relaxed) {
             let abs = repo.abs(p);
             match fs::symlink_metadata(&abs) {
                 Ok(meta) => check(p, &abs, &meta, e)?,
