@@ -584,3 +584,59 @@ fn copy_and_hash(path: &Path, src: &File, dest: &File) -> io::Result<(ObjectId, 
         Ok((id, n, copied?))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
+        s.create().unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn put_many_writes_read_only_objects_and_skips_present_ones() {
+        let (_dir, s) = store();
+        let a = b"alpha".to_vec();
+        let b = vec![7u8; 5000];
+        let (ia, ib) = (ObjectId::of(&a), ObjectId::of(&b));
+        s.put_bytes(&a).unwrap();
+        let n = s.put_many(&[(ia, &a[..]), (ib, &b[..])]).unwrap();
+        assert_eq!(n, 1, "only the missing object is new");
+        assert_eq!(s.read_small(&ib).unwrap().unwrap(), b);
+        assert!(fs::metadata(s.path(&ib)).unwrap().permissions().readonly());
+        // Nothing is left in the temp directory: nameless files need no cleanup.
+        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn put_many_refuses_bytes_that_do_not_match_their_id() {
+        let (_dir, s) = store();
+        let good = b"good".to_vec();
+        let id = ObjectId::of(b"something else");
+        let err = s
+            .put_many(&[(ObjectId::of(&good), &good[..]), (id, &good[..])])
+            .unwrap_err();
+        assert!(matches!(err, Error::ObjectCorrupt { .. }), "{err}");
+        assert!(!s.has(&id), "nothing is stored under the wrong id");
+    }
+
+    #[test]
+    fn create_whole_never_replaces_what_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        assert!(matches!(
+            create_whole(&dest, b"one", 0o644).unwrap(),
+            Whole::Created(_) | Whole::Unsupported
+        ));
+        if fs::read(&dest).is_ok() {
+            assert!(matches!(
+                create_whole(&dest, b"two", 0o644).unwrap(),
+                Whole::Exists
+            ));
+            assert_eq!(fs::read(&dest).unwrap(), b"one");
+        }
+    }
+}
