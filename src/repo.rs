@@ -530,7 +530,6 @@ mod tests {
         let home = Home::new(dir.path().join("home"));
         let opts = RepoOptions {
             lock_timeout: Duration::from_secs(3),
-            ..RepoOptions::default()
         };
         let root = dir.path().join("ds");
         fs::create_dir(&root).unwrap();
