@@ -104,11 +104,6 @@ for round in $(seq 0 "$REPS"); do
   [[ $round == 0 ]] && T=()
 done
 
-# Copies are deleted only now: on ext4 without a journal, inodes freed in the last minute
-# are skipped one by one when new ones are allocated, which would slow the run after each
-# deletion (measured: several seconds for 10,000 files).
-rm -rf "$BENCH_DIR/run"
-
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 ML=$(echo "${T[lode]}" | median); MR=$(echo "${T[rsync]}" | median)
 echo "# Cloning many small files ($(date -u +%Y-%m-%d), $(nproc) cores, N=$N x 1 KiB, REPS=$REPS)"
@@ -119,3 +114,8 @@ echo "| lode clone | $ML | ${T[lode]} |"
 echo "| rsync daemon | $MR | ${T[rsync]} |"
 echo
 awk -v l="$ML" -v r="$MR" 'BEGIN{printf "lode / rsync: %.2f (target <= 1.0)\n", l/r}'
+# The copies are kept, not deleted between runs: on ext4 without a journal, inodes freed in
+# the last minutes are skipped one by one when new ones are allocated, which slows whatever
+# runs after a deletion (several seconds for 10,000 files), and deleting them all takes
+# minutes. The next run of this script deletes them first.
+say "copies left in $BENCH_DIR/run"
