@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod gateway;

@@ -46,6 +46,16 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The permission bits a file of this kind is written with: `0o755` for an executable,
+    /// `0o644` otherwise.
+    pub fn file_mode(self) -> u32 {
+        if self == EntryKind::Executable {
+            0o755
+        } else {
+            0o644
+        }
+    }
+
     /// Returns the name used in listings and JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -40,6 +40,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ops", &["ops/"]),
     // Peers and people: iroh sync, the registry, the HTTP gateway.
     ("net", &["net/", "gateway/"]),
+    // The daemon that `lode serve` runs: the server, the gateway and the mirror followers.
+    ("daemon", &["daemon.rs"]),
 ];
 
 /// The layer index of a file (path relative to `src/`, with `/`), if the table names it.

@@ -1,8 +1,8 @@
 //! Storage managers: `lode mirror add|list|remove`. A mirror is a `clone --mirror` of a
 //! dataset kept under `$LODE_HOME/mirrors/DATASET-ID/`: it holds what the dataset publishes
 //! (for a restricted dataset, ciphertext only, with a relay ticket), never checks out, and is
-//! served by `lode serve --mirrors`, which also follows each dataset by fetching from its
-//! origin at a fixed interval (see the CLI).
+//! served by `lode serve --mirrors`, which also follows each dataset (`crate::daemon` runs
+//! the rounds of [`follow_once`]; `lode mirror sync` runs one by hand).
 
 use std::path::{Path, PathBuf};
 
@@ -347,55 +347,6 @@ pub async fn follow_once(
         round.mirrors.push((id, res));
     }
     round
-}
-
-/// Subscribes to a mirrored dataset at its origin (`WaitHead`, a long poll over iroh) and
-/// wakes `wake` whenever a newer head is published, so that the follower fetches it at
-/// once rather than at its next polling round. Runs until the mirror is removed; a provider
-/// that does not answer or does not support subscriptions is asked again after `retry`
-/// (the polling rounds keep the mirror up to date meanwhile).
-pub async fn watch(
-    home: Home,
-    dir: PathBuf,
-    opts: NetOptions,
-    wake: std::sync::Arc<tokio::sync::Notify>,
-    retry: std::time::Duration,
-) {
-    let mut seen = 0u64;
-    while dir.join(".lode").is_dir() {
-        let setup = (|| -> Result<(Ticket, Option<Bundle>, u64)> {
-            let repo = Repo::discover(&dir, home.clone(), RepoOptions::default())?;
-            let got = (|| {
-                Ok((
-                    fetch::remote(&repo, "origin")?,
-                    crate::ops::access::own_capability(&repo)?,
-                    crate::ops::access::stored_head(&repo)?.map_or(0, |h| h.body.seq),
-                ))
-            })();
-            repo.release_db();
-            got
-        })();
-        let Ok((ticket, cap, stored)) = setup else {
-            tokio::time::sleep(retry).await;
-            continue;
-        };
-        seen = seen.max(stored);
-        let answer = async {
-            let mut client = fetch::Client::new(&home, &ticket, cap, &opts).await?;
-            let got = client.wait_head(seen, 50).await;
-            client.close().await;
-            got
-        }
-        .await;
-        match answer {
-            Ok(p) if p.head.body.seq > seen => {
-                seen = p.head.body.seq;
-                wake.notify_one();
-            }
-            Ok(_) => {}
-            Err(_) => tokio::time::sleep(retry).await,
-        }
-    }
 }
 
 /// What a mirror did with one taint notice.

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::db::{IndexEntry, CONFIG, REFS};
 use crate::error::{Error, Result};
@@ -22,6 +22,11 @@ use crate::progress::Progress;
 use crate::repo::{FlatEntry, Repo, MAIN};
 use crate::store::{create_whole, Stat, Whole, SMALL_FILE};
 use crate::worktree::under;
+
+mod place;
+
+use place::TempPath;
+pub use place::{place, Placing};
 
 use super::add::remove_empty_parents;
 use super::history::resolve;
@@ -472,7 +477,7 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
                 .store()
                 .read_verified(&e.id, MAX_OBJECT_META_SIZE)
                 .map_err(|err| with_path(err, rel))?;
-            place(repo, &dest, |tmp| {
+            place(repo.store().tmp_dir(), "checkout", &dest, |tmp| {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), tmp)
                     .map_err(|err| Error::io("cannot create symlink", tmp, err))
             })?;
@@ -480,17 +485,13 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
         }
         EntryKind::File if link && link_out(repo, &e.id, &dest) => stat_of(&dest),
         EntryKind::File | EntryKind::Executable => {
-            let mode = if e.kind == EntryKind::Executable {
-                0o755
-            } else {
-                0o644
-            };
+            let mode = e.kind.file_mode();
             if free && e.size <= SMALL_FILE {
                 if let Some(stat) = write_small(repo, rel, e, &dest, mode)? {
                     return Ok(Some(stat));
                 }
             }
-            place(repo, &dest, |tmp| {
+            place(repo.store().tmp_dir(), "checkout", &dest, |tmp| {
                 let file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -537,68 +538,6 @@ fn write_small(
         Ok(Whole::Exists | Whole::Unsupported) => Ok(None),
         Err(err) => Err(Error::io("cannot write", dest, err)),
     }
-}
-
-/// A temp path that is removed when dropped, unless kept.
-struct TempPath(Option<PathBuf>);
-
-impl TempPath {
-    fn new(p: PathBuf) -> TempPath {
-        // A dead process of the same pid may have left this name.
-        let _ = fs::remove_file(&p);
-        TempPath(Some(p))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("not kept yet")
-    }
-
-    /// Renames the temp path to `dest`; on failure the temp path is removed.
-    fn rename_to(mut self, dest: &Path) -> std::io::Result<()> {
-        fs::rename(self.path(), dest)?;
-        self.0 = None;
-        Ok(())
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-/// Makes `dest` appear whole or not at all: `make` writes a temp path in `.lode/tmp` (on the
-/// file system of `.lode`; a killed checkout's temp files are removed by the next command
-/// that takes the writer lock), which is then renamed into place. Where `dest` lies on
-/// another file system, the temp path is beside `dest` instead, named so that the next
-/// checkout, `gc` or `status` knows it for lode's (see [`crate::leftover`]).
-fn place(repo: &Repo, dest: &Path, make: impl Fn(&Path) -> Result<()>) -> Result<()> {
-    let tmp = TempPath::new(crate::leftover::in_tmp_dir(
-        repo.store().tmp_dir(),
-        "checkout",
-    ));
-    if let Err(err) = make(tmp.path()) {
-        // `.lode/tmp` may be missing (removed by hand): write beside the destination then.
-        if repo.store().tmp_dir().is_dir() {
-            return Err(err);
-        }
-    } else {
-        crate::leftover::test_slowdown();
-        match tmp.rename_to(dest) {
-            Ok(()) => return Ok(()),
-            Err(err) if err.kind() != std::io::ErrorKind::CrossesDevices => {
-                return Err(Error::io("cannot write", dest, err));
-            }
-            Err(_) => {}
-        }
-    }
-    let parent = dest.parent().expect("repository paths have a parent");
-    let tmp = TempPath::new(crate::leftover::beside(parent));
-    make(tmp.path())?;
-    tmp.rename_to(dest)
-        .map_err(|err| Error::io("cannot write", dest, err))
 }
 
 /// Hard-links object `id` to `dest` (through a temporary name in `.lode/tmp`, then a

@@ -245,6 +245,8 @@ pub struct GcReport {
     pub objects_removed: u64,
     pub bytes_freed: u64,
     pub temp_files_removed: u64,
+    /// Outboards `lode serve` cached for objects that are gone (`.lode/outboards`).
+    pub outboards_removed: u64,
     pub objects_kept: u64,
 }
 
@@ -261,6 +263,7 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         )));
     }
     let mut report = GcReport::default();
+    let mut removed = HashSet::new();
     for (id, len) in repo.store().list()? {
         if reach.objects.contains_key(&id) {
             report.objects_kept += 1;
@@ -269,8 +272,27 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         if !dry_run {
             repo.store().remove(&id)?;
         }
+        removed.insert(id);
         report.objects_removed += 1;
         report.bytes_freed += len;
+    }
+    // The outboards `lode serve` computed for objects that are gone now (removed here, or
+    // earlier by a mirror's quota or a taint notice): a cache of the object's hash tree.
+    if let Ok(rd) = fs::read_dir(repo.outboards_dir()) {
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.parse::<ObjectId>().ok()) else {
+                continue;
+            };
+            if !removed.contains(&id) && repo.store().has(&id) {
+                continue;
+            }
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if dry_run || fs::remove_file(entry.path()).is_ok() {
+                report.outboards_removed += 1;
+                report.bytes_freed += len;
+            }
+        }
     }
     // Temp files and staging directories a killed lode left in the working tree (the writer
     // lock is held: no live checkout owns one; a live `get` writing here is spared by pid).

@@ -23,10 +23,11 @@ pub fn cmd_gc(ctx: &Ctx, ui: &mut Ui, args: GcArgs) -> CliResult {
     } else if !ui.quiet {
         let verb = if dry_run { "would free" } else { "freed" };
         ui.line(format!(
-            "{verb} {} ({} objects, {} temp files); {} objects kept",
+            "{verb} {} ({} objects, {} temp files, {} cached outboards); {} objects kept",
             human(r.bytes_freed),
             r.objects_removed,
             r.temp_files_removed,
+            r.outboards_removed,
             r.objects_kept
         ))?;
     }

@@ -2,10 +2,11 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use lode::{Error, Repo};
+use lode::daemon;
 
 use crate::cli::args::NetArgs;
 use crate::cli::output::{report_round, Ui};
@@ -42,113 +43,33 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         follow,
         net,
     } = args;
-    let mirror_paths = if mirrors {
-        lode::net::mirror::paths(&ctx.home)?
+    // Without a repository named, the current one, unless only the mirrors are served.
+    let repos = if repos.is_empty() && !mirrors {
+        vec![ctx.cwd.clone()]
     } else {
-        vec![]
+        repos.iter().map(|r| ctx.cwd.join(r)).collect()
     };
-    let open = || -> Result<Vec<Repo>, Error> {
-        let mut out: Vec<Repo> = if repos.is_empty() && mirrors {
-            vec![]
-        } else if repos.is_empty() {
-            vec![ctx.repo()?]
-        } else {
-            repos
-                .iter()
-                .map(|r| Repo::discover(&ctx.cwd.join(r), ctx.home.clone(), ctx.opts.clone()))
-                .collect::<Result<_, _>>()?
-        };
-        for p in &mirror_paths {
-            out.push(Repo::discover(p, ctx.home.clone(), ctx.opts.clone())?);
-        }
-        if out.is_empty() {
-            return Err(Error::Other(
-                "nothing to serve: no repository given and no mirror (`lode mirror add`)".into(),
-            ));
-        }
-        Ok(out)
+    let opts = daemon::Options {
+        home: ctx.home.clone(),
+        repo: ctx.opts.clone(),
+        repos,
+        mirrors,
+        follow: (follow > 0).then(|| Duration::from_secs(follow)),
+        http: http.map(|addr| (addr, gateway_limits())),
+        net: net.options(),
+        progress: Some(Arc::new(ui.bar("serving"))),
     };
-    let served = open()?;
-    for r in &served {
-        r.release_db();
-    }
-    let opts = net.options();
-    let json = ui.json;
-    let quiet = ui.quiet;
-    let index_bar = std::sync::Arc::new(ui.bar("serving"));
+    let (json, quiet) = (ui.json, ui.quiet);
     let out = &mut ui.out;
     let mut printed: io::Result<()> = Ok(());
     let rt = runtime()?;
-    // The gateway reads its own handles of the repositories.
-    let gateway = match http {
-        None => None,
-        Some(addr) => {
-            let listener = rt.block_on(lode::gateway::bind(addr))?;
-            let url = listener
-                .local_addr()
-                .map_err(|e| Error::Net(format!("HTTP listener: {e}")))?;
-            let gw = std::sync::Arc::new(lode::gateway::Gateway::new(open()?)?);
-            Some((listener, gw, url))
-        }
-    };
-    let http_url = gateway.as_ref().map(|(_, _, u)| *u);
-    let gw_pages = gateway.as_ref().map(|(_, gw, _)| gw.clone());
-    if let Some((listener, gw, _)) = gateway {
-        rt.spawn(lode::gateway::run(listener, gw, gateway_limits()));
-    }
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    if mirrors && follow > 0 {
-        // Follow the mirrored datasets: a subscription per mirror wakes the follower
-        // as soon as its origin publishes a new head; a round also runs every
-        // `follow` seconds (the polling fallback). A round obeys the taint notices
-        // of the followed registries, fetches each dataset from its origin, then has
-        // the server re-read what it serves.
-        let home = ctx.home.clone();
-        let opts = net.options();
-        let quiet = ui.quiet;
-        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-        for p in &mirror_paths {
-            rt.spawn(lode::net::mirror::watch(
-                home.clone(),
-                p.clone(),
-                opts.clone(),
-                wake.clone(),
-                Duration::from_secs(follow),
-            ));
-        }
-        rt.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(follow)) => {}
-                    _ = wake.notified() => {}
-                }
-                let reload_now = || {
-                    let _ = reload_tx.send(());
-                };
-                let round = lode::net::mirror::follow_once(&home, &opts, &reload_now).await;
-                report_round(&round, quiet);
-                if reload_tx.send(()).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let setup = lode::net::serve::ServeSetup {
-        progress: Some(index_bar),
-        reload: Some(reload_rx),
-    };
     let shutdown = shutdown_signal(&rt);
-    rt.block_on(lode::net::serve::serve(
-        served,
-        &opts,
-        setup,
-        |tickets, notes| {
-            if let Some(gw) = &gw_pages {
-                // The dataset pages show how to get each dataset.
-                gw.set_tickets(tickets);
-            }
+    rt.block_on(daemon::run(
+        opts,
+        move |round| report_round(round, quiet),
+        |ready| {
             if !quiet && !json {
-                for n in notes {
+                for n in ready.notes {
                     #[allow(clippy::print_stderr)]
                     {
                         eprintln!("note: {n}");
@@ -156,14 +77,14 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
                 }
             }
             printed = (|| {
-                for t in tickets {
+                for t in ready.tickets {
                     if json {
                         writeln!(out, "{{\"ticket\": \"{t}\"}}")?;
                     } else {
                         writeln!(out, "ticket: {t}")?;
                     }
                 }
-                if let Some(u) = http_url {
+                if let Some(u) = ready.http {
                     if json {
                         writeln!(out, "{{\"http\": \"http://{u}/\"}}")?;
                     } else {
@@ -175,7 +96,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
             if !quiet && !json {
                 #[allow(clippy::print_stderr)]
                 {
-                    eprintln!("serving {} dataset(s); Ctrl-C to stop", tickets.len());
+                    eprintln!("serving {} dataset(s); Ctrl-C to stop", ready.tickets.len());
                 }
             }
         },

@@ -180,12 +180,7 @@ impl Cache {
             }
             return Err(err);
         }
-        let mode = if e.kind == EntryKind::Executable {
-            0o755
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(e.kind.file_mode()))
             .map_err(|err| Error::io("cannot set permissions of", tmp, err))
     }
 

@@ -471,13 +471,36 @@ impl Client {
         }
     }
 
-    /// Closes the endpoint if this client bound it.
-    pub async fn close(self) {
-        for c in self.conns.values() {
+    /// Closes the client's connections, and its endpoint if it bound it, and waits until
+    /// the providers know (iroh's graceful close). Dropping the client closes it too,
+    /// without waiting (see the `Drop` impl).
+    pub async fn close(mut self) {
+        self.close_conns();
+        if std::mem::take(&mut self.owned) {
+            self.net.endpoint.close().await;
+        }
+    }
+
+    fn close_conns(&mut self) {
+        for (_, c) in self.conns.drain() {
             c.close(VarInt::from_u32(0), b"done");
         }
-        if self.owned {
-            self.net.endpoint.close().await;
+    }
+}
+
+/// A client dropped unclosed (an early return on an error, a cancelled task) closes its
+/// connections at once and its endpoint, if it bound it, on a task of the running tokio
+/// runtime (an async close cannot run in `drop`): gracefully as long as the runtime lives,
+/// aborted by iroh when the runtime ends first or there is none.
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.close_conns();
+        if !std::mem::take(&mut self.owned) || self.net.endpoint.is_closed() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let endpoint = self.net.endpoint.clone();
+            rt.spawn(async move { endpoint.close().await });
         }
     }
 }

@@ -287,17 +287,48 @@ pub(super) async fn fetch_ticket(
     // must be able to read the repository meanwhile.
     repo.release_db();
     let mut client = Client::new(repo.home(), ticket, cap, opts).await?;
-    let published = match client.list_refs().await {
-        Ok(p) => p,
-        Err(e) => {
-            client.close().await;
-            return Err(e);
-        }
+    let fetched = fetch_with(
+        &mut client,
+        repo,
+        remote_name,
+        mirror,
+        opts,
+        progress,
+        start,
+    )
+    .await;
+    // On success, the swarm session goes on serving: the seeder closes the endpoint when it
+    // is done.
+    let seeder = match &fetched {
+        Ok(_) => client.swarm.take().map(|session| Seeder {
+            session,
+            net: client.net.clone(),
+            owned: std::mem::take(&mut client.owned),
+            seed: opts.share.seed,
+        }),
+        Err(_) => None,
     };
-    if let Err(e) = check_not_older(repo, &published) {
-        client.close().await;
-        return Err(e);
-    }
+    client.close().await;
+    let report = fetched?;
+    crate::net::uri::remember(repo.home(), ticket);
+    Ok((report, seeder))
+}
+
+/// The body of [`fetch_ticket`], with its client: lists the refs, downloads what they reach
+/// and records them.
+async fn fetch_with(
+    client: &mut Client,
+    repo: &Repo,
+    remote_name: &str,
+    mirror: bool,
+    opts: &NetOptions,
+    progress: &dyn Progress,
+    start: Instant,
+) -> Result<FetchReport> {
+    // The repository's dataset (`fetch_ticket` checked the ticket against it).
+    let dataset = client.ticket.dataset;
+    let published = client.list_refs().await?;
+    check_not_older(repo, &published)?;
     let peer = published.peer.clone();
     // A public dataset's download takes part in its swarm (restricted ones never do: see
     // docs/SECURITY.md); a mirror's fetch is served by `lode serve --mirrors` instead.
@@ -314,13 +345,7 @@ pub(super) async fn fetch_ticket(
             &share,
         )
         .await;
-        match started {
-            Ok(session) => client.swarm = Some(session),
-            Err(e) => {
-                client.close().await;
-                return Err(e);
-            }
-        }
+        client.swarm = Some(started?);
     }
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {
@@ -331,14 +356,8 @@ pub(super) async fn fetch_ticket(
         (true, None) => Want::Plain(vec![]),
         (false, _) => Want::Plain(published.refs.roots()),
     };
-    let fetched = fetch_into_repo(&mut client, repo, &dir, want, &peer, progress).await;
-    let (objects, bytes, manifest) = match fetched {
-        Ok(counts) => counts,
-        Err(e) => {
-            client.close().await;
-            return Err(e);
-        }
-    };
+    let (objects, bytes, manifest) =
+        fetch_into_repo(client, repo, &dir, want, &peer, progress).await?;
     // The refs to record: the plaintext ones (from the manifest of a restricted dataset); a
     // mirror of a restricted dataset has none, only the head it serves on.
     let refs = match manifest {
@@ -374,20 +393,7 @@ pub(super) async fn fetch_ticket(
     if published.head.body.private && !config::is_private(repo)? {
         config::put_private(repo, true)?;
     }
-    let report = client.report(refs.head, objects, bytes, start);
-    let seeder = client.swarm.take().map(|session| Seeder {
-        session,
-        net: client.net.clone(),
-        owned: client.owned,
-        seed: opts.share.seed,
-    });
-    if seeder.is_some() {
-        // The seeder closes the endpoint when it is done serving.
-        client.owned = false;
-    }
-    client.close().await;
-    crate::net::uri::remember(repo.home(), ticket);
-    Ok((report, seeder))
+    Ok(client.report(refs.head, objects, bytes, start))
 }
 
 /// Refuses a head older than the newest this repository has seen (a stale or rolling-back

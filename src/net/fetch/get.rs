@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::NetOptions;
 use crate::object::EntryKind;
+use crate::ops::checkout::{place, Placing};
 use crate::progress::Progress;
 use crate::ticket::Ticket;
 use crate::trust::{self, Bundle};
@@ -88,13 +89,13 @@ pub(super) async fn compare_destination(
 pub async fn get(
     home: &Home,
     ticket: &Ticket,
-    how: GetOptions,
+    mut how: GetOptions,
     paths: &[String],
     to: &Path,
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<GetReport> {
-    let GetOptions { cap, rev, force } = how;
+    let cap = how.cap.take();
     let start = Instant::now();
     if let Some(c) = &cap {
         for p in paths {
@@ -104,30 +105,39 @@ pub async fn get(
         }
     }
     let mut client = Client::new(home, ticket, cap, opts).await?;
-    let published = match client.list_refs().await {
-        Ok(p) => p,
-        Err(e) => {
-            client.close().await;
-            return Err(e);
-        }
-    };
+    let got = get_with(&mut client, home, &how, paths, to, progress, start).await;
+    client.close().await;
+    got
+}
+
+/// The body of [`get`], with its client (`how.cap` is the client's).
+async fn get_with(
+    client: &mut Client,
+    home: &Home,
+    how: &GetOptions,
+    paths: &[String],
+    to: &Path,
+    progress: &dyn Progress,
+    start: Instant,
+) -> Result<GetReport> {
+    let ticket = client.ticket.clone();
+    let published = client.list_refs().await?;
     if published.head.body.private {
-        client.close().await;
         return Err(Error::Other(
             "a restricted dataset is fetched whole (its paths are encrypted): use `lode clone`"
                 .into(),
         ));
     }
-    let head = super::list::pick_rev(&published, rev.as_deref())?;
+    let head = super::list::pick_rev(&published, how.rev.as_deref())?;
     let peer = published.peer.clone();
-    crate::net::uri::remember(home, ticket);
+    crate::net::uri::remember(home, &ticket);
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");
     let store = open_store(&dir).await?;
     let mut walk = Walk {
         space_dir: dir.clone(),
-        client: &mut client,
+        client,
         store: &store,
         sink: Sink::Store,
         progress,
@@ -151,14 +161,12 @@ pub async fn get(
         Ok(l) => l,
         Err(e) => {
             let _ = store.shutdown().await;
-            client.close().await;
             return Err(e);
         }
     };
     for p in paths {
         if !leaves.iter().any(|l| under(&l.path, p)) {
             close_store(store, &dir).await;
-            client.close().await;
             return Err(Error::PathNotInRev {
                 path: p.clone(),
                 rev: head.short(),
@@ -168,9 +176,8 @@ pub async fn get(
     // A file already there is never replaced by another content unless forced (it may be
     // the user's edit); one that already holds what would be written is left as is.
     let (same, differ) = compare_destination(&store, &leaves, &to).await;
-    if !differ.is_empty() && !force {
+    if !differ.is_empty() && !how.force {
         close_store(store, &dir).await;
-        client.close().await;
         return Err(Error::WouldOverwrite(differ));
     }
     let mut files = Vec::new();
@@ -214,37 +221,24 @@ pub async fn get(
                         .get_bytes(Hash::from_bytes(leaf.id.0))
                         .await
                         .map_err(|e| Error::Net(e.to_string()))?;
-                    let link = |tmp: &Path| {
-                        let _ = std::fs::remove_file(tmp);
+                    place(&out, "get", &dest, |tmp| {
                         std::os::unix::fs::symlink(
                             <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target),
                             tmp,
                         )
                         .map_err(|e| Error::io("cannot create symlink", tmp, e))
-                    };
-                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
-                    link(&tmp)?;
-                    if let Err(e) = rename_into(&tmp, &dest) {
-                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
-                            return Err(e);
-                        };
-                        let tmp = crate::leftover::beside(parent);
-                        link(&tmp)?;
-                        rename_into(&tmp, &dest)?;
-                    }
+                    })?;
                     files.push(leaf.path.clone());
                 }
                 EntryKind::File | EntryKind::Executable => {
-                    let tmp = crate::leftover::in_tmp_dir(&out, "get");
-                    export_file(&store, leaf, &tmp).await?;
-                    crate::leftover::test_slowdown();
-                    if let Err(e) = rename_into(&tmp, &dest) {
-                        let Some(parent) = dest.parent().filter(|_| is_cross_device(&e)) else {
-                            return Err(e);
-                        };
-                        let tmp = crate::leftover::beside(parent);
-                        export_file(&store, leaf, &tmp).await?;
-                        rename_into(&tmp, &dest)?;
+                    // The writer of checkout, driven here by hand: the export is async.
+                    let mut at = Placing::new(&out, "get", &dest);
+                    loop {
+                        let made = export_file(&store, leaf, at.tmp()).await;
+                        match at.finish(made)? {
+                            Some(next) => at = next,
+                            None => break,
+                        }
                     }
                     files.push(leaf.path.clone());
                 }
@@ -255,7 +249,6 @@ pub async fn get(
     .await;
     close_store(store, &dir).await;
     let transfer = client.report(Some(head), objects, bytes, start);
-    client.close().await;
     result?;
     Ok(GetReport {
         commit: head.to_hex(),
@@ -264,38 +257,13 @@ pub async fn get(
     })
 }
 
-/// Exports blob `leaf` of `store` to the temp path `tmp` with the entry's mode (removed
-/// again on failure).
-pub(super) async fn export_file(store: &FsStore, leaf: &Leaf, tmp: &Path) -> Result<()> {
-    let _ = std::fs::remove_file(tmp);
-    let done = store
+/// Exports blob `leaf` of `store` to the temp path `tmp` with the entry's mode.
+async fn export_file(store: &FsStore, leaf: &Leaf, tmp: &Path) -> Result<()> {
+    store
         .export(Hash::from_bytes(leaf.id.0), tmp)
         .await
-        .map_err(|e| Error::Net(format!("cannot write {}: {e}", tmp.display())));
-    let done = done.and_then(|_| {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if leaf.kind == EntryKind::Executable {
-            0o755
-        } else {
-            0o644
-        };
-        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("cannot set permissions of", tmp, e))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(tmp);
-    }
-    done
-}
-
-/// Renames temp path `tmp` over `dest` (removing `tmp` when that fails).
-pub(super) fn rename_into(tmp: &Path, dest: &Path) -> Result<()> {
-    std::fs::rename(tmp, dest).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
-        Error::io("cannot write", dest, e)
-    })
-}
-
-pub(super) fn is_cross_device(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::CrossesDevices)
+        .map_err(|e| Error::Net(format!("cannot write {}: {e}", tmp.display())))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(leaf.kind.file_mode()))
+        .map_err(|e| Error::io("cannot set permissions of", tmp, e))
 }

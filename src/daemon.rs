@@ -1,0 +1,233 @@
+//! The daemon that `lode serve` runs: the iroh server of the given repositories and of this
+//! user's mirrors (`net::serve`), the HTTP gateway beside it (`gateway`), and the following
+//! of the mirrors (`net::mirror`): one subscription per mirror at its origin that wakes the
+//! follower, a follow round at least every polling interval, and the reload channel through
+//! which a round has the server re-read what it serves. The CLI parses the arguments, builds
+//! [`Options`] and prints what [`run`] reports; the daemon never prints.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::gateway::{self, Gateway};
+use crate::keys::Home;
+use crate::net::endpoint::NetOptions;
+use crate::net::fetch;
+use crate::net::mirror::{self, Round};
+use crate::net::serve::{self, ServeSetup};
+use crate::progress::Progress;
+use crate::repo::{Repo, RepoOptions};
+use crate::ticket::Ticket;
+use crate::trust::Bundle;
+
+/// What the daemon serves, and how.
+pub struct Options {
+    pub home: Home,
+    /// How the served repositories are opened.
+    pub repo: RepoOptions,
+    /// The repositories to serve, each named by a path inside it; the mirrors come after
+    /// them.
+    pub repos: Vec<PathBuf>,
+    /// Also serve every mirror of this user (`lode mirror add`).
+    pub mirrors: bool,
+    /// With `mirrors`: follow each mirrored dataset (subscribed to its origin, fetched as
+    /// soon as it changes) and also run a follow round at this interval; `None`: do not
+    /// follow.
+    pub follow: Option<Duration>,
+    /// Also serve the public datasets read-only over HTTP on this address, within these
+    /// bounds.
+    pub http: Option<(SocketAddr, gateway::Limits)>,
+    pub net: NetOptions,
+    /// Reports the walk of a repository whose reachability index is new or behind.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// What the daemon serves, once it listens.
+pub struct Ready<'a> {
+    /// One ticket per served dataset, in the order of [`Options::repos`], then the mirrors.
+    pub tickets: &'a [Ticket],
+    /// Things the user should know (a remembered port that was taken, …).
+    pub notes: &'a [String],
+    /// The address the HTTP gateway listens on.
+    pub http: Option<SocketAddr>,
+}
+
+/// Runs the daemon until `shutdown` resolves. `ready` is called once everything listens;
+/// `on_round` after each follow round of the mirrors (with what it fetched, dropped and
+/// obeyed, or why a mirror failed). Fails before listening when a repository cannot be
+/// opened, there is nothing to serve, or an address is taken.
+pub async fn run(
+    opts: Options,
+    on_round: impl Fn(&Round) + Send + Sync + 'static,
+    ready: impl FnOnce(&Ready<'_>),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let Options {
+        home,
+        repo: repo_opts,
+        repos,
+        mirrors,
+        follow,
+        http,
+        net,
+        progress,
+    } = opts;
+    let mirror_paths = if mirrors {
+        mirror::paths(&home)?
+    } else {
+        vec![]
+    };
+    let open = || -> Result<Vec<Repo>> {
+        let mut out = Vec::new();
+        for p in repos.iter().chain(&mirror_paths) {
+            out.push(Repo::discover(p, home.clone(), repo_opts.clone())?);
+        }
+        if out.is_empty() {
+            return Err(Error::Other(
+                "nothing to serve: no repository given and no mirror (`lode mirror add`)".into(),
+            ));
+        }
+        Ok(out)
+    };
+    let served = open()?;
+    for r in &served {
+        r.release_db();
+    }
+    // The tasks beside the server end with it.
+    let mut tasks = JoinSet::new();
+    // The gateway reads its own handles of the repositories.
+    let gateway = match http {
+        None => None,
+        Some((addr, limits)) => {
+            let listener = gateway::bind(addr).await?;
+            let url = listener
+                .local_addr()
+                .map_err(|e| Error::Net(format!("HTTP listener on {addr}: {e}")))?;
+            let gw = Arc::new(Gateway::new(open()?)?);
+            tasks.spawn(gateway::run(listener, gw.clone(), limits));
+            Some((gw, url))
+        }
+    };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(every) = follow.filter(|_| mirrors) {
+        let wake = Arc::new(Notify::new());
+        for p in &mirror_paths {
+            tasks.spawn(watch(
+                home.clone(),
+                p.clone(),
+                net.clone(),
+                wake.clone(),
+                every,
+            ));
+        }
+        tasks.spawn(follow_loop(
+            home.clone(),
+            net.clone(),
+            every,
+            wake,
+            reload_tx,
+            on_round,
+        ));
+    }
+    let setup = ServeSetup {
+        progress,
+        reload: Some(reload_rx),
+    };
+    let http_url = gateway.as_ref().map(|(_, url)| *url);
+    serve::serve(
+        served,
+        &net,
+        setup,
+        |tickets, notes| {
+            if let Some((gw, _)) = &gateway {
+                // The dataset pages show how to get each dataset.
+                gw.set_tickets(tickets);
+            }
+            ready(&Ready {
+                tickets,
+                notes,
+                http: http_url,
+            });
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// Follows the mirrors: a round whenever a subscription wakes it, and at least every
+/// `every`. A round obeys the taint notices of the followed registries, fetches each
+/// mirror from its origin, then has the server re-read what it serves (also right after
+/// the notices, so that deleted data stops being served before the fetches). Ends when
+/// the server is gone.
+async fn follow_loop(
+    home: Home,
+    net: NetOptions,
+    every: Duration,
+    wake: Arc<Notify>,
+    reload: tokio::sync::mpsc::UnboundedSender<()>,
+    on_round: impl Fn(&Round) + Send + Sync + 'static,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = wake.notified() => {}
+        }
+        let reload_now = || {
+            let _ = reload.send(());
+        };
+        let round = mirror::follow_once(&home, &net, &reload_now).await;
+        on_round(&round);
+        if reload.send(()).is_err() {
+            break;
+        }
+    }
+}
+
+/// Subscribes to a mirrored dataset at its origin (`WaitHead`, a long poll over iroh) and
+/// wakes `wake` whenever a newer head is published, so that the follower fetches it at
+/// once rather than at its next polling round. Runs until the mirror is removed; a provider
+/// that does not answer or does not support subscriptions is asked again after `retry`
+/// (the polling rounds keep the mirror up to date meanwhile).
+async fn watch(home: Home, dir: PathBuf, opts: NetOptions, wake: Arc<Notify>, retry: Duration) {
+    let mut seen = 0u64;
+    while dir.join(".lode").is_dir() {
+        let setup = (|| -> Result<(Ticket, Option<Bundle>, u64)> {
+            let repo = Repo::discover(&dir, home.clone(), RepoOptions::default())?;
+            let got = (|| {
+                Ok((
+                    fetch::remote(&repo, "origin")?,
+                    crate::ops::access::own_capability(&repo)?,
+                    crate::ops::access::stored_head(&repo)?.map_or(0, |h| h.body.seq),
+                ))
+            })();
+            repo.release_db();
+            got
+        })();
+        let Ok((ticket, cap, stored)) = setup else {
+            tokio::time::sleep(retry).await;
+            continue;
+        };
+        seen = seen.max(stored);
+        let answer = async {
+            let mut client = fetch::Client::new(&home, &ticket, cap, &opts).await?;
+            let got = client.wait_head(seen, 50).await;
+            client.close().await;
+            got
+        }
+        .await;
+        match answer {
+            Ok(p) if p.head.body.seq > seen => {
+                seen = p.head.body.seq;
+                wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(retry).await,
+        }
+    }
+}
