@@ -5,6 +5,9 @@
 //! - An object file appears only complete and only under the name of its BLAKE3 hash: bytes
 //!   are hashed while they are copied, and the temp file is renamed only when the hash is
 //!   known. A killed writer leaves at most a temp file in `.lode/tmp` (removed by `gc`).
+//!   Small objects received in batches ([`Store::put_many`]) are written to a nameless file
+//!   (`O_TMPFILE`) that is linked under its final name once complete ([`create_whole`]):
+//!   a killed writer leaves nothing at all.
 //! - Reads that make data visible (checkout, cat) hash what they copy and refuse on mismatch.
 //! - Durability: writers call [`Store::sync`] (one `syncfs`) before a redb transaction makes
 //!   the new objects reachable, like git's batched fsync.
@@ -207,6 +210,60 @@ impl Store {
             self.persist(tmp, &id)?;
         }
         Ok(id)
+    }
+
+    /// Stores small objects received whole (a fetched batch): each one's bytes are hashed and
+    /// must match its id, else `ObjectCorrupt` and nothing more is written. Each file is made
+    /// by [`create_whole`] (no temp name, no rename), falling back to [`Store::put_bytes`]
+    /// where the file system cannot. Returns how many objects were new.
+    pub fn put_many(&self, objects: &[(ObjectId, &[u8])]) -> Result<u64> {
+        let mut whole = true;
+        let mut stored = 0;
+        for (id, data) in objects {
+            if ObjectId::of(data) != *id {
+                return Err(Error::ObjectCorrupt {
+                    id: *id,
+                    path: None,
+                });
+            }
+            let dest = self.own_path(id);
+            if whole {
+                match create_whole(&dest, data, 0o444) {
+                    Ok(Whole::Created(_)) => {
+                        stored += 1;
+                        continue;
+                    }
+                    Ok(Whole::Exists) => continue,
+                    Ok(Whole::Unsupported) => whole = false,
+                    Err(e) => return Err(Error::io("cannot store object", &dest, e)),
+                }
+            }
+            if !self.has(id) {
+                self.put_bytes(data)?;
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Reads an object of at most [`SMALL_FILE`] bytes whole and checks its hash
+    /// (`ObjectCorrupt` on mismatch); `None` when it is larger (stream it instead).
+    pub fn read_small(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+        let f = self.open(id)?;
+        let mut buf = Vec::new();
+        f.take(SMALL_FILE + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io("cannot read object", self.path(id), e))?;
+        if buf.len() as u64 > SMALL_FILE {
+            return Ok(None);
+        }
+        if ObjectId::of(&buf) != *id {
+            return Err(Error::ObjectCorrupt {
+                id: *id,
+                path: None,
+            });
+        }
+        Ok(Some(buf))
     }
 
     /// Brings the regular file at `path` into the store, detecting changes made while it
@@ -420,6 +477,52 @@ impl Store {
     }
 }
 
+/// What [`create_whole`] did.
+#[derive(Debug)]
+pub enum Whole {
+    /// The file was written and named; here it is, open for writing (for its `fstat`).
+    Created(File),
+    /// Something already stands at the destination; it was left alone and nothing was named.
+    Exists,
+    /// The file system (or a missing `/proc`) does not allow nameless files: nothing was
+    /// written; use a temp file and a rename instead.
+    Unsupported,
+}
+
+/// Creates the file `dest` (which should not exist) holding `data`, with permissions `mode`,
+/// the cheap way for small files: a nameless file (`O_TMPFILE`) in `dest`'s directory is
+/// written, then linked under `dest`. `dest` never exists half-written, and a killed process
+/// leaves nothing behind (no temp name to clean up). Not synced: the caller syncs in bulk.
+pub fn create_whole(dest: &Path, data: &[u8], mode: u32) -> io::Result<Whole> {
+    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => fd,
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {
+            return Ok(Whole::Unsupported)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut file = File::from(fd);
+    file.write_all(data)?;
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    match rustix::fs::linkat(CWD, &proc_path, CWD, dest, AtFlags::SYMLINK_FOLLOW) {
+        Ok(()) => Ok(Whole::Created(file)),
+        Err(Errno::EXIST) => Ok(Whole::Exists),
+        // No /proc (a container without it): the nameless file cannot be named.
+        Err(Errno::NOENT) if fs::symlink_metadata("/proc/self/fd").is_err() => {
+            Ok(Whole::Unsupported)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The path of an object's file in the objects directory `objects`.
 fn object_path(objects: &Path, id: &ObjectId) -> PathBuf {
     let hex = id.to_hex();
@@ -480,4 +583,60 @@ fn copy_and_hash(path: &Path, src: &File, dest: &File) -> io::Result<(ObjectId, 
         let (id, n) = hashed?;
         Ok((id, n, copied?))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
+        s.create().unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn put_many_writes_read_only_objects_and_skips_present_ones() {
+        let (_dir, s) = store();
+        let a = b"alpha".to_vec();
+        let b = vec![7u8; 5000];
+        let (ia, ib) = (ObjectId::of(&a), ObjectId::of(&b));
+        s.put_bytes(&a).unwrap();
+        let n = s.put_many(&[(ia, &a[..]), (ib, &b[..])]).unwrap();
+        assert_eq!(n, 1, "only the missing object is new");
+        assert_eq!(s.read_small(&ib).unwrap().unwrap(), b);
+        assert!(fs::metadata(s.path(&ib)).unwrap().permissions().readonly());
+        // Nothing is left in the temp directory: nameless files need no cleanup.
+        assert_eq!(fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn put_many_refuses_bytes_that_do_not_match_their_id() {
+        let (_dir, s) = store();
+        let good = b"good".to_vec();
+        let id = ObjectId::of(b"something else");
+        let err = s
+            .put_many(&[(ObjectId::of(&good), &good[..]), (id, &good[..])])
+            .unwrap_err();
+        assert!(matches!(err, Error::ObjectCorrupt { .. }), "{err}");
+        assert!(!s.has(&id), "nothing is stored under the wrong id");
+    }
+
+    #[test]
+    fn create_whole_never_replaces_what_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        assert!(matches!(
+            create_whole(&dest, b"one", 0o644).unwrap(),
+            Whole::Created(_) | Whole::Unsupported
+        ));
+        if fs::read(&dest).is_ok() {
+            assert!(matches!(
+                create_whole(&dest, b"two", 0o644).unwrap(),
+                Whole::Exists
+            ));
+            assert_eq!(fs::read(&dest).unwrap(), b"one");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use crate::id::ObjectId;
 use crate::object::{EntryKind, MAX_OBJECT_META_SIZE};
 use crate::progress::Progress;
 use crate::repo::{FlatEntry, Repo, MAIN};
-use crate::store::Stat;
+use crate::store::{create_whole, Stat, Whole, SMALL_FILE};
 use crate::worktree::under;
 
 mod place;
@@ -454,9 +454,12 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
     ensure_parents(repo, rel)?;
     let dest = repo.abs(rel);
     // Whatever stands at the destination and is not what we write goes first.
+    let mut free = true;
     if let Ok(m) = fs::symlink_metadata(&dest) {
+        free = false;
         if m.is_dir() && e.kind != EntryKind::Dir {
             fs::remove_dir_all(&dest).map_err(|err| Error::io("cannot remove", &dest, err))?;
+            free = true;
         }
     }
     match e.kind {
@@ -482,6 +485,11 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
         EntryKind::File if link && link_out(repo, &e.id, &dest) => stat_of(&dest),
         EntryKind::File | EntryKind::Executable => {
             let mode = e.kind.file_mode();
+            if free && e.size <= SMALL_FILE {
+                if let Some(stat) = write_small(repo, rel, e, &dest, mode)? {
+                    return Ok(Some(stat));
+                }
+            }
             place(repo.store().tmp_dir(), "checkout", &dest, |tmp| {
                 let file = fs::OpenOptions::new()
                     .write(true)
@@ -497,6 +505,37 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
             })?;
             stat_of(&dest)
         }
+    }
+}
+
+/// Writes a small file where nothing stands, the cheap way: the object read and checked in
+/// memory, then a nameless file in `dest`'s directory linked under `dest` once complete
+/// ([`create_whole`]; a killed checkout leaves nothing). `None` when that cannot be done
+/// (the object is larger than its entry says, something appeared at `dest`, the file system
+/// has no nameless files): [`place`] then writes it.
+fn write_small(
+    repo: &Repo,
+    rel: &str,
+    e: &FlatEntry,
+    dest: &Path,
+    mode: u32,
+) -> Result<Option<Stat>> {
+    let Some(data) = repo
+        .store()
+        .read_small(&e.id)
+        .map_err(|err| with_path(err, rel))?
+    else {
+        return Ok(None);
+    };
+    match create_whole(dest, &data, mode) {
+        Ok(Whole::Created(file)) => {
+            let m = file
+                .metadata()
+                .map_err(|err| Error::io("cannot stat", dest, err))?;
+            Ok(Some(Stat::of(&m)))
+        }
+        Ok(Whole::Exists | Whole::Unsupported) => Ok(None),
+        Err(err) => Err(Error::io("cannot write", dest, err)),
     }
 }
 

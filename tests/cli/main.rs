@@ -11,6 +11,7 @@ mod gateway;
 mod history;
 mod lazy;
 mod local;
+mod many;
 mod mirror;
 mod people;
 mod progress;

@@ -257,6 +257,41 @@ impl Client {
         hashes: &[Hash],
         progress: &dyn Progress,
     ) -> Result<Vec<(Hash, bytes::Bytes)>> {
+        let conns = self.batch_conns().await?;
+        let mut shares: Vec<Vec<Hash>> = vec![Vec::new(); conns.len()];
+        for h in hashes {
+            shares[h.as_bytes()[0] as usize % conns.len()].push(*h);
+        }
+        let counted = |n: u64| progress.inc(n);
+        let asks = conns.iter().zip(&shares).filter(|(_, s)| !s.is_empty());
+        let results = n0_future::join_all(asks.map(|((p, conn), share)| async move {
+            (*p, pieces::get_many(conn, share, &counted).await)
+        }))
+        .await;
+        let mut out = Vec::with_capacity(hashes.len());
+        let mut failed = None;
+        for (p, got) in results {
+            match got {
+                Ok(blobs) => {
+                    self.batch_served(p);
+                    out.extend(blobs);
+                }
+                Err(e) => {
+                    self.batch_failed(p);
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// The providers that answer batched (`GetMany`) requests, each with a connection kept
+    /// for the next batch (made now where there is none). Fails when there is none, or when
+    /// one cannot be reached (it is then not asked for batches again).
+    pub(super) async fn batch_conns(&mut self) -> Result<Vec<(EndpointId, Connection)>> {
         let live: Vec<EndpointId> = self
             .by_liveness()
             .0
@@ -268,15 +303,8 @@ impl Client {
                 "no provider answers batched requests".into(),
             ));
         }
-        let mut shares: Vec<Vec<Hash>> = vec![Vec::new(); live.len()];
-        for h in hashes {
-            shares[h.as_bytes()[0] as usize % live.len()].push(*h);
-        }
-        let mut asks = Vec::new();
-        for (p, share) in live.into_iter().zip(shares) {
-            if share.is_empty() {
-                continue;
-            }
+        let mut out = Vec::with_capacity(live.len());
+        for p in live {
             let conn = match self.conns.get(&p) {
                 Some(c) if c.close_reason().is_none() => c.clone(),
                 _ => match pieces::connect(&self.net, p).await {
@@ -290,33 +318,22 @@ impl Client {
                     }
                 },
             };
-            asks.push((p, conn, share));
+            out.push((p, conn));
         }
-        let counted = |n: u64| progress.inc(n);
-        let results = n0_future::join_all(asks.iter().map(|(p, conn, share)| async move {
-            (*p, pieces::get_many(conn, share, &counted).await)
-        }))
-        .await;
-        let mut out = Vec::with_capacity(hashes.len());
-        let mut failed = None;
-        for (p, got) in results {
-            match got {
-                Ok(blobs) => {
-                    self.peers.insert(peer_name(p.as_bytes()));
-                    out.extend(blobs);
-                }
-                Err(e) => {
-                    self.no_batch.insert(p);
-                    if let Some(c) = self.conns.remove(&p) {
-                        c.close(VarInt::from_u32(0), b"failed");
-                    }
-                    failed = Some(e);
-                }
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(out),
+        Ok(out)
+    }
+
+    /// Records that provider `p` served a batched request.
+    pub(super) fn batch_served(&mut self, p: EndpointId) {
+        self.peers.insert(peer_name(p.as_bytes()));
+    }
+
+    /// Records that provider `p` failed a batched request: its connection is closed and it
+    /// is not asked for batches again.
+    pub(super) fn batch_failed(&mut self, p: EndpointId) {
+        self.no_batch.insert(p);
+        if let Some(c) = self.conns.remove(&p) {
+            c.close(VarInt::from_u32(0), b"failed");
         }
     }
 

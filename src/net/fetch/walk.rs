@@ -131,15 +131,59 @@ impl Walk<'_> {
         self.finish_writes().await?;
         let store = repo.store().clone();
         self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {
-            for (h, bytes) in &blobs {
-                let id = store.put_bytes(bytes)?;
-                if id.0 != *h.as_bytes() {
-                    return Err(Error::ObjectCorrupt { id, path: None });
-                }
-            }
+            land(&store, &blobs)?;
             Ok(blobs.len() as u64)
         }));
         Ok(())
+    }
+
+    /// Fetches `batches` of small objects with up to [`BATCHES_IN_FLIGHT`] `GetMany`
+    /// requests at once, spread over the providers that answer them (one request waits for
+    /// the provider's first byte: one at a time, the link would idle between batches), and
+    /// hands each received batch to `landing`. Returns the batches that failed (their
+    /// provider is then asked for no more batches).
+    async fn fetch_batches(
+        &mut self,
+        batches: Vec<Vec<Hash>>,
+        landing: &mut Landing,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<Hash>>> {
+        let conns = match self.client.batch_conns().await {
+            Ok(c) => c,
+            Err(_) => return Ok(batches),
+        };
+        let progress = self.progress;
+        let counted = |n: u64| progress.inc(n);
+        let counted = &counted;
+        let mut received = n0_future::stream::iter(batches.into_iter().enumerate())
+            .map(|(i, batch)| {
+                let (p, conn) = conns[i % conns.len()].clone();
+                async move {
+                    let got = pieces::get_many(&conn, &batch, counted).await;
+                    (p, batch, got)
+                }
+            })
+            .buffered_unordered(BATCHES_IN_FLIGHT);
+        let mut failed = Vec::new();
+        while let Some((p, batch, got)) = received.next().await {
+            match got {
+                Ok(blobs) => {
+                    self.client.batch_served(p);
+                    self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    files_done(blobs.len());
+                    if landing.send(blobs).is_err() {
+                        // A writer failed: its error is what `Landing::finish` returns.
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.client.batch_failed(p);
+                    failed.push(batch);
+                }
+            }
+        }
+        drop(received);
+        Ok(failed)
     }
 
     /// Waits until the small objects fetched so far are in the object store.
@@ -420,17 +464,27 @@ impl Walk<'_> {
                     .is_some_and(|n| *n <= SMALL_BLOB)
             });
             missing = big;
-            let mut batch = Vec::new();
+            let mut batches = vec![Vec::new()];
             let mut batch_bytes = 0u64;
-            for (i, h) in small.iter().enumerate() {
-                batch.push(*h);
-                batch_bytes += sizes[&ObjectId(*h.as_bytes())].max(64 << 10);
-                if batch.len() >= 256 || batch_bytes >= 16 << 20 || i + 1 == small.len() {
-                    let n = batch.len();
-                    self.fetch_small(repo, std::mem::take(&mut batch)).await?;
-                    files_done(n);
+            for h in small {
+                let last = batches.last_mut().expect("never empty");
+                last.push(h);
+                batch_bytes += sizes[&ObjectId(*h.as_bytes())];
+                if last.len() >= BATCH_OBJECTS || batch_bytes >= BATCH_BYTES {
+                    batches.push(Vec::new());
                     batch_bytes = 0;
                 }
+            }
+            batches.retain(|b| !b.is_empty());
+            let mut landing = Landing::start(repo.store().clone());
+            let failed = self.fetch_batches(batches, &mut landing, &files_done).await;
+            self.objects += landing.finish().await?;
+            // Batches a provider failed go one at a time through the slower path that tries
+            // the other providers and names a peer that lies.
+            for batch in failed? {
+                let n = batch.len();
+                self.fetch_small(repo, batch).await?;
+                files_done(n);
             }
             self.finish_writes().await?;
         }
@@ -619,6 +673,97 @@ impl Walk<'_> {
             }
         }
         Ok(leaves)
+    }
+}
+
+/// Small objects per `GetMany` request, and bytes (of their sizes) per request.
+const BATCH_OBJECTS: usize = 256;
+const BATCH_BYTES: u64 = 4 << 20;
+/// `GetMany` requests in flight at once (at most 64 MiB of small objects in memory).
+const BATCHES_IN_FLIGHT: usize = 16;
+/// Received batches waiting for a writer (bounds the memory when the disk is slower).
+const LANDING_QUEUE: usize = 8;
+/// Threads that write received small objects (creating files is mostly kernel work).
+const WRITERS: usize = 2;
+
+/// Checks received blobs against their ids and writes them into `store`.
+fn land(store: &crate::store::Store, blobs: &[(Hash, bytes::Bytes)]) -> Result<u64> {
+    let objects: Vec<(ObjectId, &[u8])> = blobs
+        .iter()
+        .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
+        .collect();
+    store.put_many(&objects)
+}
+
+/// Writers of received small objects: [`WRITERS`] threads off the network task, each
+/// checking and writing whole batches ([`crate::store::Store::put_many`]). The first error
+/// stops them all.
+struct Landing {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<(Hash, bytes::Bytes)>>>,
+    workers: Vec<std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl Landing {
+    fn start(store: crate::store::Store) -> Landing {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..WRITERS)
+            .map(|_| {
+                let (rx, stop, store) = (rx.clone(), stop.clone(), store.clone());
+                std::thread::spawn(move || -> Result<u64> {
+                    let mut landed = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let next = rx
+                            .lock()
+                            .map_err(|_| Error::Other("writer failed".into()))?
+                            .recv();
+                        let Ok(blobs) = next else { break };
+                        if let Err(e) = land(&store, &blobs) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        landed += blobs.len() as u64;
+                    }
+                    Ok(landed)
+                })
+            })
+            .collect();
+        Landing {
+            tx: Some(tx),
+            workers,
+        }
+    }
+
+    /// Queues a received batch (waiting while the queue is full); fails when every writer
+    /// stopped.
+    fn send(&mut self, blobs: Vec<(Hash, bytes::Bytes)>) -> std::result::Result<(), ()> {
+        let tx = self.tx.as_ref().ok_or(())?;
+        pieces::send_blocking(tx, blobs).map_err(|_| ())
+    }
+
+    /// Waits for the writers; returns how many objects they wrote, or the first error.
+    async fn finish(mut self) -> Result<u64> {
+        self.tx = None;
+        let workers = std::mem::take(&mut self.workers);
+        let joined = tokio::task::spawn_blocking(move || {
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(Error::Other("object writer panicked".into())))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Other(format!("object writer failed: {e}")))?;
+        let mut landed = 0;
+        for r in joined {
+            landed += r?;
+        }
+        Ok(landed)
     }
 }
 

@@ -127,3 +127,19 @@ pub fn grant_card(env: &TestEnv, ds: &str, holder: &str, flags: &[&str]) -> Stri
     args.extend_from_slice(flags);
     env.json(ds, &args)["ticket"].as_str().unwrap().to_string()
 }
+
+/// Clones `ticket` into `copy`, which must fail naming peer `home` (a server that sends bad
+/// data) as having sent bad data or as the peer an object could not be fetched from;
+/// returns the error output. iroh-blobs' provider checks what it reads against its
+/// outboard on some paths and then aborts the stream instead of sending the bad bytes:
+/// either way the peer is named.
+pub fn clone_fails_naming(env: &TestEnv, home: &str, ticket: &str, copy: &str) -> String {
+    let server_id =
+        String::from_utf8(env.cmd_as(home, "", &["id"]).output().unwrap().stdout).unwrap();
+    let err = env.fails("", &["clone", ticket, copy], &server_id.trim()[..10]);
+    assert!(
+        err.contains("sent bad data") || err.contains("could not be fetched"),
+        "{err}"
+    );
+    err
+}
