@@ -78,18 +78,15 @@ pub(super) async fn fetch_into_repo(
     }
     repo.release_db();
     let store = open_store(dir).await?;
-    let mut walk = Walk {
-        space_dir: dir.to_path_buf(),
+    let mut walk = Walk::new(
         client,
-        store: &store,
-        sink: Sink::Repo(repo),
+        dir.to_path_buf(),
+        &store,
+        Sink::Repo(repo),
         progress,
-        objects: 0,
-        bytes: 0,
-        skip,
-        writing: None,
-        lazy,
-    };
+    );
+    walk.skip = skip;
+    walk.lazy = lazy;
     let result = match want {
         Want::Plain(roots) => walk
             .run(roots, &stop, dataset, peer, None)

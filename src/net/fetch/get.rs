@@ -135,18 +135,7 @@ async fn get_with(
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");
     let store = open_store(&dir).await?;
-    let mut walk = Walk {
-        space_dir: dir.clone(),
-        client,
-        store: &store,
-        sink: Sink::Store,
-        progress,
-        objects: 0,
-        bytes: 0,
-        skip: HashSet::new(),
-        writing: None,
-        lazy: false,
-    };
+    let mut walk = Walk::new(client, dir.clone(), &store, Sink::Store, progress);
     let leaves = walk
         .run(
             vec![head],

@@ -67,18 +67,8 @@ async fn fetch_content(
     client.list_refs().await?;
     let dir = fetch_store_dir(repo);
     let store = open_store(&dir).await?;
-    let mut walk = Walk {
-        space_dir: dir.clone(),
-        client,
-        store: &store,
-        sink: Sink::Repo(repo),
-        progress,
-        objects: 0,
-        bytes: 0,
-        skip: Default::default(),
-        writing: None,
-        lazy: true,
-    };
+    let mut walk = Walk::new(client, dir.clone(), &store, Sink::Repo(repo), progress);
+    walk.lazy = true;
     let got = walk.fetch_missing_as(wanted, Some("receiving")).await;
     match got {
         Ok(()) => {

@@ -20,6 +20,7 @@ mod get;
 mod lazy;
 mod list;
 mod remotes;
+mod small;
 mod store;
 mod walk;
 

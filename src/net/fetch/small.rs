@@ -1,0 +1,200 @@
+//! Many small objects: `GetMany` batches, several in flight over the providers, checked and
+//! written by writer threads off the network task.
+
+use iroh_blobs::Hash;
+use n0_future::{BufferedStreamExt, StreamExt};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::net::pieces;
+use crate::repo::Repo;
+
+use super::walk::Walk;
+
+impl Walk<'_> {
+    /// Fetches small objects into memory (verified while they stream) and writes them to the
+    /// repository's object store on a blocking thread, while the next batch downloads
+    /// ([`Walk::finish_writes`] waits for it).
+    pub(super) async fn fetch_small(&mut self, repo: &Repo, hashes: Vec<Hash>) -> Result<()> {
+        let (client, progress) = (&mut *self.client, self.progress);
+        let blobs = match client.get_many(&hashes, progress).await {
+            Ok(blobs) => {
+                self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                blobs
+            }
+            Err(_) => {
+                let mem = iroh_blobs::store::mem::MemStore::new();
+                client
+                    .download(&mem, hashes.clone(), progress, &mut self.bytes)
+                    .await?;
+                let mut blobs = Vec::with_capacity(hashes.len());
+                for h in &hashes {
+                    let bytes = mem
+                        .get_bytes(*h)
+                        .await
+                        .map_err(|e| Error::Net(format!("cannot read fetched object {h}: {e}")))?;
+                    blobs.push((*h, bytes));
+                }
+                let _ = mem.shutdown().await;
+                blobs
+            }
+        };
+        self.finish_writes().await?;
+        let store = repo.store().clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {
+            land(&store, &blobs)?;
+            Ok(blobs.len() as u64)
+        }));
+        Ok(())
+    }
+
+    /// Fetches `batches` of small objects with up to [`BATCHES_IN_FLIGHT`] `GetMany`
+    /// requests at once, spread over the providers that answer them (one request waits for
+    /// the provider's first byte: one at a time, the link would idle between batches), and
+    /// hands each received batch to `landing`. Returns the batches that failed (their
+    /// provider is then asked for no more batches).
+    pub(super) async fn fetch_batches(
+        &mut self,
+        batches: Vec<Vec<Hash>>,
+        landing: &mut Landing,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<Hash>>> {
+        let conns = match self.client.batch_conns().await {
+            Ok(c) => c,
+            Err(_) => return Ok(batches),
+        };
+        let progress = self.progress;
+        let counted = |n: u64| progress.inc(n);
+        let counted = &counted;
+        let mut received = n0_future::stream::iter(batches.into_iter().enumerate())
+            .map(|(i, batch)| {
+                let (p, conn) = conns[i % conns.len()].clone();
+                async move {
+                    let got = pieces::get_many(&conn, &batch, counted).await;
+                    (p, batch, got)
+                }
+            })
+            .buffered_unordered(BATCHES_IN_FLIGHT);
+        let mut failed = Vec::new();
+        while let Some((p, batch, got)) = received.next().await {
+            match got {
+                Ok(blobs) => {
+                    self.client.batch_served(p);
+                    self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    files_done(blobs.len());
+                    if landing.send(blobs).is_err() {
+                        // A writer failed: its error is what `Landing::finish` returns.
+                        break;
+                    }
+                }
+                Err(_) => {
+                    self.client.batch_failed(p);
+                    failed.push(batch);
+                }
+            }
+        }
+        drop(received);
+        Ok(failed)
+    }
+
+    /// Waits until the small objects fetched so far are in the object store.
+    pub(super) async fn finish_writes(&mut self) -> Result<()> {
+        if let Some(job) = self.writing.take() {
+            self.objects += job
+                .await
+                .map_err(|e| Error::Other(format!("object writer failed: {e}")))??;
+        }
+        Ok(())
+    }
+}
+
+/// Small objects per `GetMany` request, and bytes (of their sizes) per request.
+pub(super) const BATCH_OBJECTS: usize = 256;
+pub(super) const BATCH_BYTES: u64 = 4 << 20;
+/// `GetMany` requests in flight at once (at most 64 MiB of small objects in memory).
+const BATCHES_IN_FLIGHT: usize = 16;
+/// Received batches waiting for a writer (bounds the memory when the disk is slower).
+const LANDING_QUEUE: usize = 8;
+/// Threads that write received small objects (creating files is mostly kernel work).
+const WRITERS: usize = 2;
+
+/// Checks received blobs against their ids and writes them into `store`.
+fn land(store: &crate::store::Store, blobs: &[(Hash, bytes::Bytes)]) -> Result<u64> {
+    let objects: Vec<(ObjectId, &[u8])> = blobs
+        .iter()
+        .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
+        .collect();
+    store.put_many(&objects)
+}
+
+/// Writers of received small objects: [`WRITERS`] threads off the network task, each
+/// checking and writing whole batches ([`crate::store::Store::put_many`]). The first error
+/// stops them all.
+pub(super) struct Landing {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<(Hash, bytes::Bytes)>>>,
+    workers: Vec<std::thread::JoinHandle<Result<u64>>>,
+}
+
+impl Landing {
+    pub(super) fn start(store: crate::store::Store) -> Landing {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..WRITERS)
+            .map(|_| {
+                let (rx, stop, store) = (rx.clone(), stop.clone(), store.clone());
+                std::thread::spawn(move || -> Result<u64> {
+                    let mut landed = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let next = rx
+                            .lock()
+                            .map_err(|_| Error::Other("writer failed".into()))?
+                            .recv();
+                        let Ok(blobs) = next else { break };
+                        if let Err(e) = land(&store, &blobs) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        landed += blobs.len() as u64;
+                    }
+                    Ok(landed)
+                })
+            })
+            .collect();
+        Landing {
+            tx: Some(tx),
+            workers,
+        }
+    }
+
+    /// Queues a received batch (waiting while the queue is full); fails when every writer
+    /// stopped.
+    pub(super) fn send(&mut self, blobs: Vec<(Hash, bytes::Bytes)>) -> std::result::Result<(), ()> {
+        let tx = self.tx.as_ref().ok_or(())?;
+        pieces::send_blocking(tx, blobs).map_err(|_| ())
+    }
+
+    /// Waits for the writers; returns how many objects they wrote, or the first error.
+    pub(super) async fn finish(mut self) -> Result<u64> {
+        self.tx = None;
+        let workers = std::mem::take(&mut self.workers);
+        let joined = tokio::task::spawn_blocking(move || {
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(Error::Other("object writer panicked".into())))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Other(format!("object writer failed: {e}")))?;
+        let mut landed = 0;
+        for r in joined {
+            landed += r?;
+        }
+        Ok(landed)
+    }
+}
