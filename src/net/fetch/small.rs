@@ -1,6 +1,8 @@
 //! Many small objects: `GetMany` batches, several in flight over the providers, checked and
 //! written by writer threads off the network task.
 
+use std::collections::HashMap;
+
 use iroh_blobs::Hash;
 use n0_future::{BufferedStreamExt, StreamExt};
 
@@ -12,6 +14,41 @@ use crate::repo::Repo;
 use super::walk::Walk;
 
 impl Walk<'_> {
+    /// Fetches the small objects `small` (sizes in `sizes`) in `GetMany` batches and lands
+    /// them in `repo`'s store; `files_done` counts them as they arrive.
+    pub(super) async fn land_small(
+        &mut self,
+        repo: &Repo,
+        small: Vec<Hash>,
+        sizes: &HashMap<ObjectId, u64>,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<()> {
+        let mut batches = vec![Vec::new()];
+        let mut batch_bytes = 0u64;
+        for h in small {
+            let last = batches.last_mut().expect("never empty");
+            last.push(h);
+            batch_bytes += sizes[&ObjectId(*h.as_bytes())];
+            if last.len() >= BATCH_OBJECTS || batch_bytes >= BATCH_BYTES {
+                batches.push(Vec::new());
+                batch_bytes = 0;
+            }
+        }
+        batches.retain(|b| !b.is_empty());
+        let mut landing = Landing::start(repo.store().clone());
+        let failed = self.fetch_batches(batches, &mut landing, files_done).await;
+        self.objects += landing.finish().await?;
+        // Batches a provider failed go one at a time through the slower path that tries
+        // the other providers and names a peer that lies.
+        for batch in failed? {
+            let n = batch.len();
+            self.fetch_small(repo, batch).await?;
+            files_done(n);
+        }
+        self.finish_writes().await?;
+        Ok(())
+    }
+
     /// Fetches small objects into memory (verified while they stream) and writes them to the
     /// repository's object store on a blocking thread, while the next batch downloads
     /// ([`Walk::finish_writes`] waits for it).
@@ -53,7 +90,7 @@ impl Walk<'_> {
     /// the provider's first byte: one at a time, the link would idle between batches), and
     /// hands each received batch to `landing`. Returns the batches that failed (their
     /// provider is then asked for no more batches).
-    pub(super) async fn fetch_batches(
+    async fn fetch_batches(
         &mut self,
         batches: Vec<Vec<Hash>>,
         landing: &mut Landing,
@@ -109,8 +146,8 @@ impl Walk<'_> {
 }
 
 /// Small objects per `GetMany` request, and bytes (of their sizes) per request.
-pub(super) const BATCH_OBJECTS: usize = 256;
-pub(super) const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_OBJECTS: usize = 256;
+const BATCH_BYTES: u64 = 4 << 20;
 /// `GetMany` requests in flight at once (at most 64 MiB of small objects in memory).
 const BATCHES_IN_FLIGHT: usize = 16;
 /// Received batches waiting for a writer (bounds the memory when the disk is slower).
@@ -130,13 +167,13 @@ fn land(store: &crate::store::Store, blobs: &[(Hash, bytes::Bytes)]) -> Result<u
 /// Writers of received small objects: [`WRITERS`] threads off the network task, each
 /// checking and writing whole batches ([`crate::store::Store::put_many`]). The first error
 /// stops them all.
-pub(super) struct Landing {
+struct Landing {
     tx: Option<std::sync::mpsc::SyncSender<Vec<(Hash, bytes::Bytes)>>>,
     workers: Vec<std::thread::JoinHandle<Result<u64>>>,
 }
 
 impl Landing {
-    pub(super) fn start(store: crate::store::Store) -> Landing {
+    fn start(store: crate::store::Store) -> Landing {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
@@ -171,13 +208,13 @@ impl Landing {
 
     /// Queues a received batch (waiting while the queue is full); fails when every writer
     /// stopped.
-    pub(super) fn send(&mut self, blobs: Vec<(Hash, bytes::Bytes)>) -> std::result::Result<(), ()> {
+    fn send(&mut self, blobs: Vec<(Hash, bytes::Bytes)>) -> std::result::Result<(), ()> {
         let tx = self.tx.as_ref().ok_or(())?;
         pieces::send_blocking(tx, blobs).map_err(|_| ())
     }
 
     /// Waits for the writers; returns how many objects they wrote, or the first error.
-    pub(super) async fn finish(mut self) -> Result<u64> {
+    async fn finish(mut self) -> Result<u64> {
         self.tx = None;
         let workers = std::mem::take(&mut self.workers);
         let joined = tokio::task::spawn_blocking(move || {

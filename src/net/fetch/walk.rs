@@ -21,7 +21,6 @@ use crate::repo::Repo;
 use crate::worktree::under;
 
 use super::client::*;
-use super::small::{Landing, BATCH_BYTES, BATCH_OBJECTS};
 use super::store::*;
 
 /// Objects up to this size are fetched through memory rather than the transfer store.
@@ -393,29 +392,7 @@ impl<'a> Walk<'a> {
                     .is_some_and(|n| *n <= SMALL_BLOB)
             });
             missing = big;
-            let mut batches = vec![Vec::new()];
-            let mut batch_bytes = 0u64;
-            for h in small {
-                let last = batches.last_mut().expect("never empty");
-                last.push(h);
-                batch_bytes += sizes[&ObjectId(*h.as_bytes())];
-                if last.len() >= BATCH_OBJECTS || batch_bytes >= BATCH_BYTES {
-                    batches.push(Vec::new());
-                    batch_bytes = 0;
-                }
-            }
-            batches.retain(|b| !b.is_empty());
-            let mut landing = Landing::start(repo.store().clone());
-            let failed = self.fetch_batches(batches, &mut landing, &files_done).await;
-            self.objects += landing.finish().await?;
-            // Batches a provider failed go one at a time through the slower path that tries
-            // the other providers and names a peer that lies.
-            for batch in failed? {
-                let n = batch.len();
-                self.fetch_small(repo, batch).await?;
-                files_done(n);
-            }
-            self.finish_writes().await?;
+            self.land_small(repo, small, &sizes, &files_done).await?;
         }
         // Big objects stream straight into a partial file, provider after provider, each
         // attempt resuming where the last stopped; what still fails goes through the
