@@ -203,13 +203,21 @@ impl Store {
     /// Stores `data` (a tree, a commit, a link target) and returns its id.
     pub fn put_bytes(&self, data: &[u8]) -> Result<ObjectId> {
         let id = ObjectId::of(data);
-        if !self.has(&id) {
-            let mut tmp = self.temp()?;
-            tmp.write_all(data)
-                .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
-            self.persist(tmp, &id)?;
-        }
+        self.put_hashed(&id, data)?;
         Ok(id)
+    }
+
+    /// Stores `data`, already known to hash to `id`, through a temp file; returns whether it
+    /// was new.
+    fn put_hashed(&self, id: &ObjectId, data: &[u8]) -> Result<bool> {
+        if self.has(id) {
+            return Ok(false);
+        }
+        let mut tmp = self.temp()?;
+        tmp.write_all(data)
+            .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+        self.persist(tmp, id)?;
+        Ok(true)
     }
 
     /// Stores small objects received whole (a fetched batch): each one's bytes are hashed and
@@ -238,8 +246,8 @@ impl Store {
                     Err(e) => return Err(Error::io("cannot store object", &dest, e)),
                 }
             }
-            if !self.has(id) {
-                self.put_bytes(data)?;
+            // Checked above: not hashed again.
+            if self.put_hashed(id, data)? {
                 stored += 1;
             }
         }
