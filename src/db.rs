@@ -33,8 +33,13 @@ pub const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config-v1
 /// commands read the index once, in order, so a small cache costs no time.
 const CACHE_SIZE: usize = 8 << 20;
 
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes and reads. Version 2 (chunked files: trees
+/// `LODT\x02`, chunk maps, links `objects/ab/<rest>.chunks`) reads version 1 unchanged; a
+/// version-1 repository is upgraded when this build opens it, since a build that knows only
+/// version 1 would take chunks for unreachable objects and `gc` them.
+pub const FORMAT_VERSION: u32 = 2;
+/// The formats this build upgrades in place (nothing on disk changes but the number).
+pub const UPGRADES_FROM: &[u32] = &[1];
 
 /// One staged path: what the next commit records, plus the stat cache.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

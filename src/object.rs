@@ -1,9 +1,10 @@
 //! Trees, commits and dataset metadata, and their canonical, versioned encoding.
 //!
 //! Pure: no I/O. Every encoded object starts with a 4-byte magic and a version byte
-//! (`LODT\x01` for trees, `LODC\x01` for commits, `LODC\x02` for commits that name their
-//! author's [`Person`]), followed by a postcard body; a commit ends with a 64-byte ed25519
-//! signature. See docs/FORMAT.md.
+//! (`LODT\x01` for trees, `LODT\x02` for trees with a chunked file, `LODC\x01` for commits,
+//! `LODC\x02` for commits that name their author's [`Person`], `LODK\x01` for chunk maps),
+//! followed by a postcard body (a chunk map: fixed-width fields); a commit ends with a 64-byte
+//! ed25519 signature. See docs/FORMAT.md.
 //!
 //! Invariants: encoding is deterministic (entries sorted by name, maps are `BTreeMap`s), and
 //! decoding is strict: it rejects unknown versions, trailing bytes, unsorted or duplicate
@@ -19,6 +20,9 @@ use crate::id::ObjectId;
 use crate::person::Person;
 
 const TREE_MAGIC: &[u8; 5] = b"LODT\x01";
+/// A tree with at least one chunked file: its entries also carry their chunk map's id.
+const TREE_CHUNKED_MAGIC: &[u8; 5] = b"LODT\x02";
+const CHUNK_MAP_MAGIC: &[u8; 5] = b"LODK\x01";
 const COMMIT_MAGIC: &[u8; 5] = b"LODC\x01";
 /// A commit whose body is followed by its author's [`Person`].
 const COMMIT_PERSON_MAGIC: &[u8; 5] = b"LODC\x02";
@@ -80,8 +84,47 @@ pub struct TreeEntry {
     pub kind: EntryKind,
     /// Bytes of the file, of the link target, or of all files below a directory.
     pub size: u64,
+    /// For a file, the BLAKE3 hash of its whole bytes, whether or not it is stored in chunks.
     pub id: ObjectId,
+    /// For a file stored in content-defined chunks, the id of its [`ChunkMap`]. A tree
+    /// where no entry has one is encoded as version 1, exactly as before chunks existed.
+    pub chunks: Option<ObjectId>,
 }
+
+/// A tree entry as version 1 encodes it (no chunk map).
+#[derive(Serialize)]
+struct EntryV1<'a> {
+    name: &'a str,
+    kind: EntryKind,
+    size: u64,
+    id: ObjectId,
+}
+
+#[derive(Deserialize)]
+struct OwnedEntryV1 {
+    name: String,
+    kind: EntryKind,
+    size: u64,
+    id: ObjectId,
+}
+
+/// How a file stored in chunks is put together: its whole-file id and size, then its chunks
+/// in order (each an object named by the BLAKE3 hash of its bytes). Encoded as `LODK\x01`, the
+/// file id (32 bytes), the size (u64 LE), the count (u32 LE), then per chunk its id (32
+/// bytes) and length (u32 LE). Decoding is strict: exact length, chunk lengths in
+/// `1..=MAX_CHUNK` that add up to the size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkMap {
+    pub file: ObjectId,
+    pub size: u64,
+    pub chunks: Vec<(ObjectId, u32)>,
+}
+
+/// The largest chunk a chunk map may name (FastCDC's own upper bound): a hostile map cannot
+/// make a reader hold more than this in memory for one chunk.
+pub const MAX_CHUNK: u32 = 16 << 20;
+/// Upper bound on a chunk map object: a 64 GiB file cut at 64 KiB on average.
+pub const MAX_CHUNK_MAP_SIZE: u64 = 48 << 20;
 
 /// A directory listing, sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,15 +261,50 @@ fn encode_body<T: Serialize>(magic: &[u8; 5], value: &T) -> Vec<u8> {
 }
 
 impl Tree {
-    /// Encodes the tree canonically.
+    /// Encodes the tree canonically: version 1 unless an entry names a chunk map.
     pub fn encode(&self) -> Vec<u8> {
-        encode_body(TREE_MAGIC, self)
+        if self.entries.iter().any(|e| e.chunks.is_some()) {
+            return encode_body(TREE_CHUNKED_MAGIC, self);
+        }
+        let v1: Vec<EntryV1<'_>> = self
+            .entries
+            .iter()
+            .map(|e| EntryV1 {
+                name: &e.name,
+                kind: e.kind,
+                size: e.size,
+                id: e.id,
+            })
+            .collect();
+        encode_body(TREE_MAGIC, &v1)
     }
 
     /// Decodes and validates a tree.
     pub fn decode(bytes: &[u8]) -> Result<Tree, DecodeError> {
-        let tree: Tree = decode_body(bytes, TREE_MAGIC, "tree")?;
+        let tree: Tree = if bytes.starts_with(TREE_CHUNKED_MAGIC) {
+            decode_body(bytes, TREE_CHUNKED_MAGIC, "tree")?
+        } else {
+            let v1: Vec<OwnedEntryV1> = decode_body(bytes, TREE_MAGIC, "tree")?;
+            Tree {
+                entries: v1
+                    .into_iter()
+                    .map(|e| TreeEntry {
+                        name: e.name,
+                        kind: e.kind,
+                        size: e.size,
+                        id: e.id,
+                        chunks: None,
+                    })
+                    .collect(),
+            }
+        };
         for (i, e) in tree.entries.iter().enumerate() {
+            if e.chunks.is_some() && !matches!(e.kind, EntryKind::File | EntryKind::Executable) {
+                return Err(DecodeError::Body(
+                    "tree",
+                    format!("entry {:?} is not a file but names a chunk map", e.name),
+                ));
+            }
             if is_control_name(&e.name) {
                 return Err(DecodeError::ControlName(e.name.clone()));
             }
@@ -241,6 +319,67 @@ impl Tree {
             return Err(DecodeError::NonCanonical("tree"));
         }
         Ok(tree)
+    }
+}
+
+impl ChunkMap {
+    const HEAD: usize = 5 + 32 + 8 + 4;
+    const ROW: usize = 32 + 4;
+
+    /// Encodes the map (one value, one encoding).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::HEAD + Self::ROW * self.chunks.len());
+        out.extend_from_slice(CHUNK_MAP_MAGIC);
+        out.extend_from_slice(&self.file.0);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&(self.chunks.len() as u32).to_le_bytes());
+        for (id, len) in &self.chunks {
+            out.extend_from_slice(&id.0);
+            out.extend_from_slice(&len.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes and checks a chunk map.
+    pub fn decode(bytes: &[u8]) -> Result<ChunkMap, DecodeError> {
+        let bad = |m: String| DecodeError::Body("chunk map", m);
+        if bytes.len() < Self::HEAD || !bytes.starts_with(CHUNK_MAP_MAGIC) {
+            return Err(DecodeError::Magic("chunk map"));
+        }
+        let file = ObjectId(bytes[5..37].try_into().expect("32 bytes"));
+        let size = u64::from_le_bytes(bytes[37..45].try_into().expect("8 bytes"));
+        let count = u32::from_le_bytes(bytes[45..49].try_into().expect("4 bytes")) as usize;
+        let rows = &bytes[Self::HEAD..];
+        if rows.len() != count.saturating_mul(Self::ROW) {
+            return Err(bad(format!(
+                "{} bytes of rows for {count} chunks",
+                rows.len()
+            )));
+        }
+        let mut chunks = Vec::with_capacity(count);
+        let mut total = 0u64;
+        for row in rows.chunks_exact(Self::ROW) {
+            let id = ObjectId(row[..32].try_into().expect("32 bytes"));
+            let len = u32::from_le_bytes(row[32..].try_into().expect("4 bytes"));
+            if len == 0 || len > MAX_CHUNK {
+                return Err(bad(format!("chunk {id} of {len} bytes")));
+            }
+            total += u64::from(len);
+            chunks.push((id, len));
+        }
+        if total != size {
+            return Err(bad(format!("chunks add up to {total} bytes, not {size}")));
+        }
+        Ok(ChunkMap { file, size, chunks })
+    }
+
+    /// Each chunk with its offset in the file.
+    pub fn offsets(&self) -> impl Iterator<Item = (u64, ObjectId, u32)> + '_ {
+        self.chunks.iter().scan(0u64, |at, (id, len)| {
+            let here = *at;
+            *at += u64::from(*len);
+            Some((here, *id, *len))
+        })
     }
 }
 
@@ -332,7 +471,75 @@ mod tests {
             kind: EntryKind::File,
             size: 1,
             id: ObjectId::of(b"x"),
+            chunks: None,
         }
+    }
+
+    #[test]
+    fn trees_without_chunks_keep_version_1_and_chunked_ones_are_version_2() {
+        let plain = Tree {
+            entries: vec![entry("a"), entry("b")],
+        };
+        let bytes = plain.encode();
+        assert_eq!(&bytes[..5], b"LODT\x01");
+        // Version 1 is the encoding trees had before chunks: a struct of (name, kind, size,
+        // id) per entry, nothing more (this literal was produced by the earlier encoder).
+        let mut old = b"LODT\x01\x02\x01a\x00\x01".to_vec();
+        old.extend(ObjectId::of(b"x").0);
+        old.extend(b"\x01b\x00\x01");
+        old.extend(ObjectId::of(b"x").0);
+        assert_eq!(bytes, old);
+        assert_eq!(Tree::decode(&bytes).unwrap(), plain);
+
+        let mut chunked = plain.clone();
+        chunked.entries[1].chunks = Some(ObjectId::of(b"map"));
+        let cbytes = chunked.encode();
+        assert_eq!(&cbytes[..5], b"LODT\x02");
+        assert_eq!(Tree::decode(&cbytes).unwrap(), chunked);
+        // A version-2 tree without any chunk map is not canonical (version 1 encodes it).
+        let mut v2 = b"LODT\x02".to_vec();
+        v2.extend(postcard::to_stdvec(&plain).unwrap());
+        assert!(matches!(
+            Tree::decode(&v2),
+            Err(DecodeError::NonCanonical(_))
+        ));
+        // Only files may name a chunk map.
+        let mut dir = chunked.clone();
+        dir.entries[1].kind = EntryKind::Dir;
+        assert!(Tree::decode(&dir.encode()).is_err());
+    }
+
+    #[test]
+    fn chunk_maps_roundtrip_and_are_strict() {
+        let map = ChunkMap {
+            file: ObjectId::of(b"whole"),
+            size: 30,
+            chunks: vec![(ObjectId::of(b"a"), 10), (ObjectId::of(b"b"), 20)],
+        };
+        let bytes = map.encode();
+        assert_eq!(ChunkMap::decode(&bytes).unwrap(), map);
+        assert_eq!(
+            map.offsets().map(|(at, _, n)| (at, n)).collect::<Vec<_>>(),
+            vec![(0, 10), (10, 20)]
+        );
+        assert!(ChunkMap::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ChunkMap::decode(&longer).is_err());
+        let mut wrong_size = map.clone();
+        wrong_size.size = 31;
+        assert!(ChunkMap::decode(&wrong_size.encode()).is_err());
+        let mut empty_chunk = map.clone();
+        empty_chunk.chunks.push((ObjectId::of(b"c"), 0));
+        assert!(ChunkMap::decode(&empty_chunk.encode()).is_err());
+        let mut huge = map.clone();
+        huge.chunks = vec![(ObjectId::of(b"c"), MAX_CHUNK + 1)];
+        huge.size = u64::from(MAX_CHUNK) + 1;
+        assert!(ChunkMap::decode(&huge.encode()).is_err());
+        let mut count = bytes.clone();
+        count[45] = 3;
+        assert!(ChunkMap::decode(&count).is_err());
+        assert!(Tree::decode(&bytes).is_err() && ChunkMap::decode(b"LODT\x01").is_err());
     }
 
     #[test]

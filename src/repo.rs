@@ -68,6 +68,8 @@ pub struct Repo {
     /// costs a header write and fsyncs); [`Repo::release_db`] closes it before long work so
     /// that other processes can use it meanwhile.
     db: Arc<Mutex<Option<Arc<Db>>>>,
+    /// The format version this open upgraded the repository from, if it did.
+    upgraded_from: Option<u32>,
 }
 
 impl Repo {
@@ -153,24 +155,46 @@ impl Repo {
     fn open_at(root: PathBuf, home: Home, opts: RepoOptions) -> Result<Repo> {
         let dot = root.join(".lode");
         let store = Store::new(dot.join("objects"), dot.join("tmp"));
-        let repo = Repo {
+        let mut repo = Repo {
             root,
             dot,
             store,
             home,
             opts,
             db: Arc::new(Mutex::new(None)),
+            upgraded_from: None,
         };
         let db = repo.db()?;
         let tx = db.db.begin_read()?;
         let format = db::get_config(&tx, "format")?;
-        match format.as_deref() {
-            Some(b) if b == db::FORMAT_VERSION.to_le_bytes() => Ok(repo),
-            Some(b) => Err(Error::DbCorrupt {
+        drop(tx);
+        let version = format
+            .as_deref()
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        match (format.as_deref(), version) {
+            (_, Some(v)) if v == db::FORMAT_VERSION => Ok(repo),
+            (_, Some(v)) if db::UPGRADES_FROM.contains(&v) => {
+                let tx = db.db.begin_write()?;
+                tx.open_table(db::CONFIG)?
+                    .insert("format", &db::FORMAT_VERSION.to_le_bytes()[..])?;
+                tx.commit()?;
+                drop(db);
+                repo.upgraded_from = Some(v);
+                Ok(repo)
+            }
+            (_, Some(v)) => Err(Error::DbCorrupt {
                 path: repo.db_path(),
-                msg: format!("format version {b:?} is not supported by this lode; upgrade lode"),
+                msg: format!(
+                    "format version {v} is newer than this lode reads ({}); upgrade lode",
+                    db::FORMAT_VERSION
+                ),
             }),
-            None => Err(Error::DbCorrupt {
+            (Some(b), None) => Err(Error::DbCorrupt {
+                path: repo.db_path(),
+                msg: format!("format version {b:?} is not one lode knows"),
+            }),
+            (None, _) => Err(Error::DbCorrupt {
                 path: repo.db_path(),
                 msg: "format version missing".into(),
             }),
@@ -190,7 +214,13 @@ impl Repo {
             opts: self.opts.clone(),
             // The same slot: one process opens a redb file once.
             db: self.db.clone(),
+            upgraded_from: None,
         })
+    }
+
+    /// The format version this open upgraded the repository from (`None`: it was current).
+    pub fn upgraded_from(&self) -> Option<u32> {
+        self.upgraded_from
     }
 
     /// Where received pushes wait while they are checked (`gc` removes what a killed server

@@ -33,7 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The core error type: it wraps the errors of trust and tickets, so it sits above them.
     ("error", &["error.rs"]),
     // What lies on disk.
-    ("storage", &["store.rs", "db.rs", "keys.rs", "worktree.rs"]),
+    ("storage", &["store/", "db.rs", "keys.rs", "worktree.rs"]),
     // A repository, and its plain settings.
     ("repo", &["repo.rs", "config.rs"]),
     // Operations, the graph walk and what a repository publishes.

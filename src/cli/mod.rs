@@ -169,7 +169,16 @@ struct Ctx {
 
 impl Ctx {
     fn repo(&self) -> Result<Repo, Error> {
-        Repo::discover(&self.cwd, self.home.clone(), self.opts.clone())
+        let repo = Repo::discover(&self.cwd, self.home.clone(), self.opts.clone())?;
+        if let Some(v) = repo.upgraded_from() {
+            eprintln!(
+                "note: upgraded the repository at {} from format {v} to {} (files of 4 MiB \
+                 and more are now stored in chunks; lode versions before it cannot open it)",
+                output::escape(&repo.root().display().to_string()),
+                lode::db::FORMAT_VERSION
+            );
+        }
+        Ok(repo)
     }
 }
 

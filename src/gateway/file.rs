@@ -85,7 +85,7 @@ pub(super) fn file(
         }
     };
     let (start, len) = span.map_or((0, size), |(s, e)| (s, e - s + 1));
-    let f = match repo.store().open(&id) {
+    let f = match repo.store().reader(&id) {
         Ok(f) => f,
         Err(_) => {
             // A mirror may no longer hold a file: deleted under a taint notice (451), or
@@ -145,7 +145,12 @@ pub(super) fn file(
 /// Streams `len` bytes of `f` from `start` in 256 KiB frames, read on the blocking pool.
 /// With `verify`, the whole file is hashed as it goes and a mismatch ends the body with an
 /// error, which makes hyper cut the connection.
-fn stream_file(mut f: std::fs::File, start: u64, len: u64, verify: Option<ObjectId>) -> Body {
+fn stream_file(
+    mut f: crate::store::ObjectReader,
+    start: u64,
+    len: u64,
+    verify: Option<ObjectId>,
+) -> Body {
     let (tx, rx) =
         tokio::sync::mpsc::channel::<std::result::Result<Frame<Bytes>, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {

@@ -264,19 +264,24 @@ pub fn enforce_quota(repo: &Repo) -> Result<Vec<Dropped>> {
     order.sort();
     let mut dropped = Vec::new();
     let mut ids = Vec::new();
+    // A file held in chunks frees the chunks that no other file held in chunks uses (the
+    // quota counts each chunk once, as the disk does), never one that is a kept file itself.
+    let mut refs = None;
     for (_, id, c) in order {
         if total <= quota {
             break;
         }
-        let Ok(meta) = std::fs::metadata(repo.store().path(&id)) else {
+        if !repo.store().has(&id) {
             continue;
-        };
-        repo.store().remove(&id)?;
-        total = total.saturating_sub(meta.len());
+        }
+        let freed = repo
+            .store()
+            .remove_file(&id, &mut refs, &|o| keep.contains(o))?;
+        total = total.saturating_sub(freed);
         ids.push(id);
         dropped.push(Dropped {
             id: id.to_hex(),
-            bytes: meta.len(),
+            bytes: freed,
             last_used_by: c.to_hex(),
         });
     }
@@ -540,9 +545,11 @@ fn enforce(home: &Home, notices: &[Notice]) -> Vec<NoticeAction> {
                 .filter(|(_, id)| !already.contains(id))
                 .collect();
             let mut held = Vec::new();
+            let mut refs = None;
             for (n, id) in &new {
                 if repo.store().has(id) {
-                    repo.store().remove(id)?;
+                    // A file held in chunks goes with every chunk no other file uses.
+                    repo.store().remove_file(id, &mut refs, &|_| false)?;
                     held.push((*n, *id));
                 }
             }

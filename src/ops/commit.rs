@@ -95,13 +95,22 @@ impl<'r> TreeWriter<'r> {
                 kind: EntryKind::Dir,
                 size: 0,
                 id,
+                chunks: None,
             }
         } else {
+            // A file the store holds in chunks names its chunk map, so that peers fetch only
+            // the chunks they lack.
+            let chunks = if e.kind == EntryKind::Symlink {
+                None
+            } else {
+                self.repo.store().chunk_map_of(&e.id, e.size)?
+            };
             TreeEntry {
                 name: name.to_string(),
                 kind: e.kind,
                 size: e.size,
                 id: e.id,
+                chunks,
             }
         };
         let d = self.open.last_mut().expect("the root stays open");
@@ -158,6 +167,7 @@ impl<'r> TreeWriter<'r> {
             kind: EntryKind::Dir,
             size: d.bytes,
             id,
+            chunks: None,
         });
         Ok(())
     }

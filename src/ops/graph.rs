@@ -50,11 +50,30 @@ pub fn head_refs(head: Option<&SignedHead>) -> Refs {
 
 /// Lists the objects reachable from `roots` that `known` does not accept, with blob sizes (0
 /// for commits and trees). The walk does not enter a commit or tree that is known: whoever
-/// knows it knows what it reaches.
+/// knows it knows what it reaches. A file held in chunks is listed with what may travel for
+/// it: its whole-file id, its chunk map and its chunks.
 pub fn closure(
     repo: &Repo,
     roots: &[ObjectId],
     known: &dyn Fn(&ObjectId) -> bool,
+) -> Result<Vec<(ObjectId, u64)>> {
+    walk(repo, roots, known, true)
+}
+
+/// [`closure`], with every file listed by its whole-file id (what sealing encrypts).
+pub fn file_closure(
+    repo: &Repo,
+    roots: &[ObjectId],
+    known: &dyn Fn(&ObjectId) -> bool,
+) -> Result<Vec<(ObjectId, u64)>> {
+    walk(repo, roots, known, false)
+}
+
+fn walk(
+    repo: &Repo,
+    roots: &[ObjectId],
+    known: &dyn Fn(&ObjectId) -> bool,
+    chunks: bool,
 ) -> Result<Vec<(ObjectId, u64)>> {
     let mut out = Vec::new();
     let mut seen: HashSet<ObjectId> = HashSet::new();
@@ -82,6 +101,27 @@ pub fn closure(
         for e in tree.entries {
             if e.kind == EntryKind::Dir {
                 trees.push(e.id);
+            } else if let (true, Some(map)) = (chunks, e.chunks) {
+                if known(&e.id) || !seen.insert(e.id) {
+                    continue;
+                }
+                // The whole file too: a peer holding none of its chunks fetches it whole
+                // (the server assembles it from the chunks).
+                out.push((e.id, e.size));
+                if known(&map) || !seen.insert(map) {
+                    continue;
+                }
+                // A map this repository does not hold (a lazy clone) is listed alone.
+                let Ok(m) = repo.store().read_chunk_map(&map) else {
+                    out.push((map, 0));
+                    continue;
+                };
+                out.push((map, repo.store().size_of(&map).unwrap_or(0)));
+                for (c, len) in m.chunks {
+                    if !known(&c) && seen.insert(c) {
+                        out.push((c, u64::from(len)));
+                    }
+                }
             } else if !known(&e.id) && seen.insert(e.id) {
                 out.push((e.id, e.size));
             }

@@ -337,7 +337,7 @@ pub fn cat(repo: &Repo, rev: &str, path: &str, out: &mut dyn Write) -> Result<u6
             path: Some(path.to_string()),
         });
     }
-    let mut f = repo.store().open(&e.id)?;
+    let mut f = repo.store().reader(&e.id)?;
     io::copy(&mut f, out).map_err(|err| Error::io("cannot write", "stdout", err))
 }
 

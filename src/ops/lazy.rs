@@ -125,6 +125,7 @@ pub fn apply_drop(repo: &Repo, plan: DropPlan) -> Result<DropReport> {
         ..Default::default()
     };
     let mut freed = HashSet::new();
+    let mut refs = None;
     for (p, e) in &plan.files {
         let abs = repo.abs(p);
         match fs::remove_file(&abs) {
@@ -136,7 +137,7 @@ pub fn apply_drop(repo: &Repo, plan: DropPlan) -> Result<DropReport> {
             entry.stat = None;
         }
         if freed.insert(e.id) {
-            repo.store().remove(&e.id)?;
+            repo.store().remove_file(&e.id, &mut refs, &|_| false)?;
             report.bytes_freed += e.size;
         }
         report.dropped.push(p.clone());

@@ -40,6 +40,8 @@ struct Reach {
     blobs: HashSet<ObjectId>,
     /// In a lazy clone: the file content reachable but not fetched.
     absent: u64,
+    /// Files large enough to be held in chunks, with a path that names them.
+    big: Vec<(ObjectId, Option<String>)>,
 }
 
 fn reachable(repo: &Repo) -> Result<Reach> {
@@ -48,6 +50,7 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         problems: Vec::new(),
         blobs: HashSet::new(),
         absent: 0,
+        big: Vec::new(),
     };
     let mut commits: Vec<ObjectId> = Vec::new();
     for prefix in ["heads/", "tags/"] {
@@ -89,6 +92,9 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         }
         if matches!(e.kind, EntryKind::File | EntryKind::Executable) {
             r.blobs.insert(e.id);
+            if e.size >= crate::store::CHUNKED_MIN {
+                r.big.push((e.id, Some(p.clone())));
+            }
         }
     }
     let mut seen_commits = HashSet::new();
@@ -134,6 +140,9 @@ fn reachable(repo: &Repo) -> Result<Reach> {
                     } else {
                         if e.kind != EntryKind::Symlink {
                             r.blobs.insert(e.id);
+                            if e.size >= crate::store::CHUNKED_MIN {
+                                r.big.push((e.id, Some(path.clone())));
+                            }
                         }
                         r.objects.entry(e.id).or_insert(Some(path));
                     }
@@ -146,6 +155,25 @@ fn reachable(repo: &Repo) -> Result<Reach> {
     }
     // A mirror over its quota dropped these on purpose: they are not missing.
     r.objects.retain(|id, _| !dropped.contains(id));
+    // A file held in chunks reaches its chunk map and its chunks.
+    let mut expanded = HashSet::new();
+    for (id, path) in std::mem::take(&mut r.big) {
+        if dropped.contains(&id) || !expanded.insert(id) {
+            continue;
+        }
+        let Some(map_id) = repo.store().chunk_map_of(&id, u64::MAX)? else {
+            continue;
+        };
+        r.objects.entry(map_id).or_insert_with(|| path.clone());
+        match repo.store().read_chunk_map(&map_id) {
+            Ok(map) => {
+                for (c, _) in map.chunks {
+                    r.objects.entry(c).or_insert_with(|| path.clone());
+                }
+            }
+            Err(e) => r.problems.push(problem(map_id, path, e)),
+        }
+    }
     // A lazy clone holds only the file content it was asked for: the rest is absent.
     if crate::config::is_lazy(repo)? {
         r.absent = r.blobs.iter().filter(|id| !repo.store().has(id)).count() as u64;
@@ -213,10 +241,24 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
             });
         }
     });
-    let mut damaged = damaged.into_inner().expect("threads ended");
     let present: HashSet<ObjectId> = listed.iter().map(|(id, _)| *id).collect();
+    let mut damaged = damaged.into_inner().expect("threads ended");
+    // Each file held in chunks: its link must name a map of that file (the chunks are
+    // objects, re-hashed above; the map is checked against the file when the link is made).
+    for (file, map_id) in repo.store().list_chunked()? {
+        let path = reach.objects.get(&file).cloned().flatten();
+        match repo.store().read_chunk_map(&map_id) {
+            Ok(map) if map.file != file => damaged.push(Damaged {
+                id: file.to_hex(),
+                path,
+                problem: format!("its chunk link names the map of another file ({map_id})"),
+            }),
+            Ok(_) => {}
+            Err(e) => damaged.push(problem(file, path, e)),
+        }
+    }
     for (id, path) in &reach.objects {
-        if !present.contains(id) {
+        if !present.contains(id) && !repo.store().has(id) {
             damaged.push(Damaged {
                 id: id.to_hex(),
                 path: path.clone(),
@@ -265,7 +307,11 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
     let mut report = GcReport::default();
     let mut removed = HashSet::new();
     for (id, len) in repo.store().list()? {
-        if reach.objects.contains_key(&id) {
+        // A whole copy of a file also held in chunks (fetched whole, then cut): the chunks
+        // are what stays.
+        let duplicate =
+            len >= crate::store::CHUNKED_MIN && repo.store().chunk_map_of(&id, len)?.is_some();
+        if reach.objects.contains_key(&id) && !duplicate {
             report.objects_kept += 1;
             continue;
         }
@@ -275,6 +321,17 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
         removed.insert(id);
         report.objects_removed += 1;
         report.bytes_freed += len;
+    }
+    // Links of files held in chunks that nothing reaches (their maps and chunks went above).
+    for (file, _) in repo.store().list_chunked()? {
+        if reach.objects.contains_key(&file) {
+            continue;
+        }
+        if !dry_run {
+            let mut none = Some(Default::default());
+            repo.store().remove_file(&file, &mut none, &|_| true)?;
+        }
+        report.objects_removed += 1;
     }
     // The outboards `lode serve` computed for objects that are gone now (removed here, or
     // earlier by a mirror's quota or a taint notice): a cache of the object's hash tree.

@@ -42,6 +42,7 @@ fn hostile_tree(repo: &lode::Repo, name: &str, nested: bool) -> ObjectId {
         kind: EntryKind::File,
         size,
         id,
+        chunks: None,
     };
     let dir = |name: &str, entries: Vec<TreeEntry>| {
         let size = entries.iter().map(|e| e.size).sum();
@@ -51,6 +52,7 @@ fn hostile_tree(repo: &lode::Repo, name: &str, nested: bool) -> ObjectId {
             kind: EntryKind::Dir,
             size,
             id,
+            chunks: None,
         }
     };
     let control = dir(name, vec![file("lode.redb", db, 17)]);

@@ -434,6 +434,7 @@ fn gateway_rev_resolves_only_published_commits() {
             kind,
             size,
             id,
+            chunks: None,
         };
         let video = Tree {
             entries: vec![entry(

@@ -1,6 +1,7 @@
 //! One integration binary that drives the real `lode` executable (see common/mod.rs; the peer harness is common/peers.rs).
 
 mod access;
+mod chunks;
 mod common;
 mod control;
 mod crash;

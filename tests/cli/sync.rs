@@ -276,6 +276,7 @@ fn hostile_trees_are_rejected_before_any_write() {
         kind: EntryKind::File,
         size: 1,
         id,
+        chunks: None,
     };
     type Make = Box<dyn Fn(&lode::Repo) -> Vec<TreeEntry>>;
     let cases: Vec<(&str, Make)> = vec![
@@ -310,6 +311,7 @@ fn hostile_trees_are_rejected_before_any_write() {
                     kind: EntryKind::Symlink,
                     size: 16,
                     id: target,
+                    chunks: None,
                 }]
             }),
         ),

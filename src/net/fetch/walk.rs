@@ -472,6 +472,8 @@ impl<'a> Walk<'a> {
         // Blobs are fetched last, all at once, so that the count and bytes to receive are
         // known (from the trees) before any of them arrives.
         let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
+        // Files held in chunks: (path, whole-file id, size, chunk map).
+        let mut chunked: Vec<(String, ObjectId, u64, ObjectId)> = Vec::new();
         self.progress.scan("listing");
         while !level.is_empty() {
             level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
@@ -550,6 +552,10 @@ impl<'a> Walk<'a> {
                                 }
                                 EntryKind::File | EntryKind::Executable
                                     if self.lazy && filter.is_none() => {}
+                                EntryKind::File | EntryKind::Executable if e.chunks.is_some() => {
+                                    let map = e.chunks.expect("checked");
+                                    chunked.push((path.clone(), e.id, e.size, map));
+                                }
                                 _ => blobs.push((e.id, e.size)),
                             }
                             if filter.is_some()
@@ -569,7 +575,88 @@ impl<'a> Walk<'a> {
             }
             level = next;
         }
+        // Chunked files. Into a repository: their maps first (small); a file of which this
+        // side holds at least half the chunks (an earlier version, another file) gets the
+        // chunks it lacks, which join the other blobs (so the totals are known before
+        // anything large arrives); one it holds less of comes whole, through the same paths
+        // as any large object (several providers, the swarm), and is cut into its chunks
+        // here. Into a fetch store (`get`): whole.
+        chunked.retain(|(_, id, _, _)| !self.skip.contains(id));
+        let (mut assemble, mut split) = (Vec::new(), Vec::new());
+        if let Sink::Repo(repo) = self.sink {
+            // Held in chunks already: nothing to do. Held whole (fetched whole by a killed
+            // run, or before chunks existed): cut here, nothing travels but the map.
+            let in_chunks = |id: &ObjectId, size| {
+                repo.store()
+                    .chunk_map_of(id, size)
+                    .is_ok_and(|m| m.is_some())
+            };
+            chunked.retain(|(_, id, size, _)| !in_chunks(id, *size));
+            let wanted_maps: Vec<(ObjectId, u64)> =
+                chunked.iter().map(|(_, _, _, map)| (*map, 0)).collect();
+            self.fetch_missing(&wanted_maps).await?;
+            for (path, id, size, map_id) in chunked {
+                let whole_here = repo.store().has(&id);
+                let map = crate::object::ChunkMap::decode(&self.read(&map_id).await?)
+                    .map_err(|e| lying(format!("chunk map {map_id} of {path:?}: {e}")))?;
+                if map.file != id || map.size != size {
+                    return Err(lying(format!(
+                        "chunk map {map_id} of {path:?} describes another file ({} bytes of {})",
+                        map.size, map.file
+                    )));
+                }
+                let held: u64 = map
+                    .chunks
+                    .iter()
+                    .filter(|(c, _)| repo.store().has(c))
+                    .map(|(_, n)| u64::from(*n))
+                    .sum();
+                if whole_here {
+                    split.push((path, map_id));
+                } else if held * 2 >= size {
+                    blobs.extend(map.chunks.iter().map(|(c, n)| (*c, u64::from(*n))));
+                    assemble.push((path, map_id));
+                } else {
+                    blobs.push((id, size));
+                    split.push((path, map_id));
+                }
+            }
+        } else {
+            blobs.extend(chunked.iter().map(|(_, id, size, _)| (*id, *size)));
+        }
         self.fetch_missing_as(&blobs, Some("receiving")).await?;
+        // Each chunked file must assemble to its id (or its whole copy must cut into the
+        // map's chunks) before the store says it holds it.
+        if let Sink::Repo(repo) = self.sink {
+            let jobs = assemble
+                .into_iter()
+                .map(|j| (j, false))
+                .chain(split.into_iter().map(|j| (j, true)));
+            // A swarm session goes on serving a whole copy it fetched: `gc` drops it later.
+            let drop_whole = self.client.swarm.is_none();
+            for ((path, map_id), whole) in jobs {
+                let store = repo.store().clone();
+                let put = tokio::task::spawn_blocking(move || {
+                    if whole {
+                        store.split_whole(&map_id, drop_whole)
+                    } else {
+                        store.put_chunked(&map_id)
+                    }
+                })
+                .await
+                .map_err(|e| Error::Other(format!("chunk assembly failed: {e}")))?;
+                match put {
+                    Ok(_) => {}
+                    Err(Error::ObjectCorrupt { id, .. }) => {
+                        return Err(lying(format!(
+                            "the chunks of {path:?} (map {map_id}) do not assemble to its \
+                             id {id}"
+                        )))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         for (path, id) in links {
             let target = self.read(&id).await?;
             if !link_stays_inside(&path, &target) {

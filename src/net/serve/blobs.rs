@@ -86,34 +86,76 @@ struct Inner {
     computing: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// An object found: its file, size and the source it came from.
+/// An object found: its bytes, size and the source it came from.
 struct Found {
-    file: File,
+    file: Data,
     size: u64,
     source: usize,
+}
+
+/// Where an object's bytes are: its file, or (a file held in chunks, asked for whole) its
+/// chunks in order.
+#[derive(Clone)]
+enum Data {
+    File(Arc<File>),
+    Chunks(Arc<crate::store::ChunkedBytes>),
+}
+
+impl Data {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        match self {
+            Data::File(f) => std::os::unix::fs::FileExt::read_at(&**f, buf, at),
+            Data::Chunks(c) => c.read_at(buf, at),
+        }
+    }
+}
+
+impl bao_tree::io::mixed::ReadBytesAt for Data {
+    fn read_bytes_at(&self, offset: u64, size: usize) -> io::Result<bytes::Bytes> {
+        let mut buf = vec![0u8; size];
+        let mut got = 0;
+        while got < size {
+            let n = self.read_at(&mut buf[got..], offset + got as u64)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            got += n;
+        }
+        Ok(buf.into())
+    }
 }
 
 impl Inner {
     fn find(&self, hash: &Hash) -> Option<Found> {
         let id = ObjectId(*hash.as_bytes());
         self.sources.iter().enumerate().find_map(|(i, s)| {
-            let file = File::open(s.objects.path(&id)).ok()?;
-            let size = file.metadata().ok()?.len();
+            if let Ok(file) = File::open(s.objects.path(&id)) {
+                let size = file.metadata().ok()?.len();
+                return Some(Found {
+                    file: Data::File(Arc::new(file)),
+                    size,
+                    source: i,
+                });
+            }
+            let chunks = s.objects.chunked_bytes(&id).ok()??;
             Some(Found {
-                file,
-                size,
+                size: chunks.len(),
+                file: Data::Chunks(Arc::new(chunks)),
                 source: i,
             })
         })
     }
 
-    /// The size of an object, from its file's metadata (nothing is opened).
+    /// The size of an object, from its file's metadata (nothing is opened), or from its
+    /// chunk map for a file held in chunks.
     fn size(&self, hash: &Hash) -> Option<u64> {
         let id = ObjectId(*hash.as_bytes());
-        self.sources
-            .iter()
-            .find_map(|s| std::fs::metadata(s.objects.path(&id)).ok())
-            .map(|m| m.len())
+        self.sources.iter().find_map(|s| {
+            std::fs::metadata(s.objects.path(&id))
+                .map(|m| m.len())
+                .ok()
+                .or_else(|| s.objects.size_of(&id).ok())
+        })
     }
 
     /// The outboard of a blob larger than one chunk group: read from the cache, or computed
@@ -132,7 +174,7 @@ impl Inner {
         if let Ok(f) = File::open(&path) {
             return Ok(f);
         }
-        let data = found.file.try_clone()?;
+        let data = found.file.clone();
         let size = found.size;
         let dir = dir.clone();
         let tmp_dir = self.sources[found.source].objects.tmp_dir().to_path_buf();
@@ -164,12 +206,12 @@ impl Inner {
     }
 }
 
-/// Reads a file from an offset on, without moving a shared cursor.
-struct ReadFrom<'a>(&'a File, u64);
+/// Reads an object from an offset on, without moving a shared cursor.
+struct ReadFrom<'a>(&'a Data, u64);
 
 impl io::Read for ReadFrom<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.0, buf, self.1)?;
+        let n = self.0.read_at(buf, self.1)?;
         self.1 += n as u64;
         Ok(n)
     }
@@ -325,7 +367,7 @@ async fn export_bao(
 }
 
 async fn traverse(
-    data: File,
+    data: Data,
     outboard: impl bao_tree::io::sync::Outboard,
     ranges: &ChunkRanges,
     mut sender: Send<'_>,

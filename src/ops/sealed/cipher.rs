@@ -62,11 +62,8 @@ pub(super) fn encrypt_object(
     recipient: &age::x25519::Recipient,
 ) -> Result<ObjectId> {
     let store = repo.store();
-    let file = store.open(plain)?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read object", store.path(plain), e))?
-        .len();
+    let file = store.reader(plain)?;
+    let len = store.size_of(plain)?;
     let mut input = BufReader::with_capacity(1 << 20, file).take(len);
     let tmp = store.temp()?;
     let hasher = HashingWriter {

@@ -82,7 +82,7 @@ pub fn seal(repo: &Repo, readers: &BTreeMap<[u8; 32], String>) -> Result<ObjectI
         .copied()
         .chain(tags.iter().map(|(_, id)| *id))
         .collect();
-    let plain = crate::ops::graph::closure(repo, &roots, &crate::ops::graph::nothing_known)?;
+    let plain = crate::ops::graph::file_closure(repo, &roots, &crate::ops::graph::nothing_known)?;
     let mut manifest = Manifest {
         main,
         tags,

@@ -25,6 +25,9 @@ use tempfile::NamedTempFile;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
+mod chunks;
+pub use chunks::{ChunkReader, ChunkedBytes, CHUNKED_MIN, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
+
 /// Files up to this size are read into memory in one piece; larger ones are streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
 const CHUNK: usize = 1 << 20;
@@ -127,6 +130,13 @@ impl Store {
             fs::rename(&from, &to).map_err(|e| Error::io("cannot admit object", &to, e))?;
             moved += 1;
         }
+        // Links last: each names chunks that are in by now.
+        for (id, _) in q.list_chunked()? {
+            let (from, to) = (q.own_link_path(&id), self.own_link_path(&id));
+            if fs::symlink_metadata(&to).is_err() {
+                fs::rename(&from, &to).map_err(|e| Error::io("cannot admit", &to, e))?;
+            }
+        }
         self.sync()?;
         Ok(moved)
     }
@@ -176,9 +186,9 @@ impl Store {
         &self.tmp
     }
 
-    /// Reports whether the object is present.
+    /// Reports whether the object is present: stored whole, or (a file) in chunks.
     pub fn has(&self, id: &ObjectId) -> bool {
-        fs::symlink_metadata(self.path(id)).is_ok()
+        fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id)
     }
 
     /// A temp file in `.lode/tmp`, named `object-<pid>-XXXXXX` so that a later command can
@@ -212,6 +222,13 @@ impl Store {
     fn put_hashed(&self, id: &ObjectId, data: &[u8]) -> Result<bool> {
         if self.has(id) {
             return Ok(false);
+        }
+        let dest = self.own_path(id);
+        match create_whole(&dest, data, 0o444) {
+            Ok(Whole::Created(_)) => return Ok(true),
+            Ok(Whole::Exists) => return Ok(false),
+            Ok(Whole::Unsupported) => {}
+            Err(e) => return Err(Error::io("cannot store object", &dest, e)),
         }
         let mut tmp = self.temp()?;
         tmp.write_all(data)
@@ -342,6 +359,9 @@ impl Store {
             }
             return Ok(Imported { id, stat, stored });
         }
+        if before.size >= CHUNKED_MIN {
+            return self.import_chunked(path, &src, before, &check_after);
+        }
         let tmp = self.temp()?;
         let (id, hashed, copied) = copy_and_hash(path, &src, tmp.as_file()).map_err(io_err)?;
         if hashed != before.size || copied != before.size {
@@ -363,7 +383,37 @@ impl Store {
         fs::rename(file, &dest).map_err(|e| Error::io("cannot store object", &dest, e))
     }
 
-    /// Opens an object for reading.
+    /// Opens an object for reading: a file stored whole, or the chunks of one stored in
+    /// chunks, in order. Not hashed: a caller that makes the bytes visible hashes them.
+    pub fn reader(&self, id: &ObjectId) -> Result<ObjectReader> {
+        match self.open(id) {
+            Err(Error::ObjectMissing { .. }) => match self.chunked(id)? {
+                Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
+            other => other.map(ObjectReader::Whole),
+        }
+    }
+
+    /// The size of object `id`, stored whole or in chunks.
+    pub fn size_of(&self, id: &ObjectId) -> Result<u64> {
+        match fs::metadata(self.path(id)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.chunked(id)? {
+                Some(map) => Ok(map.size),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
+            Err(e) => Err(Error::io("cannot read object", self.path(id), e)),
+        }
+    }
+
+    /// Opens an object stored whole for reading ([`Store::reader`] reads any object).
     pub fn open(&self, id: &ObjectId) -> Result<File> {
         let path = self.path(id);
         File::open(&path).map_err(|e| match e.kind() {
@@ -377,7 +427,7 @@ impl Store {
 
     /// Reads a small object (tree, commit, link target) whole and checks its hash.
     pub fn read_verified(&self, id: &ObjectId, limit: u64) -> Result<Vec<u8>> {
-        let f = self.open(id)?;
+        let f = self.reader(id)?;
         let mut buf = Vec::new();
         f.take(limit + 1)
             .read_to_end(&mut buf)
@@ -402,7 +452,10 @@ impl Store {
     /// (the caller then discards `dest`, so nothing unverified becomes visible).
     pub fn copy_out(&self, id: &ObjectId, dest: &File) -> Result<u64> {
         let path = self.path(id);
-        let src = self.open(id)?;
+        let src = match self.reader(id)? {
+            ObjectReader::Whole(f) => f,
+            ObjectReader::Chunked(r) => return copy_chunked(r, id, dest),
+        };
         let (got, hashed, copied) = copy_and_hash(&path, &src, dest)
             .map_err(|e| Error::io("cannot copy object", &path, e))?;
         if got != *id || hashed != copied {
@@ -416,8 +469,8 @@ impl Store {
 
     /// Hashes an object's bytes; returns the hash and the size.
     pub fn rehash(&self, id: &ObjectId) -> Result<(ObjectId, u64)> {
-        let f = self.open(id)?;
-        hash_reader(&f).map_err(|e| Error::io("cannot read object", self.path(id), e))
+        let f = self.reader(id)?;
+        hash_reader(f).map_err(|e| Error::io("cannot read object", self.path(id), e))
     }
 
     /// Lists every object file: id and size. Files that are not named like objects are
@@ -470,7 +523,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes an object (only `gc` calls this).
+    /// Deletes an object stored whole ([`Store::remove_chunked`] removes a file held in
+    /// chunks).
     pub fn remove(&self, id: &ObjectId) -> Result<()> {
         let p = self.own_path(id);
         fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", p, e))
@@ -483,6 +537,86 @@ impl Store {
         rustix::fs::syncfs(&dir)
             .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
     }
+}
+
+/// An object open for reading ([`Store::reader`]).
+pub enum ObjectReader {
+    Whole(File),
+    Chunked(ChunkReader),
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ObjectReader::Whole(f) => f.read(buf),
+            ObjectReader::Chunked(r) => r.read(buf),
+        }
+    }
+}
+
+impl io::Seek for ObjectReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        match self {
+            ObjectReader::Whole(f) => f.seek(to),
+            ObjectReader::Chunked(r) => r.seek(to),
+        }
+    }
+}
+
+/// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
+/// with `ObjectCorrupt` when they do not hash to `id`.
+fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
+    let hasher = std::thread::spawn(move || {
+        let mut h = blake3::Hasher::new();
+        for b in rx {
+            h.update(&b);
+        }
+        ObjectId::from(h.finalize())
+    });
+    let mut n = 0u64;
+    let copied = (|| -> io::Result<()> {
+        let mut d = dest;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let mut k = 0;
+            while k < buf.len() {
+                match r.read(&mut buf[k..]) {
+                    Ok(0) => break,
+                    Ok(m) => k += m,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if k == 0 {
+                return Ok(());
+            }
+            buf.truncate(k);
+            d.write_all(&buf)?;
+            n += k as u64;
+            if tx.send(std::sync::Arc::new(buf)).is_err() {
+                return Err(io::Error::other("the hashing thread stopped"));
+            }
+        }
+    })();
+    drop(tx);
+    let got = hasher
+        .join()
+        .map_err(|_| Error::Other("the hashing thread panicked".into()))?;
+    copied.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::ObjectMissing {
+            id: *id,
+            path: None,
+        },
+        _ => Error::io("cannot copy the chunks of", PathBuf::from(id.to_hex()), e),
+    })?;
+    if got != *id {
+        return Err(Error::ObjectCorrupt {
+            id: *id,
+            path: None,
+        });
+    }
+    Ok(n)
 }
 
 /// What [`create_whole`] did.

@@ -1,0 +1,657 @@
+//! Files stored in content-defined chunks (docs/ARCHITECTURE.md, "Versions as diffs").
+//!
+//! A file of at least [`CHUNKED_MIN`] bytes added by copy is cut by FastCDC (v2020) into
+//! chunks of [`CHUNK_MIN`]–[`CHUNK_MAX`] bytes, [`CHUNK_AVG`] on average. Each chunk is an
+//! ordinary object named by its BLAKE3 hash, so the store holds it once whatever file or
+//! version uses it. The file's [`ChunkMap`] (its whole-file id, size, and chunks in order) is
+//! an object too. The file itself keeps its id, the BLAKE3 hash of its whole bytes: the store
+//! records that it holds the file in chunks with a *link*, `objects/ab/<rest>.chunks`, a
+//! 32-byte file naming the map (object listings skip it: it is not named like an object).
+//!
+//! Invariants:
+//! - A link is written only once the map and every chunk are in the store and the chunks,
+//!   in order, hash to the file's id (checked at `add` while the file is read, and by
+//!   [`Store::put_chunked`] for what a peer sent). So `has(file)` holds for a chunked file
+//!   exactly when it could be assembled.
+//! - Reads that make a chunked file visible ([`Store::copy_out`], [`Store::read_verified`])
+//!   hash the assembled bytes and refuse a mismatch, as for a file stored whole.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::object::{ChunkMap, MAX_CHUNK_MAP_SIZE};
+
+use super::{create_whole, Imported, Stat, Store, Whole};
+
+/// Files of at least this many bytes are stored in chunks (smaller ones whole: their chunks
+/// would be few, and each object costs a file).
+pub const CHUNKED_MIN: u64 = 4 << 20;
+/// FastCDC's bounds. 256 KiB on average: a 1 MiB edit stores and moves about 1.5 MiB (the
+/// chunks it touches and one on each side); 1 GiB is about 4,000 chunks, each one file.
+/// docs/PERFORMANCE.md ("Versions as diffs") gives the measurements behind the choice.
+pub const CHUNK_MIN: u32 = 64 << 10;
+pub const CHUNK_AVG: u32 = 256 << 10;
+pub const CHUNK_MAX: u32 = 1 << 20;
+
+/// The suffix of a link file beside the objects.
+const LINK_SUFFIX: &str = ".chunks";
+
+impl Store {
+    /// Where this store writes the link of file `id`.
+    pub(super) fn own_link_path(&self, id: &ObjectId) -> PathBuf {
+        let mut p = self.own_path(id).into_os_string();
+        p.push(LINK_SUFFIX);
+        PathBuf::from(p)
+    }
+
+    /// The link of file `id` (for a quarantine: in it, else in the store behind it).
+    fn link_path(&self, id: &ObjectId) -> PathBuf {
+        let own = self.own_link_path(id);
+        match &self.under {
+            Some(under) if fs::symlink_metadata(&own).is_err() => {
+                let mut p = super::object_path(under, id).into_os_string();
+                p.push(LINK_SUFFIX);
+                PathBuf::from(p)
+            }
+            _ => own,
+        }
+    }
+
+    /// Whether the store holds file `id` in chunks (its link exists).
+    pub(super) fn has_chunked(&self, id: &ObjectId) -> bool {
+        fs::symlink_metadata(self.link_path(id)).is_ok()
+    }
+
+    /// The chunk map of file `id` (`size` bytes) when the store holds it in chunks; `None`
+    /// for a file stored whole, too small to be chunked, or absent.
+    pub fn chunk_map_of(&self, id: &ObjectId, size: u64) -> Result<Option<ObjectId>> {
+        if size < CHUNKED_MIN {
+            return Ok(None);
+        }
+        let path = self.link_path(id);
+        match fs::read(&path) {
+            Ok(b) => match <[u8; 32]>::try_from(&b[..]) {
+                Ok(map) => Ok(Some(ObjectId(map))),
+                Err(_) => Err(Error::BadObject {
+                    id: *id,
+                    what: "chunk link",
+                    msg: format!("{} holds {} bytes, not 32", path.display(), b.len()),
+                }),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", path, e)),
+        }
+    }
+
+    /// Reads and checks chunk map `map`.
+    pub fn read_chunk_map(&self, map: &ObjectId) -> Result<ChunkMap> {
+        let bytes = self.read_verified(map, MAX_CHUNK_MAP_SIZE)?;
+        ChunkMap::decode(&bytes).map_err(|e| Error::BadObject {
+            id: *map,
+            what: "chunk map",
+            msg: e.to_string(),
+        })
+    }
+
+    /// The chunk map of file `id` if the store holds it in chunks (read and checked).
+    pub(super) fn chunked(&self, id: &ObjectId) -> Result<Option<ChunkMap>> {
+        let Some(map_id) = self.chunk_map_of(id, u64::MAX)? else {
+            return Ok(None);
+        };
+        let map = self.read_chunk_map(&map_id)?;
+        if map.file != *id {
+            return Err(Error::BadObject {
+                id: map_id,
+                what: "chunk map",
+                msg: format!("it is the map of {}, not of {id}", map.file),
+            });
+        }
+        Ok(Some(map))
+    }
+
+    /// Records that the store holds file `map.file` in the chunks of map `map_id`, which
+    /// must all be here: reads them in order, checks that they hash to the file's id, then
+    /// writes the link. On a mismatch nothing is written and the error says so
+    /// (`ObjectCorrupt` naming the file); a missing chunk is `ObjectMissing`.
+    pub fn put_chunked(&self, map_id: &ObjectId) -> Result<ObjectId> {
+        let map = self.read_chunk_map(map_id)?;
+        if self.has(&map.file) {
+            return Ok(map.file);
+        }
+        let (got, n) = super::hash_reader(ChunkReader::new(self.clone(), map.clone()))
+            .map_err(|e| reader_error(e, &map.file))?;
+        if got != map.file || n != map.size {
+            return Err(Error::ObjectCorrupt {
+                id: map.file,
+                path: None,
+            });
+        }
+        self.write_link(&map.file, map_id)?;
+        Ok(map.file)
+    }
+
+    /// Turns file `map.file`, stored whole (fetched whole from a peer), into the chunks of
+    /// map `map_id`: each chunk is cut from the file at its offset and must hash to the id
+    /// the map gives (`ObjectCorrupt` naming the file otherwise, and no link is written); then
+    /// the link is written and, with `drop_whole`, the whole copy removed (a swarm session
+    /// may still be serving it: then `gc` removes it later). Chunks already here are not
+    /// rewritten.
+    pub fn split_whole(&self, map_id: &ObjectId, drop_whole: bool) -> Result<ObjectId> {
+        let map = self.read_chunk_map(map_id)?;
+        let path = self.path(&map.file);
+        let src = self.open(&map.file)?;
+        let io_err = |e| Error::io("cannot read object", &path, e);
+        if src.metadata().map_err(io_err)?.len() != map.size {
+            return Err(Error::ObjectCorrupt {
+                id: map.file,
+                path: None,
+            });
+        }
+        let mut buf = Vec::new();
+        for (at, id, len) in map.offsets() {
+            if self.has(&id) {
+                continue;
+            }
+            buf.resize(len as usize, 0);
+            std::os::unix::fs::FileExt::read_exact_at(&src, &mut buf, at).map_err(io_err)?;
+            if ObjectId::of(&buf) != id {
+                return Err(Error::ObjectCorrupt {
+                    id: map.file,
+                    path: None,
+                });
+            }
+            self.put_hashed(&id, &buf)?;
+        }
+        self.write_link(&map.file, map_id)?;
+        if !drop_whole {
+            return Ok(map.file);
+        }
+        // The chunks must be durable before the only whole copy goes.
+        self.sync()?;
+        let own = self.own_path(&map.file);
+        if own == path {
+            fs::remove_file(&own).map_err(|e| Error::io("cannot remove object", &own, e))?;
+        }
+        Ok(map.file)
+    }
+
+    fn write_link(&self, file: &ObjectId, map: &ObjectId) -> Result<()> {
+        let dest = self.own_link_path(file);
+        match create_whole(&dest, &map.0, 0o444) {
+            Ok(Whole::Created(_) | Whole::Exists) => Ok(()),
+            Ok(Whole::Unsupported) => {
+                let mut tmp = self.temp()?;
+                tmp.write_all(&map.0)
+                    .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+                let _ = tmp
+                    .as_file()
+                    .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444));
+                tmp.persist(&dest)
+                    .map_err(|e| Error::io("cannot store", &dest, e.error))?;
+                Ok(())
+            }
+            Err(e) => Err(Error::io("cannot store", &dest, e)),
+        }
+    }
+
+    /// Removes the link of file `id` (the chunks stay until `gc` finds them unused).
+    fn remove_link(&self, id: &ObjectId) -> Result<()> {
+        let p = self.own_link_path(id);
+        fs::remove_file(&p).map_err(|e| Error::io("cannot remove", p, e))
+    }
+
+    /// How many files held in chunks use each chunk (for [`Store::remove_chunked`]).
+    pub fn chunk_refs(&self) -> Result<std::collections::HashMap<ObjectId, u32>> {
+        let mut refs = std::collections::HashMap::new();
+        for (_, map) in self.list_chunked()? {
+            if let Ok(m) = self.read_chunk_map(&map) {
+                for (c, _) in m.chunks {
+                    *refs.entry(c).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Removes file `id`, held in chunks, and the bytes only it used: its link, its chunk
+    /// map, and each chunk no other file held in chunks uses (`refs`, from
+    /// [`Store::chunk_refs`], is updated) and `keep` does not claim (an object that is also
+    /// a file of its own). Returns the bytes freed; `None` when the file is not held in
+    /// chunks.
+    pub fn remove_chunked(
+        &self,
+        id: &ObjectId,
+        refs: &mut std::collections::HashMap<ObjectId, u32>,
+        keep: &dyn Fn(&ObjectId) -> bool,
+    ) -> Result<Option<u64>> {
+        let Some(map_id) = self.chunk_map_of(id, u64::MAX)? else {
+            return Ok(None);
+        };
+        let map = self.read_chunk_map(&map_id).ok();
+        self.remove_link(id)?;
+        let mut freed = 0;
+        let mut drop_object = |o: &ObjectId| -> Result<()> {
+            let p = self.own_path(o);
+            if let Ok(m) = fs::symlink_metadata(&p) {
+                fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", &p, e))?;
+                freed += m.len();
+            }
+            Ok(())
+        };
+        if !keep(&map_id) {
+            drop_object(&map_id)?;
+        }
+        for (c, _) in map.map(|m| m.chunks).unwrap_or_default() {
+            let n = refs.entry(c).or_insert(1);
+            *n = n.saturating_sub(1);
+            if *n == 0 && !keep(&c) {
+                drop_object(&c)?;
+            }
+        }
+        Ok(Some(freed))
+    }
+
+    /// Removes file `id`, stored whole or in chunks (then as [`Store::remove_chunked`];
+    /// `refs` is filled on first use). Returns the bytes freed (0 when it was not here).
+    pub fn remove_file(
+        &self,
+        id: &ObjectId,
+        refs: &mut Option<std::collections::HashMap<ObjectId, u32>>,
+        keep: &dyn Fn(&ObjectId) -> bool,
+    ) -> Result<u64> {
+        let p = self.own_path(id);
+        if let Ok(m) = fs::symlink_metadata(&p) {
+            fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", &p, e))?;
+            return Ok(m.len());
+        }
+        if !self.has_chunked(id) {
+            return Ok(0);
+        }
+        if refs.is_none() {
+            *refs = Some(self.chunk_refs()?);
+        }
+        let refs = refs.as_mut().expect("filled above");
+        Ok(self.remove_chunked(id, refs, keep)?.unwrap_or(0))
+    }
+
+    /// Lists the files this store holds in chunks: (file id, map id).
+    pub fn list_chunked(&self) -> Result<Vec<(ObjectId, ObjectId)>> {
+        let mut out = Vec::new();
+        for i in 0..=255u8 {
+            let dir = self.objects.join(hex::encode([i]));
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("cannot list", dir, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
+                let name = entry.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(LINK_SUFFIX))
+                    .and_then(|n| format!("{}{n}", hex::encode([i])).parse::<ObjectId>().ok())
+                else {
+                    continue;
+                };
+                if let Ok(b) = fs::read(entry.path()) {
+                    if let Ok(map) = <[u8; 32]>::try_from(&b[..]) {
+                        out.push((id, ObjectId(map)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cuts the regular file `src` (opened from `path`, `before` its `lstat`) into chunks and
+    /// stores those not yet here, then its chunk map and link. One read pass: the whole-file
+    /// hash is computed on a second thread from the same buffers. `check_after` fails when the
+    /// file changed while it was read.
+    pub(super) fn import_chunked(
+        &self,
+        path: &Path,
+        src: &File,
+        before: &Stat,
+        check_after: &dyn Fn(&File) -> Result<Stat>,
+    ) -> Result<Imported> {
+        let io_err = |e| Error::io("cannot read", path, e);
+        let chunker = fastcdc::v2020::StreamCDC::new(
+            src,
+            CHUNK_MIN as usize,
+            CHUNK_AVG as usize,
+            CHUNK_MAX as usize,
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(8);
+        let hasher = std::thread::spawn(move || {
+            let mut h = blake3::Hasher::new();
+            for data in rx {
+                h.update(&data);
+            }
+            ObjectId::from(h.finalize())
+        });
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        let mut stored = false;
+        let mut failed = None;
+        for chunk in chunker {
+            let data = match chunk {
+                Ok(c) => std::sync::Arc::new(c.data),
+                Err(fastcdc::v2020::Error::IoError(e)) => {
+                    failed = Some(io_err(e));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(io_err(io::Error::other(e.to_string())));
+                    break;
+                }
+            };
+            if tx.send(data.clone()).is_err() {
+                failed = Some(Error::Other("the hashing thread stopped".into()));
+                break;
+            }
+            let id = ObjectId::of(&data);
+            total += data.len() as u64;
+            chunks.push((id, data.len() as u32));
+            match self.put_hashed(&id, &data) {
+                Ok(new) => stored |= new,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let file = hasher
+            .join()
+            .map_err(|_| Error::Other("the hashing thread panicked".into()))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if total != before.size {
+            return Err(Error::FileChanged(path.to_path_buf()));
+        }
+        let stat = check_after(src)?;
+        if self.has(&file) {
+            return Ok(Imported {
+                id: file,
+                stat,
+                stored,
+            });
+        }
+        let map = ChunkMap {
+            file,
+            size: total,
+            chunks,
+        };
+        let map_id = self.put_bytes(&map.encode())?;
+        self.write_link(&file, &map_id)?;
+        Ok(Imported {
+            id: file,
+            stat,
+            stored: true,
+        })
+    }
+}
+
+/// A file held in chunks, read at any offset (the serving store sends such a file whole to
+/// a peer that holds none of its chunks).
+pub struct ChunkedBytes {
+    store: Store,
+    map: ChunkMap,
+    starts: Vec<u64>,
+    /// The chunk read last (reads come in order, 16 KiB at a time).
+    last: std::sync::Mutex<Option<(usize, std::sync::Arc<File>)>>,
+}
+
+impl ChunkedBytes {
+    /// The file's size.
+    pub fn len(&self) -> u64 {
+        self.map.size
+    }
+
+    /// Whether the file is empty (never, for a chunked file).
+    pub fn is_empty(&self) -> bool {
+        self.map.size == 0
+    }
+
+    /// Reads from offset `at` into `buf`, within one chunk; 0 at the end.
+    pub fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        if at >= self.map.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let i = self.starts.partition_point(|s| *s <= at) - 1;
+        let (id, len) = self.map.chunks[i];
+        let within = at - self.starts[i];
+        let want = (u64::from(len) - within).min(buf.len() as u64) as usize;
+        let f = {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            match &*last {
+                Some((j, f)) if *j == i => f.clone(),
+                _ => {
+                    let f = std::sync::Arc::new(File::open(self.store.path(&id))?);
+                    *last = Some((i, f.clone()));
+                    f
+                }
+            }
+        };
+        std::os::unix::fs::FileExt::read_at(&*f, &mut buf[..want], within)
+    }
+}
+
+impl Store {
+    /// File `id` as [`ChunkedBytes`] when the store holds it in chunks.
+    pub fn chunked_bytes(&self, id: &ObjectId) -> Result<Option<ChunkedBytes>> {
+        Ok(self.chunked(id)?.map(|map| ChunkedBytes {
+            starts: map.offsets().map(|(at, _, _)| at).collect(),
+            store: self.clone(),
+            map,
+            last: std::sync::Mutex::new(None),
+        }))
+    }
+}
+
+/// Maps a read error of an assembled file: a missing chunk is `ObjectMissing` of the file.
+fn reader_error(e: io::Error, file: &ObjectId) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::ObjectMissing {
+            id: *file,
+            path: None,
+        }
+    } else {
+        Error::io("cannot read the chunks of", PathBuf::from(file.to_hex()), e)
+    }
+}
+
+/// Reads a chunked file's bytes in order from its chunk objects (not hashed: callers that
+/// make the bytes visible hash them). Seeks, for the gateway's ranges.
+pub struct ChunkReader {
+    store: Store,
+    map: ChunkMap,
+    /// Start offset of each chunk.
+    starts: Vec<u64>,
+    pos: u64,
+    /// The open chunk: its index and file.
+    open: Option<(usize, File)>,
+}
+
+impl ChunkReader {
+    /// A reader at offset 0 of the file that `map` describes.
+    pub fn new(store: Store, map: ChunkMap) -> ChunkReader {
+        let starts = map.offsets().map(|(at, _, _)| at).collect();
+        ChunkReader {
+            store,
+            map,
+            starts,
+            pos: 0,
+            open: None,
+        }
+    }
+
+    /// The file's size.
+    pub fn len(&self) -> u64 {
+        self.map.size
+    }
+
+    /// Whether the file is empty (never, for a chunked file).
+    pub fn is_empty(&self) -> bool {
+        self.map.size == 0
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.map.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let i = self.starts.partition_point(|s| *s <= self.pos) - 1;
+        if self.open.as_ref().map(|(j, _)| *j) != Some(i) {
+            let (id, _) = self.map.chunks[i];
+            let f = File::open(self.store.path(&id))?;
+            self.open = Some((i, f));
+        }
+        let (_, f) = self.open.as_mut().expect("opened above");
+        let (start, len) = (self.starts[i], u64::from(self.map.chunks[i].1));
+        let within = self.pos - start;
+        let want = (len - within).min(buf.len() as u64) as usize;
+        let n = std::os::unix::fs::FileExt::read_at(f, &mut buf[..want], within)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "chunk {} is shorter than its map says",
+                    self.map.chunks[i].0
+                ),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for ChunkReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let next = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.map.size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = next.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ImportMode;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
+        s.create().unwrap();
+        (dir, s)
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(6364136223846793005) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn add(s: &Store, dir: &Path, name: &str, data: &[u8]) -> Imported {
+        let p = dir.join(name);
+        fs::write(&p, data).unwrap();
+        let st = Stat::of(&fs::symlink_metadata(&p).unwrap());
+        s.import_file(&p, &st, ImportMode::Copy).unwrap()
+    }
+
+    #[test]
+    fn a_large_file_is_stored_in_chunks_under_its_whole_id_and_reads_back() {
+        let (dir, s) = store();
+        let data = noise(9 << 20, 1);
+        let got = add(&s, dir.path(), "big", &data);
+        assert_eq!(
+            got.id,
+            ObjectId::of(&data),
+            "the id is the whole file's hash"
+        );
+        assert!(s.has(&got.id));
+        assert!(!s.path(&got.id).exists(), "the whole file is not stored");
+        let map = s.chunked(&got.id).unwrap().expect("stored in chunks");
+        assert!(map.chunks.len() >= 9, "{} chunks", map.chunks.len());
+        for (_, id, len) in map.offsets() {
+            assert!(len <= CHUNK_MAX && s.has(&id));
+        }
+        let mut out = Vec::new();
+        ChunkReader::new(s.clone(), map.clone())
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        // Seeking lands inside the right chunk.
+        let mut r = ChunkReader::new(s.clone(), map);
+        r.seek(SeekFrom::Start(5_000_001)).unwrap();
+        let mut b = [0u8; 100];
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(&b[..], &data[5_000_001..5_000_101]);
+        // put_chunked agrees, and a small file stays whole.
+        let small = add(&s, dir.path(), "small", &data[..1000]);
+        assert!(s.path(&small.id).exists());
+        assert_eq!(s.chunk_map_of(&small.id, 1000).unwrap(), None);
+    }
+
+    #[test]
+    fn an_edit_in_the_middle_stores_only_the_chunks_around_it() {
+        let (dir, s) = store();
+        let mut data = noise(16 << 20, 2);
+        let a = add(&s, dir.path(), "v1", &data);
+        let before: u64 = s.list().unwrap().iter().map(|(_, n)| n).sum();
+        for b in &mut data[8 << 20..(8 << 20) + (1 << 20)] {
+            *b ^= 0x55;
+        }
+        let b = add(&s, dir.path(), "v2", &data);
+        assert_ne!(a.id, b.id);
+        let after: u64 = s.list().unwrap().iter().map(|(_, n)| n).sum();
+        let grown = after - before;
+        assert!(
+            grown < (1 << 20) + 4 * u64::from(CHUNK_MAX),
+            "an edit of 1 MiB stored {grown} new bytes"
+        );
+    }
+
+    #[test]
+    fn a_map_that_does_not_assemble_to_its_file_is_refused() {
+        let (dir, s) = store();
+        let data = noise(5 << 20, 3);
+        let got = add(&s, dir.path(), "f", &data);
+        let map = s.chunked(&got.id).unwrap().unwrap();
+        // A map claiming another file id over the same chunks.
+        let lie = ChunkMap {
+            file: ObjectId::of(b"another file"),
+            ..map.clone()
+        };
+        let lie_id = s.put_bytes(&lie.encode()).unwrap();
+        let err = s.put_chunked(&lie_id).unwrap_err();
+        assert!(matches!(err, Error::ObjectCorrupt { .. }), "{err}");
+        assert!(
+            !s.has(&lie.file),
+            "no link for a file that did not assemble"
+        );
+        // A map whose chunk is missing.
+        let mut gone = map.clone();
+        gone.chunks[1].0 = ObjectId::of(b"not here");
+        gone.file = ObjectId::of(b"x");
+        let gone_id = s.put_bytes(&gone.encode()).unwrap();
+        let err = s.put_chunked(&gone_id).unwrap_err();
+        assert!(matches!(err, Error::ObjectMissing { .. }), "{err}");
+    }
+}
