@@ -486,4 +486,41 @@ mod tests {
         );
         assert_eq!(piece_size(1 << 30), 4 << 20);
     }
+
+    #[test]
+    fn a_piece_partly_held_is_asked_for_without_what_is_held() {
+        let size = 10 << 20;
+        let piece = piece_size(size);
+        let count = size.div_ceil(piece) as usize;
+        let chunks = piece / 1024;
+        // Piece 0 whole, the first half of piece 1, one 16 KiB group of piece 3.
+        let held = ChunkRanges::from(bao_tree::ChunkNum(0)..bao_tree::ChunkNum(chunks * 3 / 2))
+            | ChunkRanges::from(
+                bao_tree::ChunkNum(chunks * 3 + 16)..bao_tree::ChunkNum(chunks * 3 + 32),
+            );
+        let mut done = vec![false; count];
+        assert_eq!(mark_held(&held, &mut done, piece, size), piece);
+        assert_eq!(done.iter().filter(|d| **d).count(), 1);
+        assert!(done[0]);
+        assert_eq!(
+            piece_ranges(1, piece, size) - &held,
+            ChunkRanges::from(bao_tree::ChunkNum(chunks * 3 / 2)..bao_tree::ChunkNum(chunks * 2))
+        );
+        let rest = piece_ranges(3, piece, size) - &held;
+        assert_eq!(
+            rest,
+            ChunkRanges::from(bao_tree::ChunkNum(chunks * 3)..bao_tree::ChunkNum(chunks * 3 + 16))
+                | ChunkRanges::from(
+                    bao_tree::ChunkNum(chunks * 3 + 32)..bao_tree::ChunkNum(chunks * 4)
+                )
+        );
+        // The last piece, shorter than the others, counts its own length.
+        let last = count - 1;
+        let short = size - 100;
+        let all =
+            ChunkRanges::from(bao_tree::ChunkNum(0)..bao_tree::ChunkNum(short.div_ceil(1024)));
+        let mut done = vec![false; count];
+        assert_eq!(mark_held(&all, &mut done, piece, short), short);
+        assert!(done[last]);
+    }
 }
