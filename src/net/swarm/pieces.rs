@@ -13,7 +13,10 @@
 //!
 //! Every piece lands in the session's iroh-blobs store, verified per 16 KiB group against the
 //! object's BLAKE3 tree by iroh-blobs before it is written; the store serves it at once to the
-//! other peers, and keeps its bitfield, so an interrupted download resumes. A peer whose data
+//! other peers, and keeps its bitfield, so an interrupted download resumes: a piece is asked
+//! for without the 16 KiB groups the store already holds (of a piece in flight when the
+//! process was killed, or when a request failed), so nothing verified is fetched again (after
+//! a kill iroh-blobs rebuilds the entry's bitfield from its data and outboard). A peer whose data
 //! fails verification is named and never asked again; one that fails otherwise is dropped
 //! and may come back through the swarm. A flood of fake peers costs at most
 //! [`MAX_CONNECTING`] connection attempts at a time, each bounded by [`SWARM_CONNECT`].
@@ -81,6 +84,23 @@ fn touched(diff: &ChunkRanges, piece: u64, count: usize) -> std::ops::Range<usiz
         return 0..0;
     }
     (lo as usize).min(count)..(hi as usize + 1).min(count)
+}
+
+/// The length of piece `i`.
+fn piece_len(i: usize, piece: u64, size: u64) -> u64 {
+    piece.min(size - i as u64 * piece)
+}
+
+/// Marks done the pieces `held` covers; returns their bytes.
+fn mark_held(held: &ChunkRanges, done: &mut [bool], piece: u64, size: u64) -> u64 {
+    let mut bytes = 0;
+    for (i, d) in done.iter_mut().enumerate() {
+        if !*d && held.is_superset(&piece_ranges(i, piece, size)) {
+            *d = true;
+            bytes += piece_len(i, piece, size);
+        }
+    }
+    bytes
 }
 
 struct Peer {
@@ -154,17 +174,19 @@ pub async fn fetch(
     let hash = Hash::from_bytes(id.0);
     let piece = piece_size(size);
     let count = size.div_ceil(piece).max(1) as usize;
-    let len = |i: usize| piece.min(size - i as u64 * piece);
     let store = &session.store;
-    let local = store
-        .observe(hash)
-        .await
-        .map(|b| b.ranges)
-        .unwrap_or_default();
-    let mut done: Vec<bool> = (0..count)
-        .map(|i| local.is_superset(&piece_ranges(i, piece, size)))
-        .collect();
-    progress.inc((0..count).filter(|i| done[*i]).map(len).sum());
+    // What the store holds, verified (by this process, or by one that was killed: iroh-blobs
+    // rebuilds the bitfield of an interrupted entry from its data and outboard on load).
+    let held_now = || async {
+        store
+            .observe(hash)
+            .await
+            .map(|b| b.ranges)
+            .unwrap_or_default()
+    };
+    let mut held = held_now().await;
+    let mut done = vec![false; count];
+    progress.inc(mark_held(&held, &mut done, piece, size));
     let mut inflight: Vec<Vec<EndpointId>> = vec![Vec::new(); count];
     // How many connected swarm peers hold each piece (rarest first; origins not counted).
     let mut holders: Vec<u16> = vec![0; count];
@@ -204,19 +226,15 @@ pub async fn fetch(
     loop {
         if done.iter().all(|d| *d) {
             // Trust the store, not the bookkeeping: it must hold the object whole.
-            let whole = store
-                .observe(hash)
-                .await
-                .map(|b| b.ranges)
-                .unwrap_or_default();
+            held = held_now().await;
             let all =
                 ChunkRanges::from(bao_tree::ChunkNum(0)..bao_tree::ChunkNum(size.div_ceil(1024)));
-            if whole.is_superset(&all) || checks >= 3 {
+            if held.is_superset(&all) || checks >= 3 {
                 break;
             }
             checks += 1;
             for (i, d) in done.iter_mut().enumerate() {
-                *d = whole.is_superset(&piece_ranges(i, piece, size));
+                *d = held.is_superset(&piece_ranges(i, piece, size));
             }
             dirty = true;
             continue;
@@ -262,9 +280,11 @@ pub async fn fetch(
                     let peer = peers.get_mut(&p).expect("known");
                     peer.inflight += 1;
                     let conn = peer.conn.clone();
+                    // Only the groups of the piece the store lacks: a piece begun before a
+                    // kill or by a request that failed keeps what was verified of it.
                     let req = GetRequest::new(
                         hash,
-                        ChunkRangesSeq::from_ranges([piece_ranges(i, piece, size)]),
+                        ChunkRangesSeq::from_ranges([piece_ranges(i, piece, size) - &held]),
                     );
                     requests.push(async move {
                         let got = tokio::time::timeout(
@@ -284,6 +304,7 @@ pub async fn fetch(
         tokio::select! {
             Some((p, i, got)) = requests.next() => {
                 dirty = true;
+                let failed = !matches!(got, Ok(Ok(_)));
                 inflight[i].retain(|q| *q != p);
                 if let Some(peer) = peers.get_mut(&p) {
                     peer.inflight -= 1;
@@ -296,7 +317,7 @@ pub async fn fetch(
                         delivered.insert(p);
                         if !done[i] {
                             done[i] = true;
-                            progress.inc(len(i));
+                            progress.inc(piece_len(i, piece, size));
                         }
                         last_progress = Instant::now();
                     }
@@ -339,6 +360,12 @@ pub async fn fetch(
                             peer.conn.close(VarInt::from_u32(1), b"too slow");
                         }
                     }
+                }
+                if failed {
+                    // What a failed request delivered before it failed was verified and
+                    // stays: the piece is asked for again without it.
+                    held = held_now().await;
+                    progress.inc(mark_held(&held, &mut done, piece, size));
                 }
             }
             Some((p, origin, conn)) = connecting.next() => {
@@ -458,5 +485,42 @@ mod tests {
             0..count
         );
         assert_eq!(piece_size(1 << 30), 4 << 20);
+    }
+
+    #[test]
+    fn a_piece_partly_held_is_asked_for_without_what_is_held() {
+        let size = 10 << 20;
+        let piece = piece_size(size);
+        let count = size.div_ceil(piece) as usize;
+        let chunks = piece / 1024;
+        // Piece 0 whole, the first half of piece 1, one 16 KiB group of piece 3.
+        let held = ChunkRanges::from(bao_tree::ChunkNum(0)..bao_tree::ChunkNum(chunks * 3 / 2))
+            | ChunkRanges::from(
+                bao_tree::ChunkNum(chunks * 3 + 16)..bao_tree::ChunkNum(chunks * 3 + 32),
+            );
+        let mut done = vec![false; count];
+        assert_eq!(mark_held(&held, &mut done, piece, size), piece);
+        assert_eq!(done.iter().filter(|d| **d).count(), 1);
+        assert!(done[0]);
+        assert_eq!(
+            piece_ranges(1, piece, size) - &held,
+            ChunkRanges::from(bao_tree::ChunkNum(chunks * 3 / 2)..bao_tree::ChunkNum(chunks * 2))
+        );
+        let rest = piece_ranges(3, piece, size) - &held;
+        assert_eq!(
+            rest,
+            ChunkRanges::from(bao_tree::ChunkNum(chunks * 3)..bao_tree::ChunkNum(chunks * 3 + 16))
+                | ChunkRanges::from(
+                    bao_tree::ChunkNum(chunks * 3 + 32)..bao_tree::ChunkNum(chunks * 4)
+                )
+        );
+        // The last piece, shorter than the others, counts its own length.
+        let last = count - 1;
+        let short = size - 100;
+        let all =
+            ChunkRanges::from(bao_tree::ChunkNum(0)..bao_tree::ChunkNum(short.div_ceil(1024)));
+        let mut done = vec![false; count];
+        assert_eq!(mark_held(&all, &mut done, piece, short), short);
+        assert!(done[last]);
     }
 }
