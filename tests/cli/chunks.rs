@@ -312,3 +312,47 @@ fn a_repository_of_the_previous_format_is_upgraded_and_says_so() {
     let err = env.fails(ds, &["status"], "upgrade lode");
     assert!(err.contains("format version 3"), "{err}");
 }
+
+#[test]
+fn a_mirror_quota_counts_each_chunk_once_and_drops_only_what_an_old_version_alone_uses() {
+    let env = TestEnv::new();
+    let ds = env.init();
+    let mut data = noise(6 * MIB, 121);
+    env.write("ds/a.bin", &data);
+    commit_all(&env, ds, "v1");
+    let v1 = b3(&env.path("ds/a.bin"));
+    let origin = serve(&env, "srv", ds);
+    let id = env.dataset_id(ds);
+    env.ok_as("m", "", &["mirror", "add", &origin.ticket, "--quota", "8M"]);
+    let mut dropped = Vec::new();
+    // Two versions, each with 1 MiB changed: three whole copies would be 18 MiB; the
+    // versions share most chunks, so the three fit in about 9 MiB and dropping the oldest
+    // frees only the chunks around its edit.
+    for (v, at) in [(2u8, MIB), (3, 4 * MIB)] {
+        for b in &mut data[at..at + MIB] {
+            *b ^= v;
+        }
+        env.write("ds/a.bin", &data);
+        commit_all(&env, ds, &format!("v{v}"));
+        let r = env.json_as("m", "", &["mirror", "sync"]);
+        dropped.extend(r["mirrors"][0]["dropped"].as_array().unwrap().clone());
+    }
+    let list = env.json_as("m", "", &["mirror", "list"]);
+    assert!(list[0]["bytes"].as_u64().unwrap() <= 8 << 20, "{list}");
+    let old = dropped
+        .iter()
+        .find(|d| d["id"] == v1.as_str())
+        .unwrap_or_else(|| panic!("v1 was not dropped: {dropped:?}"));
+    let freed = old["bytes"].as_u64().unwrap();
+    assert!(
+        freed > 0 && freed < 3 * MIB as u64,
+        "dropping v1 freed {freed} bytes: only its own chunks go"
+    );
+    let mirror_dir = format!("m/mirrors/{id}");
+    env.ok_as("m", &mirror_dir, &["verify"]);
+    // With the origin gone, the mirror serves the current version whole.
+    let (_mirror, tickets) = serve_args(&env, "m", "", &["--mirrors", "--follow", "0"], 1);
+    drop(origin);
+    env.ok_as("d", "", &["get", &tickets[0], "a.bin", "--to", "out"]);
+    assert_eq!(env.read("out/a.bin"), data);
+}
