@@ -45,7 +45,10 @@
 # BENCH_DIR (/tmp/lode-bench-chunks; wiped at start, deleted at the end unless KEEP=1),
 # SETTLE (361: seconds the small-files clone waits after this script last deleted files; ext4
 # without a journal scans recently freed inodes on every create, see bench/sync.sh), RSYNC_PORT
-# (28731), RUN_TIMEOUT (900 s per timed command), RESULTS (bench/results-chunks.md).
+# (28731), RUN_TIMEOUT (900 s per timed command), RESULTS (bench/results-chunks.md), BASE_BIN
+# (unset: another lode build, e.g. the last one before chunking, whose noreg rows then alternate
+# with LODE_BIN's in the same run, each with its own repositories and homes: this VM's timings
+# drift by more than 10 % between runs, so "within 1.1x" is judged side by side).
 #
 # Method: page cache warm; `sync` before every timed run; wall time of the whole client process
 # ($EPOCHREALTIME around /usr/bin/time); medians over REPS rounds; every received or pushed file
@@ -123,6 +126,26 @@ LODE_SHA=$(sha256sum "$LODE" | cut -c1-16)
 H1=$BENCH_DIR/home/pub H2=$BENCH_DIR/home/peer
 pub() { LODE_HOME=$H1 "$LODE" --no-progress "$@"; }
 peer() { LODE_HOME=$H2 "$LODE" --no-progress "$@"; }
+# The noreg rows also run with BASE_BIN (its own homes and repositories) when it is given.
+NOREG_BINS=(new) LODE_BASE=
+if [[ -n ${BASE_BIN:-} ]]; then
+  [[ -x $BASE_BIN ]] || die "BASE_BIN=$BASE_BIN is not an executable"
+  cp "$BASE_BIN" "$BENCH_DIR/bin/lode-base"; LODE_BASE=$BENCH_DIR/bin/lode-base
+  mkdir -p "$H1-base" "$H2-base"; NOREG_BINS+=(base)
+fi
+bin_of() {  # new|base pub|peer ARGS...: run that build as that peer
+  local b=$1 who=$2; shift 2
+  if [[ $b == new ]]; then "$who" "$@"
+  elif [[ $who == pub ]]; then LODE_HOME=$H1-base "$LODE_BASE" --no-progress "$@"
+  else LODE_HOME=$H2-base "$LODE_BASE" --no-progress "$@"; fi
+}
+bin_cmd() {  # new|base pub|peer -> the start of a shell command running that build as that peer
+  local home=$H1 bin=$LODE
+  [[ $2 == peer ]] && home=$H2
+  [[ $1 == base ]] && { home=$home-base; bin=$LODE_BASE; }
+  printf 'LODE_HOME=%q %q --no-progress' "$home" "$bin"
+}
+suffix() { [[ $1 == base ]] && printf '@base' || true; }
 export LODE H1 H2 RSYNC_PORT
 LOG=$BENCH_DIR/commands.log RAW=$BENCH_DIR/raw.tsv SIZES=$BENCH_DIR/sizes.tsv
 XOUT=$BENCH_DIR/tmp/cmd.out RSS_OUT=$BENCH_DIR/tmp/rss.out
@@ -157,9 +180,10 @@ wait_for() {  # SECONDS TEST...
   return 1
 }
 
-serve() {  # NAME REPO: `lode serve` of REPO (publisher identity); sets TICKET
-  local name=$1 repo=$2
-  start_bg "$name" "$repo" env LODE_HOME="$H1" "$LODE" serve
+serve() {  # NAME REPO [new|base]: `lode serve` of REPO (publisher identity); sets TICKET
+  local name=$1 repo=$2 bin=$LODE home=$H1
+  [[ ${3:-new} == base ]] && bin=$LODE_BASE home=$H1-base
+  start_bg "$name" "$repo" env LODE_HOME="$home" "$bin" serve
   got_ticket() { grep -q '^ticket: ' "$BENCH_DIR/tmp/$name.out"; }
   wait_for 60 got_ticket || die "lode serve printed no ticket (see $BENCH_DIR/tmp/$name.err)"
   TICKET=$(grep -m1 '^ticket: ' "$BENCH_DIR/tmp/$name.out" | cut -d' ' -f2)
@@ -246,54 +270,65 @@ declare -A FILE_BYTES=()
 
 # ---------------------------------------------------------------- scenario: no regression
 scenario_noreg() {
-  local d=$BENCH_DIR/noreg r k row left n dir
-  mkdir -p "$d"/{small,run}
+  local d=$BENCH_DIR/noreg r k b row rows left n dir cmd
+  mkdir -p "$d"/{data,run}
   say "noreg: $SMALL_FILES x 64 KiB random files, 100 per directory"
   left=$SMALL_FILES; k=0
   while (( left > 0 )); do
-    n=$(( left < 100 ? left : 100 )); dir=$(printf '%s/small/data/d%04d' "$d" "$k")
+    n=$(( left < 100 ? left : 100 )); dir=$(printf '%s/data/small/d%04d' "$d" "$k")
     mkdir -p "$dir"
     head -c $(( n * 65536 )) /dev/urandom | split -b 65536 -a 3 -d --additional-suffix=.bin - "$dir/f"
     left=$(( left - n )); k=$(( k + 1 ))
   done
-  (cd "$d/small" && pub init -q . && pub add -q . && pub commit -q -m small) >>"$LOG" 2>&1
-  serve serve-small "$d/small"
-  for (( r = 0; r < ROUNDS; r++ )); do  # clones kept until the end: no deletion between them
-    settle
-    if timed "$d/run" "LODE_HOME=\"\$H2\" \"\$LODE\" --no-progress clone --json '$TICKET' small-$r"; then
-      record noreg clone-64KiB-files "$r" "$(json .bytes)" "objects=$(json .objects)"
-      diff -rq -x .lode "$d/small/data" "$d/run/small-$r/data" >>"$LOG" 2>&1 \
-        || fail noreg clone-64KiB-files "clone differs from the source (round $r)"
-    else fail noreg clone-64KiB-files "lode clone failed (round $r)"; fi
+  declare -A ticket=()
+  for b in "${NOREG_BINS[@]}"; do   # each binary commits and serves its own repository
+    mkdir -p "$d/small-$b"; cp -al "$d/data/small" "$d/small-$b/"
+    (cd "$d/small-$b" && bin_of "$b" pub init -q . && bin_of "$b" pub add -q . && bin_of "$b" pub commit -q -m small) >>"$LOG" 2>&1
+    serve "serve-small-$b" "$d/small-$b" "$b"; ticket[$b]=$TICKET
   done
-  stop_bg serve-small
-
-  say "noreg: one ${SIZE_MIB} MiB random file"
-  mkdir -p "$d/big"
-  head -c "$SIZE" /dev/urandom >"$d/big/big.bin"
-  (cd "$d/big" && pub init -q . && pub add -q . && pub commit -q -m big) >>"$LOG" 2>&1
-  serve serve-big "$d/big"
-  for (( r = 0; r < ROUNDS; r++ )); do
-    for (( k = 0; k < 2; k++ )); do
-      row=$(( (r + k) % 2 ))
-      if (( row == 0 )); then   # lode add into a fresh repository (init untimed)
-        dir=$d/run/add-$r; mkdir -p "$dir"; ln "$d/big/big.bin" "$dir/big.bin"
-        (cd "$dir" && pub init -q .) >>"$LOG" 2>&1
-        if timed "$dir" 'LODE_HOME="$H1" "$LODE" --no-progress add --json big.bin'; then
-          record noreg add-1file "$r" "$(json .bytes_stored)"
-        else fail noreg add-1file "lode add failed (round $r)"; fi
-        remove "$dir"
-      else
-        dir=$d/run/clone-$r
-        if timed "$d/run" "LODE_HOME=\"\$H2\" \"\$LODE\" --no-progress clone --json '$TICKET' clone-$r"; then
-          record noreg clone-1file "$r" "$(json .bytes)"
-          same noreg clone-1file "$r" "$d/big/big.bin" "$dir/big.bin" || true
-        else fail noreg clone-1file "lode clone failed (round $r)"; fi
-        remove "$dir"
-      fi
+  for (( r = 0; r < ROUNDS; r++ )); do  # clones kept until the end: no deletion between them
+    for (( k = 0; k < ${#NOREG_BINS[@]}; k++ )); do
+      b=${NOREG_BINS[$(( (r + k) % ${#NOREG_BINS[@]} ))]}; row=clone-64KiB-files$(suffix "$b")
+      settle
+      if timed "$d/run" "$(bin_cmd "$b" peer) clone --json '${ticket[$b]}' small-$b-$r"; then
+        record noreg "$row" "$r" "$(json .bytes)" "objects=$(json .objects)"
+        diff -rq -x .lode "$d/data/small" "$d/run/small-$b-$r/small" >>"$LOG" 2>&1 \
+          || fail noreg "$row" "clone differs from the source (round $r)"
+      else fail noreg "$row" "lode clone failed (round $r)"; fi
     done
   done
-  stop_bg serve-big
+  for b in "${NOREG_BINS[@]}"; do stop_bg "serve-small-$b"; done
+
+  say "noreg: one ${SIZE_MIB} MiB random file"
+  head -c "$SIZE" /dev/urandom >"$d/data/big.bin"
+  rows=()
+  for b in "${NOREG_BINS[@]}"; do
+    mkdir -p "$d/big-$b"; ln "$d/data/big.bin" "$d/big-$b/big.bin"
+    (cd "$d/big-$b" && bin_of "$b" pub init -q . && bin_of "$b" pub add -q . && bin_of "$b" pub commit -q -m big) >>"$LOG" 2>&1
+    serve "serve-big-$b" "$d/big-$b" "$b"; ticket[$b]=$TICKET
+    rows+=("add $b" "clone $b")
+  done
+  for (( r = 0; r < ROUNDS; r++ )); do
+    for (( k = 0; k < ${#rows[@]}; k++ )); do
+      read -r row b <<<"${rows[$(( (r + k) % ${#rows[@]} ))]}"
+      if [[ $row == add ]]; then   # lode add into a fresh repository (init untimed)
+        row=add-1file$(suffix "$b"); dir=$d/run/add-$b-$r
+        mkdir -p "$dir"; ln "$d/data/big.bin" "$dir/big.bin"
+        (cd "$dir" && bin_of "$b" pub init -q .) >>"$LOG" 2>&1
+        if timed "$dir" "$(bin_cmd "$b" pub) add --json big.bin"; then
+          record noreg "$row" "$r" "$(json .bytes_stored)"
+        else fail noreg "$row" "lode add failed (round $r)"; fi
+      else
+        row=clone-1file$(suffix "$b"); dir=$d/run/clone-$b-$r
+        if timed "$d/run" "$(bin_cmd "$b" peer) clone --json '${ticket[$b]}' clone-$b-$r"; then
+          record noreg "$row" "$r" "$(json .bytes)"
+          same noreg "$row" "$r" "$d/data/big.bin" "$dir/big.bin" || true
+        else fail noreg "$row" "lode clone failed (round $r)"; fi
+      fi
+      remove "$dir"
+    done
+  done
+  for b in "${NOREG_BINS[@]}"; do stop_bg "serve-big-$b"; done
 }
 
 # ---------------------------------------------------------------- scenarios: an edit, moved
@@ -353,6 +388,7 @@ scenario_delta() {  # SCEN
     for (( k = 0; k < 2; k++ )); do run_row "$s" "${rows[$(( (r + k) % 2 ))]}" "$r"; done
   done
   printf '%s\tpublisher-objects\t%s\n' "$s" "$(du -sb "$d/pub/.lode/objects" | cut -f1)" >>"$SIZES"
+  printf '%s\tpublisher-lode\t%s\n' "$s" "$(du -sb "$d/pub/.lode" | cut -f1)" >>"$SIZES"
   stop_bg "serve-$s"
   FILE_BYTES[$s]="${FILE_BYTES[$s]} $(stat -c %s "$d/pub/$f")"
   if [[ $KEEP != 1 ]]; then remove "$d"; fi
@@ -389,6 +425,7 @@ scenario_versions() {
     done
     if (( v == 1 || v == VERSIONS )); then
       printf 'versions\tlode-objects-v%s\t%s\n' "$v" "$(du -sb "$d/work/.lode/objects" | cut -f1)" >>"$SIZES"
+      printf 'versions\tlode-all-v%s\t%s\n' "$v" "$(du -sb "$d/work/.lode" | cut -f1)" >>"$SIZES"
       [[ " ${tools[*]} " == *" restic "* ]] && printf 'versions\trestic-repo-v%s\t%s\n' "$v" "$(du -sb "$d/restic" | cut -f1)" >>"$SIZES"
       [[ " ${tools[*]} " == *" borg "* ]] && printf 'versions\tborg-repo-v%s\t%s\n' "$v" "$(du -sb "$d/borg" | cut -f1)" >>"$SIZES"
     fi
@@ -480,24 +517,28 @@ delta_table() {  # SCEN TITLE TARGET_BYTES
         "$(read -r r _ _ _ <<<"$(stat_col "$s" "$row" 5)"; awk -v k="$r" 'BEGIN { if (k == "-") print "-"; else printf "%.0f", k / 1024 }')" \
         "$(runs "$s" "$row")"
     done
-    printf '\nPublisher'"'"'s object store at the end: %s (%s versions committed).\n' "$(fmt_b "$(size_of "$s" publisher-objects)")" "$(( 2 * ROUNDS + 1 ))"
+    printf '\nPublisher'"'"'s repository at the end (%s versions committed): `.lode/objects` %s, all of `.lode` %s.\n' \
+      "$(( 2 * ROUNDS + 1 ))" "$(fmt_b "$(size_of "$s" publisher-objects)")" "$(fmt_b "$(size_of "$s" publisher-lode)")"
   } >>"$MD"
 }
 if [[ $SCENARIOS == *,noreg,* ]]; then
   {
     printf '\n## Where nothing repeats: no regression (target after chunking: within 1.1x of these)\n\n'
-    printf '| row | median s (min-max) | tool bytes (median) | lo bytes (median) | peak RSS MiB | runs (s) |\n|---|---|---:|---:|---:|---|\n'
-    for row in clone-64KiB-files add-1file clone-1file; do
-      if [[ -n ${FAILED[noreg/$row]:-} ]]; then printf '| %s | FAILED: %s | | | | |\n' "$row" "${FAILED[noreg/$row]}"; continue; fi
+    printf '| row | median s (min-max) | / base | tool bytes (median) | lo bytes (median) | peak RSS MiB | runs (s) |\n|---|---|---:|---:|---:|---:|---|\n'
+    for row in clone-64KiB-files clone-64KiB-files@base add-1file add-1file@base clone-1file clone-1file@base; do
+      if [[ -n ${FAILED[noreg/$row]:-} ]]; then printf '| %s | FAILED: %s | | | | | |\n' "$row" "${FAILED[noreg/$row]}"; continue; fi
       read -r md mn mx n <<<"$(stat_col noreg "$row" 4)"
       (( n > 0 )) || continue
       read -r bmd _ _ _ <<<"$(stat_col noreg "$row" 6)"
       read -r lmd _ _ _ <<<"$(stat_col noreg "$row" 7)"
       read -r rmd _ _ _ <<<"$(stat_col noreg "$row" 5)"
-      printf '| %s | %s (%s-%s) | %s | %s | %s | %s |\n' "$row" "$(fmt_s "$md")" "$(fmt_s "$mn")" "$(fmt_s "$mx")" \
+      base=''
+      if [[ $row != *@base ]]; then read -r base _ _ n <<<"$(stat_col noreg "$row@base" 4)"; (( n > 0 )) && base=$(ratio "$md" "$base") || base=''; fi
+      printf '| %s | %s (%s-%s) | %s | %s | %s | %s | %s |\n' "$row" "$(fmt_s "$md")" "$(fmt_s "$mn")" "$(fmt_s "$mx")" "$base" \
         "$(fmt_b "$bmd")" "$(fmt_b "$lmd")" "$(awk -v k="$rmd" 'BEGIN { if (k == "-") print "-"; else printf "%.0f", k / 1024 }')" "$(runs noreg "$row")"
     done
-    printf '\nclone-64KiB-files: `lode clone` of %s random files of 64 KiB (100 per directory); add-1file: `lode add` of one %s MiB random file into a fresh repository; clone-1file: first `lode clone` of it.\n' "$SMALL_FILES" "$SIZE_MIB"
+    printf '\nclone-64KiB-files: `lode clone` of %s random files of 64 KiB (100 per directory); add-1file: `lode add` of one %s MiB random file into a fresh repository; clone-1file: first `lode clone` of it. %s\n' "$SMALL_FILES" "$SIZE_MIB" \
+      "$([[ -n $LODE_BASE ]] && printf 'Rows @base: the same with BASE_BIN (%s, sha256 %s...), alternated with lode; / base = median / median of its @base row.' "$BASE_BIN" "$(sha256sum "$LODE_BASE" | cut -c1-16)")"
   } >>"$MD"
 fi
 [[ $SCENARIOS == *,edit,* ]] && delta_table edit "A ${EDIT_MIB} MiB edit in the middle of a ${SIZE_MIB} MiB random file" $(( 2 * MIB + SIZE / 200 ))
@@ -509,15 +550,15 @@ if [[ $SCENARIOS == *,versions,* ]]; then
     printf '\n## %s versions of a %s MiB random file, %s MiB rewritten at a random offset in each after the first\n\n' "$VERSIONS" "$SIZE_MIB" "$EDIT_MIB"
     printf 'Target after chunking (issue 16): lode'"'"'s store at most %s.\n\n' "$(fmt_b $(( SIZE + SIZE * 5 / 100 )))"
     printf '| store | after version 1 | after version %s | / lode | time to store one edited version (2..N), median s (min-max) |\n|---|---:|---:|---:|---|\n' "$VERSIONS"
-    for t in lode:lode-objects:lode-add-commit restic:restic-repo:restic-backup borg:borg-repo:borg-create; do
-      IFS=: read -r name key row <<<"$t"
+    for t in lode:lode-objects:lode-add-commit "lode (all of .lode):lode-all:lode-add-commit" restic:restic-repo:restic-backup borg:borg-repo:borg-create; do
+      IFS=: read -r name key row <<<"$t"; [[ $name == lode* && $t != lode:* ]] && row=-
       a=$(size_of versions "$key-v1"); b=$(size_of versions "$key-v$VERSIONS")
       [[ -n $b ]] || continue
       read -r md mn mx n <<<"$(stat_col versions "$row" 4)"
-      printf '| %s | %s | %s | %s | %s (%s-%s) |\n' "$name" "$(fmt_b "$a")" "$(fmt_b "$b")" "$(ratio "$b" "$lode_end")" \
-        "$(fmt_s "$md")" "$(fmt_s "$mn")" "$(fmt_s "$mx")"
+      printf '| %s | %s | %s | %s | %s |\n' "$name" "$(fmt_b "$a")" "$(fmt_b "$b")" "$(ratio "$b" "$lode_end")" \
+        "$( (( n > 0 )) && printf '%s (%s-%s)' "$(fmt_s "$md")" "$(fmt_s "$mn")" "$(fmt_s "$mx")" || echo '(as above)')"
     done
-    printf '\nlode: `du -sb .lode/objects` (commits: %s); restic: `du -sb` of the repository (`restic backup`, default settings, %s snapshots); borg: `du -sb` of the repository (`borg init -e none`, `borg create` defaults: lz4, buzhash chunks of about 2 MiB; %s archives). Each version is timed as `lode add data.bin && lode commit`, `restic backup data.bin`, `borg create REPO::vN data.bin`, alternated.\n' \
+    printf '\nlode: `du -sb .lode/objects`, and of all of `.lode` (objects, database; commits: %s); restic: `du -sb` of the repository (`restic backup`, default settings, %s snapshots); borg: `du -sb` of the repository (`borg init -e none`, `borg create` defaults: lz4, buzhash chunks of about 2 MiB; %s archives). Each version is timed as `lode add data.bin && lode commit`, `restic backup data.bin`, `borg create REPO::vN data.bin`, alternated.\n' \
       "$(size_of versions lode-commits)" "$(size_of versions restic-snapshots)" "$(size_of versions borg-archives)"
   } >>"$MD"
 fi
