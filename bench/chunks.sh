@@ -333,30 +333,22 @@ scenario_noreg() {
 
 # ---------------------------------------------------------------- scenarios: an edit, moved
 run_row() {  # SCEN ROW ROUND
-  local s=$1 row=$2 r=$3 d=$BENCH_DIR/$1 f=${FILE_NAME[$1]}
+  local s=$1 row=$2 r=$3 d=$BENCH_DIR/$1 f=${FILE_NAME[$1]} dir cmd from to bytes
   [[ -n ${FAILED[$s/$row]:-} ]] && return 0
-  case $row in
-    lode-pull)
-      if timed "$d/peer" 'LODE_HOME="$H2" "$LODE" --no-progress pull --json'; then
-        record "$s" "$row" "$r" "$(json .bytes)" "objects=$(json .objects)"
-        same "$s" "$row" "$r" "$d/pub/$f" "$d/peer/$f" || true
-      else fail "$s" "$row" "lode pull failed (round $r)"; fi;;
-    rsync-pull)
-      if timed "$d/rsync" "rsync -a -I --stats rsync://127.0.0.1:\$RSYNC_PORT/pub-$s/$f ./"; then
-        record "$s" "$row" "$r" "$(rsync_bytes)"
-        same "$s" "$row" "$r" "$d/pub/$f" "$d/rsync/$f" || true
-      else fail "$s" "$row" "rsync failed (round $r)"; fi;;
-    lode-push)
-      if timed "$d/peer" 'LODE_HOME="$H2" "$LODE" --no-progress push --json --ticket "$PUSH_CAP"'; then
-        record "$s" "$row" "$r" "$(json .bytes_sent)" "objects=$(json .objects_sent)"
-        same "$s" "$row" "$r" "$d/peer/$f" "$d/pub/$f" || true
-      else fail "$s" "$row" "lode push failed (round $r)"; fi;;
-    rsync-push)
-      if timed "$d/peer" "rsync -a -I --stats $f rsync://127.0.0.1:\$RSYNC_PORT/dl-$s/"; then
-        record "$s" "$row" "$r" "$(rsync_bytes)"
-        same "$s" "$row" "$r" "$d/peer/$f" "$d/rsync/$f" || true
-      else fail "$s" "$row" "rsync push failed (round $r)"; fi;;
+  case $row in  # where it runs, what it runs, which copy it makes equal to which, its byte count
+    lode-pull) dir=$d/peer from=$d/pub/$f to=$d/peer/$f bytes=.bytes
+      cmd='LODE_HOME="$H2" "$LODE" --no-progress pull --json';;
+    rsync-pull) dir=$d/rsync from=$d/pub/$f to=$d/rsync/$f bytes=rsync
+      cmd="rsync -a -I --stats rsync://127.0.0.1:\$RSYNC_PORT/pub-$s/$f ./";;
+    lode-push) dir=$d/peer from=$d/peer/$f to=$d/pub/$f bytes=.bytes_sent
+      cmd='LODE_HOME="$H2" "$LODE" --no-progress push --json --ticket "$PUSH_CAP"';;
+    rsync-push) dir=$d/peer from=$d/peer/$f to=$d/rsync/$f bytes=rsync
+      cmd="rsync -a -I --stats $f rsync://127.0.0.1:\$RSYNC_PORT/dl-$s/";;
   esac
+  timed "$dir" "$cmd" || { fail "$s" "$row" "command failed (round $r)"; return 0; }
+  if [[ $bytes == rsync ]]; then record "$s" "$row" "$r" "$(rsync_bytes)"
+  else record "$s" "$row" "$r" "$(json "$bytes")" "objects=$(json "${bytes/bytes/objects}")"; fi
+  same "$s" "$row" "$r" "$from" "$to" || true
 }
 
 scenario_delta() {  # SCEN
