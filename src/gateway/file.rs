@@ -146,7 +146,7 @@ pub(super) fn file(
 /// With `verify`, the whole file is hashed as it goes and a mismatch ends the body with an
 /// error, which makes hyper cut the connection.
 fn stream_file(
-    mut f: crate::store::ObjectReader,
+    mut f: crate::store::chunks::ObjectReader,
     start: u64,
     len: u64,
     verify: Option<ObjectId>,

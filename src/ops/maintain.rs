@@ -92,7 +92,7 @@ fn reachable(repo: &Repo) -> Result<Reach> {
         }
         if matches!(e.kind, EntryKind::File | EntryKind::Executable) {
             r.blobs.insert(e.id);
-            if e.size >= crate::store::CHUNKED_MIN {
+            if e.size >= crate::store::chunks::CHUNKED_MIN {
                 r.big.push((e.id, Some(p.clone())));
             }
         }
@@ -140,7 +140,7 @@ fn reachable(repo: &Repo) -> Result<Reach> {
                     } else {
                         if e.kind != EntryKind::Symlink {
                             r.blobs.insert(e.id);
-                            if e.size >= crate::store::CHUNKED_MIN {
+                            if e.size >= crate::store::chunks::CHUNKED_MIN {
                                 r.big.push((e.id, Some(path.clone())));
                             }
                         }
@@ -309,8 +309,8 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
     for (id, len) in repo.store().list()? {
         // A whole copy of a file also held in chunks (fetched whole, then cut): the chunks
         // are what stays.
-        let duplicate =
-            len >= crate::store::CHUNKED_MIN && repo.store().chunk_map_of(&id, len)?.is_some();
+        let duplicate = len >= crate::store::chunks::CHUNKED_MIN
+            && repo.store().chunk_map_of(&id, len)?.is_some();
         if reach.objects.contains_key(&id) && !duplicate {
             report.objects_kept += 1;
             continue;

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{ChunkMap, MAX_CHUNK_MAP_SIZE};
 
-use super::{create_whole, Imported, Stat, Store, Whole};
+use super::{create_whole, Imported, Stat, Store, Whole, CHUNK};
 
 /// Files of at least this many bytes are stored in chunks (smaller ones whole: their chunks
 /// would be few, and each object costs a file).
@@ -40,6 +40,48 @@ pub const CHUNK_MAX: u32 = 1 << 20;
 const LINK_SUFFIX: &str = ".chunks";
 
 impl Store {
+    /// Opens an object for reading: a file stored whole, or the chunks of one stored in
+    /// chunks, in order. Not hashed: a caller that makes the bytes visible hashes them.
+    pub fn reader(&self, id: &ObjectId) -> Result<ObjectReader> {
+        match self.open(id) {
+            Err(Error::ObjectMissing { .. }) => match self.chunked(id)? {
+                Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
+            other => other.map(ObjectReader::Whole),
+        }
+    }
+
+    /// The size of object `id`, stored whole or in chunks.
+    pub fn size_of(&self, id: &ObjectId) -> Result<u64> {
+        match fs::metadata(self.path(id)) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.chunked(id)? {
+                Some(map) => Ok(map.size),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
+            Err(e) => Err(Error::io("cannot read object", self.path(id), e)),
+        }
+    }
+
+    /// Copies file `id`, held in chunks, into `dest` while hashing it (`ObjectCorrupt` on a
+    /// mismatch, `ObjectMissing` when the store does not hold it in chunks either).
+    pub(super) fn copy_out_chunked(&self, id: &ObjectId, dest: &File) -> Result<u64> {
+        match self.chunked(id)? {
+            Some(map) => copy_chunked(ChunkReader::new(self.clone(), map), id, dest),
+            None => Err(Error::ObjectMissing {
+                id: *id,
+                path: None,
+            }),
+        }
+    }
+
     /// Where this store writes the link of file `id`.
     pub(super) fn own_link_path(&self, id: &ObjectId) -> PathBuf {
         let mut p = self.own_path(id).into_os_string();
@@ -317,7 +359,10 @@ impl Store {
         src: &File,
         before: &Stat,
         check_after: &dyn Fn(&File) -> Result<Stat>,
-    ) -> Result<Imported> {
+    ) -> Result<Option<Imported>> {
+        if before.size < CHUNKED_MIN {
+            return Ok(None);
+        }
         let io_err = |e| Error::io("cannot read", path, e);
         let chunker = fastcdc::v2020::StreamCDC::new(
             src,
@@ -376,11 +421,11 @@ impl Store {
         }
         let stat = check_after(src)?;
         if self.has(&file) {
-            return Ok(Imported {
+            return Ok(Some(Imported {
                 id: file,
                 stat,
                 stored,
-            });
+            }));
         }
         let map = ChunkMap {
             file,
@@ -389,11 +434,11 @@ impl Store {
         };
         let map_id = self.put_bytes(&map.encode())?;
         self.write_link(&file, &map_id)?;
-        Ok(Imported {
+        Ok(Some(Imported {
             id: file,
             stat,
             stored: true,
-        })
+        }))
     }
 }
 
@@ -452,6 +497,86 @@ impl Store {
             last: std::sync::Mutex::new(None),
         }))
     }
+}
+
+/// An object open for reading ([`Store::reader`]).
+pub enum ObjectReader {
+    Whole(File),
+    Chunked(ChunkReader),
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ObjectReader::Whole(f) => f.read(buf),
+            ObjectReader::Chunked(r) => r.read(buf),
+        }
+    }
+}
+
+impl io::Seek for ObjectReader {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        match self {
+            ObjectReader::Whole(f) => f.seek(to),
+            ObjectReader::Chunked(r) => r.seek(to),
+        }
+    }
+}
+
+/// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
+/// with `ObjectCorrupt` when they do not hash to `id`.
+fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
+    let hasher = std::thread::spawn(move || {
+        let mut h = blake3::Hasher::new();
+        for b in rx {
+            h.update(&b);
+        }
+        ObjectId::from(h.finalize())
+    });
+    let mut n = 0u64;
+    let copied = (|| -> io::Result<()> {
+        let mut d = dest;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let mut k = 0;
+            while k < buf.len() {
+                match r.read(&mut buf[k..]) {
+                    Ok(0) => break,
+                    Ok(m) => k += m,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if k == 0 {
+                return Ok(());
+            }
+            buf.truncate(k);
+            d.write_all(&buf)?;
+            n += k as u64;
+            if tx.send(std::sync::Arc::new(buf)).is_err() {
+                return Err(io::Error::other("the hashing thread stopped"));
+            }
+        }
+    })();
+    drop(tx);
+    let got = hasher
+        .join()
+        .map_err(|_| Error::Other("the hashing thread panicked".into()))?;
+    copied.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::ObjectMissing {
+            id: *id,
+            path: None,
+        },
+        _ => Error::io("cannot copy the chunks of", PathBuf::from(id.to_hex()), e),
+    })?;
+    if got != *id {
+        return Err(Error::ObjectCorrupt {
+            id: *id,
+            path: None,
+        });
+    }
+    Ok(n)
 }
 
 /// Maps a read error of an assembled file: a missing chunk is `ObjectMissing` of the file.

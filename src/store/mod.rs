@@ -25,8 +25,7 @@ use tempfile::NamedTempFile;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-mod chunks;
-pub use chunks::{ChunkReader, ChunkedBytes, CHUNKED_MIN, CHUNK_AVG, CHUNK_MAX, CHUNK_MIN};
+pub mod chunks;
 
 /// Files up to this size are read into memory in one piece; larger ones are streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
@@ -359,8 +358,8 @@ impl Store {
             }
             return Ok(Imported { id, stat, stored });
         }
-        if before.size >= CHUNKED_MIN {
-            return self.import_chunked(path, &src, before, &check_after);
+        if let Some(chunked) = self.import_chunked(path, &src, before, &check_after)? {
+            return Ok(chunked);
         }
         let tmp = self.temp()?;
         let (id, hashed, copied) = copy_and_hash(path, &src, tmp.as_file()).map_err(io_err)?;
@@ -381,36 +380,6 @@ impl Store {
         let _ = fs::set_permissions(file, fs::Permissions::from_mode(0o444));
         let dest = self.own_path(id);
         fs::rename(file, &dest).map_err(|e| Error::io("cannot store object", &dest, e))
-    }
-
-    /// Opens an object for reading: a file stored whole, or the chunks of one stored in
-    /// chunks, in order. Not hashed: a caller that makes the bytes visible hashes them.
-    pub fn reader(&self, id: &ObjectId) -> Result<ObjectReader> {
-        match self.open(id) {
-            Err(Error::ObjectMissing { .. }) => match self.chunked(id)? {
-                Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
-                None => Err(Error::ObjectMissing {
-                    id: *id,
-                    path: None,
-                }),
-            },
-            other => other.map(ObjectReader::Whole),
-        }
-    }
-
-    /// The size of object `id`, stored whole or in chunks.
-    pub fn size_of(&self, id: &ObjectId) -> Result<u64> {
-        match fs::metadata(self.path(id)) {
-            Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.chunked(id)? {
-                Some(map) => Ok(map.size),
-                None => Err(Error::ObjectMissing {
-                    id: *id,
-                    path: None,
-                }),
-            },
-            Err(e) => Err(Error::io("cannot read object", self.path(id), e)),
-        }
     }
 
     /// Opens an object stored whole for reading ([`Store::reader`] reads any object).
@@ -452,9 +421,9 @@ impl Store {
     /// (the caller then discards `dest`, so nothing unverified becomes visible).
     pub fn copy_out(&self, id: &ObjectId, dest: &File) -> Result<u64> {
         let path = self.path(id);
-        let src = match self.reader(id)? {
-            ObjectReader::Whole(f) => f,
-            ObjectReader::Chunked(r) => return copy_chunked(r, id, dest),
+        let src = match self.open(id) {
+            Err(Error::ObjectMissing { .. }) => return self.copy_out_chunked(id, dest),
+            other => other?,
         };
         let (got, hashed, copied) = copy_and_hash(&path, &src, dest)
             .map_err(|e| Error::io("cannot copy object", &path, e))?;
@@ -537,86 +506,6 @@ impl Store {
         rustix::fs::syncfs(&dir)
             .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
     }
-}
-
-/// An object open for reading ([`Store::reader`]).
-pub enum ObjectReader {
-    Whole(File),
-    Chunked(ChunkReader),
-}
-
-impl Read for ObjectReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ObjectReader::Whole(f) => f.read(buf),
-            ObjectReader::Chunked(r) => r.read(buf),
-        }
-    }
-}
-
-impl io::Seek for ObjectReader {
-    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        match self {
-            ObjectReader::Whole(f) => f.seek(to),
-            ObjectReader::Chunked(r) => r.seek(to),
-        }
-    }
-}
-
-/// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
-/// with `ObjectCorrupt` when they do not hash to `id`.
-fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
-    let hasher = std::thread::spawn(move || {
-        let mut h = blake3::Hasher::new();
-        for b in rx {
-            h.update(&b);
-        }
-        ObjectId::from(h.finalize())
-    });
-    let mut n = 0u64;
-    let copied = (|| -> io::Result<()> {
-        let mut d = dest;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let mut k = 0;
-            while k < buf.len() {
-                match r.read(&mut buf[k..]) {
-                    Ok(0) => break,
-                    Ok(m) => k += m,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if k == 0 {
-                return Ok(());
-            }
-            buf.truncate(k);
-            d.write_all(&buf)?;
-            n += k as u64;
-            if tx.send(std::sync::Arc::new(buf)).is_err() {
-                return Err(io::Error::other("the hashing thread stopped"));
-            }
-        }
-    })();
-    drop(tx);
-    let got = hasher
-        .join()
-        .map_err(|_| Error::Other("the hashing thread panicked".into()))?;
-    copied.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::ObjectMissing {
-            id: *id,
-            path: None,
-        },
-        _ => Error::io("cannot copy the chunks of", PathBuf::from(id.to_hex()), e),
-    })?;
-    if got != *id {
-        return Err(Error::ObjectCorrupt {
-            id: *id,
-            path: None,
-        });
-    }
-    Ok(n)
 }
 
 /// What [`create_whole`] did.

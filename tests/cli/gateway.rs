@@ -465,10 +465,10 @@ fn gateway_rev_resolves_only_published_commits() {
         );
         repo.store().put_bytes(&c.encode()).unwrap().to_hex()
     };
-    // A big staged blob, never committed.
+    // A big staged blob, never committed (added with --link: stored whole, one object file).
     let big: Vec<u8> = (0..60u32 << 20).map(|i| (i % 253) as u8).collect();
     env.write("pub/big.bin", &big);
-    env.ok("pub", &["add", "big.bin"]);
+    env.ok("pub", &["add", "--link", "big.bin"]);
     let big_id = blake3::hash(&big).to_hex().to_string();
     drop(big);
     assert!(env.object("pub", &big_id).exists());

@@ -98,7 +98,7 @@ struct Found {
 #[derive(Clone)]
 enum Data {
     File(Arc<File>),
-    Chunks(Arc<crate::store::ChunkedBytes>),
+    Chunks(Arc<crate::store::chunks::ChunkedBytes>),
 }
 
 impl Data {
