@@ -322,30 +322,19 @@ impl Store {
     /// Lists the files this store holds in chunks: (file id, map id).
     pub fn list_chunked(&self) -> Result<Vec<(ObjectId, ObjectId)>> {
         let mut out = Vec::new();
-        for i in 0..=255u8 {
-            let dir = self.objects.join(hex::encode([i]));
-            let rd = match fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("cannot list", dir, e)),
+        self.each_entry(|name, entry| {
+            let Some(id) = name
+                .strip_suffix(LINK_SUFFIX)
+                .and_then(|n| n.parse::<ObjectId>().ok())
+            else {
+                return;
             };
-            for entry in rd {
-                let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
-                let name = entry.file_name();
-                let Some(id) = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(LINK_SUFFIX))
-                    .and_then(|n| format!("{}{n}", hex::encode([i])).parse::<ObjectId>().ok())
-                else {
-                    continue;
-                };
-                if let Ok(b) = fs::read(entry.path()) {
-                    if let Ok(map) = <[u8; 32]>::try_from(&b[..]) {
-                        out.push((id, ObjectId(map)));
-                    }
+            if let Ok(b) = fs::read(entry.path()) {
+                if let Ok(map) = <[u8; 32]>::try_from(&b[..]) {
+                    out.push((id, ObjectId(map)));
                 }
             }
-        }
+        })?;
         Ok(out)
     }
 
@@ -672,14 +661,8 @@ impl Seek for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::store;
     use crate::store::ImportMode;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
-        s.create().unwrap();
-        (dir, s)
-    }
 
     fn noise(n: usize, seed: u64) -> Vec<u8> {
         let mut x = seed.wrapping_mul(6364136223846793005) | 1;

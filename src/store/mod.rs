@@ -442,10 +442,9 @@ impl Store {
         hash_reader(f).map_err(|e| Error::io("cannot read object", self.path(id), e))
     }
 
-    /// Lists every object file: id and size. Files that are not named like objects are
-    /// skipped.
-    pub fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
-        let mut out = Vec::new();
+    /// Calls `f` with every entry of the fan-out directories and its name with the
+    /// directory's two hex digits in front (an object's full hex id, or a link's).
+    fn each_entry(&self, mut f: impl FnMut(&str, &fs::DirEntry)) -> Result<()> {
         for i in 0..=255u8 {
             let dir = self.objects.join(hex::encode([i]));
             let rd = match fs::read_dir(&dir) {
@@ -455,17 +454,23 @@ impl Store {
             };
             for entry in rd {
                 let entry = entry.map_err(|e| Error::io("cannot list", &dir, e))?;
-                let name = entry.file_name();
-                let Some(id) = name
-                    .to_str()
-                    .and_then(|n| format!("{}{n}", hex::encode([i])).parse::<ObjectId>().ok())
-                else {
-                    continue;
-                };
-                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push((id, len));
+                if let Some(name) = entry.file_name().to_str() {
+                    f(&format!("{}{name}", hex::encode([i])), &entry);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Lists every object file: id and size. Files that are not named like objects are
+    /// skipped.
+    pub fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+        let mut out = Vec::new();
+        self.each_entry(|name, entry| {
+            if let Ok(id) = name.parse::<ObjectId>() {
+                out.push((id, entry.metadata().map(|m| m.len()).unwrap_or(0)));
+            }
+        })?;
         Ok(out)
     }
 
@@ -617,10 +622,11 @@ fn copy_and_hash(path: &Path, src: &File, dest: &File) -> io::Result<(ObjectId, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A store in a temp dir (also used by the tests of `chunks`).
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
         s.create().unwrap();
