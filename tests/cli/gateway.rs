@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::common::*;
 
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Gateway {
@@ -19,7 +19,7 @@ impl Drop for Gateway {
     }
 }
 
-fn start(env: &TestEnv, repos: &[&str]) -> Gateway {
+pub(crate) fn start(env: &TestEnv, repos: &[&str]) -> Gateway {
     let mut args = vec!["serve", "-q", "--http", "127.0.0.1:0"];
     args.extend_from_slice(repos);
     launch(env.cmd("", &args))
@@ -45,7 +45,7 @@ fn launch(cmd: Command) -> Gateway {
 }
 
 /// curl: returns (status, headers lowercased, body).
-fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
+pub(crate) fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let hdr = dir.path().join("h");
     let body = dir.path().join("b");
