@@ -179,7 +179,7 @@ impl Store {
     /// map `map_id`: each chunk is cut from the file at its offset and must hash to the id
     /// the map gives (`ObjectCorrupt` naming the file otherwise, and no link is written); then
     /// the link is written and, with `drop_whole`, the whole copy removed (a swarm session
-    /// may still be serving it: then `gc` removes it later). Chunks already here are not
+    /// may still be serving it: it removes it when it ends, `gc` otherwise). Chunks already here are not
     /// rewritten.
     pub fn split_whole(&self, map_id: &ObjectId, drop_whole: bool) -> Result<ObjectId> {
         let map = self.read_chunk_map(map_id)?;

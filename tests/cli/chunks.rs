@@ -78,6 +78,10 @@ fn an_edit_stores_and_moves_only_the_chunks_around_it() {
     assert_eq!(env.read("copy/big.bin"), data);
     let first = r["bytes"].as_u64().unwrap();
     assert!(first >= 24 * MIB as u64, "{r}");
+    // The first clone fetched the file whole (it held none of its chunks), cut it into
+    // chunks, and dropped the whole copy once its swarm session ended.
+    assert!(!env.object("copy", &id).exists(), "no whole copy left");
+    assert!(Path::new(&format!("{}.chunks", env.object("copy", &id).display())).exists());
 
     // A 1 MiB edit in the middle: the publisher stores about that much more, and the pull
     // receives the chunks it touches, one or two on each side (chunks are at most 1 MiB).

@@ -632,7 +632,8 @@ impl<'a> Walk<'a> {
                 .into_iter()
                 .map(|j| (j, false))
                 .chain(split.into_iter().map(|j| (j, true)));
-            // A swarm session goes on serving a whole copy it fetched: `gc` drops it later.
+            // A swarm session goes on serving a whole copy it fetched: it drops it when it
+            // ends.
             let drop_whole = self.client.swarm.is_none();
             for ((path, map_id), whole) in jobs {
                 let store = repo.store().clone();
@@ -646,7 +647,11 @@ impl<'a> Walk<'a> {
                 .await
                 .map_err(|e| Error::Other(format!("chunk assembly failed: {e}")))?;
                 match put {
-                    Ok(_) => {}
+                    Ok(file) => {
+                        if let (true, Some(s)) = (whole && !drop_whole, &self.client.swarm) {
+                            s.drop_whole_when_done(repo.store().clone(), file);
+                        }
+                    }
                     Err(Error::ObjectCorrupt { id, .. }) => {
                         return Err(lying(format!(
                             "the chunks of {path:?} (map {map_id}) do not assemble to its \

@@ -47,6 +47,9 @@ pub struct Session {
     /// What the banned peers did, for the report.
     pub(crate) liars: Mutex<Vec<String>>,
     router: Option<Router>,
+    /// Whole copies of files held in chunks that this session serves: removed when it ends
+    /// (the repository keeps the chunks).
+    whole_copies: Mutex<Vec<(crate::store::Store, crate::id::ObjectId)>>,
     _membership: Option<Membership>,
     _tracker: AbortOnDropHandle<()>,
 }
@@ -107,6 +110,7 @@ impl Session {
             banned: Mutex::default(),
             liars: Mutex::default(),
             router,
+            whole_copies: Mutex::default(),
             _membership: membership,
             _tracker: tracker,
         })
@@ -136,6 +140,15 @@ impl Session {
     pub(crate) fn ban(&self, peer: EndpointId, what: String) {
         self.banned.lock().expect("not poisoned").insert(peer);
         self.liars.lock().expect("not poisoned").push(what);
+    }
+
+    /// Removes the whole copy of file `id` from `store` when the session ends (it serves
+    /// that copy until then; the store also holds the file in chunks).
+    pub(crate) fn drop_whole_when_done(&self, store: crate::store::Store, id: crate::id::ObjectId) {
+        self.whole_copies
+            .lock()
+            .expect("not poisoned")
+            .push((store, id));
     }
 
     pub(crate) fn is_banned(&self, peer: &EndpointId) -> bool {
@@ -188,6 +201,11 @@ impl Session {
         }
         let _ = self.store.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.dir);
+        for (store, id) in self.whole_copies.into_inner().expect("not poisoned") {
+            if store.chunk_map_of(&id, u64::MAX).is_ok_and(|m| m.is_some()) {
+                let _ = store.remove(&id);
+            }
+        }
         report
     }
 }
