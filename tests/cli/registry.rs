@@ -2,6 +2,7 @@
 //! across three registries with one killed and restarted, and taint notices that following
 //! mirrors obey (and forged ones they ignore).
 
+use std::fs;
 use std::time::{Duration, Instant};
 
 use crate::common::peers::{serve, Server as Registry};
@@ -175,7 +176,8 @@ fn registries_replicate_and_resolve_names() {
 #[test]
 fn taint_notices_remove_data_from_following_mirrors() {
     let env = TestEnv::new();
-    let bad: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    // Large enough to be held in chunks: the takedown must remove the chunks' bytes.
+    let bad = noise(6_000_000, 131);
     env.ok("", &["init", "ds"]);
     env.commit_files("ds", &[("bad.bin", &bad), ("good.csv", b"fine\n")], "first");
     let bad_id = b3(&env.path("ds/bad.bin"));
@@ -296,9 +298,25 @@ fn taint_notices_remove_data_from_following_mirrors() {
         assert!(taint("r1", flag, id, reason, &r1.ticket).status.success());
     }
     let mirror_obj = env.object(&format!("m/mirrors/{ds_id}"), &bad_id);
+    let mirror_link = format!("{}.chunks", mirror_obj.display());
+    let objects_bytes = || -> u64 {
+        let dir = env.path(&format!("m/mirrors/{ds_id}/.lode/objects"));
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
+            .map(|f| f.metadata().unwrap().len())
+            .sum()
+    };
+    assert!(objects_bytes() > 6_000_000, "the mirror held bad.bin");
     eventually("the mirror obeys r1's notices", || {
-        !mirror_obj.exists() && !env.path(&format!("m/mirrors/{other_id}")).exists()
+        !mirror_obj.exists()
+            && !std::path::Path::new(&mirror_link).exists()
+            && !env.path(&format!("m/mirrors/{other_id}")).exists()
     });
+    // The bytes went, not just the name: what is left is the small file, trees, commits.
+    let left = objects_bytes();
+    assert!(left < 100_000, "{left} bytes left in the mirror's store");
     eventually("the mirror stops serving the tainted data", || {
         !env.cmd_as("d", "", &["get", &ds_at_mirror, "bad.bin", "--to", "after"])
             .output()
