@@ -42,8 +42,8 @@ pub struct AddOptions {
 enum Outcome {
     /// The stat cache says the path is as staged.
     Unchanged,
-    /// A new index entry, and whether new bytes went into the store.
-    Staged(IndexEntry, bool),
+    /// A new index entry, and how many new bytes went into the store (0: deduplicated).
+    Staged(IndexEntry, u64),
     /// A directory (its entries are walked separately).
     Dir,
     /// A file to read and hash, once the walk has found them all (so that the byte total
@@ -82,7 +82,8 @@ fn stage_path(
                 size: bytes.len() as u64,
                 stat: Some(stat),
             };
-            Ok(Outcome::Staged(e, true))
+            let size = e.size;
+            Ok(Outcome::Staged(e, size))
         }
         WalkKind::Dir => Ok(Outcome::Dir),
         WalkKind::Other => Err(Error::SpecialFile(abs.to_path_buf())),
@@ -297,16 +298,14 @@ pub fn add(
                             stat: None,
                         };
                         report.added.push(path.clone());
-                        *outcome = Outcome::Staged(e, false);
+                        *outcome = Outcome::Staged(e, 0);
                         true
                     }
                     _ => false,
                 }
             }
             Outcome::Staged(entry, stored) => {
-                if *stored {
-                    report.bytes_stored += entry.size;
-                }
+                report.bytes_stored += *stored;
                 if matches!(entry.kind, EntryKind::File | EntryKind::Executable) {
                     report.files_hashed += 1;
                 }

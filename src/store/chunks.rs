@@ -369,7 +369,7 @@ impl Store {
         });
         let mut chunks = Vec::new();
         let mut total = 0u64;
-        let mut stored = false;
+        let mut stored = 0u64;
         let mut failed = None;
         for chunk in chunker {
             let data = match chunk {
@@ -391,7 +391,7 @@ impl Store {
             total += data.len() as u64;
             chunks.push((id, data.len() as u32));
             match self.put_hashed(&id, &data) {
-                Ok(new) => stored |= new,
+                Ok(new) => stored += if new { data.len() as u64 } else { 0 },
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -426,7 +426,7 @@ impl Store {
         Ok(Some(Imported {
             id: file,
             stat,
-            stored: true,
+            stored,
         }))
     }
 }

@@ -77,8 +77,9 @@ pub struct Imported {
     pub id: ObjectId,
     /// The file's stat after import (what the index caches).
     pub stat: Stat,
-    /// Whether new bytes were written to the store (false when deduplicated).
-    pub stored: bool,
+    /// How many new bytes were written to the store: 0 when deduplicated; for a file held
+    /// in chunks, the bytes of the chunks that were new.
+    pub stored: u64,
 }
 
 /// The content-addressed object store of one repository.
@@ -316,7 +317,7 @@ impl Store {
                 return Ok(Imported {
                     id,
                     stat: *before,
-                    stored: false,
+                    stored: 0,
                 });
             }
             let dest = self.own_path(&id);
@@ -330,7 +331,7 @@ impl Store {
                     return Ok(Imported {
                         id,
                         stat,
-                        stored: true,
+                        stored: before.size,
                     });
                 }
                 // Another filesystem: fall back to copying.
@@ -356,6 +357,7 @@ impl Store {
                     .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
                 self.persist(tmp, &id)?;
             }
+            let stored = if stored { before.size } else { 0 };
             return Ok(Imported { id, stat, stored });
         }
         if let Some(chunked) = self.import_chunked(path, &src, before, &check_after)? {
@@ -371,6 +373,7 @@ impl Store {
         if stored {
             self.persist(tmp, &id)?;
         }
+        let stored = if stored { before.size } else { 0 };
         Ok(Imported { id, stat, stored })
     }
 
