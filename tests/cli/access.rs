@@ -132,8 +132,9 @@ fn private_dataset(env: &TestEnv, name: &str) {
         format!("{name},inter\n"),
     );
     env.write(&format!("{name}/video/day1.bin"), vec![9u8; 100_000]);
-    // Above 1 MiB: a reader decrypts it while it streams in.
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    // Above 1 MiB: a reader decrypts it while it streams in. Above 4 MiB: the owner holds
+    // it in chunks, and seals it whole (docs/SECURITY.md, "Chunks").
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 253) as u8).collect();
     env.write(&format!("{name}/video/day2.bin"), big);
     env.ok(name, &["add", "."]);
     env.ok(name, &["commit", "-m", "day 1"]);

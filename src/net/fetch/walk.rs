@@ -584,14 +584,17 @@ impl<'a> Walk<'a> {
         chunked.retain(|(_, id, _, _)| !self.skip.contains(id));
         let (mut assemble, mut split) = (Vec::new(), Vec::new());
         if let Sink::Repo(repo) = self.sink {
-            // Held in chunks already: nothing to do. Held whole (fetched whole by a killed
-            // run, or before chunks existed): cut here, nothing travels but the map.
+            // Held in chunks already: nothing to do. Held whole with its map (fetched whole by
+            // a killed run): cut here, nothing travels.
             let in_chunks = |id: &ObjectId, size| {
                 repo.store()
                     .chunk_map_of(id, size)
                     .is_ok_and(|m| m.is_some())
             };
             chunked.retain(|(_, id, size, _)| !in_chunks(id, *size));
+            // Held whole and its map not here (a restricted dataset's reader decrypts whole
+            // files, and its peers serve only ciphertext): it stays whole.
+            chunked.retain(|(_, id, _, map)| !repo.store().has(id) || repo.store().has(map));
             let wanted_maps: Vec<(ObjectId, u64)> =
                 chunked.iter().map(|(_, _, _, map)| (*map, 0)).collect();
             self.fetch_missing(&wanted_maps).await?;
