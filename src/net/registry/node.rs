@@ -38,6 +38,8 @@ impl Node {
             entries: items.entries,
             notices: items.notices,
             approvals: items.approvals,
+            volunteers: items.volunteers,
+            holdings: items.holdings,
         });
         for p in self.reg.peers() {
             if p.id == except {
@@ -66,22 +68,33 @@ impl Node {
         let entries = (items.entries.into_iter())
             .filter(|e| self.reg.accept_entry(e, false, from) == Ok(true))
             .collect();
+        // Offers before holding records: only a volunteer's records are taken.
+        let volunteers = (items.volunteers.into_iter())
+            .filter(|v| self.reg.accept_volunteer(v) == Ok(true))
+            .collect();
+        let holdings = (items.holdings.into_iter())
+            .filter(|h| self.reg.accept_holding(h) == Ok(true))
+            .collect();
         Items {
             entries,
             notices,
             approvals,
+            volunteers,
+            holdings,
         }
     }
 
     /// One anti-entropy round with every peer (and candidate), all at once: a peer that is
     /// down costs its connection timeout without delaying the others.
     pub(super) async fn sync_round(self: &Arc<Self>) {
-        let (have, notices, approvals) = self.reg.digest();
+        let d = self.reg.digest();
         let req = encode(&Request::Sync {
             from: self.provider(),
-            have,
-            notices,
-            approvals,
+            have: d.entries,
+            notices: d.notices,
+            approvals: d.approvals,
+            volunteers: d.volunteers,
+            holdings: d.holdings,
         });
         let asks = self.reg.to_sync().into_iter().map(|(p, known)| {
             let req = &req;
@@ -98,6 +111,8 @@ impl Node {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
                 peers,
             } = answer
             else {
@@ -113,6 +128,8 @@ impl Node {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             };
             let new = tokio::task::block_in_place(|| self.merge(items, p.id));
             self.forward(new, p.id);
@@ -217,10 +234,46 @@ impl Node {
                     Err(e) => Response::Error(e),
                 }
             }
+            Request::Volunteer { offer } => match self.reg.accept_volunteer(&offer) {
+                Ok(new) => {
+                    if new {
+                        let items = Items {
+                            volunteers: vec![offer],
+                            ..Items::default()
+                        };
+                        self.forward(items, peer);
+                    }
+                    Response::Published { new }
+                }
+                Err(e) => Response::Error(e),
+            },
+            Request::Hold { records } => {
+                // All or nothing: a refused record names why, and none is kept.
+                let mut new = Vec::new();
+                for r in records.into_iter().take(MAX_HOLD_BATCH) {
+                    match self.reg.accept_holding(&r) {
+                        Ok(true) => new.push(r),
+                        Ok(false) => {}
+                        Err(e) => return Response::Error(e),
+                    }
+                }
+                let count = new.len() as u64;
+                self.forward(
+                    Items {
+                        holdings: new,
+                        ..Items::default()
+                    },
+                    peer,
+                );
+                Response::Offered { new: count }
+            }
+            Request::Holdings { dataset } => Response::Holdings(self.reg.holdings(dataset)),
             Request::Offer {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             } => {
                 if !self.reg.peers().iter().any(|p| p.id == peer) {
                     return Response::Error(
@@ -231,6 +284,8 @@ impl Node {
                     entries,
                     notices,
                     approvals,
+                    volunteers,
+                    holdings,
                 };
                 let new = self.merge(items, peer);
                 let count = new.len() as u64;
@@ -242,12 +297,20 @@ impl Node {
                 have,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             } => {
                 if from.id != peer {
                     return Response::Error("a registry syncs under its own id".into());
                 }
                 self.reg.add_peer(&from);
-                let items = self.reg.missing(&have, &notices, &approvals);
+                let items = self.reg.missing(&Digest {
+                    entries: have,
+                    notices,
+                    approvals,
+                    volunteers,
+                    holdings,
+                });
                 let peers = self
                     .reg
                     .peers()
@@ -258,6 +321,8 @@ impl Node {
                     entries: items.entries,
                     notices: items.notices,
                     approvals: items.approvals,
+                    volunteers: items.volunteers,
+                    holdings: items.holdings,
                     peers,
                 }
             }
