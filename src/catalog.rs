@@ -461,9 +461,7 @@ impl VolunteerBody {
 
     /// Whether an entry falls within this offer: `all`, or one of the subjects matches it.
     pub fn wants(&self, entry: &EntryBody) -> bool {
-        self.all
-            || (self.subjects.iter())
-                .any(|s| !s.trim().is_empty() && entry.matches(s))
+        self.all || (self.subjects.iter()).any(|s| !s.trim().is_empty() && entry.matches(s))
     }
 }
 
@@ -536,7 +534,11 @@ impl Holding {
     /// newer record, then the smaller id.
     pub fn supersedes(&self, other: &Holding) -> bool {
         (self.body.seq, self.body.time, std::cmp::Reverse(self.id()))
-            > (other.body.seq, other.body.time, std::cmp::Reverse(other.id()))
+            > (
+                other.body.seq,
+                other.body.time,
+                std::cmp::Reverse(other.id()),
+            )
     }
 }
 

@@ -28,8 +28,7 @@ pub fn cmd_copies(ctx: &Ctx, ui: &mut Ui, args: CopiesArgs) -> CliResult {
         net,
     } = args;
     let reg: RegistryTicket = reg.parse()?;
-    let found =
-        runtime()?.block_on(registry::copies(&reg, dataset.as_deref(), &net.options()))?;
+    let found = runtime()?.block_on(registry::copies(&reg, dataset.as_deref(), &net.options()))?;
     registry::remember(&ctx.home, &reg);
     if ui.json {
         ui.json(&found)?;

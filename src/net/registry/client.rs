@@ -406,7 +406,11 @@ pub async fn resolve_known(home: &Home, name: &str, opts: &NetOptions) -> Result
 
 /// Hands a storage offer (encoded, signed by the device it names) to `reg`; returns whether
 /// it was new there.
-pub async fn volunteer_raw(reg: &RegistryTicket, offer: Vec<u8>, opts: &NetOptions) -> Result<bool> {
+pub async fn volunteer_raw(
+    reg: &RegistryTicket,
+    offer: Vec<u8>,
+    opts: &NetOptions,
+) -> Result<bool> {
     let req = Request::Volunteer { offer };
     match call(reg, &req, opts).await? {
         Response::Published { new } => Ok(new),
@@ -416,7 +420,11 @@ pub async fn volunteer_raw(reg: &RegistryTicket, offer: Vec<u8>, opts: &NetOptio
 
 /// Hands holding records (encoded, signed by a device that volunteered at `reg`) to `reg`;
 /// returns how many were new there. One refused record refuses the batch, naming why.
-pub async fn hold_raw(reg: &RegistryTicket, records: Vec<Vec<u8>>, opts: &NetOptions) -> Result<u64> {
+pub async fn hold_raw(
+    reg: &RegistryTicket,
+    records: Vec<Vec<u8>>,
+    opts: &NetOptions,
+) -> Result<u64> {
     match call(reg, &Request::Hold { records }, opts).await? {
         Response::Offered { new } => Ok(new),
         _ => Err(unexpected(reg)),
@@ -513,11 +521,11 @@ pub async fn copies(
             Response::Holdings(h) => h,
             _ => return Err(unexpected(reg)),
         };
-        let held: Vec<Holding> = held.iter().filter_map(|b| Holding::decode(b).ok()).collect();
-        Ok(entries
+        let held: Vec<Holding> = held
             .iter()
-            .map(|e| count_copies(e, &held))
-            .collect())
+            .filter_map(|b| Holding::decode(b).ok())
+            .collect();
+        Ok(entries.iter().map(|e| count_copies(e, &held)).collect())
     }
     .await;
     net.endpoint.close().await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 
-use crate::catalog::{Approval, Notice};
+use crate::catalog::{Approval, Holding, Notice};
 use crate::error::{Error, Result};
 use crate::net::endpoint::{answer_requests, bind, exchange, Net, NetOptions};
 use crate::net::proto::{decode, encode};
@@ -248,9 +248,13 @@ impl Node {
                 Err(e) => Response::Error(e),
             },
             Request::Hold { records } => {
-                // All or nothing: a refused record names why, and none is kept.
+                // A forged or malformed record refuses the batch, naming why; none is kept.
+                let records: Vec<Vec<u8>> = records.into_iter().take(MAX_HOLD_BATCH).collect();
+                if let Some(e) = records.iter().find_map(|r| Holding::decode(r).err()) {
+                    return Response::Error(e.to_string());
+                }
                 let mut new = Vec::new();
-                for r in records.into_iter().take(MAX_HOLD_BATCH) {
+                for r in records {
                     match self.reg.accept_holding(&r) {
                         Ok(true) => new.push(r),
                         Ok(false) => {}

@@ -35,7 +35,9 @@ pub fn cmd_sync(ctx: &Ctx, ui: &mut Ui, args: SyncArgs) -> CliResult {
         }
     }
     if ui.json {
-        ui.json(&serde_json::json!({ "mirrors": done, "notices": round.notices, "adopted": adopted }))?;
+        ui.json(
+            &serde_json::json!({ "mirrors": done, "notices": round.notices, "adopted": adopted }),
+        )?;
     }
     if let Some(e) = failed {
         return Err(e.into());

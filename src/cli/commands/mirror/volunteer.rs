@@ -38,9 +38,8 @@ pub struct VolunteerArgs {
 
 fn size(flag: &str, s: Option<String>) -> Result<Option<u64>, Error> {
     s.map(|q| {
-        lode::net::mirror::parse_size(&q).ok_or_else(|| {
-            Error::Other(format!("{flag} takes a size like 50G or 512M, not {q:?}"))
-        })
+        lode::net::mirror::parse_size(&q)
+            .ok_or_else(|| Error::Other(format!("{flag} takes a size like 50G or 512M, not {q:?}")))
     })
     .transpose()
 }
