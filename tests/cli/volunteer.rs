@@ -1,7 +1,7 @@
 //! Volunteering storage managers on real processes over 127.0.0.1: two storage managers
 //! volunteer for a subject at a registry, adopt the datasets published there that match and
-//! fit, serve them with the origin gone, and `lode copies` counts them; forged offers and
-//! holding records are refused.
+//! fit, serve them with the origin gone, and `lode copies` counts them (at a replica too);
+//! forged offers and holding records are refused.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +33,8 @@ fn copies(env: &TestEnv, name: &str, reg: &str) -> serde_json::Value {
 fn volunteers_adopt_what_matches_and_serve_it_when_the_origin_is_gone() {
     let env = TestEnv::new();
     let reg = registry(&env, "r", &[]);
+    // A replica: offers and holding records replicate like entries.
+    let replica = registry(&env, "r2", &["--peer", &reg.ticket]);
     // Four datasets: three about C. elegans (one of them 2 MB), one about zebrafish.
     dataset(
         &env,
@@ -130,6 +132,10 @@ fn volunteers_adopt_what_matches_and_serve_it_when_the_origin_is_gone() {
     });
     let c = copies(&env, "worm-imaging", &reg.ticket);
     assert_eq!(c["heads"][0]["holders"][0], d2.as_str(), "{c}");
+    eventually("the replica counts the same copies", || {
+        copies(&env, "worm-tracks", &replica.ticket)["copies"] == 2
+            && copies(&env, "worm-imaging", &replica.ticket)["copies"] == 1
+    });
     let all = env.json_as("q", "", &["copies", "--registry", &reg.ticket]);
     assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
 
