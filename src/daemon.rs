@@ -123,8 +123,9 @@ pub async fn run(
     let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
     let every = follow.filter(|_| mirrors);
-    if let Some(every) = every {
-        for p in &mirror_paths {
+    let watch_each = |tasks: &mut JoinSet<()>, paths: &[PathBuf]| {
+        let Some(every) = every else { return };
+        for p in paths {
             tasks.spawn(watch(
                 home.clone(),
                 p.clone(),
@@ -133,6 +134,9 @@ pub async fn run(
                 every,
             ));
         }
+    };
+    watch_each(&mut tasks, &mirror_paths);
+    if let Some(every) = every {
         tasks.spawn(follow_loop(
             home.clone(),
             net.clone(),
@@ -156,17 +160,11 @@ pub async fn run(
             Some(r) => r,
             None => {
                 let now = mirror::paths(&home)?;
-                for p in now.iter().filter(|p| !mirror_paths.contains(p)) {
-                    if let Some(every) = every {
-                        tasks.spawn(watch(
-                            home.clone(),
-                            p.clone(),
-                            net.clone(),
-                            wake.clone(),
-                            every,
-                        ));
-                    }
-                }
+                let added: Vec<PathBuf> = (now.iter())
+                    .filter(|p| !mirror_paths.contains(p))
+                    .cloned()
+                    .collect();
+                watch_each(&mut tasks, &added);
                 mirror_paths = now;
                 open(&mirror_paths)?
             }

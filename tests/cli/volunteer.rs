@@ -29,6 +29,20 @@ fn copies(env: &TestEnv, name: &str, reg: &str) -> serde_json::Value {
     v[0].clone()
 }
 
+/// `lode mirror volunteer --registry REG --subject elegans EXTRA --json` as peer `home`.
+fn volunteer(env: &TestEnv, home: &str, reg: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "mirror",
+        "volunteer",
+        "--registry",
+        reg,
+        "--subject",
+        "elegans",
+    ];
+    args.extend_from_slice(extra);
+    env.json_as(home, "", &args)
+}
+
 #[test]
 fn volunteers_adopt_what_matches_and_serve_it_when_the_origin_is_gone() {
     let env = TestEnv::new();
@@ -55,37 +69,14 @@ fn volunteers_adopt_what_matches_and_serve_it_when_the_origin_is_gone() {
     let (origin, _) = serve_args(&env, "srv", "", &["worms", "neurons", "big", "zf"], 4);
 
     // Two storage managers volunteer for "elegans": m1 takes nothing over 1 MiB.
-    let v = env.json_as(
+    let v = volunteer(
+        &env,
         "m1",
-        "",
-        &[
-            "mirror",
-            "volunteer",
-            "--registry",
-            &reg.ticket,
-            "--subject",
-            "elegans",
-            "--quota",
-            "20M",
-            "--max-dataset",
-            "1M",
-        ],
+        &reg.ticket,
+        &["--quota", "20M", "--max-dataset", "1M"],
     );
     assert_eq!(v["max_dataset"], 1 << 20, "{v}");
-    env.ok_as(
-        "m2",
-        "",
-        &[
-            "mirror",
-            "volunteer",
-            "--registry",
-            &reg.ticket,
-            "--subject",
-            "elegans",
-            "--quota",
-            "50M",
-        ],
-    );
+    volunteer(&env, "m2", &reg.ticket, &["--quota", "50M"]);
     // They start with nothing to serve, and serve what they adopt.
     let managers: Vec<Server> = ["m1", "m2"]
         .iter()

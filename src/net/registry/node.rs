@@ -152,25 +152,39 @@ impl Node {
         ))
     }
 
+    /// The answer to a client's item: `Published`, after forwarding `items` (the item) to
+    /// the peers when it was new here; or why it was refused.
+    fn published(
+        self: &Arc<Self>,
+        accepted: std::result::Result<bool, String>,
+        items: Items,
+        peer: [u8; 32],
+    ) -> Response {
+        match accepted {
+            Ok(new) => {
+                if new {
+                    self.forward(items, peer);
+                }
+                Response::Published { new }
+            }
+            Err(e) => Response::Error(e),
+        }
+    }
+
     pub(super) fn handle(self: &Arc<Self>, bytes: &[u8], peer: [u8; 32]) -> Response {
         let req: Request = match decode(bytes) {
             Ok(r) => r,
             Err(e) => return Response::Error(format!("malformed request: {e}")),
         };
         match req {
-            Request::Publish { entry } => match self.reg.accept_entry(&entry, true, peer) {
-                Ok(new) => {
-                    if new {
-                        let items = Items {
-                            entries: vec![entry],
-                            ..Items::default()
-                        };
-                        self.forward(items, peer);
-                    }
-                    Response::Published { new }
-                }
-                Err(e) => Response::Error(e),
-            },
+            Request::Publish { entry } => {
+                let accepted = self.reg.accept_entry(&entry, true, peer);
+                let items = Items {
+                    entries: vec![entry],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
+            }
             Request::Search { term } => Response::Entries(self.reg.select(|b| b.rank(&term))),
             Request::Lookup { name } => {
                 Response::Entries(self.reg.select(|b| (b.name == name).then_some(0)))
@@ -197,19 +211,12 @@ impl Node {
                     }
                     Err(e) => return Response::Error(e.to_string()),
                 }
-                match self.reg.accept_notice(&notice) {
-                    Ok(new) => {
-                        if new {
-                            let items = Items {
-                                notices: vec![notice],
-                                ..Items::default()
-                            };
-                            self.forward(items, peer);
-                        }
-                        Response::Published { new }
-                    }
-                    Err(e) => Response::Error(e),
-                }
+                let accepted = self.reg.accept_notice(&notice);
+                let items = Items {
+                    notices: vec![notice],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
             }
             Request::Approve { approval } => {
                 match Approval::decode(&approval) {
@@ -220,33 +227,21 @@ impl Node {
                     }
                     Err(e) => return Response::Error(e.to_string()),
                 }
-                match self.reg.accept_approval(&approval) {
-                    Ok(new) => {
-                        if new {
-                            let items = Items {
-                                approvals: vec![approval],
-                                ..Items::default()
-                            };
-                            self.forward(items, peer);
-                        }
-                        Response::Published { new }
-                    }
-                    Err(e) => Response::Error(e),
-                }
+                let accepted = self.reg.accept_approval(&approval);
+                let items = Items {
+                    approvals: vec![approval],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
             }
-            Request::Volunteer { offer } => match self.reg.accept_volunteer(&offer) {
-                Ok(new) => {
-                    if new {
-                        let items = Items {
-                            volunteers: vec![offer],
-                            ..Items::default()
-                        };
-                        self.forward(items, peer);
-                    }
-                    Response::Published { new }
-                }
-                Err(e) => Response::Error(e),
-            },
+            Request::Volunteer { offer } => {
+                let accepted = self.reg.accept_volunteer(&offer);
+                let items = Items {
+                    volunteers: vec![offer],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
+            }
             Request::Hold { records } => {
                 // A forged or malformed record refuses the batch, naming why; none is kept.
                 let records: Vec<Vec<u8>> = records.into_iter().take(MAX_HOLD_BATCH).collect();
