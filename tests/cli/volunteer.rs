@@ -246,3 +246,39 @@ fn a_registry_refuses_forged_offers_and_holding_records() {
     assert_eq!(held[0].body.dataset, [1; 32]);
     assert_eq!(held[0].body.device, device.verifying_key().to_bytes());
 }
+
+#[test]
+fn a_volunteer_adopts_only_public_datasets_of_its_subject_at_one_sync() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "pub", "C. elegans tracks", ("t.csv", b"worm\n"));
+    env.ok("", &["init", "--private", "secret"]);
+    env.commit_files("secret", &[("s.csv", b"hidden\n")], "first");
+    dataset(&env, "zf", "Zebrafish larvae", ("z.csv", b"fish\n"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["pub", "secret", "zf"], 3);
+    env.ok(
+        "pub",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    // Its name matches the subject, but it is restricted: adopting it needs a relay ticket.
+    env.ok(
+        "secret",
+        &["publish", "elegans-secret", "--registry", &reg.ticket],
+    );
+    env.ok("zf", &["publish", "zebrafish", "--registry", &reg.ticket]);
+    volunteer(&env, "m", &reg.ticket, &[]);
+    // One round by hand (what `serve --mirrors --follow` runs) adopts and reports.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    let adopted: Vec<&str> = (r["adopted"].as_array().unwrap().iter())
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(adopted, ["worm-tracks"], "{r}");
+    assert_eq!(mirrored(&env, "m"), BTreeSet::from([env.dataset_id("pub")]));
+    let c = copies(&env, "worm-tracks", &reg.ticket);
+    assert_eq!(c["copies"], 1, "{c}");
+    assert_eq!(c["heads"][0]["holders"][0], device_id(&env, "m").as_str());
+    assert_eq!(copies(&env, "elegans-secret", &reg.ticket)["copies"], 0);
+    // The next round adopts nothing more and reports nothing new.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+}
