@@ -267,6 +267,9 @@ fn a_volunteer_adopts_only_public_datasets_of_its_subject_at_one_sync() {
     );
     env.ok("zf", &["publish", "zebrafish", "--registry", &reg.ticket]);
     volunteer(&env, "m", &reg.ticket, &[]);
+    let listed = env.ok_as("m", "", &["mirror", "list"]);
+    assert!(listed.contains("volunteers at registry"), "{listed}");
+    assert!(listed.contains("elegans"), "{listed}");
     // One round by hand (what `serve --mirrors --follow` runs) adopts and reports.
     let r = env.json_as("m", "", &["mirror", "sync"]);
     let adopted: Vec<&str> = (r["adopted"].as_array().unwrap().iter())
