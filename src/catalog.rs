@@ -1,4 +1,5 @@
-//! Registry entries and taint notices: the two signed objects registries keep and replicate.
+//! Registry entries, approvals, taint notices, storage offers and holding records: the signed
+//! objects registries keep and replicate.
 //! Pure: no I/O, no clock. Encoded like every other signed object (`payload ‖ signature`,
 //! ed25519 `verify_strict` over `CONTEXT ‖ payload`, canonical postcard; see `trust`).
 //!
@@ -12,6 +13,10 @@
 //!   publisher, signed by the **registry key**; the newest per registry and publisher wins.
 //! - A [`Notice`] marks a dataset or one blob as tainted (a takedown), signed by the
 //!   **registry key**. Mirrors that follow a registry obey that registry's notices only.
+//! - A [`Volunteer`] is a storage manager's offer (subjects or all, quota, per-dataset limit,
+//!   where it serves), signed by its **device key**; the newest per device wins.
+//! - A [`Holding`] is a storage manager's claim that it holds a dataset at a head (seq and
+//!   commit), signed by its **device key**; the newest per (dataset, device) wins.
 
 use ed25519_dalek::{Signer, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -396,6 +401,160 @@ fn check_notice(body: &NoticeBody) -> TResult<()> {
     Ok(())
 }
 
+/// Context of storage-manager offer signatures.
+pub const VOLUNTEER_CONTEXT: &[u8] = b"lode/volunteer/v1\0";
+/// Context of holding-record signatures.
+pub const HOLDING_CONTEXT: &[u8] = b"lode/holding/v1\0";
+/// Most subjects one offer names.
+pub const MAX_SUBJECTS: usize = 32;
+
+/// The signed part of a storage manager's offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolunteerBody {
+    pub version: u8,
+    /// The storage manager's device key, which signs the offer (and is its endpoint id).
+    pub device: [u8; 32],
+    /// Words a dataset's entry must match (any of them) to be adopted.
+    pub subjects: Vec<String>,
+    /// Every public dataset listed, whatever its subject.
+    pub all: bool,
+    /// Total bytes offered, if bounded.
+    pub quota: Option<u64>,
+    /// Largest dataset (bytes of its current version) adopted, if bounded.
+    pub max_dataset: Option<u64>,
+    /// Where its `lode serve --mirrors` answers, when it was known at signing.
+    pub provider: Option<Provider>,
+    pub time: u64,
+}
+
+/// A storage manager's offer to a registry: what it volunteers to mirror, signed by its
+/// device key. The newest per device wins.
+pub type Volunteer = Signed<VolunteerBody>;
+
+impl Body for VolunteerBody {
+    const WHAT: &'static str = "storage offer";
+    const CONTEXT: &'static [u8] = VOLUNTEER_CONTEXT;
+    const SIGNER_AT: usize = SIGNER_AT;
+}
+
+fn check_provider(p: &Provider) -> bool {
+    p.addrs.len() <= 16 && p.relay.as_ref().is_none_or(|r| r.len() <= 256)
+}
+
+impl VolunteerBody {
+    fn check(&self) -> TResult<()> {
+        let what = "storage offer";
+        if self.version != VERSION {
+            return Err(TrustError::Malformed(what, "unknown version".into()));
+        }
+        if self.subjects.len() > MAX_SUBJECTS
+            || self.subjects.iter().any(|s| s.len() > 64)
+            || self.provider.as_ref().is_some_and(|p| !check_provider(p))
+        {
+            return Err(TrustError::TooLarge(what));
+        }
+        if !self.all && self.subjects.iter().all(|s| s.trim().is_empty()) {
+            return Err(TrustError::Malformed(what, "it names no subject".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether an entry falls within this offer: `all`, or one of the subjects matches it.
+    pub fn wants(&self, entry: &EntryBody) -> bool {
+        self.all || (self.subjects.iter()).any(|s| !s.trim().is_empty() && entry.matches(s))
+    }
+}
+
+impl Volunteer {
+    /// Signs an offer with the storage manager's device key (which it names).
+    pub fn sign(mut body: VolunteerBody, key: &SigningKey) -> TResult<Volunteer> {
+        body.version = VERSION;
+        body.device = key.verifying_key().to_bytes();
+        body.check()?;
+        Ok(Signed::seal(body, key))
+    }
+
+    /// Decodes an offer and checks that the device it names signed it.
+    pub fn decode(bytes: &[u8]) -> TResult<Volunteer> {
+        let v: Volunteer = Signed::open_bytes(bytes)?;
+        v.body.check()?;
+        Ok(v)
+    }
+
+    /// Whether `self` replaces `other` (same device): the newer, then the smaller id.
+    pub fn supersedes(&self, other: &Volunteer) -> bool {
+        (self.body.time, std::cmp::Reverse(self.id()))
+            > (other.body.time, std::cmp::Reverse(other.id()))
+    }
+}
+
+/// The signed part of a holding record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldingBody {
+    pub version: u8,
+    /// The storage manager's device key, which signs the record.
+    pub device: [u8; 32],
+    pub dataset: [u8; 32],
+    /// The dataset's signed head it holds: its sequence number and `main` commit.
+    pub seq: u64,
+    pub commit: [u8; 32],
+    /// Where it serves the dataset, when known.
+    pub provider: Option<Provider>,
+    pub time: u64,
+}
+
+/// A storage manager's claim that it holds (and serves) a dataset at a head, signed by its
+/// device key. A claim, not a proof: see docs/SECURITY.md. The newest per (dataset, device)
+/// wins.
+pub type Holding = Signed<HoldingBody>;
+
+impl Body for HoldingBody {
+    const WHAT: &'static str = "holding record";
+    const CONTEXT: &'static [u8] = HOLDING_CONTEXT;
+    const SIGNER_AT: usize = SIGNER_AT;
+}
+
+impl Holding {
+    /// Signs a holding record with the storage manager's device key (which it names).
+    pub fn sign(mut body: HoldingBody, key: &SigningKey) -> TResult<Holding> {
+        body.version = VERSION;
+        body.device = key.verifying_key().to_bytes();
+        check_holding(&body)?;
+        Ok(Signed::seal(body, key))
+    }
+
+    /// Decodes a holding record and checks that the device it names signed it.
+    pub fn decode(bytes: &[u8]) -> TResult<Holding> {
+        let h: Holding = Signed::open_bytes(bytes)?;
+        check_holding(&h.body)?;
+        Ok(h)
+    }
+
+    /// Whether `self` replaces `other` (same dataset and device): a higher head, then the
+    /// newer record, then the smaller id.
+    pub fn supersedes(&self, other: &Holding) -> bool {
+        (self.body.seq, self.body.time, std::cmp::Reverse(self.id()))
+            > (
+                other.body.seq,
+                other.body.time,
+                std::cmp::Reverse(other.id()),
+            )
+    }
+}
+
+fn check_holding(body: &HoldingBody) -> TResult<()> {
+    if body.version != VERSION {
+        return Err(TrustError::Malformed(
+            "holding record",
+            "unknown version".into(),
+        ));
+    }
+    if body.provider.as_ref().is_some_and(|p| !check_provider(p)) {
+        return Err(TrustError::TooLarge("holding record"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,5 +667,62 @@ mod tests {
         let k = key(1);
         let e = Entry::sign(body(&k, 1), &k, &k).unwrap();
         assert!(Notice::decode(&e.encode()).is_err());
+    }
+
+    #[test]
+    fn offers_and_holdings_verify() {
+        let dev = key(6);
+        let offer = VolunteerBody {
+            version: 0,
+            device: [0; 32],
+            subjects: vec!["elegans".into()],
+            all: false,
+            quota: Some(1 << 30),
+            max_dataset: None,
+            provider: None,
+            time: 3,
+        };
+        let v = Volunteer::sign(offer.clone(), &dev).unwrap();
+        assert_eq!(v.body.device, dev.verifying_key().to_bytes());
+        assert_eq!(Volunteer::decode(&v.encode()).unwrap(), v);
+        assert!(v.body.wants(&body(&key(1), 1)));
+        let mut zf = body(&key(1), 1);
+        (zf.title, zf.keywords, zf.description) = ("Zebrafish".into(), vec![], String::new());
+        assert!(!v.body.wants(&zf));
+        let mut bad = v.encode();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(Volunteer::decode(&bad).is_err());
+        // Nobody can offer in another device's name.
+        let mut claimed = v.body.clone();
+        claimed.device = key(7).verifying_key().to_bytes();
+        let (payload, sig) = sign_payload(VOLUNTEER_CONTEXT, &claimed, &dev);
+        assert!(Volunteer::decode(&[&payload[..], &sig[..]].concat()).is_err());
+        let none = VolunteerBody {
+            subjects: vec![" ".into()],
+            ..offer
+        };
+        assert!(Volunteer::sign(none, &dev).is_err());
+
+        let h = Holding::sign(
+            HoldingBody {
+                version: 0,
+                device: [0; 32],
+                dataset: [1; 32],
+                seq: 4,
+                commit: [2; 32],
+                provider: None,
+                time: 5,
+            },
+            &dev,
+        )
+        .unwrap();
+        assert_eq!(Holding::decode(&h.encode()).unwrap(), h);
+        let mut bad = h.encode();
+        bad[2] ^= 1;
+        assert!(Holding::decode(&bad).is_err());
+        // Separate contexts: an offer is not a holding record, nor the reverse.
+        assert!(Holding::decode(&v.encode()).is_err());
+        assert!(Volunteer::decode(&h.encode()).is_err());
     }
 }

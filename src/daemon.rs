@@ -1,8 +1,10 @@
 //! The daemon that `lode serve` runs: the iroh server of the given repositories and of this
 //! user's mirrors (`net::serve`), the HTTP gateway beside it (`gateway`), and the following
-//! of the mirrors (`net::mirror`): one subscription per mirror at its origin that wakes the
-//! follower, a follow round at least every polling interval, and the reload channel through
-//! which a round has the server re-read what it serves. The CLI parses the arguments, builds
+//! of the mirrors (`net::mirror`, `net::volunteer`): one subscription per mirror at its
+//! origin that wakes the follower, a follow round at least every polling interval, and the
+//! channel through which a round has the server re-read what it serves, or restart (on the
+//! same port) to serve the datasets it adopted. A volunteering storage manager may start
+//! with no mirror: it serves once it adopts one. The CLI parses the arguments, builds
 //! [`Options`] and prints what [`run`] reports; the daemon never prints.
 
 use std::future::Future;
@@ -78,24 +80,28 @@ pub async fn run(
         net,
         progress,
     } = opts;
-    let mirror_paths = if mirrors {
+    // A volunteering storage manager may start with nothing to serve: it serves what it
+    // adopts.
+    let volunteering =
+        mirrors && follow.is_some() && !crate::net::volunteer::volunteered(&home).is_empty();
+    let mut mirror_paths = if mirrors {
         mirror::paths(&home)?
     } else {
         vec![]
     };
-    let open = || -> Result<Vec<Repo>> {
+    let open = |mirror_paths: &[PathBuf]| -> Result<Vec<Repo>> {
         let mut out = Vec::new();
-        for p in repos.iter().chain(&mirror_paths) {
+        for p in repos.iter().chain(mirror_paths) {
             out.push(Repo::discover(p, home.clone(), repo_opts.clone())?);
         }
-        if out.is_empty() {
+        if out.is_empty() && !volunteering {
             return Err(Error::Other(
                 "nothing to serve: no repository given and no mirror (`lode mirror add`)".into(),
             ));
         }
         Ok(out)
     };
-    let served = open()?;
+    let served = open(&mirror_paths)?;
     for r in &served {
         r.release_db();
     }
@@ -109,15 +115,17 @@ pub async fn run(
             let url = listener
                 .local_addr()
                 .map_err(|e| Error::Net(format!("HTTP listener on {addr}: {e}")))?;
-            let gw = Arc::new(Gateway::new(open()?)?);
+            let gw = Arc::new(Gateway::new(open(&mirror_paths)?)?);
             tasks.spawn(gateway::run(listener, gw.clone(), limits));
             Some((gw, url))
         }
     };
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    if let Some(every) = follow.filter(|_| mirrors) {
-        let wake = Arc::new(Notify::new());
-        for p in &mirror_paths {
+    let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel();
+    let wake = Arc::new(Notify::new());
+    let every = follow.filter(|_| mirrors);
+    let watch_each = |tasks: &mut JoinSet<()>, paths: &[PathBuf]| {
+        let Some(every) = every else { return };
+        for p in paths {
             tasks.spawn(watch(
                 home.clone(),
                 p.clone(),
@@ -126,51 +134,144 @@ pub async fn run(
                 every,
             ));
         }
+    };
+    watch_each(&mut tasks, &mirror_paths);
+    if let Some(every) = every {
         tasks.spawn(follow_loop(
             home.clone(),
             net.clone(),
             every,
-            wake,
-            reload_tx,
+            wake.clone(),
+            signal_tx,
             on_round,
         ));
     }
-    let setup = ServeSetup {
-        progress,
-        reload: Some(reload_rx),
-    };
     let http_url = gateway.as_ref().map(|(_, url)| *url);
-    serve::serve(
-        served,
-        &net,
-        setup,
-        |tickets, notes| {
-            if let Some((gw, _)) = &gateway {
-                // The dataset pages show how to get each dataset.
-                gw.set_tickets(tickets);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut ready = Some(ready);
+    let mut served = Some(served);
+    let mut net_now = net.clone();
+    let mut failed_restart = false;
+    let mut live = true;
+    // Serves until shutdown; a follow round that adopted a dataset restarts the server on
+    // the same port with the new mirror among what it serves.
+    loop {
+        let repos_now = match served.take() {
+            Some(r) => r,
+            None => {
+                let now = mirror::paths(&home)?;
+                let added: Vec<PathBuf> = (now.iter())
+                    .filter(|p| !mirror_paths.contains(p))
+                    .cloned()
+                    .collect();
+                watch_each(&mut tasks, &added);
+                mirror_paths = now;
+                open(&mirror_paths)?
             }
-            ready(&Ready {
-                tickets,
-                notes,
-                http: http_url,
-            });
-        },
-        shutdown,
-    )
-    .await
+        };
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut stopped = false;
+        let stop = async {
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        stopped = true;
+                        return;
+                    }
+                    signal = signal_rx.recv(), if live => match signal {
+                        Some(Signal::Reload) => {
+                            let _ = reload_tx.send(());
+                        }
+                        Some(Signal::Restart) => return,
+                        None => live = false,
+                    },
+                }
+            }
+        };
+        let mut port = None;
+        let result = if repos_now.is_empty() {
+            if let Some(ready) = ready.take() {
+                ready(&Ready {
+                    tickets: &[],
+                    notes: &[],
+                    http: http_url,
+                });
+            }
+            stop.await;
+            Ok(())
+        } else {
+            let setup = ServeSetup {
+                progress: progress.clone(),
+                reload: Some(reload_rx),
+            };
+            serve::serve(
+                repos_now,
+                &net_now,
+                setup,
+                |tickets, notes| {
+                    port = (tickets.first())
+                        .and_then(|t| t.providers.first())
+                        .and_then(|p| p.addrs.first())
+                        .map(|a| a.port());
+                    if let Some((gw, _)) = &gateway {
+                        // The dataset pages show how to get each dataset.
+                        gw.set_tickets(tickets);
+                    }
+                    if let Some(ready) = ready.take() {
+                        ready(&Ready {
+                            tickets,
+                            notes,
+                            http: http_url,
+                        });
+                    }
+                },
+                stop,
+            )
+            .await
+        };
+        match result {
+            Ok(()) if stopped => return Ok(()),
+            Ok(()) => failed_restart = false,
+            // The first start fails as it is; a restart that cannot take its port again
+            // tries once more on any port.
+            Err(e) if ready.is_some() || failed_restart => return Err(e),
+            Err(_) => {
+                failed_restart = true;
+                net_now = net.clone();
+                continue;
+            }
+        }
+        // Restarted servers keep the port the peers know.
+        if let Some(port) = port.filter(|_| net.bind.is_none_or(|a| a.port() == 0)) {
+            let ip = (net.bind)
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                    a.ip()
+                });
+            net_now.bind = Some(SocketAddr::new(ip, port));
+        }
+    }
+}
+
+/// What the follower asks of the server.
+enum Signal {
+    /// Re-read what it serves (a mirror deleted or dropped objects).
+    Reload,
+    /// Serve again, with the mirrors adopted since.
+    Restart,
 }
 
 /// Follows the mirrors: a round whenever a subscription wakes it, and at least every
 /// `every`. A round obeys the taint notices of the followed registries, fetches each
-/// mirror from its origin, then has the server re-read what it serves (also right after
-/// the notices, so that deleted data stops being served before the fetches). Ends when
-/// the server is gone.
+/// mirror from its origin, adopts what this storage manager volunteered for, then has the
+/// server re-read what it serves (also right after the notices, so that deleted data stops
+/// being served before the fetches), or restart with what it adopted. Ends when the server
+/// is gone.
 async fn follow_loop(
     home: Home,
     net: NetOptions,
     every: Duration,
     wake: Arc<Notify>,
-    reload: tokio::sync::mpsc::UnboundedSender<()>,
+    signal: tokio::sync::mpsc::UnboundedSender<Signal>,
     on_round: impl Fn(&Round) + Send + Sync + 'static,
 ) {
     loop {
@@ -179,11 +280,17 @@ async fn follow_loop(
             _ = wake.notified() => {}
         }
         let reload_now = || {
-            let _ = reload.send(());
+            let _ = signal.send(Signal::Reload);
         };
-        let round = mirror::follow_once(&home, &net, &reload_now).await;
+        let round = crate::net::volunteer::follow(&home, &net, &reload_now).await;
         on_round(&round);
-        if reload.send(()).is_err() {
+        let adopted = round.adopted.iter().any(|a| a.result.is_ok());
+        let next = if adopted {
+            Signal::Restart
+        } else {
+            Signal::Reload
+        };
+        if signal.send(next).is_err() {
             break;
         }
     }

@@ -88,6 +88,7 @@ enum Command {
     Registry(commands::registry::RegistryArgs),
     Publish(commands::publish::PublishArgs),
     Search(commands::search::SearchArgs),
+    Copies(commands::copies::CopiesArgs),
     Gc(commands::gc::GcArgs),
 }
 
@@ -308,6 +309,7 @@ fn run(cli: Cli, mut ui: Ui) -> CliResult {
         Command::Registry(args) => commands::registry::cmd_registry(ctx, ui, args),
         Command::Publish(args) => commands::publish::cmd_publish(ctx, ui, args),
         Command::Search(args) => commands::search::cmd_search(ctx, ui, args),
+        Command::Copies(args) => commands::copies::cmd_copies(ctx, ui, args),
         Command::Gc(args) => commands::gc::cmd_gc(ctx, ui, args),
     }
 }

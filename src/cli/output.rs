@@ -285,6 +285,18 @@ pub(crate) fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
             Err(e) => say(format!("mirror {id}: {e}")),
         }
     }
+    for a in &round.adopted {
+        let id = &a.dataset[..12.min(a.dataset.len())];
+        match &a.result {
+            Ok(()) => say(format!(
+                "adopted {} ({id}, {}): it falls within what this storage manager volunteered for",
+                a.name,
+                human(a.bytes)
+            )),
+            Err(e) if a.dataset.is_empty() => say(format!("volunteering: {e}")),
+            Err(e) => say(format!("could not adopt {} ({id}): {e}", a.name)),
+        }
+    }
 }
 
 /// One issued ticket, as `grant --json` and `grants` show it.

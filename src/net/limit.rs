@@ -35,7 +35,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The bounds of a registry's `lode-registry/2` protocol: one peer's requests in
+    /// The bounds of a registry's `lode-registry/3` protocol: one peer's requests in
     /// progress are bounded as on `lode/2`, its rate far less (a registry syncing with its
     /// peers, or a lab publishing its datasets, sends bursts; the entries themselves are
     /// bounded per publisher and per peer by the registry).

@@ -298,11 +298,28 @@ pub struct Followed {
     pub dropped: Vec<Dropped>,
 }
 
+/// A dataset a volunteering storage manager adopted (`crate::net::volunteer`), or why an
+/// adoption or its report failed.
+#[derive(Debug, serde::Serialize)]
+pub struct Adopted {
+    /// Its id (hex); empty for a failure that concerns no one dataset.
+    pub dataset: String,
+    /// Its name at the registry.
+    pub name: String,
+    /// Bytes of its current version.
+    pub bytes: u64,
+    #[serde(skip)]
+    pub result: std::result::Result<(), String>,
+}
+
 /// What one round of following did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Round {
     /// Taint notices handled this round (obeyed or ignored).
     pub notices: Vec<NoticeAction>,
+    /// Datasets adopted this round by a volunteering storage manager (and failures).
+    #[serde(skip)]
+    pub adopted: Vec<Adopted>,
     /// Per mirror (dataset id): what following it did, or why it failed.
     #[serde(skip)]
     pub mirrors: Vec<(String, Result<Followed>)>,
@@ -319,7 +336,7 @@ pub async fn follow_once(
 ) -> Round {
     let mut round = Round {
         notices: apply_notices(home, opts).await,
-        mirrors: Vec::new(),
+        ..Round::default()
     };
     if !round.notices.is_empty() {
         after_notices();

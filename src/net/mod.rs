@@ -18,6 +18,8 @@
 //!   pieces from every peer that holds them.
 //! - [`transfer_store`]: the resumable iroh-blobs stores downloads write into.
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
+//! - [`volunteer`]: `lode mirror volunteer`: storage managers offer registries to mirror a
+//!   subject, adopt matching datasets at each follow round and send signed holding records.
 //! - [`source`]: a URI or ticket argument resolved to providers, capability, paths, revision.
 
 pub mod endpoint;
@@ -33,3 +35,4 @@ pub mod source;
 pub mod swarm;
 pub mod transfer_store;
 pub mod uri;
+pub mod volunteer;

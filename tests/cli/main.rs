@@ -20,3 +20,4 @@ mod registry;
 mod startup;
 mod swarm;
 mod sync;
+mod volunteer;

@@ -9,7 +9,7 @@ use crate::common::peers::{serve, Server as Registry};
 use crate::common::*;
 
 /// Starts `lode registry serve --sync 1 ARGS` as peer `home` and waits for its ticket.
-fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {
+pub(crate) fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {
     let mut args = vec!["registry", "serve", "-q", "--sync", "1"];
     args.extend_from_slice(extra);
     std::fs::create_dir_all(env.path(home)).unwrap();
@@ -26,7 +26,7 @@ fn registry(env: &TestEnv, home: &str, extra: &[&str]) -> Registry {
 }
 
 /// Waits (at most 60 s) until `check` holds.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
@@ -45,7 +45,7 @@ fn names(env: &TestEnv, term: &str, ticket: &str) -> Vec<String> {
 }
 
 /// Makes repository `dir` with one file and metadata, committed.
-fn dataset(env: &TestEnv, dir: &str, title: &str, file: (&str, &[u8])) {
+pub(crate) fn dataset(env: &TestEnv, dir: &str, title: &str, file: (&str, &[u8])) {
     env.ok("", &["init", dir]);
     env.ok(dir, &["meta", "title", title]);
     env.ok(dir, &["meta", "license", "CC-BY-4.0"]);
@@ -418,7 +418,7 @@ fn a_damaged_registry_file_is_named_and_bad_tickets_are_refused() {
 }
 
 /// Loopback network options for the library calls that play the attacker.
-fn loopback() -> lode::net::endpoint::NetOptions {
+pub(crate) fn loopback() -> lode::net::endpoint::NetOptions {
     lode::net::endpoint::NetOptions {
         bind: Some("127.0.0.1:0".parse().unwrap()),
         relay: lode::net::endpoint::Relay::Disabled,
@@ -427,7 +427,7 @@ fn loopback() -> lode::net::endpoint::NetOptions {
     }
 }
 
-fn fresh_key() -> ed25519_dalek::SigningKey {
+pub(crate) fn fresh_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng)
 }
 

@@ -191,11 +191,15 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
         have: vec![(ds, 7, entry.id())],
         notices: vec![notice.id()],
         approvals: vec![],
+        volunteers: vec![],
+        holdings: vec![],
     };
     let answer = lode::net::registry::Response::Sync {
         entries: vec![entry.encode()],
         notices: vec![notice.encode()],
         approvals: vec![],
+        volunteers: vec![],
+        holdings: vec![],
         peers: vec![provider.clone()],
     };
     vec![

@@ -7,6 +7,7 @@ pub mod checkout;
 pub mod clone;
 pub mod commit;
 pub mod config;
+pub mod copies;
 pub mod diff;
 pub mod drop;
 pub mod fetch;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 
-use crate::catalog::{self, Approval, Entry, EntryBody, Notice, Tainted};
+use crate::catalog::{self, Approval, Entry, EntryBody, Holding, Notice, Tainted};
 use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::net::endpoint::{bind, exchange, peer_name, Net, NetOptions};
@@ -402,4 +402,173 @@ pub async fn resolve_known(home: &Home, name: &str, opts: &NetOptions) -> Result
         }
     }
     Err(last.expect("at least one registry"))
+}
+
+/// Hands a storage offer (encoded, signed by the device it names) to `reg`; returns whether
+/// it was new there.
+pub async fn volunteer_raw(
+    reg: &RegistryTicket,
+    offer: Vec<u8>,
+    opts: &NetOptions,
+) -> Result<bool> {
+    let req = Request::Volunteer { offer };
+    match call(reg, &req, opts).await? {
+        Response::Published { new } => Ok(new),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// Hands holding records (encoded, signed by a device that volunteered at `reg`) to `reg`;
+/// returns how many were new there. One refused record refuses the batch, naming why.
+pub async fn hold_raw(
+    reg: &RegistryTicket,
+    records: Vec<Vec<u8>>,
+    opts: &NetOptions,
+) -> Result<u64> {
+    match call(reg, &Request::Hold { records }, opts).await? {
+        Response::Offered { new } => Ok(new),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// The holding records `reg` keeps for `dataset` (all when `None`), verified (each signed by
+/// the device it names).
+pub async fn holdings(
+    reg: &RegistryTicket,
+    dataset: Option<[u8; 32]>,
+    opts: &NetOptions,
+) -> Result<Vec<Holding>> {
+    match call(reg, &Request::Holdings { dataset }, opts).await? {
+        Response::Holdings(h) => Ok(h
+            .iter()
+            .filter_map(|b| Holding::decode(b).ok())
+            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+            .collect()),
+        _ => Err(unexpected(reg)),
+    }
+}
+
+/// How many storage managers hold one head of a dataset.
+#[derive(Debug, Serialize)]
+pub struct HeadCopies {
+    pub seq: u64,
+    /// The head's `main` commit (hex).
+    pub commit: String,
+    /// The device ids (hex) of the storage managers that claim it.
+    pub holders: Vec<String>,
+}
+
+/// The copies of one dataset a registry knows of, as `lode copies` shows them.
+#[derive(Debug, Serialize)]
+pub struct Copies {
+    pub dataset: String,
+    /// Its name at the registry.
+    pub name: String,
+    /// The seq of its newest entry there.
+    pub seq: u64,
+    /// How many storage managers claim a copy (of any head).
+    pub copies: usize,
+    /// A ticket naming the entry's providers, then the storage managers that said where
+    /// they serve it (at most 16).
+    pub ticket: String,
+    /// Per head held, newest first.
+    pub heads: Vec<HeadCopies>,
+}
+
+/// The copies of the datasets listed at `reg`: the one named `which` (a name, or a dataset
+/// id in hex), or all of them (at most a search's worth) when `None`. Counts what storage
+/// managers claim in signed holding records: a claim, not a proof (docs/SECURITY.md).
+pub async fn copies(
+    reg: &RegistryTicket,
+    which: Option<&str>,
+    opts: &NetOptions,
+) -> Result<Vec<Copies>> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let r = async {
+        let id = which.and_then(|w| {
+            let mut d = [0u8; 32];
+            hex::decode_to_slice(w.trim(), &mut d).ok().map(|_| d)
+        });
+        let req = match (which, id) {
+            (Some(name), None) => Request::Lookup {
+                name: name.to_string(),
+            },
+            _ => Request::Search {
+                term: String::new(),
+            },
+        };
+        let entries = match call_on(&net, reg, &req).await? {
+            Response::Entries(e) => verified(e),
+            _ => return Err(unexpected(reg)),
+        };
+        let entries: Vec<Entry> = (entries.into_iter())
+            .filter(|e| match (which, id) {
+                (_, Some(d)) => e.body.dataset == d,
+                (Some(name), None) => e.body.name == name,
+                (None, None) => true,
+            })
+            .collect();
+        if entries.is_empty() {
+            if let Some(w) = which {
+                return Err(Error::Other(format!(
+                    "no dataset {w:?} listed at registry {}",
+                    peer_name(&reg.key())
+                )));
+            }
+        }
+        let held = match call_on(&net, reg, &Request::Holdings { dataset: id }).await? {
+            Response::Holdings(h) => h,
+            _ => return Err(unexpected(reg)),
+        };
+        let held: Vec<Holding> = held
+            .iter()
+            .filter_map(|b| Holding::decode(b).ok())
+            .collect();
+        Ok(entries.iter().map(|e| count_copies(e, &held)).collect())
+    }
+    .await;
+    net.endpoint.close().await;
+    r
+}
+
+/// Groups the holding records of `entry`'s dataset by head, newest first.
+fn count_copies(entry: &Entry, held: &[Holding]) -> Copies {
+    let mut heads: Vec<HeadCopies> = Vec::new();
+    let mut devices = std::collections::BTreeSet::new();
+    let mut providers = entry.body.providers.clone();
+    for h in held.iter().filter(|h| h.body.dataset == entry.body.dataset) {
+        devices.insert(h.body.device);
+        if let Some(p) = &h.body.provider {
+            if p.id == h.body.device && !providers.iter().any(|q| q.id == p.id) {
+                providers.push(p.clone());
+            }
+        }
+        let commit = hex::encode(h.body.commit);
+        let device = hex::encode(h.body.device);
+        match heads
+            .iter_mut()
+            .find(|c| c.seq == h.body.seq && c.commit == commit)
+        {
+            Some(c) => c.holders.push(device),
+            None => heads.push(HeadCopies {
+                seq: h.body.seq,
+                commit,
+                holders: vec![device],
+            }),
+        }
+    }
+    heads.sort_by(|a, b| b.seq.cmp(&a.seq).then(a.commit.cmp(&b.commit)));
+    Copies {
+        dataset: hex::encode(entry.body.dataset),
+        name: entry.body.name.clone(),
+        seq: entry.body.seq,
+        copies: devices.len(),
+        ticket: Ticket {
+            dataset: entry.body.dataset,
+            providers: providers.into_iter().take(catalog::MAX_PROVIDERS).collect(),
+        }
+        .to_string(),
+        heads,
+    }
 }

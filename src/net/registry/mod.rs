@@ -22,6 +22,12 @@
 //! approvals replicate like notices, and a replica honours the approvals of the registries
 //! named by `--curated-by`.
 //!
+//! Volunteers: a storage manager offers to mirror datasets of some subjects (or all) within a
+//! quota (`lode mirror volunteer`, an offer signed by its device key); once it adopts a
+//! dataset it sends holding records (signed, the head it holds), which `lode copies` counts.
+//! Both replicate like entries: the newest offer per device, the newest record per (dataset,
+//! device), records only from devices that volunteered, at most 10,000 per device.
+//!
 //! Names: a registry refuses to list a name another dataset already holds there (first come);
 //! replication may still bring two datasets under one name from two registries, and then
 //! `clone NAME` refuses to choose and lists both.
@@ -32,8 +38,9 @@ mod store;
 mod wire;
 
 pub use client::{
-    approvals, approve, known, notices, notices_raw, publish, publish_signed, remember, resolve,
-    resolve_known, search, taint, Published,
+    approvals, approve, copies, hold_raw, holdings, known, notices, notices_raw, publish,
+    publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw, Copies,
+    HeadCopies, Published,
 };
 pub use node::serve;
 pub use store::{

@@ -8,7 +8,7 @@ use std::time::Duration;
 use iroh::endpoint::Connection;
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 
-use crate::catalog::{Approval, Notice};
+use crate::catalog::{Approval, Holding, Notice};
 use crate::error::{Error, Result};
 use crate::net::endpoint::{answer_requests, bind, exchange, Net, NetOptions};
 use crate::net::proto::{decode, encode};
@@ -38,6 +38,8 @@ impl Node {
             entries: items.entries,
             notices: items.notices,
             approvals: items.approvals,
+            volunteers: items.volunteers,
+            holdings: items.holdings,
         });
         for p in self.reg.peers() {
             if p.id == except {
@@ -66,22 +68,33 @@ impl Node {
         let entries = (items.entries.into_iter())
             .filter(|e| self.reg.accept_entry(e, false, from) == Ok(true))
             .collect();
+        // Offers before holding records: only a volunteer's records are taken.
+        let volunteers = (items.volunteers.into_iter())
+            .filter(|v| self.reg.accept_volunteer(v) == Ok(true))
+            .collect();
+        let holdings = (items.holdings.into_iter())
+            .filter(|h| self.reg.accept_holding(h) == Ok(true))
+            .collect();
         Items {
             entries,
             notices,
             approvals,
+            volunteers,
+            holdings,
         }
     }
 
     /// One anti-entropy round with every peer (and candidate), all at once: a peer that is
     /// down costs its connection timeout without delaying the others.
     pub(super) async fn sync_round(self: &Arc<Self>) {
-        let (have, notices, approvals) = self.reg.digest();
+        let d = self.reg.digest();
         let req = encode(&Request::Sync {
             from: self.provider(),
-            have,
-            notices,
-            approvals,
+            have: d.entries,
+            notices: d.notices,
+            approvals: d.approvals,
+            volunteers: d.volunteers,
+            holdings: d.holdings,
         });
         let asks = self.reg.to_sync().into_iter().map(|(p, known)| {
             let req = &req;
@@ -98,6 +111,8 @@ impl Node {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
                 peers,
             } = answer
             else {
@@ -113,6 +128,8 @@ impl Node {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             };
             let new = tokio::task::block_in_place(|| self.merge(items, p.id));
             self.forward(new, p.id);
@@ -135,25 +152,39 @@ impl Node {
         ))
     }
 
+    /// The answer to a client's item: `Published`, after forwarding `items` (the item) to
+    /// the peers when it was new here; or why it was refused.
+    fn published(
+        self: &Arc<Self>,
+        accepted: std::result::Result<bool, String>,
+        items: Items,
+        peer: [u8; 32],
+    ) -> Response {
+        match accepted {
+            Ok(new) => {
+                if new {
+                    self.forward(items, peer);
+                }
+                Response::Published { new }
+            }
+            Err(e) => Response::Error(e),
+        }
+    }
+
     pub(super) fn handle(self: &Arc<Self>, bytes: &[u8], peer: [u8; 32]) -> Response {
         let req: Request = match decode(bytes) {
             Ok(r) => r,
             Err(e) => return Response::Error(format!("malformed request: {e}")),
         };
         match req {
-            Request::Publish { entry } => match self.reg.accept_entry(&entry, true, peer) {
-                Ok(new) => {
-                    if new {
-                        let items = Items {
-                            entries: vec![entry],
-                            ..Items::default()
-                        };
-                        self.forward(items, peer);
-                    }
-                    Response::Published { new }
-                }
-                Err(e) => Response::Error(e),
-            },
+            Request::Publish { entry } => {
+                let accepted = self.reg.accept_entry(&entry, true, peer);
+                let items = Items {
+                    entries: vec![entry],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
+            }
             Request::Search { term } => Response::Entries(self.reg.select(|b| b.rank(&term))),
             Request::Lookup { name } => {
                 Response::Entries(self.reg.select(|b| (b.name == name).then_some(0)))
@@ -180,19 +211,12 @@ impl Node {
                     }
                     Err(e) => return Response::Error(e.to_string()),
                 }
-                match self.reg.accept_notice(&notice) {
-                    Ok(new) => {
-                        if new {
-                            let items = Items {
-                                notices: vec![notice],
-                                ..Items::default()
-                            };
-                            self.forward(items, peer);
-                        }
-                        Response::Published { new }
-                    }
-                    Err(e) => Response::Error(e),
-                }
+                let accepted = self.reg.accept_notice(&notice);
+                let items = Items {
+                    notices: vec![notice],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
             }
             Request::Approve { approval } => {
                 match Approval::decode(&approval) {
@@ -203,24 +227,52 @@ impl Node {
                     }
                     Err(e) => return Response::Error(e.to_string()),
                 }
-                match self.reg.accept_approval(&approval) {
-                    Ok(new) => {
-                        if new {
-                            let items = Items {
-                                approvals: vec![approval],
-                                ..Items::default()
-                            };
-                            self.forward(items, peer);
-                        }
-                        Response::Published { new }
-                    }
-                    Err(e) => Response::Error(e),
-                }
+                let accepted = self.reg.accept_approval(&approval);
+                let items = Items {
+                    approvals: vec![approval],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
             }
+            Request::Volunteer { offer } => {
+                let accepted = self.reg.accept_volunteer(&offer);
+                let items = Items {
+                    volunteers: vec![offer],
+                    ..Items::default()
+                };
+                self.published(accepted, items, peer)
+            }
+            Request::Hold { records } => {
+                // A forged or malformed record refuses the batch, naming why; none is kept.
+                let records: Vec<Vec<u8>> = records.into_iter().take(MAX_HOLD_BATCH).collect();
+                if let Some(e) = records.iter().find_map(|r| Holding::decode(r).err()) {
+                    return Response::Error(e.to_string());
+                }
+                let mut new = Vec::new();
+                for r in records {
+                    match self.reg.accept_holding(&r) {
+                        Ok(true) => new.push(r),
+                        Ok(false) => {}
+                        Err(e) => return Response::Error(e),
+                    }
+                }
+                let count = new.len() as u64;
+                self.forward(
+                    Items {
+                        holdings: new,
+                        ..Items::default()
+                    },
+                    peer,
+                );
+                Response::Offered { new: count }
+            }
+            Request::Holdings { dataset } => Response::Holdings(self.reg.holdings(dataset)),
             Request::Offer {
                 entries,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             } => {
                 if !self.reg.peers().iter().any(|p| p.id == peer) {
                     return Response::Error(
@@ -231,6 +283,8 @@ impl Node {
                     entries,
                     notices,
                     approvals,
+                    volunteers,
+                    holdings,
                 };
                 let new = self.merge(items, peer);
                 let count = new.len() as u64;
@@ -242,12 +296,20 @@ impl Node {
                 have,
                 notices,
                 approvals,
+                volunteers,
+                holdings,
             } => {
                 if from.id != peer {
                     return Response::Error("a registry syncs under its own id".into());
                 }
                 self.reg.add_peer(&from);
-                let items = self.reg.missing(&have, &notices, &approvals);
+                let items = self.reg.missing(&Digest {
+                    entries: have,
+                    notices,
+                    approvals,
+                    volunteers,
+                    holdings,
+                });
                 let peers = self
                     .reg
                     .peers()
@@ -258,6 +320,8 @@ impl Node {
                     entries: items.entries,
                     notices: items.notices,
                     approvals: items.approvals,
+                    volunteers: items.volunteers,
+                    holdings: items.holdings,
                     peers,
                 }
             }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
 
-use crate::catalog::{Approval, Entry, EntryBody, Notice, Tainted};
+use crate::catalog::{Approval, Entry, EntryBody, Holding, Notice, Tainted, Volunteer};
 use crate::error::{Error, Result};
 use crate::keys::Home;
 use crate::ticket::{Provider, RegistryTicket, Ticket};
@@ -20,6 +20,11 @@ pub(super) const MAX_NOTICES_PER_PEER: usize = 1_000;
 /// Most approvals a registry holds, and from one peer registry.
 pub(super) const MAX_APPROVALS: usize = 50_000;
 pub(super) const MAX_APPROVALS_PER_PEER: usize = 10_000;
+/// Most storage offers a registry holds (one per device).
+pub(super) const MAX_VOLUNTEERS: usize = 10_000;
+/// Most holding records a registry holds, and of one device (one per dataset).
+pub(super) const MAX_HOLDINGS: usize = 200_000;
+pub(super) const MAX_HOLDINGS_PER_DEVICE: usize = 10_000;
 /// Default most entries of one publisher, and brought by one peer.
 pub const DEFAULT_PER_PUBLISHER: usize = 1_000;
 pub const DEFAULT_PER_PEER: usize = 20_000;
@@ -77,6 +82,10 @@ pub(super) struct State {
     pub(super) notices: BTreeMap<[u8; 32], Notice>,
     /// The newest approval per (registry, publisher).
     pub(super) approvals: BTreeMap<([u8; 32], [u8; 32]), Approval>,
+    /// The newest storage offer per device.
+    pub(super) volunteers: BTreeMap<[u8; 32], Volunteer>,
+    /// The newest holding record per (dataset, device).
+    pub(super) holdings: BTreeMap<([u8; 32], [u8; 32]), Holding>,
     pub(super) peers: Vec<Provider>,
     /// Registries a peer named: they become peers once a sync with them succeeds.
     pub(super) candidates: Vec<Provider>,
@@ -160,6 +169,14 @@ impl Registry {
         for (p, bytes) in read_dir_files(&dir.join("approvals"))? {
             let a = Approval::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.approvals.insert((a.body.registry, a.body.publisher), a);
+        }
+        for (p, bytes) in read_dir_files(&dir.join("volunteers"))? {
+            let v = Volunteer::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
+            st.volunteers.insert(v.body.device, v);
+        }
+        for (p, bytes) in read_dir_files(&dir.join("holdings"))? {
+            let h = Holding::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
+            st.holdings.insert((h.body.dataset, h.body.device), h);
         }
         // Provenance only counts entries against a peer's bound: an unreadable record counts
         // for nobody.
@@ -392,6 +409,74 @@ impl Registry {
         Ok(true)
     }
 
+    /// Stores a storage manager's offer (the newest per device). Returns whether it was new.
+    pub(super) fn accept_volunteer(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
+        let v = Volunteer::decode(bytes).map_err(|e| e.to_string())?;
+        let mut st = self.lock();
+        match st.volunteers.get(&v.body.device) {
+            Some(old) if !v.supersedes(old) => return Ok(false),
+            Some(_) => {}
+            None if st.volunteers.len() >= MAX_VOLUNTEERS => {
+                return Err("this registry holds as many storage offers as it takes".into())
+            }
+            None => {}
+        }
+        write_atomic(
+            &self.dir.join("volunteers").join(hex::encode(v.body.device)),
+            bytes,
+        )
+        .map_err(|e| e.to_string())?;
+        st.volunteers.insert(v.body.device, v);
+        Ok(true)
+    }
+
+    /// Stores a holding record of a device that volunteered here (the newest per dataset
+    /// and device, at most `MAX_HOLDINGS_PER_DEVICE` per device). Returns whether it was new.
+    pub(super) fn accept_holding(&self, bytes: &[u8]) -> std::result::Result<bool, String> {
+        let h = Holding::decode(bytes).map_err(|e| e.to_string())?;
+        let (dataset, device) = (h.body.dataset, h.body.device);
+        let mut st = self.lock();
+        if !st.volunteers.contains_key(&device) {
+            return Err(format!(
+                "device {} has not volunteered at this registry: run `lode mirror volunteer` \
+                 first",
+                hex::encode(device)
+            ));
+        }
+        match st.holdings.get(&(dataset, device)) {
+            Some(old) if !h.supersedes(old) => return Ok(false),
+            Some(_) => {}
+            None => {
+                let of_device = st.holdings.keys().filter(|(_, d)| *d == device).count();
+                if st.holdings.len() >= MAX_HOLDINGS || of_device >= MAX_HOLDINGS_PER_DEVICE {
+                    return Err(format!(
+                        "device {} already holds as many holding records here as it may",
+                        hex::encode(device)
+                    ));
+                }
+            }
+        }
+        let file = format!("{}-{}", hex::encode(dataset), hex::encode(device));
+        write_atomic(&self.dir.join("holdings").join(file), bytes).map_err(|e| e.to_string())?;
+        st.holdings.insert((dataset, device), h);
+        Ok(true)
+    }
+
+    /// The holding records of `dataset` (all when `None`), bounded by the message size.
+    pub(super) fn holdings(&self, dataset: Option<[u8; 32]>) -> Vec<Vec<u8>> {
+        let st = self.lock();
+        let mut budget = MAX_MESSAGE - 64 * 1024;
+        (st.holdings.values())
+            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+            .map(Holding::encode)
+            .take_while(|b| {
+                let fits = b.len() + 16 <= budget;
+                budget = budget.saturating_sub(b.len() + 16);
+                fits
+            })
+            .collect()
+    }
+
     /// Adds a peer registry (not itself); returns whether it was new.
     pub(super) fn add_peer(&self, p: &Provider) -> bool {
         if p.id == self.id() {
@@ -474,28 +559,27 @@ impl Registry {
 
     pub(super) fn digest(&self) -> Digest {
         let st = self.lock();
-        (
-            st.entries
-                .values()
+        Digest {
+            entries: (st.entries.values())
                 .map(|e| (e.body.dataset, e.body.seq, e.id()))
                 .collect(),
-            st.notices.keys().copied().collect(),
-            st.approvals.values().map(Approval::id).collect(),
-        )
+            notices: st.notices.keys().copied().collect(),
+            approvals: st.approvals.values().map(Approval::id).collect(),
+            volunteers: st.volunteers.values().map(Volunteer::id).collect(),
+            holdings: st.holdings.values().map(Holding::id).collect(),
+        }
     }
 
-    /// What a peer lacks, given its digest (bounded by the message size): entries, notices
-    /// and approvals.
-    pub(super) fn missing(
-        &self,
-        have: &[([u8; 32], u64, [u8; 32])],
-        notices: &[[u8; 32]],
-        approvals: &[[u8; 32]],
-    ) -> Items {
-        let have: BTreeMap<[u8; 32], (u64, [u8; 32])> =
-            have.iter().map(|(d, s, id)| (*d, (*s, *id))).collect();
-        let known: HashSet<[u8; 32]> = notices.iter().copied().collect();
-        let known_approvals: HashSet<[u8; 32]> = approvals.iter().copied().collect();
+    /// What a peer lacks, given its digest (bounded by the message size): entries, notices,
+    /// approvals, offers and holding records (the peer keeps the newest of each).
+    pub(super) fn missing(&self, digest: &Digest) -> Items {
+        let have: BTreeMap<[u8; 32], (u64, [u8; 32])> = (digest.entries.iter())
+            .map(|(d, s, id)| (*d, (*s, *id)))
+            .collect();
+        let known: HashSet<[u8; 32]> = digest.notices.iter().copied().collect();
+        let known_approvals: HashSet<[u8; 32]> = digest.approvals.iter().copied().collect();
+        let known_volunteers: HashSet<[u8; 32]> = digest.volunteers.iter().copied().collect();
+        let known_holdings: HashSet<[u8; 32]> = digest.holdings.iter().copied().collect();
         let st = self.lock();
         let mut budget = MAX_MESSAGE - 64 * 1024;
         let mut take = |b: Vec<u8>| {
@@ -527,10 +611,21 @@ impl Registry {
             })
             .map_while(|e| take(e.encode()))
             .collect();
+        // Offers before holding records: a registry takes the records of volunteers only.
+        let volunteers = (st.volunteers.values())
+            .filter(|v| !known_volunteers.contains(&v.id()))
+            .map_while(|v| take(v.encode()))
+            .collect();
+        let holdings = (st.holdings.values())
+            .filter(|h| !known_holdings.contains(&h.id()))
+            .map_while(|h| take(h.encode()))
+            .collect();
         Items {
             entries,
             notices,
             approvals,
+            volunteers,
+            holdings,
         }
     }
 }

@@ -14,6 +14,20 @@ pub fn cmd_list(ctx: &Ctx, ui: &mut Ui) -> CliResult {
                 hex::encode(r.key())
             ))?;
         }
+        for v in lode::net::volunteer::volunteered(&ctx.home) {
+            let reg: Option<lode::ticket::RegistryTicket> = v.registry.parse().ok();
+            ui.line(format!(
+                "volunteers at registry {} for {}{}",
+                reg.map_or("?".into(), |r| hex::encode(r.key())),
+                if v.all {
+                    "every public dataset".to_string()
+                } else {
+                    v.subjects.join(", ")
+                },
+                v.quota
+                    .map_or(String::new(), |q| format!(" within {}", human(q)))
+            ))?;
+        }
         for m in list {
             ui.line(format!(
                 "{}  seq {}  {}{}  from {}",

@@ -7,6 +7,7 @@ pub mod list;
 pub mod remove;
 pub mod sync;
 pub mod unfollow;
+pub mod volunteer;
 
 use clap::{Args, Subcommand};
 
@@ -17,7 +18,7 @@ use crate::cli::{CliResult, Ctx};
 /// (`lode serve --mirrors`).
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  lode mirror add lode1…\n  lode mirror add lode1… --ticket lodecap1…   # a restricted dataset, with a relay ticket\n  lode mirror list\n  lode serve --mirrors --follow 60"
+    after_help = "Examples:\n  lode mirror add lode1…\n  lode mirror add lode1… --ticket lodecap1…   # a restricted dataset, with a relay ticket\n  lode mirror volunteer --registry lodereg1… --subject elegans --quota 500G\n  lode mirror list\n  lode serve --mirrors --follow 60"
 )]
 pub struct MirrorArgs {
     #[command(subcommand)]
@@ -33,6 +34,7 @@ enum MirrorAction {
     Remove(remove::RemoveArgs),
     Follow(follow::FollowArgs),
     Unfollow(unfollow::UnfollowArgs),
+    Volunteer(volunteer::VolunteerArgs),
 }
 
 pub fn cmd_mirror(ctx: &Ctx, ui: &mut Ui, args: MirrorArgs) -> CliResult {
@@ -43,5 +45,6 @@ pub fn cmd_mirror(ctx: &Ctx, ui: &mut Ui, args: MirrorArgs) -> CliResult {
         MirrorAction::Remove(args) => remove::cmd_remove(ctx, ui, args),
         MirrorAction::Follow(args) => follow::cmd_follow(ctx, ui, args),
         MirrorAction::Unfollow(args) => unfollow::cmd_unfollow(ctx, ui, args),
+        MirrorAction::Volunteer(args) => volunteer::cmd_volunteer(ctx, ui, args),
     }
 }

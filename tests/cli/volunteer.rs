@@ -1,0 +1,287 @@
+//! Volunteering storage managers on real processes over 127.0.0.1: two storage managers
+//! volunteer for a subject at a registry, adopt the datasets published there that match and
+//! fit, serve them with the origin gone, and `lode copies` counts them (at a replica too);
+//! forged offers and holding records are refused.
+
+use std::collections::BTreeSet;
+
+use crate::common::peers::{device_id, serve_args, spawn_lines, Server};
+use crate::common::*;
+use crate::registry::{dataset, eventually, fresh_key, loopback, registry};
+
+/// The dataset ids storage manager `home` mirrors (none while its list cannot be read).
+fn mirrored(env: &TestEnv, home: &str) -> BTreeSet<String> {
+    let out = (env.cmd_as(home, "", &["mirror", "list", "--json"]).output()).expect("run lode");
+    if !out.status.success() {
+        return BTreeSet::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (v.as_array().into_iter().flatten())
+        .filter(|m| m["seq"].is_u64())
+        .map(|m| m["dataset"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `lode copies NAME --json` at registry `reg`, as peer "q".
+fn copies(env: &TestEnv, name: &str, reg: &str) -> serde_json::Value {
+    let v = env.json_as("q", "", &["copies", name, "--registry", reg]);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    v[0].clone()
+}
+
+/// `lode mirror volunteer --registry REG --subject elegans EXTRA --json` as peer `home`.
+fn volunteer(env: &TestEnv, home: &str, reg: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "mirror",
+        "volunteer",
+        "--registry",
+        reg,
+        "--subject",
+        "elegans",
+    ];
+    args.extend_from_slice(extra);
+    env.json_as(home, "", &args)
+}
+
+#[test]
+fn volunteers_adopt_what_matches_and_serve_it_when_the_origin_is_gone() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    // A replica: offers and holding records replicate like entries.
+    let replica = registry(&env, "r2", &["--peer", &reg.ticket]);
+    // Four datasets: three about C. elegans (one of them 2 MB), one about zebrafish.
+    dataset(
+        &env,
+        "worms",
+        "C. elegans tracks",
+        ("t.csv", b"worm,speed\n"),
+    );
+    dataset(&env, "neurons", "Neurons", ("n.csv", b"cell,type\n"));
+    env.ok("neurons", &["meta", "keywords", "elegans, connectome"]);
+    env.commit_files("neurons", &[("m.csv", b"x\n")], "keywords");
+    let big = noise(2_000_000, 7);
+    dataset(&env, "big", "Elegans imaging", ("video.bin", &big));
+    dataset(&env, "zf", "Zebrafish larvae", ("z.csv", b"fish\n"));
+    let ids: Vec<String> = ["worms", "neurons", "big", "zf"]
+        .iter()
+        .map(|d| env.dataset_id(d))
+        .collect();
+    let (origin, _) = serve_args(&env, "srv", "", &["worms", "neurons", "big", "zf"], 4);
+
+    // Two storage managers volunteer for "elegans": m1 takes nothing over 1 MiB.
+    let v = volunteer(
+        &env,
+        "m1",
+        &reg.ticket,
+        &["--quota", "20M", "--max-dataset", "1M"],
+    );
+    assert_eq!(v["max_dataset"], 1 << 20, "{v}");
+    volunteer(&env, "m2", &reg.ticket, &["--quota", "50M"]);
+    // They start with nothing to serve, and serve what they adopt.
+    let managers: Vec<Server> = ["m1", "m2"]
+        .iter()
+        .map(|m| {
+            let args = ["serve", "-q", "--mirrors", "--follow", "1"];
+            let (child, _lines) = spawn_lines(env.cmd_as(m, "", &args));
+            Server {
+                child,
+                ticket: String::new(),
+            }
+        })
+        .collect();
+
+    for (dir, name) in [
+        ("worms", "worm-tracks"),
+        ("neurons", "worm-neurons"),
+        ("big", "worm-imaging"),
+        ("zf", "zebrafish"),
+    ] {
+        env.ok(dir, &["publish", name, "--registry", &reg.ticket]);
+    }
+    let want = |of: &[usize]| -> BTreeSet<String> { of.iter().map(|i| ids[*i].clone()).collect() };
+    eventually("m1 adopts the two small elegans datasets", || {
+        mirrored(&env, "m1") == want(&[0, 1])
+    });
+    eventually("m2 adopts the three elegans datasets", || {
+        mirrored(&env, "m2") == want(&[0, 1, 2])
+    });
+
+    // The registry counts the copies its volunteers claim, per head.
+    let (d1, d2) = (device_id(&env, "m1"), device_id(&env, "m2"));
+    eventually("both holding records reach the registry", || {
+        copies(&env, "worm-tracks", &reg.ticket)["copies"] == 2
+    });
+    let c = copies(&env, "worm-tracks", &reg.ticket);
+    let holders: BTreeSet<&str> = (c["heads"][0]["holders"].as_array().unwrap().iter())
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert_eq!(holders, BTreeSet::from([d1.as_str(), d2.as_str()]), "{c}");
+    assert_eq!(c["heads"].as_array().unwrap().len(), 1, "{c}");
+    assert_eq!(copies(&env, "zebrafish", &reg.ticket)["copies"], 0);
+    eventually("m2's copy of the big dataset is counted", || {
+        copies(&env, &ids[2], &reg.ticket)["copies"] == 1
+    });
+    let c = copies(&env, "worm-imaging", &reg.ticket);
+    assert_eq!(c["heads"][0]["holders"][0], d2.as_str(), "{c}");
+    eventually("the replica counts the same copies", || {
+        copies(&env, "worm-tracks", &replica.ticket)["copies"] == 2
+            && copies(&env, "worm-imaging", &replica.ticket)["copies"] == 1
+    });
+    let all = env.json_as("q", "", &["copies", "--registry", &reg.ticket]);
+    assert_eq!(all.as_array().unwrap().len(), 4, "{all}");
+
+    // Once both storage managers say where they serve it, the ticket `copies` gives
+    // clones it with the origin gone.
+    eventually(
+        "the holding records name where the copies are served",
+        || {
+            let t: lode::ticket::Ticket = copies(&env, "worm-tracks", &reg.ticket)["ticket"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            t.providers.len() == 3
+        },
+    );
+    let ticket = copies(&env, "worm-tracks", &reg.ticket)["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(origin);
+    env.ok_as("c", "", &["clone", &ticket, "copy"]);
+    assert_eq!(env.read("copy/t.csv"), b"worm,speed\n");
+    env.ok_as("c", "copy", &["verify"]);
+    let big_ticket = copies(&env, "worm-imaging", &reg.ticket)["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok_as("c", "", &["clone", &big_ticket, "bigcopy"]);
+    assert_eq!(env.read("bigcopy/video.bin"), big);
+    // Many follow rounds later, neither adopted more than it matched and fitted.
+    assert_eq!(mirrored(&env, "m1"), want(&[0, 1]));
+    assert_eq!(mirrored(&env, "m2"), want(&[0, 1, 2]));
+    drop(managers);
+}
+
+/// Sends an encoded offer to registry `ticket`; returns its answer.
+fn send_offer(ticket: &str, offer: Vec<u8>) -> Result<bool, String> {
+    let reg: lode::ticket::RegistryTicket = ticket.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(lode::net::registry::volunteer_raw(&reg, offer, &loopback()))
+        .map_err(|e| e.to_string())
+}
+
+/// Sends encoded holding records to registry `ticket`; returns its answer.
+fn send_holdings(ticket: &str, records: Vec<Vec<u8>>) -> Result<u64, String> {
+    let reg: lode::ticket::RegistryTicket = ticket.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(lode::net::registry::hold_raw(&reg, records, &loopback()))
+        .map_err(|e| e.to_string())
+}
+
+/// Flips one bit of an encoded signed object's signature (its last 64 bytes).
+fn forged(mut bytes: Vec<u8>) -> Vec<u8> {
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    bytes
+}
+
+#[test]
+fn a_registry_refuses_forged_offers_and_holding_records() {
+    use lode::catalog::{Holding, HoldingBody, Volunteer, VolunteerBody};
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    let device = fresh_key();
+    let offer = Volunteer::sign(
+        VolunteerBody {
+            version: 0,
+            device: [0; 32],
+            subjects: vec!["elegans".into()],
+            all: false,
+            quota: None,
+            max_dataset: None,
+            provider: None,
+            time: 1,
+        },
+        &device,
+    )
+    .unwrap();
+    let record = |dataset: u8, key: &ed25519_dalek::SigningKey| {
+        Holding::sign(
+            HoldingBody {
+                version: 0,
+                device: [0; 32],
+                dataset: [dataset; 32],
+                seq: 3,
+                commit: [9; 32],
+                provider: None,
+                time: 1,
+            },
+            key,
+        )
+        .unwrap()
+        .encode()
+    };
+    // A forged offer is refused, and so are records of a device that did not volunteer.
+    let e = send_offer(&reg.ticket, forged(offer.encode())).unwrap_err();
+    assert!(e.contains("signature"), "{e}");
+    let e = send_holdings(&reg.ticket, vec![record(1, &device)]).unwrap_err();
+    assert!(e.contains("has not volunteered"), "{e}");
+    assert_eq!(send_offer(&reg.ticket, offer.encode()), Ok(true));
+    assert_eq!(send_offer(&reg.ticket, offer.encode()), Ok(false));
+    // A forged record is refused (and the whole batch with it); a genuine one is kept.
+    let e = send_holdings(
+        &reg.ticket,
+        vec![record(1, &device), forged(record(2, &device))],
+    )
+    .unwrap_err();
+    assert!(e.contains("signature"), "{e}");
+    assert_eq!(send_holdings(&reg.ticket, vec![record(1, &device)]), Ok(1));
+    let reg_t: lode::ticket::RegistryTicket = reg.ticket.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let held = rt
+        .block_on(lode::net::registry::holdings(&reg_t, None, &loopback()))
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].body.dataset, [1; 32]);
+    assert_eq!(held[0].body.device, device.verifying_key().to_bytes());
+}
+
+#[test]
+fn a_volunteer_adopts_only_public_datasets_of_its_subject_at_one_sync() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "pub", "C. elegans tracks", ("t.csv", b"worm\n"));
+    env.ok("", &["init", "--private", "secret"]);
+    env.commit_files("secret", &[("s.csv", b"hidden\n")], "first");
+    dataset(&env, "zf", "Zebrafish larvae", ("z.csv", b"fish\n"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["pub", "secret", "zf"], 3);
+    env.ok(
+        "pub",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    // Its name matches the subject, but it is restricted: adopting it needs a relay ticket.
+    env.ok(
+        "secret",
+        &["publish", "elegans-secret", "--registry", &reg.ticket],
+    );
+    env.ok("zf", &["publish", "zebrafish", "--registry", &reg.ticket]);
+    volunteer(&env, "m", &reg.ticket, &[]);
+    let listed = env.ok_as("m", "", &["mirror", "list"]);
+    assert!(listed.contains("volunteers at registry"), "{listed}");
+    assert!(listed.contains("elegans"), "{listed}");
+    // One round by hand (what `serve --mirrors --follow` runs) adopts and reports.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    let adopted: Vec<&str> = (r["adopted"].as_array().unwrap().iter())
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(adopted, ["worm-tracks"], "{r}");
+    assert_eq!(mirrored(&env, "m"), BTreeSet::from([env.dataset_id("pub")]));
+    let c = copies(&env, "worm-tracks", &reg.ticket);
+    assert_eq!(c["copies"], 1, "{c}");
+    assert_eq!(c["heads"][0]["holders"][0], device_id(&env, "m").as_str());
+    assert_eq!(copies(&env, "elegans-secret", &reg.ticket)["copies"], 0);
+    // The next round adopts nothing more and reports nothing new.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+}
