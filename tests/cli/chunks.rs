@@ -381,16 +381,8 @@ fn a_push_sends_only_the_new_chunks_and_the_gateway_serves_a_chunked_file_with_r
         *b ^= 0x33;
     }
     env.write("b/big.bin", &data);
-    assert!(env
-        .cmd_as("b", "b", &["add", "."])
-        .status()
-        .unwrap()
-        .success());
-    assert!(env
-        .cmd_as("b", "b", &["commit", "-m", "b's edit"])
-        .status()
-        .unwrap()
-        .success());
+    env.ok_as("b", "b", &["add", "-q", "."]);
+    env.ok_as("b", "b", &["commit", "-q", "-m", "b's edit"]);
     let tb = grant(&env, ds, "b", &["--write"]);
     let r = env.json_as("b", "b", &["push", "--ticket", &tb]);
     let sent = r["bytes_sent"].as_u64().unwrap();
