@@ -15,6 +15,7 @@ use crate::cli::{runtime, CliResult, Ctx};
 pub struct CopiesArgs {
     /// The dataset's name at the registry or its id (hex); every listed dataset when omitted.
     dataset: Option<String>,
+    /// The registry's ticket (lodereg1…) whose holding records to count.
     #[arg(long, value_name = "TICKET")]
     registry: String,
     #[command(flatten)]
