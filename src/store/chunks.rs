@@ -389,14 +389,7 @@ impl Store {
             CHUNK_AVG as usize,
             CHUNK_MAX as usize,
         );
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(8);
-        let hasher = std::thread::spawn(move || {
-            let mut h = blake3::Hasher::new();
-            for data in rx {
-                h.update(&data);
-            }
-            ObjectId::from(h.finalize())
-        });
+        let (tx, hasher) = hash_on_thread(8);
         let mut chunks = Vec::new();
         let mut total = 0u64;
         let mut stored = 0u64;
@@ -472,6 +465,15 @@ pub struct ChunkedBytes {
 }
 
 impl ChunkedBytes {
+    fn new(store: Store, map: ChunkMap) -> ChunkedBytes {
+        ChunkedBytes {
+            starts: map.offsets().map(|(at, _, _)| at).collect(),
+            store,
+            map,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
     /// The file's size.
     pub fn len(&self) -> u64 {
         self.map.size
@@ -509,12 +511,9 @@ impl ChunkedBytes {
 impl Store {
     /// File `id` as [`ChunkedBytes`] when the store holds it in chunks.
     pub fn chunked_bytes(&self, id: &ObjectId) -> Result<Option<ChunkedBytes>> {
-        Ok(self.chunked(id)?.map(|map| ChunkedBytes {
-            starts: map.offsets().map(|(at, _, _)| at).collect(),
-            store: self.clone(),
-            map,
-            last: std::sync::Mutex::new(None),
-        }))
+        Ok(self
+            .chunked(id)?
+            .map(|map| ChunkedBytes::new(self.clone(), map)))
     }
 }
 
@@ -545,14 +544,7 @@ impl io::Seek for ObjectReader {
 /// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
 /// with `ObjectCorrupt` when they do not hash to `id`.
 fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
-    let hasher = std::thread::spawn(move || {
-        let mut h = blake3::Hasher::new();
-        for b in rx {
-            h.update(&b);
-        }
-        ObjectId::from(h.finalize())
-    });
+    let (tx, hasher) = hash_on_thread(4);
     let mut n = 0u64;
     let copied = (|| -> io::Result<()> {
         let mut d = dest;
@@ -598,6 +590,25 @@ fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
     Ok(n)
 }
 
+/// A thread that hashes, in order, the buffers sent to it (at most `queue` waiting) and
+/// returns the BLAKE3 id of them all once the sender is dropped.
+fn hash_on_thread(
+    queue: usize,
+) -> (
+    std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
+    std::thread::JoinHandle<ObjectId>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
+    let hasher = std::thread::spawn(move || {
+        let mut h = blake3::Hasher::new();
+        for b in rx {
+            h.update(&b);
+        }
+        ObjectId::from(h.finalize())
+    });
+    (tx, hasher)
+}
+
 /// Maps a read error of an assembled file: a missing chunk is `ObjectMissing` of the file.
 fn reader_error(e: io::Error, file: &ObjectId) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
@@ -613,61 +624,42 @@ fn reader_error(e: io::Error, file: &ObjectId) -> Error {
 /// Reads a chunked file's bytes in order from its chunk objects (not hashed: callers that
 /// make the bytes visible hash them). Seeks, for the gateway's ranges.
 pub struct ChunkReader {
-    store: Store,
-    map: ChunkMap,
-    /// Start offset of each chunk.
-    starts: Vec<u64>,
+    bytes: ChunkedBytes,
     pos: u64,
-    /// The open chunk: its index and file.
-    open: Option<(usize, File)>,
 }
 
 impl ChunkReader {
     /// A reader at offset 0 of the file that `map` describes.
     pub fn new(store: Store, map: ChunkMap) -> ChunkReader {
-        let starts = map.offsets().map(|(at, _, _)| at).collect();
         ChunkReader {
-            store,
-            map,
-            starts,
+            bytes: ChunkedBytes::new(store, map),
             pos: 0,
-            open: None,
         }
     }
 
     /// The file's size.
     pub fn len(&self) -> u64 {
-        self.map.size
+        self.bytes.len()
     }
 
     /// Whether the file is empty (never, for a chunked file).
     pub fn is_empty(&self) -> bool {
-        self.map.size == 0
+        self.bytes.is_empty()
     }
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.map.size || buf.is_empty() {
+        if self.pos >= self.bytes.len() || buf.is_empty() {
             return Ok(0);
         }
-        let i = self.starts.partition_point(|s| *s <= self.pos) - 1;
-        if self.open.as_ref().map(|(j, _)| *j) != Some(i) {
-            let (id, _) = self.map.chunks[i];
-            let f = File::open(self.store.path(&id))?;
-            self.open = Some((i, f));
-        }
-        let (_, f) = self.open.as_mut().expect("opened above");
-        let (start, len) = (self.starts[i], u64::from(self.map.chunks[i].1));
-        let within = self.pos - start;
-        let want = (len - within).min(buf.len() as u64) as usize;
-        let n = std::os::unix::fs::FileExt::read_at(f, &mut buf[..want], within)?;
+        let n = self.bytes.read_at(buf, self.pos)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
-                    "chunk {} is shorter than its map says",
-                    self.map.chunks[i].0
+                    "a chunk at offset {} is shorter than its map says",
+                    self.pos
                 ),
             ));
         }
@@ -680,7 +672,7 @@ impl Seek for ChunkReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let next = match to {
             SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.map.size.checked_add_signed(d),
+            SeekFrom::End(d) => self.bytes.len().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = next.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
