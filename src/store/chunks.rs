@@ -389,10 +389,12 @@ impl Store {
             CHUNK_AVG as usize,
             CHUNK_MAX as usize,
         );
+        // Three stages, so the cutting (reads and the gear hash) never waits for the disk:
+        // this thread cuts, a second hashes the whole file, a third hashes and writes each
+        // chunk (creating a file per chunk is the slow part on most file systems).
         let (tx, hasher) = hash_on_thread(8);
-        let mut chunks = Vec::new();
+        let (to_store, storer) = self.store_on_thread(8);
         let mut total = 0u64;
-        let mut stored = 0u64;
         let mut failed = None;
         for chunk in chunker {
             let data = match chunk {
@@ -406,28 +408,24 @@ impl Store {
                     break;
                 }
             };
-            if tx.send(data.clone()).is_err() {
-                failed = Some(Error::Other("the hashing thread stopped".into()));
-                break;
-            }
-            let id = ObjectId::of(&data);
             total += data.len() as u64;
-            chunks.push((id, data.len() as u32));
-            match self.put_hashed(&id, &data) {
-                Ok(new) => stored += if new { data.len() as u64 } else { 0 },
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+            if tx.send(data.clone()).is_err() || to_store.send(data).is_err() {
+                // The storer stops on its first error, which it returns below.
+                break;
             }
         }
         drop(tx);
+        drop(to_store);
         let file = hasher
             .join()
             .map_err(|_| Error::Other("the hashing thread panicked".into()))?;
+        let stored = storer
+            .join()
+            .map_err(|_| Error::Other("the chunk-writing thread panicked".into()))?;
         if let Some(e) = failed {
             return Err(e);
         }
+        let (chunks, stored) = stored?;
         if total != before.size {
             return Err(Error::FileChanged(path.to_path_buf()));
         }
@@ -451,6 +449,34 @@ impl Store {
             stat,
             stored,
         }))
+    }
+
+    /// A thread that hashes and stores, in order, the chunks sent to it (at most `queue`
+    /// waiting); returns their ids and lengths, in order, and how many bytes were new. It
+    /// stops at its first error (the sender then fails) and returns it.
+    #[allow(clippy::type_complexity)]
+    fn store_on_thread(
+        &self,
+        queue: usize,
+    ) -> (
+        std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
+        std::thread::JoinHandle<Result<(Vec<(ObjectId, u32)>, u64)>>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
+        let store = self.clone();
+        let storer = std::thread::spawn(move || {
+            let mut chunks = Vec::new();
+            let mut stored = 0u64;
+            for data in rx {
+                let id = ObjectId::of(&data);
+                if store.put_hashed(&id, &data)? {
+                    stored += data.len() as u64;
+                }
+                chunks.push((id, data.len() as u32));
+            }
+            Ok((chunks, stored))
+        });
+        (tx, storer)
     }
 }
 
