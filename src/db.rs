@@ -91,6 +91,15 @@ impl Index {
             .ok()
     }
 
+    /// Like [`Index::position`], trying first the position after `hint` (a walk in path
+    /// order finds most paths there, without a search).
+    pub fn position_after(&self, hint: usize, path: &str) -> Option<usize> {
+        match self.entries.get(hint.wrapping_add(1)) {
+            Some((p, _)) if p == path => Some(hint + 1),
+            _ => self.position(path),
+        }
+    }
+
     /// The entry at position `i` of path order.
     pub fn at(&self, i: usize) -> (&str, &IndexEntry) {
         let (p, e) = &self.entries[i];

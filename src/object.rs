@@ -218,6 +218,16 @@ pub fn is_control_name(name: &str) -> bool {
         '\u{202d}', '\u{202e}', '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}',
         '\u{206f}', '\u{feff}',
     ];
+    if name.is_ascii() {
+        // The common case, without allocating: no HFS-ignored code point is ASCII, and an
+        // ASCII name folds to lower case byte for byte.
+        let base = name.split(':').next().unwrap_or("");
+        let base = base.trim_end_matches(['.', ' ']);
+        return base.eq_ignore_ascii_case(".lode")
+            || (base.len() > 5
+                && base[..5].eq_ignore_ascii_case("lode~")
+                && base[5..].bytes().all(|b| b.is_ascii_digit()));
+    }
     let folded: String = name
         .chars()
         .filter(|c| !HFS_IGNORED.contains(c))

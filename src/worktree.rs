@@ -123,12 +123,16 @@ where
         .min(8);
     let process = |job: Job| -> Result<Vec<Job>> {
         let read_err = |e| Error::io("cannot read", &job.dir, e);
-        let entries: Vec<fs::DirEntry> = fs::read_dir(&job.dir)
+        // In name order: a directory's paths then meet a sorted index in order (status finds
+        // each one next to the last), and every walk visits paths in the same order.
+        let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(&job.dir)
             .map_err(read_err)?
+            .map(|e| e.map(|e| (e.file_name(), e)))
             .collect::<std::io::Result<_>>()
             .map_err(read_err)?;
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut ignores = job.ignores.clone();
-        if entries.iter().any(|e| e.file_name() == IGNORE_FILE) {
+        if entries.iter().any(|(name, _)| name == IGNORE_FILE) {
             let mut b = GitignoreBuilder::new(&job.dir);
             let file = job.dir.join(IGNORE_FILE);
             if let Some(e) = b.add(&file) {
@@ -142,8 +146,7 @@ where
             ignores = Arc::new(v);
         }
         let mut sub = Vec::new();
-        for entry in entries {
-            let name = entry.file_name();
+        for (name, entry) in entries {
             let Some(name) = name.to_str() else {
                 return Err(Error::NonUtf8Name(entry.path()));
             };

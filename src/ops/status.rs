@@ -261,7 +261,19 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
         repo.root(),
         &[String::new()],
         |item| {
-            match index.position(item.rel.as_str()) {
+            // Each walking thread visits a directory's entries in name order: the index
+            // position found last is a good guess for the next.
+            thread_local! {
+                static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+            }
+            let found = LAST.with(|last| {
+                let at = index.position_after(last.get(), item.rel.as_str());
+                if let Some(i) = at {
+                    last.set(i);
+                }
+                at
+            });
+            match found {
                 Some(i) => {
                     seen[i].store(true, Ordering::Relaxed);
                     check(&item.rel, &item.abs, &item.meta, index.at(i).1)?;

@@ -392,7 +392,7 @@ impl Store {
         // Three stages, so the cutting (reads and the gear hash) never waits for the disk:
         // this thread cuts, a second hashes the whole file, a third hashes and writes each
         // chunk (creating a file per chunk is the slow part on most file systems).
-        let (tx, hasher) = hash_on_thread(8);
+        let (tx, _, hasher) = hash_on_thread(8);
         let (to_store, storer) = self.store_on_thread(8);
         let mut total = 0u64;
         let mut failed = None;
@@ -570,12 +570,13 @@ impl io::Seek for ObjectReader {
 /// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
 /// with `ObjectCorrupt` when they do not hash to `id`.
 fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
-    let (tx, hasher) = hash_on_thread(4);
+    let (tx, spare, hasher) = hash_on_thread(4);
     let mut n = 0u64;
     let copied = (|| -> io::Result<()> {
         let mut d = dest;
         loop {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
             let mut k = 0;
             while k < buf.len() {
                 match r.read(&mut buf[k..]) {
@@ -617,22 +618,29 @@ fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
 }
 
 /// A thread that hashes, in order, the buffers sent to it (at most `queue` waiting) and
-/// returns the BLAKE3 id of them all once the sender is dropped.
+/// returns the BLAKE3 id of them all once the sender is dropped. A buffer nobody else holds
+/// once hashed comes back on the second channel, for reuse (a fresh 1 MiB buffer is zeroed).
+#[allow(clippy::type_complexity)]
 fn hash_on_thread(
     queue: usize,
 ) -> (
     std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
+    std::sync::mpsc::Receiver<Vec<u8>>,
     std::thread::JoinHandle<ObjectId>,
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
+    let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(queue + 2);
     let hasher = std::thread::spawn(move || {
         let mut h = blake3::Hasher::new();
         for b in rx {
             h.update(&b);
+            if let Ok(v) = std::sync::Arc::try_unwrap(b) {
+                let _ = back.try_send(v);
+            }
         }
         ObjectId::from(h.finalize())
     });
-    (tx, hasher)
+    (tx, spare, hasher)
 }
 
 /// Maps a read error of an assembled file: a missing chunk is `ObjectMissing` of the file.
