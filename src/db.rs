@@ -94,8 +94,9 @@ impl Index {
     /// Like [`Index::position`], trying first the position after `hint` (a walk in path
     /// order finds most paths there, without a search).
     pub fn position_after(&self, hint: usize, path: &str) -> Option<usize> {
-        match self.entries.get(hint.wrapping_add(1)) {
-            Some((p, _)) if p == path => Some(hint + 1),
+        let next = hint.wrapping_add(1);
+        match self.entries.get(next) {
+            Some((p, _)) if p == path => Some(next),
             _ => self.position(path),
         }
     }
@@ -323,4 +324,32 @@ fn lock_repo(lock: &Path) -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or(lock)
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_found_after_any_hint_even_none_or_a_wrong_one() {
+        let entry = IndexEntry {
+            kind: EntryKind::File,
+            id: ObjectId([0; 32]),
+            size: 0,
+            stat: None,
+        };
+        let index = Index::from_sorted(
+            ["a", "b/c", "b/d", "e"]
+                .iter()
+                .map(|p| (p.to_string(), entry.clone()))
+                .collect(),
+        );
+        // No hint yet (the first path of a walk), the right one, a wrong one, past the end.
+        assert_eq!(index.position_after(usize::MAX, "a"), Some(0));
+        assert_eq!(index.position_after(1, "b/d"), Some(2));
+        assert_eq!(index.position_after(0, "e"), Some(3));
+        assert_eq!(index.position_after(3, "b/c"), Some(1));
+        assert_eq!(index.position_after(usize::MAX, "zz"), None);
+        assert_eq!(index.position_after(2, "b"), None);
+    }
 }

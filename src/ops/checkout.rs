@@ -490,6 +490,16 @@ fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Opti
                     return Ok(Some(stat));
                 }
             }
+            // Assembled and hashed by the fetch just before (a chunked file): renamed into
+            // place. Where that fails (another file system), written as below.
+            if let Some(prepared) = repo.store().take_prepared(&e.id) {
+                let placed = fs::set_permissions(&prepared, fs::Permissions::from_mode(mode))
+                    .is_ok()
+                    && prepared.persist(&dest).is_ok();
+                if placed {
+                    return stat_of(&dest);
+                }
+            }
             place(repo.store().tmp_dir(), "checkout", &dest, |tmp| {
                 let file = fs::OpenOptions::new()
                     .write(true)

@@ -163,6 +163,33 @@ impl Store {
         if self.has(&map.file) {
             return Ok(map.file);
         }
+        if self
+            .prepared
+            .enabled
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // Assembled into a temp file while hashed: the checkout that follows renames it
+            // into place instead of reading and hashing the chunks a second time.
+            let tmp = self.temp()?;
+            let n = copy_chunked(
+                ChunkReader::new(self.clone(), map.clone()),
+                &map.file,
+                tmp.as_file(),
+            )?;
+            if n != map.size {
+                return Err(Error::ObjectCorrupt {
+                    id: map.file,
+                    path: None,
+                });
+            }
+            self.write_link(&map.file, map_id)?;
+            self.prepared
+                .files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(map.file, tmp.into_temp_path());
+            return Ok(map.file);
+        }
         let (got, n) = super::hash_reader(ChunkReader::new(self.clone(), map.clone()))
             .map_err(|e| reader_error(e, &map.file))?;
         if got != map.file || n != map.size {

@@ -19,6 +19,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
@@ -90,6 +91,34 @@ pub struct Store {
     /// For a quarantine ([`Store::quarantine`]): the objects directory of the store it sits
     /// in front of. Reads fall through to it; writes never go there.
     under: Option<PathBuf>,
+    /// Files assembled from their chunks (and hashed) while a fetch checked them, kept for
+    /// the checkout that follows (shared by every clone of this store and its quarantines).
+    prepared: Arc<Prepared>,
+}
+
+/// Assembled files waiting for a checkout ([`Store::prepare_for_checkout`]).
+#[derive(Debug, Default)]
+pub(crate) struct Prepared {
+    pub(crate) enabled: std::sync::atomic::AtomicBool,
+    /// File id → its assembled bytes in a temp file of `.lode/tmp` (removed when dropped).
+    pub(crate) files: std::sync::Mutex<std::collections::HashMap<ObjectId, tempfile::TempPath>>,
+}
+
+/// Ends [`Store::prepare_for_checkout`] when dropped: unclaimed assembled files go.
+#[derive(Debug)]
+pub struct PreparedGuard(Arc<Prepared>);
+
+impl Drop for PreparedGuard {
+    fn drop(&mut self) {
+        self.0
+            .enabled
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
 }
 
 impl Store {
@@ -99,7 +128,30 @@ impl Store {
             objects,
             tmp,
             under: None,
+            prepared: Arc::default(),
         }
+    }
+
+    /// Asks that a chunked file whose chunks a fetch checks ([`Store::put_chunked`]) be
+    /// assembled into a temp file at the same time, for the checkout that follows to rename
+    /// into place ([`Store::take_prepared`]) instead of reading and hashing the chunks again.
+    /// Until the returned guard is dropped; then files no checkout claimed are removed.
+    #[must_use = "files are prepared only while the guard lives"]
+    pub fn prepare_for_checkout(&self) -> PreparedGuard {
+        self.prepared
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        PreparedGuard(self.prepared.clone())
+    }
+
+    /// The temp file holding file `id`'s bytes, assembled and hashed by a fetch, if one was
+    /// prepared; it is the caller's to rename (it is removed when dropped).
+    pub fn take_prepared(&self, id: &ObjectId) -> Option<tempfile::TempPath> {
+        self.prepared
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     /// Creates a quarantine in `dir` (git's since 2.11, for received pushes): a store whose
@@ -111,6 +163,7 @@ impl Store {
             objects: dir.join("objects"),
             tmp: dir.join("tmp"),
             under: Some(self.objects.clone()),
+            prepared: self.prepared.clone(),
         };
         q.create()
             .map_err(|e| Error::io("cannot create a quarantine in", dir, e))?;

@@ -575,8 +575,11 @@ pub async fn pull(
     opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<FetchReport> {
+    // Chunked files the fetch assembles go straight into the working tree.
+    let prepared = repo.store().prepare_for_checkout();
     let (report, seeder) = fetch_seeding(repo, remote_name, cap, opts, progress).await?;
     let moved = fast_forward_to_remote(repo, &report, progress);
+    drop(prepared);
     // Others may still be fetching from this peer: it seeds before it returns, even when
     // the working tree could not be updated (the objects are in).
     let report = Seeder::finish_into(seeder, report, progress).await;

@@ -41,6 +41,9 @@ impl LodeProtocol {
             .quarantine_dir()
             .join(format!("push-{}-{n}", std::process::id()));
         let quarantine = served.repo.quarantined(&qdir)?;
+        // Chunked files the fetch assembles go straight into the working tree (the guard
+        // removes those a refused push leaves).
+        let _prepared = served.repo.store().prepare_for_checkout();
         let result = async {
             let mut client = crate::net::fetch::Client::with_net(net, &ticket, None)?;
             let counts = crate::net::fetch::receive(
