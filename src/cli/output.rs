@@ -134,7 +134,13 @@ pub(crate) fn print_transfer(
         r.seconds,
         r.peers.join(", ")
     ));
-    if let Some(s) = &r.swarm {
+    print_swarm(ui, r.swarm.as_ref());
+    Ok(())
+}
+
+/// Notes what a download's swarm session moved (text output).
+pub(crate) fn print_swarm(ui: &Ui, swarm: Option<&lode::net::swarm::SwarmReport>) {
+    if let Some(s) = swarm {
         let sum = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
         ui.note(format!(
             "swarm: received {} from {} peers, sent {} to {} peers, seeded {:.1}s",
@@ -148,7 +154,6 @@ pub(crate) fn print_transfer(
             ui.note(format!("swarm: {d}"));
         }
     }
-    Ok(())
 }
 
 pub(crate) fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {

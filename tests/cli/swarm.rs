@@ -442,3 +442,64 @@ fn serve_lines(env: &TestEnv, home: &str, ds: &str) -> (std::process::Child, Str
     std::thread::spawn(move || for _ in lines {});
     (child, ticket)
 }
+
+#[test]
+fn get_fetches_from_and_serves_the_swarm_like_clone() {
+    let env = TestEnv::new();
+    let size = 16 * MIB;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 16M
+for k in 1 2 3 4 5 6; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" get --json --seed 4s "$TICKET" big.bin --to "$W/g$k" >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+in_peer 5 "$W/h5" clone --json --seed 4s "$TICKET" "$W/g5" >"$W/c5.json" 2>"$W/c5.err"
+C+=($!)
+in_peer 6 "$W/h6" get --json --no-share "$TICKET" big.bin --to "$W/g6" >"$W/c6.json" 2>"$W/c6.err"
+C+=($!)
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+echo "noshare_sent=$(sent 6)"
+for k in 2 3 4 5 6; do
+  cmp -s "$W/g$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"
+  [[ -e $W/g$k/.lode-get ]] || echo "clean$k=1"
+done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    all_complete(&env, &out, 2..=6);
+    let publisher = short_id(&env, "owner");
+    let noshare = short_id(&env, "h6");
+    let mut gets_sent = 0;
+    for k in 2..=5 {
+        let r = report(&env, &format!("c{k}.json"));
+        let from = from_map(&r, "received_from");
+        let others: u64 = from
+            .iter()
+            .filter(|(p, _)| **p != publisher)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            others > 0,
+            "downloader {k} received nothing from other downloaders: {r}"
+        );
+        assert!(!from.contains_key(&noshare), "{from:?}");
+        if k <= 4 {
+            gets_sent += from_map(&r, "sent_to").values().sum::<u64>();
+            // The get's transfer store, which its session served from, is gone.
+            assert_eq!(out.get(&format!("clean{k}")).map(String::as_str), Some("1"));
+        }
+    }
+    assert!(gets_sent >= size / 4, "the gets served {gets_sent} bytes");
+    // `get --no-share` serves nothing: no session, acknowledgements only on its uplink.
+    let r6 = report(&env, "c6.json");
+    assert!(r6.get("swarm").is_none_or(|s| s.is_null()), "{r6}");
+    let sent: u64 = out["noshare_sent"].parse().unwrap();
+    assert!(sent < 2 * MIB, "the --no-share get sent {sent} bytes");
+}

@@ -220,6 +220,18 @@ pub struct Seeder {
 }
 
 impl Seeder {
+    /// Takes the swarm session of `client` (after its download succeeded), and the duty of
+    /// closing its endpoint, so that it serves on once the client is closed.
+    pub(super) fn take(client: &mut Client, opts: &NetOptions) -> Option<Seeder> {
+        let session = client.swarm.take()?;
+        Some(Seeder {
+            session,
+            net: client.net.clone(),
+            owned: std::mem::take(&mut client.owned),
+            seed: opts.share.seed,
+        })
+    }
+
     /// Seeds, stops, and returns what moved to and from each peer.
     pub async fn finish(self, progress: &dyn Progress) -> crate::net::swarm::session::SwarmReport {
         let report = self.session.finish(self.seed, progress).await;
@@ -297,12 +309,7 @@ pub(super) async fn fetch_ticket(
     // On success, the swarm session goes on serving: the seeder closes the endpoint when it
     // is done.
     let seeder = match &fetched {
-        Ok(_) => client.swarm.take().map(|session| Seeder {
-            session,
-            net: client.net.clone(),
-            owned: std::mem::take(&mut client.owned),
-            seed: opts.share.seed,
-        }),
+        Ok(_) => Seeder::take(&mut client, opts),
         Err(_) => None,
     };
     client.close().await;
@@ -322,8 +329,6 @@ async fn fetch_with(
     progress: &dyn Progress,
     start: Instant,
 ) -> Result<FetchReport> {
-    // The repository's dataset (`fetch_ticket` checked the ticket against it).
-    let dataset = client.ticket.dataset;
     let published = client.list_refs().await?;
     check_not_older(repo, &published)?;
     let peer = published.peer.clone();
@@ -332,17 +337,7 @@ async fn fetch_with(
     if opts.share.enabled && !published.head.body.private && !mirror {
         let mut share = opts.share.clone();
         share.serve &= !served_elsewhere(repo);
-        let started = crate::net::swarm::session::Session::start(
-            &client.net,
-            &repo.home().device_key()?,
-            dataset,
-            client.providers.clone(),
-            client.cap.as_ref().map(Bundle::encode),
-            swarm_store_dir(repo),
-            &share,
-        )
-        .await;
-        client.swarm = Some(started?);
+        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
     }
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {
@@ -391,6 +386,28 @@ async fn fetch_with(
         config::put_private(repo, true)?;
     }
     Ok(client.report(refs.head, objects, bytes, start))
+}
+
+/// Starts the swarm session of a download of a public dataset on `client`'s endpoint (bound
+/// with the device key of `home`), its blob store in `dir`.
+pub(super) async fn join_swarm(
+    client: &mut Client,
+    home: &Home,
+    dir: std::path::PathBuf,
+    share: &crate::net::endpoint::ShareOptions,
+) -> Result<()> {
+    let session = crate::net::swarm::session::Session::start(
+        &client.net,
+        &home.device_key()?,
+        client.ticket.dataset,
+        client.providers.clone(),
+        client.cap.as_ref().map(Bundle::encode),
+        dir,
+        share,
+    )
+    .await?;
+    client.swarm = Some(session);
+    Ok(())
 }
 
 /// Refuses a head older than the newest this repository has seen (a stale or rolling-back
