@@ -278,6 +278,16 @@ pub(crate) fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
                         human(f.fetched.bytes)
                     ));
                 }
+                // Through the dataset's swarm: what came from each peer (the origin, other
+                // mirrors, downloaders).
+                let from = f.fetched.swarm.as_ref().map(|s| &s.received_from);
+                if let (Some(from), false) = (from.filter(|m| !m.is_empty()), quiet) {
+                    let list: Vec<String> = from
+                        .iter()
+                        .map(|(peer, n)| format!("{} from {peer}", human(*n)))
+                        .collect();
+                    say(format!("mirror {id}: swarm: received {}", list.join(", ")));
+                }
                 for d in &f.dropped {
                     say(format!(
                         "mirror {id}: over quota, dropped {} ({}; last used by commit {})",

@@ -503,3 +503,63 @@ exit 0
     let sent: u64 = out["noshare_sent"].parse().unwrap();
     assert!(sent < 2 * MIB, "the --no-share get sent {sent} bytes");
 }
+
+#[test]
+fn a_mirror_follows_through_the_swarm_from_another_mirror() {
+    let env = TestEnv::new();
+    let size = 8 * MIB;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 64k
+peer 1 20mbit; peer 2; peer 3; peer 4
+serve_as 1 "$W/owner" "$W/ds"
+for k in 2 3; do
+  in_peer "$k" "$W/m$k" mirror add -q "$TICKET" >/dev/null 2>"$W/add$k.err"
+  wait $! || { echo "add_failed=$k"; exit 0; }
+done
+# Mirror 2 follows; the owner publishes a version with a new 8 MiB file.
+in_peer 2 "$W/m2" serve --mirrors --follow 600 >"$W/m2.out" 2>"$W/m2.err"
+head -c 8M /dev/urandom >"$W/ds/new.bin"
+LODE_HOME=$W/owner "$LODE" -C "$W/ds" add -q . && LODE_HOME=$W/owner "$LODE" -C "$W/ds" commit -q -m v2
+for _ in $(seq 1 600); do grep -q ': fetched' "$W/m2.err" && break; sleep 0.1; done
+grep -q ': fetched' "$W/m2.err" || { echo "m2_failed=1"; cat "$W/m2.err"; exit 0; }
+# Mirror 2's server re-reads its mirror after the round; then mirror 3 starts following.
+sleep 2
+before=$(sent 1)
+in_peer 3 "$W/m3" serve --mirrors --follow 600 >"$W/m3.out" 2>"$W/m3.err"
+for _ in $(seq 1 600); do grep -q ': fetched' "$W/m3.err" && break; sleep 0.1; done
+grep -q ': fetched' "$W/m3.err" || { echo "m3_failed=1"; cat "$W/m3.err"; exit 0; }
+echo "origin_sent=$(( $(sent 1) - before ))"
+echo "m3_swarm=$(grep 'swarm: received' "$W/m3.err" | head -1)"
+# Mirror 3 serves the new version whole: a clone from it alone gets the file.
+sleep 2
+T3=$(sed -n 's/^ticket: //p' "$W/m3.out" | head -1)
+in_peer 4 "$W/h4" clone -q --no-share "$T3" "$W/copy" >/dev/null 2>"$W/copy.err"
+wait $! && cmp -s "$W/copy/new.bin" "$W/ds/new.bin" && echo "copy_same=1"
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    for k in ["add_failed", "m2_failed", "m3_failed"] {
+        assert!(!out.contains_key(k), "{out:?}");
+    }
+    let m2 = short_id(&env, "m2");
+    let line = &out["m3_swarm"];
+    assert!(
+        line.contains(&format!("from {m2}")),
+        "mirror 3's follow round received nothing from mirror 2: {line:?}"
+    );
+    let sent: u64 = out["origin_sent"].parse().unwrap();
+    assert!(
+        sent < size / 2,
+        "the origin sent {sent} bytes during mirror 3's round"
+    );
+    assert_eq!(
+        out.get("copy_same").map(String::as_str),
+        Some("1"),
+        "{}",
+        std::fs::read_to_string(env.path("copy.err")).unwrap_or_default()
+    );
+}

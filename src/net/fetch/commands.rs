@@ -333,10 +333,12 @@ async fn fetch_with(
     check_not_older(repo, &published)?;
     let peer = published.peer.clone();
     // A public dataset's download takes part in its swarm (restricted ones never do: see
-    // docs/SECURITY.md); a mirror's fetch is served by `lode serve --mirrors` instead.
-    if opts.share.enabled && !published.head.body.private && !mirror {
+    // docs/SECURITY.md). A mirror's follow round too (`lode serve --mirrors --follow`
+    // asks for it), which then serves nothing itself: its `lode serve` holds the mirror's
+    // serve lock and serves what the round completed.
+    if opts.share.enabled && !published.head.body.private {
         let mut share = opts.share.clone();
-        share.serve &= !served_elsewhere(repo);
+        share.serve &= !mirror && !served_elsewhere(repo);
         join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
     }
     let dir = fetch_store_dir(repo);
