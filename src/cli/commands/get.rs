@@ -77,14 +77,22 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
                 &paths,
                 cap.bundle()?,
                 force,
-                &net.options(),
+                &share.options(&net),
                 &bar,
             ))?;
             bar.finish();
             drop(bar);
-            return Ok(ui.report(&r, |r| {
-                format!("got {} file(s), {}", r.written, human(r.bytes_written))
-            })?);
+            ui.report(&r, |r| {
+                format!(
+                    "got {} file(s), {}",
+                    r.checkout.written,
+                    human(r.checkout.bytes_written)
+                )
+            })?;
+            if !ui.json {
+                print_swarm(ui, r.swarm.as_ref());
+            }
+            return Ok(());
         }
     }
     // A lode:// referral names the dataset (and maybe a path and a revision); its

@@ -256,7 +256,7 @@ impl Seeder {
 
 /// Whether another process (`lode serve`) serves `repo`: then it, not this download, serves
 /// the repository's objects to the swarm.
-fn served_elsewhere(repo: &Repo) -> bool {
+pub(super) fn served_elsewhere(repo: &Repo) -> bool {
     let path = repo.root().join(".lode").join("serve.lock");
     path.exists()
         && matches!(

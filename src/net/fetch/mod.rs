@@ -28,7 +28,7 @@ pub use cache::Cache;
 pub use client::{verify_listing, Client, FetchReport, Published};
 pub use commands::{clone, fetch, pull, receive, CloneOptions, Seeder, Want};
 pub use get::{get, GetOptions, GetReport};
-pub use lazy::{drop_here, get_here};
+pub use lazy::{drop_here, get_here, GotHere};
 pub use list::{fetch_blobs, list, list_commit, pick_rev, select, stream, Entry, Listing};
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
