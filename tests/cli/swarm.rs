@@ -563,3 +563,46 @@ exit 0
         std::fs::read_to_string(env.path("copy.err")).unwrap_or_default()
     );
 }
+
+#[test]
+fn get_inside_lazy_clones_trades_pieces_in_the_swarm() {
+    let env = TestEnv::new();
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 16M
+for k in 1 2 3 4; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" clone -q --lazy --no-share "$TICKET" "$W/d$k" >/dev/null 2>"$W/l$k.err"
+  wait $! || { echo "lazy_failed=$k"; exit 0; }
+done
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" -C "$W/d$k" get --json --seed 4s big.bin >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+for k in 2 3 4; do cmp -s "$W/d$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"; done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    assert!(!out.contains_key("lazy_failed"), "{out:?}");
+    all_complete(&env, &out, 2..=4);
+    let publisher = short_id(&env, "owner");
+    for k in 2..=4 {
+        let r = report(&env, &format!("c{k}.json"));
+        assert_eq!(r["written"], 1, "{r}");
+        let others: u64 = from_map(&r, "received_from")
+            .iter()
+            .filter(|(p, _)| **p != publisher)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            others > 0,
+            "the get in lazy clone {k} received nothing from the other downloaders: {r}"
+        );
+    }
+}
