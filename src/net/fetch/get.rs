@@ -109,7 +109,7 @@ pub async fn get(
     // On success, the swarm session goes on serving what this get fetched (from its transfer
     // store, which it removes when it stops).
     let seeder = match &got {
-        Ok(_) => super::commands::Seeder::take(&mut client, opts),
+        Ok(_) => super::share::Seeder::take(&mut client, opts),
         Err(_) => None,
     };
     client.close().await;
@@ -150,7 +150,7 @@ async fn get_with(
     // session's, which serves what this get verified (pieces of big files as they arrive)
     // while it runs and seeds, and is removed when the session ends.
     let store = if opts.share.enabled {
-        super::commands::join_swarm(client, home, dir.clone(), &opts.share).await?;
+        super::share::join_swarm(client, home, dir.clone(), &opts.share).await?;
         client.swarm.as_ref().expect("just joined").store.clone()
     } else {
         open_store(&dir).await?

@@ -15,8 +15,8 @@ use crate::repo::Repo;
 use crate::trust::Bundle;
 
 use super::client::Client;
-use super::commands::{join_swarm, served_elsewhere, Seeder};
 use super::remotes::remote;
+use super::share::{join_swarm, served_elsewhere, Seeder};
 use super::store::{close_store, fetch_store_dir, open_store, swarm_store_dir};
 use super::walk::{Sink, Walk};
 
