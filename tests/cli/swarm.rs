@@ -77,6 +77,15 @@ fn from_map(v: &serde_json::Value, key: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// Bytes a downloader's report says it received from peers other than `publisher`.
+fn from_others(r: &serde_json::Value, publisher: &str) -> u64 {
+    from_map(r, "received_from")
+        .iter()
+        .filter(|(p, _)| *p != publisher)
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Asserts that no downloader failed and downloaders `ks` hold the publisher's file.
 fn all_complete(env: &TestEnv, out: &BTreeMap<String, String>, ks: std::ops::RangeInclusive<u32>) {
     assert!(!out.contains_key("failed"), "{out:?}");
@@ -119,14 +128,8 @@ exit 0
     let publisher = short_id(&env, "owner");
     for k in 2..=5 {
         let r = report(&env, &format!("c{k}.json"));
-        let from = from_map(&r, "received_from");
-        let others: u64 = from
-            .iter()
-            .filter(|(p, _)| **p != publisher)
-            .map(|(_, n)| n)
-            .sum();
         assert!(
-            others > 0,
+            from_others(&r, &publisher) > 0,
             "downloader {k} received nothing from other downloaders: {r}"
         );
     }
@@ -479,16 +482,11 @@ exit 0
     let mut gets_sent = 0;
     for k in 2..=5 {
         let r = report(&env, &format!("c{k}.json"));
-        let from = from_map(&r, "received_from");
-        let others: u64 = from
-            .iter()
-            .filter(|(p, _)| **p != publisher)
-            .map(|(_, n)| n)
-            .sum();
         assert!(
-            others > 0,
+            from_others(&r, &publisher) > 0,
             "downloader {k} received nothing from other downloaders: {r}"
         );
+        let from = from_map(&r, "received_from");
         assert!(!from.contains_key(&noshare), "{from:?}");
         if k <= 4 {
             gets_sent += from_map(&r, "sent_to").values().sum::<u64>();
@@ -595,13 +593,8 @@ exit 0
     for k in 2..=4 {
         let r = report(&env, &format!("c{k}.json"));
         assert_eq!(r["written"], 1, "{r}");
-        let others: u64 = from_map(&r, "received_from")
-            .iter()
-            .filter(|(p, _)| **p != publisher)
-            .map(|(_, n)| n)
-            .sum();
         assert!(
-            others > 0,
+            from_others(&r, &publisher) > 0,
             "the get in lazy clone {k} received nothing from the other downloaders: {r}"
         );
     }
