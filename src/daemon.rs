@@ -136,10 +136,23 @@ pub async fn run(
         }
     };
     watch_each(&mut tasks, &mirror_paths);
+    // A follow round fetches each public mirror through its dataset's swarm: pieces from the
+    // other mirrors and downloaders that hold them, the origin asked only for the rest. Its
+    // session serves nothing (this process serves the mirrors, once a round completed their
+    // objects and the server re-read them) and does not linger.
+    let follow_net = NetOptions {
+        share: crate::net::endpoint::ShareOptions {
+            enabled: true,
+            serve: false,
+            seed: Some(Duration::ZERO),
+            max_upload: None,
+        },
+        ..net.clone()
+    };
     if let Some(every) = every {
         tasks.spawn(follow_loop(
             home.clone(),
-            net.clone(),
+            follow_net,
             every,
             wake.clone(),
             signal_tx,

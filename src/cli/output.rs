@@ -134,7 +134,13 @@ pub(crate) fn print_transfer(
         r.seconds,
         r.peers.join(", ")
     ));
-    if let Some(s) = &r.swarm {
+    print_swarm(ui, r.swarm.as_ref());
+    Ok(())
+}
+
+/// Notes what a download's swarm session moved (text output).
+pub(crate) fn print_swarm(ui: &Ui, swarm: Option<&lode::net::swarm::SwarmReport>) {
+    if let Some(s) = swarm {
         let sum = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
         ui.note(format!(
             "swarm: received {} from {} peers, sent {} to {} peers, seeded {:.1}s",
@@ -148,7 +154,6 @@ pub(crate) fn print_transfer(
             ui.note(format!("swarm: {d}"));
         }
     }
-    Ok(())
 }
 
 pub(crate) fn print_changes(ui: &mut Ui, changes: &[Change]) -> io::Result<()> {
@@ -272,6 +277,16 @@ pub(crate) fn report_round(round: &lode::net::mirror::Round, quiet: bool) {
                         f.fetched.objects,
                         human(f.fetched.bytes)
                     ));
+                }
+                // Through the dataset's swarm: what came from each peer (the origin, other
+                // mirrors, downloaders).
+                let from = f.fetched.swarm.as_ref().map(|s| &s.received_from);
+                if let (Some(from), false) = (from.filter(|m| !m.is_empty()), quiet) {
+                    let list: Vec<String> = from
+                        .iter()
+                        .map(|(peer, n)| format!("{} from {peer}", human(*n)))
+                        .collect();
+                    say(format!("mirror {id}: swarm: received {}", list.join(", ")));
                 }
                 for d in &f.dropped {
                     say(format!(

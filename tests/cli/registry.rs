@@ -317,12 +317,25 @@ fn taint_notices_remove_data_from_following_mirrors() {
     // The bytes went, not just the name: what is left is the small file, trees, commits.
     let left = objects_bytes();
     assert!(left < 100_000, "{left} bytes left in the mirror's store");
+    // From the mirror alone (`--no-share`): the origin still publishes the file, and a get in
+    // the dataset's swarm would find it there.
     eventually("the mirror stops serving the tainted data", || {
-        !env.cmd_as("d", "", &["get", &ds_at_mirror, "bad.bin", "--to", "after"])
-            .output()
-            .unwrap()
-            .status
-            .success()
+        !env.cmd_as(
+            "d",
+            "",
+            &[
+                "get",
+                "--no-share",
+                &ds_at_mirror,
+                "bad.bin",
+                "--to",
+                "after",
+            ],
+        )
+        .output()
+        .unwrap()
+        .status
+        .success()
     });
     env.fails_as("d", "", &["clone", &other_at_mirror, "o"], "not authorized");
     // Over HTTP: the taken-down file answers 451, the rest is still served.

@@ -77,6 +77,15 @@ fn from_map(v: &serde_json::Value, key: &str) -> BTreeMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// Bytes a downloader's report says it received from peers other than `publisher`.
+fn from_others(r: &serde_json::Value, publisher: &str) -> u64 {
+    from_map(r, "received_from")
+        .iter()
+        .filter(|(p, _)| *p != publisher)
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Asserts that no downloader failed and downloaders `ks` hold the publisher's file.
 fn all_complete(env: &TestEnv, out: &BTreeMap<String, String>, ks: std::ops::RangeInclusive<u32>) {
     assert!(!out.contains_key("failed"), "{out:?}");
@@ -119,14 +128,8 @@ exit 0
     let publisher = short_id(&env, "owner");
     for k in 2..=5 {
         let r = report(&env, &format!("c{k}.json"));
-        let from = from_map(&r, "received_from");
-        let others: u64 = from
-            .iter()
-            .filter(|(p, _)| **p != publisher)
-            .map(|(_, n)| n)
-            .sum();
         assert!(
-            others > 0,
+            from_others(&r, &publisher) > 0,
             "downloader {k} received nothing from other downloaders: {r}"
         );
     }
@@ -441,4 +444,158 @@ fn serve_lines(env: &TestEnv, home: &str, ds: &str) -> (std::process::Child, Str
     // Keep reading (and dropping) stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, ticket)
+}
+
+#[test]
+fn get_fetches_from_and_serves_the_swarm_like_clone() {
+    let env = TestEnv::new();
+    let size = 16 * MIB;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 16M
+for k in 1 2 3 4 5 6; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" get --json --seed 4s "$TICKET" big.bin --to "$W/g$k" >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+in_peer 5 "$W/h5" clone --json --seed 4s "$TICKET" "$W/g5" >"$W/c5.json" 2>"$W/c5.err"
+C+=($!)
+in_peer 6 "$W/h6" get --json --no-share "$TICKET" big.bin --to "$W/g6" >"$W/c6.json" 2>"$W/c6.err"
+C+=($!)
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+echo "noshare_sent=$(sent 6)"
+for k in 2 3 4 5 6; do
+  cmp -s "$W/g$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"
+  [[ -e $W/g$k/.lode-get ]] || echo "clean$k=1"
+done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    all_complete(&env, &out, 2..=6);
+    let publisher = short_id(&env, "owner");
+    let noshare = short_id(&env, "h6");
+    let mut gets_sent = 0;
+    for k in 2..=5 {
+        let r = report(&env, &format!("c{k}.json"));
+        assert!(
+            from_others(&r, &publisher) > 0,
+            "downloader {k} received nothing from other downloaders: {r}"
+        );
+        let from = from_map(&r, "received_from");
+        assert!(!from.contains_key(&noshare), "{from:?}");
+        if k <= 4 {
+            gets_sent += from_map(&r, "sent_to").values().sum::<u64>();
+            // The get's transfer store, which its session served from, is gone.
+            assert_eq!(out.get(&format!("clean{k}")).map(String::as_str), Some("1"));
+        }
+    }
+    assert!(gets_sent >= size / 4, "the gets served {gets_sent} bytes");
+    // `get --no-share` serves nothing: no session, acknowledgements only on its uplink.
+    let r6 = report(&env, "c6.json");
+    assert!(r6.get("swarm").is_none_or(|s| s.is_null()), "{r6}");
+    let sent: u64 = out["noshare_sent"].parse().unwrap();
+    assert!(sent < 2 * MIB, "the --no-share get sent {sent} bytes");
+}
+
+#[test]
+fn a_mirror_follows_through_the_swarm_from_another_mirror() {
+    let env = TestEnv::new();
+    let size = 8 * MIB;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 64k
+peer 1 20mbit; peer 2; peer 3; peer 4
+serve_as 1 "$W/owner" "$W/ds"
+for k in 2 3; do
+  in_peer "$k" "$W/m$k" mirror add -q "$TICKET" >/dev/null 2>"$W/add$k.err"
+  wait $! || { echo "add_failed=$k"; exit 0; }
+done
+# Mirror 2 follows; the owner publishes a version with a new 8 MiB file.
+in_peer 2 "$W/m2" serve --mirrors --follow 600 >"$W/m2.out" 2>"$W/m2.err"
+head -c 8M /dev/urandom >"$W/ds/new.bin"
+LODE_HOME=$W/owner "$LODE" -C "$W/ds" add -q . && LODE_HOME=$W/owner "$LODE" -C "$W/ds" commit -q -m v2
+for _ in $(seq 1 600); do grep -q ': fetched' "$W/m2.err" && break; sleep 0.1; done
+grep -q ': fetched' "$W/m2.err" || { echo "m2_failed=1"; cat "$W/m2.err"; exit 0; }
+# Mirror 2's server re-reads its mirror after the round; then mirror 3 starts following.
+sleep 2
+before=$(sent 1)
+in_peer 3 "$W/m3" serve --mirrors --follow 600 >"$W/m3.out" 2>"$W/m3.err"
+for _ in $(seq 1 600); do grep -q ': fetched' "$W/m3.err" && break; sleep 0.1; done
+grep -q ': fetched' "$W/m3.err" || { echo "m3_failed=1"; cat "$W/m3.err"; exit 0; }
+echo "origin_sent=$(( $(sent 1) - before ))"
+echo "m3_swarm=$(grep 'swarm: received' "$W/m3.err" | head -1)"
+# Mirror 3 serves the new version whole: a clone from it alone gets the file.
+sleep 2
+T3=$(sed -n 's/^ticket: //p' "$W/m3.out" | head -1)
+in_peer 4 "$W/h4" clone -q --no-share "$T3" "$W/copy" >/dev/null 2>"$W/copy.err"
+wait $! && cmp -s "$W/copy/new.bin" "$W/ds/new.bin" && echo "copy_same=1"
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    for k in ["add_failed", "m2_failed", "m3_failed"] {
+        assert!(!out.contains_key(k), "{out:?}");
+    }
+    let m2 = short_id(&env, "m2");
+    let line = &out["m3_swarm"];
+    assert!(
+        line.contains(&format!("from {m2}")),
+        "mirror 3's follow round received nothing from mirror 2: {line:?}"
+    );
+    let sent: u64 = out["origin_sent"].parse().unwrap();
+    assert!(
+        sent < size / 2,
+        "the origin sent {sent} bytes during mirror 3's round"
+    );
+    assert_eq!(
+        out.get("copy_same").map(String::as_str),
+        Some("1"),
+        "{}",
+        std::fs::read_to_string(env.path("copy.err")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn get_inside_lazy_clones_trades_pieces_in_the_swarm() {
+    let env = TestEnv::new();
+    let Some(out) = run(
+        &env,
+        r#"
+dataset "$W/owner" "$W/ds" 16M
+for k in 1 2 3 4; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" clone -q --lazy --no-share "$TICKET" "$W/d$k" >/dev/null 2>"$W/l$k.err"
+  wait $! || { echo "lazy_failed=$k"; exit 0; }
+done
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" -C "$W/d$k" get --json --seed 4s big.bin >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+for k in 2 3 4; do cmp -s "$W/d$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"; done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    assert!(!out.contains_key("lazy_failed"), "{out:?}");
+    all_complete(&env, &out, 2..=4);
+    let publisher = short_id(&env, "owner");
+    for k in 2..=4 {
+        let r = report(&env, &format!("c{k}.json"));
+        assert_eq!(r["written"], 1, "{r}");
+        assert!(
+            from_others(&r, &publisher) > 0,
+            "the get in lazy clone {k} received nothing from the other downloaders: {r}"
+        );
+    }
 }

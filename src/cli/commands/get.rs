@@ -6,8 +6,8 @@ use clap::Args;
 use lode::progress::Progress as _;
 use lode::Error;
 
-use crate::cli::args::{repo_paths, ticket_arg, CapArg, NetArgs};
-use crate::cli::output::{human, Ui};
+use crate::cli::args::{repo_paths, ticket_arg, CapArg, NetArgs, ShareArgs};
+use crate::cli::output::{human, print_swarm, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
 /// Fetch only the named files or directories of a dataset, verified, into DIR. TICKET
@@ -39,6 +39,8 @@ pub struct GetArgs {
     cap: CapArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: ShareArgs,
 }
 
 pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
@@ -50,6 +52,7 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
         force,
         cap,
         net,
+        share,
     } = args;
     // Inside a clone, paths without a ticket: fetch their content from origin.
     let is_source = |s: &str| {
@@ -74,14 +77,22 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
                 &paths,
                 cap.bundle()?,
                 force,
-                &net.options(),
+                &share.options(&net),
                 &bar,
             ))?;
             bar.finish();
             drop(bar);
-            return Ok(ui.report(&r, |r| {
-                format!("got {} file(s), {}", r.written, human(r.bytes_written))
-            })?);
+            ui.report(&r, |r| {
+                format!(
+                    "got {} file(s), {}",
+                    r.checkout.written,
+                    human(r.checkout.bytes_written)
+                )
+            })?;
+            if !ui.json {
+                print_swarm(ui, r.swarm.as_ref());
+            }
+            return Ok(());
         }
     }
     // A lode:// referral names the dataset (and maybe a path and a revision); its
@@ -112,7 +123,7 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
         lode::net::fetch::GetOptions { cap, rev, force },
         &paths,
         &ctx.cwd.join(to),
-        &net.options(),
+        &share.options(&net),
         &bar,
     ))?;
     bar.finish();
@@ -125,5 +136,8 @@ pub fn cmd_get(ctx: &Ctx, ui: &mut Ui, args: GetArgs) -> CliResult {
             r.transfer.seconds
         )
     })?;
+    if !ui.json {
+        print_swarm(ui, r.transfer.swarm.as_ref());
+    }
     Ok(())
 }

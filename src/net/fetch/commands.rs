@@ -22,6 +22,7 @@ use crate::trust::{Bundle, SignedHead};
 
 use super::client::*;
 use super::remotes::*;
+use super::share::*;
 use super::store::*;
 use super::walk::*;
 use crate::ops::history::is_ancestor;
@@ -209,50 +210,6 @@ async fn fetch_seeding(
     fetch_ticket(repo, remote_name, &ticket, cap, opts, progress).await
 }
 
-/// A download's swarm session after the download: it goes on serving the other peers until
-/// [`Seeder::finish`] (which seeds as `--seed` says, or while others still fetch from it).
-pub struct Seeder {
-    session: crate::net::swarm::session::Session,
-    net: crate::net::endpoint::Net,
-    /// The endpoint was bound for this download: closed at the end.
-    owned: bool,
-    seed: Option<std::time::Duration>,
-}
-
-impl Seeder {
-    /// Seeds, stops, and returns what moved to and from each peer.
-    pub async fn finish(self, progress: &dyn Progress) -> crate::net::swarm::session::SwarmReport {
-        let report = self.session.finish(self.seed, progress).await;
-        if self.owned {
-            self.net.endpoint.close().await;
-        }
-        report
-    }
-
-    /// Finishes `seeder` (if any) and adds its report to `report`.
-    pub async fn finish_into(
-        seeder: Option<Seeder>,
-        mut report: FetchReport,
-        progress: &dyn Progress,
-    ) -> FetchReport {
-        if let Some(s) = seeder {
-            report.swarm = Some(s.finish(progress).await);
-        }
-        report
-    }
-}
-
-/// Whether another process (`lode serve`) serves `repo`: then it, not this download, serves
-/// the repository's objects to the swarm.
-fn served_elsewhere(repo: &Repo) -> bool {
-    let path = repo.root().join(".lode").join("serve.lock");
-    path.exists()
-        && matches!(
-            crate::db::WriteLock::acquire(&path, std::time::Duration::ZERO),
-            Err(Error::Locked { .. })
-        )
-}
-
 pub(super) async fn fetch_ticket(
     repo: &Repo,
     remote_name: &str,
@@ -297,12 +254,7 @@ pub(super) async fn fetch_ticket(
     // On success, the swarm session goes on serving: the seeder closes the endpoint when it
     // is done.
     let seeder = match &fetched {
-        Ok(_) => client.swarm.take().map(|session| Seeder {
-            session,
-            net: client.net.clone(),
-            owned: std::mem::take(&mut client.owned),
-            seed: opts.share.seed,
-        }),
+        Ok(_) => Seeder::take(&mut client, opts),
         Err(_) => None,
     };
     client.close().await;
@@ -322,27 +274,17 @@ async fn fetch_with(
     progress: &dyn Progress,
     start: Instant,
 ) -> Result<FetchReport> {
-    // The repository's dataset (`fetch_ticket` checked the ticket against it).
-    let dataset = client.ticket.dataset;
     let published = client.list_refs().await?;
     check_not_older(repo, &published)?;
     let peer = published.peer.clone();
     // A public dataset's download takes part in its swarm (restricted ones never do: see
-    // docs/SECURITY.md); a mirror's fetch is served by `lode serve --mirrors` instead.
-    if opts.share.enabled && !published.head.body.private && !mirror {
+    // docs/SECURITY.md). A mirror's follow round too (`lode serve --mirrors --follow`
+    // asks for it), which then serves nothing itself: its `lode serve` holds the mirror's
+    // serve lock and serves what the round completed.
+    if opts.share.enabled && !published.head.body.private {
         let mut share = opts.share.clone();
-        share.serve &= !served_elsewhere(repo);
-        let started = crate::net::swarm::session::Session::start(
-            &client.net,
-            &repo.home().device_key()?,
-            dataset,
-            client.providers.clone(),
-            client.cap.as_ref().map(Bundle::encode),
-            swarm_store_dir(repo),
-            &share,
-        )
-        .await;
-        client.swarm = Some(started?);
+        share.serve &= !mirror && !served_elsewhere(repo);
+        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
     }
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {

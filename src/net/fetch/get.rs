@@ -105,18 +105,30 @@ pub async fn get(
         }
     }
     let mut client = Client::new(home, ticket, cap, opts).await?;
-    let got = get_with(&mut client, home, &how, paths, to, progress, start).await;
+    let got = get_with(&mut client, home, &how, paths, to, opts, progress, start).await;
+    // On success, the swarm session goes on serving what this get fetched (from its transfer
+    // store, which it removes when it stops).
+    let seeder = match &got {
+        Ok(_) => super::share::Seeder::take(&mut client, opts),
+        Err(_) => None,
+    };
     client.close().await;
-    got
+    let mut report = got?;
+    if let Some(s) = seeder {
+        report.transfer.swarm = Some(s.finish(progress).await);
+    }
+    Ok(report)
 }
 
 /// The body of [`get`], with its client (`how.cap` is the client's).
+#[allow(clippy::too_many_arguments)]
 async fn get_with(
     client: &mut Client,
     home: &Home,
     how: &GetOptions,
     paths: &[String],
     to: &Path,
+    opts: &NetOptions,
     progress: &dyn Progress,
     start: Instant,
 ) -> Result<GetReport> {
@@ -134,7 +146,15 @@ async fn get_with(
     std::fs::create_dir_all(to).map_err(|e| Error::io("cannot create directory", to, e))?;
     let to = std::path::absolute(to).map_err(|e| Error::io("cannot resolve", to, e))?;
     let dir = to.join(".lode-get");
-    let store = open_store(&dir).await?;
+    // A public dataset's get takes part in its swarm like a clone: its transfer store is the
+    // session's, which serves what this get verified (pieces of big files as they arrive)
+    // while it runs and seeds, and is removed when the session ends.
+    let store = if opts.share.enabled {
+        super::share::join_swarm(client, home, dir.clone(), &opts.share).await?;
+        client.swarm.as_ref().expect("just joined").store.clone()
+    } else {
+        open_store(&dir).await?
+    };
     let mut walk = Walk::new(client, dir.clone(), &store, Sink::Store, progress);
     let leaves = walk
         .run(
@@ -236,7 +256,10 @@ async fn get_with(
         Ok(())
     }
     .await;
-    close_store(store, &dir).await;
+    // A swarm session keeps its store (this get's) until it stops seeding.
+    if client.swarm.is_none() || result.is_err() {
+        close_store(store, &dir).await;
+    }
     let transfer = client.report(Some(head), objects, bytes, start);
     result?;
     Ok(GetReport {

@@ -16,7 +16,8 @@ use crate::trust::Bundle;
 
 use super::client::Client;
 use super::remotes::remote;
-use super::store::{close_store, fetch_store_dir, open_store};
+use super::share::{join_swarm, served_elsewhere, Seeder};
+use super::store::{close_store, fetch_store_dir, open_store, swarm_store_dir};
 use super::walk::{Sink, Walk};
 
 /// The error for a restricted dataset: its files arrive encrypted as one sealed whole.
@@ -26,9 +27,20 @@ pub(super) fn restricted() -> Error {
     )
 }
 
-/// `lode get PATH…` inside a lazy clone: fetches from `origin` the content of the files
-/// under `paths` that this clone lacks, then checks them out (refusing to overwrite a
-/// changed file unless `force`).
+/// What `lode get PATH…` inside a lazy clone did: the checkout, and what its swarm session
+/// moved (when it took part in one).
+#[derive(Debug, serde::Serialize)]
+pub struct GotHere {
+    #[serde(flatten)]
+    pub checkout: CheckoutReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::net::swarm::SwarmReport>,
+}
+
+/// `lode get PATH…` inside a lazy clone: fetches the content of the files under `paths` that
+/// this clone lacks from `origin` (and, for a public dataset with `opts.share`, from the
+/// dataset's swarm, which it serves like a clone), then checks them out (refusing to
+/// overwrite a changed file unless `force`), then seeds.
 pub async fn get_here(
     repo: &Repo,
     paths: &[String],
@@ -36,7 +48,8 @@ pub async fn get_here(
     force: bool,
     opts: &NetOptions,
     progress: &dyn Progress,
-) -> Result<CheckoutReport> {
+) -> Result<GotHere> {
+    let mut seeder = None;
     {
         let _lock = repo.lock()?;
         let wanted = lazy::missing_content(repo, paths)?;
@@ -48,12 +61,23 @@ pub async fn get_here(
             };
             repo.release_db();
             let mut client = Client::new(repo.home(), &ticket, cap, opts).await?;
-            let got = fetch_content(&mut client, repo, &wanted, progress).await;
+            let got = fetch_content(&mut client, repo, &wanted, opts, progress).await;
+            if got.is_ok() {
+                seeder = Seeder::take(&mut client, opts);
+            }
             client.close().await;
             got?;
         }
     }
-    crate::ops::checkout::checkout(repo, "HEAD", paths, force, progress)
+    let checkout = crate::ops::checkout::checkout(repo, "HEAD", paths, force, progress);
+    let swarm = match seeder {
+        Some(s) => Some(s.finish(progress).await),
+        None => None,
+    };
+    Ok(GotHere {
+        checkout: checkout?,
+        swarm,
+    })
 }
 
 /// Fetches `wanted` (content ids with sizes) into the store through a transfer store.
@@ -61,10 +85,16 @@ async fn fetch_content(
     client: &mut Client,
     repo: &Repo,
     wanted: &[(ObjectId, u64)],
+    opts: &NetOptions,
     progress: &dyn Progress,
 ) -> Result<()> {
     // The head is listed (and checked) first: the provider serves what it publishes.
-    client.list_refs().await?;
+    let published = client.list_refs().await?;
+    if opts.share.enabled && !published.head.body.private {
+        let mut share = opts.share.clone();
+        share.serve &= !served_elsewhere(repo);
+        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
+    }
     let dir = fetch_store_dir(repo);
     let store = open_store(&dir).await?;
     let mut walk = Walk::new(client, dir.clone(), &store, Sink::Repo(repo), progress);

@@ -20,19 +20,21 @@ mod get;
 mod lazy;
 mod list;
 mod remotes;
+mod share;
 mod small;
 mod store;
 mod walk;
 
 pub use cache::Cache;
 pub use client::{verify_listing, Client, FetchReport, Published};
-pub use commands::{clone, fetch, pull, receive, CloneOptions, Seeder, Want};
+pub use commands::{clone, fetch, pull, receive, CloneOptions, Want};
 pub use get::{get, GetOptions, GetReport};
-pub use lazy::{drop_here, get_here};
+pub use lazy::{drop_here, get_here, GotHere};
 pub use list::{fetch_blobs, list, list_commit, pick_rev, select, stream, Entry, Listing};
 pub use remotes::{
     remote, remotes, remove_remote, resolve_ticket, served_ticket, set_remote, use_capability,
 };
+pub use share::Seeder;
 pub use walk::{link_stays_inside, Leaf};
 
 pub use crate::ops::history::is_ancestor;

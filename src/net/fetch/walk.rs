@@ -411,6 +411,41 @@ impl<'a> Walk<'a> {
             }
             missing = left;
         }
+        // Into a get's transfer store with a swarm session (the session's store): big objects
+        // come in pieces from the providers and the swarm; every object fetched is served
+        // to the other peers (a verified head reaches it).
+        if let (Sink::Store, Some(session)) = (self.sink, &self.client.swarm) {
+            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
+            for h in &missing {
+                session.allow(*h);
+            }
+            let (mut origins, dead) = self.client.by_liveness();
+            origins.extend(dead);
+            let mut left = Vec::new();
+            for h in std::mem::take(&mut missing) {
+                let id = ObjectId(*h.as_bytes());
+                let size = sizes.get(&id).copied().unwrap_or(0);
+                if size <= SMALL_BLOB {
+                    left.push(h);
+                    continue;
+                }
+                let net = &self.client.net;
+                let got = crate::net::swarm::pieces::fetch(
+                    session,
+                    net,
+                    &origins,
+                    id,
+                    size,
+                    self.progress,
+                )
+                .await?;
+                self.bytes += got.bytes;
+                self.objects += 1;
+                self.client.peers.extend(got.peers);
+                files_done(1);
+            }
+            missing = left;
+        }
         if !missing.is_empty() {
             let (client, store, progress) = (&mut *self.client, self.store, self.progress);
             let got = client

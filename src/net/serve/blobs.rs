@@ -236,7 +236,12 @@ async fn run(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::Receiver<Command>) {
                 let found = inner.size(&hash);
                 tokio::spawn(async move {
                     let field = found.map_or_else(Bitfield::empty, Bitfield::complete);
-                    tx.send(field).await.ok();
+                    if tx.send(field).await.is_ok() {
+                        // Nothing changes here, but the observation stays open until the
+                        // observer leaves: iroh-blobs' provider resets a stream whose
+                        // observation ends, and the reset can overtake the bitfield.
+                        tx.closed().await;
+                    }
                 });
             }
             Command::BlobStatus(cmd) => {

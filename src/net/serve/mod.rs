@@ -208,8 +208,11 @@ pub async fn serve(
         if served.state.lock().expect("not poisoned").private {
             continue;
         }
+        // A mirror joins through its origin, whose tracker then hands it to the dataset's
+        // downloaders and other mirrors (an origin is found through its tickets).
+        let bootstrap = mirror_origins(&served.repo, &net);
         let joined =
-            membership::join(&gossip, &net, &key, served.book.clone(), Vec::new(), true).await;
+            membership::join(&gossip, &net, &key, served.book.clone(), bootstrap, true).await;
         match joined {
             Ok(m) => memberships.push(m),
             Err(e) => notes.push(format!("not announcing in the swarm: {e}")),
@@ -245,4 +248,22 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Net(format!("shutdown: {e}")))?;
     Ok(())
+}
+
+/// The providers of a mirror's origin (learnt by `net`); none for a repository that is not
+/// a mirror.
+fn mirror_origins(repo: &Repo, net: &Net) -> Vec<iroh::EndpointId> {
+    let origins = match crate::config::is_mirror(repo) {
+        Ok(true) => crate::net::fetch::remote(repo, "origin")
+            .map(|t| {
+                t.providers
+                    .iter()
+                    .filter_map(|p| net.learn(p).ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    repo.release_db();
+    origins
 }

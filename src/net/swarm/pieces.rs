@@ -127,7 +127,8 @@ pub struct Fetched {
 }
 
 /// Follows a swarm peer's bitfield (its first answer, then every range it adds) and reports
-/// each piece once it is whole there.
+/// each piece once it is whole there; says the peer is gone when the observation ends before
+/// it held every piece.
 fn observe(
     remote: iroh_blobs::api::remote::Remote,
     conn: Connection,
@@ -157,7 +158,12 @@ fn observe(
                 return;
             }
         }
-        let _ = tx.send(Event::Gone(p)).await;
+        // A peer that holds the whole object (a `lode serve` of an origin or a mirror, whose
+        // store answers once and ends the observation) stays a holder; failed requests drop
+        // it like any other.
+        if !whole.iter().all(|w| *w) {
+            let _ = tx.send(Event::Gone(p)).await;
+        }
     }))
 }
 
