@@ -151,9 +151,9 @@ pub async fn follow(
     round
 }
 
-/// Bytes of the current version of a public dataset (its `main` tree), or why it is not
-/// adopted (restricted, unreachable).
-async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<u64> {
+/// Bytes of the current version of a public dataset (its `main` tree) and its `main`
+/// commit, or why it is not adopted (restricted, unreachable).
+async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<(u64, [u8; 32])> {
     let mut client = Client::new(home, ticket, None, opts).await?;
     let got = async {
         let published = client.list_refs().await?;
@@ -163,12 +163,11 @@ async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<u64>
             ));
         }
         let listing = fetch::list(&mut client, None).await?;
-        Ok(listing
-            .entries
-            .iter()
+        let bytes = (listing.entries.iter())
             .filter(|e| e.kind != EntryKind::Dir)
             .map(|e| e.size)
-            .sum())
+            .sum();
+        Ok((bytes, listing.commit.0))
     }
     .await;
     client.close().await;
@@ -224,13 +223,26 @@ async fn adopt(
             continue;
         }
         let ticket = Ticket { dataset, providers };
-        let Ok(bytes) = size_of(home, &ticket, opts).await else {
+        let Ok((bytes, main)) = size_of(home, &ticket, opts).await else {
             continue;
         };
         let over_limit = v.max_dataset.is_some_and(|m| bytes > m);
         let over_quota = v.quota.is_some_and(|q| used.saturating_add(bytes) > q);
         if over_limit || over_quota {
             continue;
+        }
+        // Its publisher asked for N copies: none is taken once N others hold this head.
+        if entry.body.copies > 0 {
+            let Ok(held) = registry::holdings(reg, Some(dataset), opts).await else {
+                continue;
+            };
+            let others: std::collections::BTreeSet<[u8; 32]> = (held.iter())
+                .filter(|h| h.body.device != me && h.body.commit == main)
+                .map(|h| h.body.device)
+                .collect();
+            if others.len() >= entry.body.copies as usize {
+                continue;
+            }
         }
         let res = mirror::add(home, &ticket, None, opts, &crate::progress::NoProgress).await;
         let result = res.and_then(|(repo, _)| {

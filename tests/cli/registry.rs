@@ -460,6 +460,7 @@ fn throwaway(
         keywords: vec![title.into()],
         providers: vec![nowhere()],
         time: 1,
+        copies: 0,
         publisher: [0; 32],
         publisher_sig: vec![],
     };

@@ -285,3 +285,85 @@ fn a_volunteer_adopts_only_public_datasets_of_its_subject_at_one_sync() {
     let r = env.json_as("m", "", &["mirror", "sync"]);
     assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
 }
+
+/// `lode publish NAME --registry REG EXTRA` in `dir`; returns its stderr (it must succeed).
+fn publish_notes(env: &TestEnv, dir: &str, name: &str, reg: &str, extra: &[&str]) -> String {
+    let mut args = vec!["publish", name, "--registry", reg];
+    args.extend_from_slice(extra);
+    let out = env.cmd(dir, &args).output().expect("run lode");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "lode {args:?}: {err}");
+    err
+}
+
+#[test]
+fn publish_copies_says_when_too_few_volunteer_and_stops_adoption_at_enough() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    // Two storage managers volunteer for its subject; a third takes nothing over 1 byte.
+    volunteer(&env, "m1", &reg.ticket, &[]);
+    volunteer(&env, "m2", &reg.ticket, &[]);
+    volunteer(&env, "m3", &reg.ticket, &["--max-dataset", "1"]);
+
+    // Three copies asked, two volunteers that fit: the publisher is told it cannot be had.
+    let err = publish_notes(
+        &env,
+        "worms",
+        "worm-tracks",
+        &reg.ticket,
+        &["--copies", "3"],
+    );
+    assert!(
+        err.contains("2 storage managers volunteer for this dataset; 3 copies asked")
+            && err.contains("cannot be reached")
+            && err.contains("1 more volunteer(s) for its subject but take nothing of 5 bytes")
+            && err.contains("lode mirror volunteer"),
+        "{err}"
+    );
+    let v = env.json(
+        "worms",
+        &[
+            "publish",
+            "worm-tracks",
+            "--registry",
+            &reg.ticket,
+            "--copies",
+            "3",
+        ],
+    );
+    assert_eq!(v["copies"]["wanted"], 3, "{v}");
+    assert_eq!(v["copies"]["volunteers"], 2, "{v}");
+    assert_eq!(v["copies"]["too_small"], 1, "{v}");
+    assert_eq!(v["copies"]["holding"], 0, "{v}");
+    assert_eq!(copies(&env, "worm-tracks", &reg.ticket)["wanted"], 3);
+
+    // One copy asked: the first volunteer adopts it, the second sees it held and does not.
+    let err = publish_notes(
+        &env,
+        "worms",
+        "worm-tracks",
+        &reg.ticket,
+        &["--copies", "1"],
+    );
+    assert!(!err.contains("cannot be reached"), "{err}");
+    let r = env.json_as("m1", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 1, "{r}");
+    let r = env.json_as("m2", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+    assert!(mirrored(&env, "m2").is_empty());
+    let c = copies(&env, "worm-tracks", &reg.ticket);
+    assert_eq!(
+        (c["copies"].clone(), c["wanted"].clone()),
+        (1.into(), 1.into()),
+        "{c}"
+    );
+    // Publishing again without --copies keeps the number asked, now reached.
+    let v = env.json(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    assert_eq!(v["copies"]["wanted"], 1, "{v}");
+    assert_eq!(v["copies"]["holding"], 1, "{v}");
+}

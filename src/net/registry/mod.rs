@@ -40,7 +40,7 @@ mod wire;
 pub use client::{
     approvals, approve, copies, hold_raw, holdings, known, notices, notices_raw, publish,
     publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw, Copies,
-    HeadCopies, Published,
+    CopiesAsked, HeadCopies, Published,
 };
 pub use node::serve;
 pub use store::{

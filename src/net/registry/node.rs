@@ -267,6 +267,7 @@ impl Node {
                 Response::Offered { new: count }
             }
             Request::Holdings { dataset } => Response::Holdings(self.reg.holdings(dataset)),
+            Request::Volunteers => Response::Volunteers(self.reg.volunteers()),
             Request::Offer {
                 entries,
                 notices,
@@ -363,6 +364,23 @@ impl ProtocolHandler for RegistryProtocol {
     }
 }
 
+/// Answers peers of the previous protocol with an error that says what to do.
+#[derive(Clone, Debug)]
+struct OldProtocol;
+
+impl ProtocolHandler for OldProtocol {
+    async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
+        answer_requests(conn, MAX_MESSAGE, |_, _| async {
+            encode(&Response::Error(format!(
+                "this registry speaks {}, not {}: upgrade lode",
+                String::from_utf8_lossy(ALPN),
+                String::from_utf8_lossy(OLD_ALPN)
+            )))
+        })
+        .await
+    }
+}
+
 /// Runs the registry of `dir` until `shutdown`: answers publishes, searches and lookups,
 /// replicates with `peers` (and every registry that syncs with it) every `sync` interval,
 /// starting at once. `ready` receives its ticket as soon as it listens.
@@ -391,6 +409,7 @@ pub async fn serve(
                 crate::net::limit::Limiter::new(crate::net::limit::Limits::REGISTRY),
             ),
         )
+        .accept(OLD_ALPN, OldProtocol)
         .spawn();
     let ticket = RegistryTicket(Ticket {
         dataset: node.reg.id(),

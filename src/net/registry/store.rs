@@ -142,6 +142,18 @@ pub(super) fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     Ok(out)
 }
 
+/// The first of `items` that fit in one answer.
+fn within_message(items: impl Iterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut budget = MAX_MESSAGE - 64 * 1024;
+    items
+        .take_while(|b| {
+            let fits = b.len() + 16 <= budget;
+            budget = budget.saturating_sub(b.len() + 16);
+            fits
+        })
+        .collect()
+}
+
 /// Loads the registry key of `dir`, creating it (and the directory) when missing.
 pub fn registry_key(dir: &Path) -> Result<SigningKey> {
     Home::new(dir).device_key_at("registry.key")
@@ -159,6 +171,13 @@ impl Registry {
             ))
         };
         for (p, bytes) in read_dir_files(&dir.join("entries"))? {
+            // An entry of an older version is left for its owner to publish again.
+            if bytes
+                .first()
+                .is_some_and(|v| *v < crate::catalog::ENTRY_VERSION)
+            {
+                continue;
+            }
             let e = Entry::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.entries.insert(e.body.dataset, e);
         }
@@ -465,16 +484,16 @@ impl Registry {
     /// The holding records of `dataset` (all when `None`), bounded by the message size.
     pub(super) fn holdings(&self, dataset: Option<[u8; 32]>) -> Vec<Vec<u8>> {
         let st = self.lock();
-        let mut budget = MAX_MESSAGE - 64 * 1024;
-        (st.holdings.values())
-            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
-            .map(Holding::encode)
-            .take_while(|b| {
-                let fits = b.len() + 16 <= budget;
-                budget = budget.saturating_sub(b.len() + 16);
-                fits
-            })
-            .collect()
+        within_message(
+            (st.holdings.values())
+                .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+                .map(Holding::encode),
+        )
+    }
+
+    /// Every storage offer held here, bounded by the message size.
+    pub(super) fn volunteers(&self) -> Vec<Vec<u8>> {
+        within_message(self.lock().volunteers.values().map(Volunteer::encode))
     }
 
     /// Adds a peer registry (not itself); returns whether it was new.
