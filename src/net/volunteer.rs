@@ -265,8 +265,8 @@ async fn adopt(
     out
 }
 
-/// Sends `reg` a holding record for each mirrored dataset whose head (or where it is served)
-/// changed since the last report there (kept in `volunteered/REGISTRY-ID.held`).
+/// Sends `reg` a holding record for each mirrored public dataset whose head (or where it is
+/// served) changed since the last report there (kept in `volunteered/REGISTRY-ID.held`).
 async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<()> {
     let key = home.device_key()?;
     let device = key.verifying_key().to_bytes();
@@ -287,7 +287,8 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
         let (Ok(Some(head)), Ok(dataset)) = (head, dataset) else {
             continue;
         };
-        let Some(commit) = head.body.main else {
+        // A restricted copy cannot be challenged without a ticket: it is not claimed.
+        let Some(commit) = head.body.main.filter(|_| !head.body.private) else {
             continue;
         };
         let provider = std::fs::read_to_string(p.join(".lode").join("serve.ticket"))

@@ -367,3 +367,83 @@ fn publish_copies_says_when_too_few_volunteer_and_stops_adoption_at_enough() {
     assert_eq!(v["copies"]["wanted"], 1, "{v}");
     assert_eq!(v["copies"]["holding"], 1, "{v}");
 }
+
+/// `lode serve -q --mirrors EXTRA` as storage manager `home`, once it prints what it serves.
+fn serve_mirrors(env: &TestEnv, home: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "-q", "--mirrors"];
+    args.extend_from_slice(extra);
+    let (child, _lines) = spawn_lines(env.cmd_as(home, "", &args));
+    Server {
+        child,
+        ticket: String::new(),
+    }
+}
+
+/// The providers of the ticket `lode copies` gives for `name` at `reg`.
+fn copy_providers(env: &TestEnv, name: &str, reg: &str) -> usize {
+    let t: lode::ticket::Ticket = copies(env, name, reg)["ticket"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    t.providers.len()
+}
+
+#[test]
+fn a_storage_manager_that_deleted_its_copy_fails_a_challenge_and_loses_its_record() {
+    let env = TestEnv::new();
+    // r1 never challenges (only `copies --check` does there); r2 challenges every second.
+    let r1 = registry(&env, "r1", &["--challenge", "0"]);
+    let r2 = registry(&env, "r2", &["--challenge", "1"]);
+    let data = noise(100_000, 5);
+    dataset(&env, "worms", "C. elegans tracks", ("t.bin", &data));
+    let id = b3(&env.path("worms/t.bin"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    for r in [&r1, &r2] {
+        env.ok(
+            "worms",
+            &["publish", "worm-tracks", "--registry", &r.ticket],
+        );
+        volunteer(&env, "m", &r.ticket, &[]);
+    }
+    let manager = serve_mirrors(&env, "m", &["--follow", "1"]);
+    eventually("both registries know where m serves its copy", || {
+        copy_providers(&env, "worm-tracks", &r1.ticket) == 2
+            && copy_providers(&env, "worm-tracks", &r2.ticket) == 2
+    });
+    // Anyone can check a copy: a random range of the file, verified against its id.
+    let c = env.json_as(
+        "q",
+        "",
+        &["copies", "worm-tracks", "--registry", &r1.ticket, "--check"],
+    );
+    let v = &c[0]["checks"][0];
+    assert_eq!(v["ok"], true, "{c}");
+    assert_eq!(v["object"], id.as_str(), "{c}");
+    assert_eq!(v["device"], device_id(&env, "m").as_str(), "{c}");
+    let (a, b) = (
+        v["range"][0].as_u64().unwrap(),
+        v["range"][1].as_u64().unwrap(),
+    );
+    assert!(a % (16 << 10) == 0 && b > a && b - a <= 16 << 10, "{c}");
+
+    // m deletes its copy of the file and serves on (not following: nothing fetches it back).
+    drop(manager);
+    let mirror = format!("m/mirrors/{}", env.dataset_id("worms"));
+    std::fs::remove_file(env.object(&mirror, &id)).unwrap();
+    let _manager = serve_mirrors(&env, "m", &[]);
+    eventually("a check finds the copy gone", || {
+        let c = env.json_as(
+            "q",
+            "",
+            &["copies", "worm-tracks", "--registry", &r1.ticket, "--check"],
+        );
+        let v = &c[0]["checks"][0];
+        v["ok"] == false && v["error"].as_str().unwrap().contains("did not serve bytes")
+    });
+    // The registry that challenges drops its holding record; the other only counts claims.
+    eventually("r2 drops the record of the deleted copy", || {
+        copies(&env, "worm-tracks", &r2.ticket)["copies"] == 0
+    });
+    assert_eq!(copies(&env, "worm-tracks", &r1.ticket)["copies"], 1);
+}

@@ -603,14 +603,19 @@ pub struct Copies {
     pub ticket: String,
     /// Per head held, newest first.
     pub heads: Vec<HeadCopies>,
+    /// With `--check`: the challenge of each holding record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::net::challenge::Verdict>,
 }
 
 /// The copies of the datasets listed at `reg`: the one named `which` (a name, or a dataset
 /// id in hex), or all of them (at most a search's worth) when `None`. Counts what storage
-/// managers claim in signed holding records: a claim, not a proof (docs/SECURITY.md).
+/// managers claim in signed holding records: a claim, not a proof (docs/SECURITY.md); with
+/// `check`, each record is challenged too (`net::challenge`), all at once.
 pub async fn copies(
     reg: &RegistryTicket,
     which: Option<&str>,
+    check: bool,
     opts: &NetOptions,
 ) -> Result<Vec<Copies>> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -655,7 +660,23 @@ pub async fn copies(
             .iter()
             .filter_map(|b| Holding::decode(b).ok())
             .collect();
-        Ok(entries.iter().map(|e| count_copies(e, &held)).collect())
+        let mut found: Vec<Copies> = entries.iter().map(|e| count_copies(e, &held)).collect();
+        if check {
+            let listed: std::collections::BTreeSet<[u8; 32]> =
+                entries.iter().map(|e| e.body.dataset).collect();
+            let asks = (held.iter())
+                .filter(|h| listed.contains(&h.body.dataset))
+                .map(|h| async {
+                    let v = crate::net::challenge::challenge(&net, h, crate::net::challenge::LIMIT);
+                    (hex::encode(h.body.dataset), v.await)
+                });
+            for (dataset, v) in n0_future::join_all(asks).await {
+                if let Some(c) = found.iter_mut().find(|c| c.dataset == dataset) {
+                    c.checks.push(v);
+                }
+            }
+        }
+        Ok(found)
     }
     .await;
     net.endpoint.close().await;
@@ -701,5 +722,6 @@ fn count_copies(entry: &Entry, held: &[Holding]) -> Copies {
         }
         .to_string(),
         heads,
+        checks: vec![],
     }
 }

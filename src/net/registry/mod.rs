@@ -44,7 +44,8 @@ pub use client::{
 };
 pub use node::serve;
 pub use store::{
-    default_dir, registry_key, Policy, Registry, DEFAULT_PER_PEER, DEFAULT_PER_PUBLISHER,
+    default_dir, registry_key, Policy, Registry, DEFAULT_CHALLENGE, DEFAULT_PER_PEER,
+    DEFAULT_PER_PUBLISHER,
 };
 pub(crate) use store::{read_tickets, write_atomic, write_tickets};
 pub use wire::{Request, Response, ALPN};

@@ -17,6 +17,9 @@ use crate::ticket::{Provider, RegistryTicket, Ticket};
 use super::store::*;
 use super::wire::*;
 
+/// Most holding records challenged in one round.
+const CHALLENGES_PER_ROUND: usize = 8;
+
 /// A running registry: its state and endpoint.
 pub(super) struct Node {
     pub(super) reg: Registry,
@@ -133,6 +136,22 @@ impl Node {
             };
             let new = tokio::task::block_in_place(|| self.merge(items, p.id));
             self.forward(new, p.id);
+        }
+    }
+
+    /// One round of challenges: a few random holding records, all at once; each that fails
+    /// is dropped.
+    pub(super) async fn challenge_round(self: &Arc<Self>) {
+        let picked = self.reg.pick_holdings(CHALLENGES_PER_ROUND);
+        let asks = picked.iter().map(|h| async move {
+            let v =
+                crate::net::challenge::challenge(&self.net, h, crate::net::challenge::LIMIT).await;
+            (h, v.ok)
+        });
+        for (h, ok) in n0_future::join_all(asks).await {
+            if !ok {
+                tokio::task::block_in_place(|| self.reg.drop_holding(h));
+            }
         }
     }
 
@@ -426,8 +445,20 @@ pub async fn serve(
             }
         })
     };
+    let challenging = node.reg.policy.challenge.map(|every| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                node.challenge_round().await;
+            }
+        })
+    });
     shutdown.await;
     syncing.abort();
+    if let Some(c) = challenging {
+        c.abort();
+    }
     let _ = std::fs::remove_file(dir.join("registry.ticket"));
     router
         .shutdown()

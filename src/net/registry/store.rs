@@ -49,7 +49,12 @@ pub struct Policy {
     pub per_publisher: usize,
     /// Most entries one peer brings (a peer registry, or the endpoint that published them).
     pub per_peer: usize,
+    /// How often a few random holding records are challenged (`None`: never).
+    pub challenge: Option<std::time::Duration>,
 }
+
+/// Default interval between rounds of challenges.
+pub const DEFAULT_CHALLENGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -58,6 +63,7 @@ impl Default for Policy {
             curators: vec![],
             per_publisher: DEFAULT_PER_PUBLISHER,
             per_peer: DEFAULT_PER_PEER,
+            challenge: Some(DEFAULT_CHALLENGE),
         }
     }
 }
@@ -86,6 +92,8 @@ pub(super) struct State {
     pub(super) volunteers: BTreeMap<[u8; 32], Volunteer>,
     /// The newest holding record per (dataset, device).
     pub(super) holdings: BTreeMap<([u8; 32], [u8; 32]), Holding>,
+    /// Holding records that failed a challenge here: never taken again.
+    pub(super) dropped: HashSet<[u8; 32]>,
     pub(super) peers: Vec<Provider>,
     /// Registries a peer named: they become peers once a sync with them succeeds.
     pub(super) candidates: Vec<Provider>,
@@ -196,6 +204,13 @@ impl Registry {
         for (p, bytes) in read_dir_files(&dir.join("holdings"))? {
             let h = Holding::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.holdings.insert((h.body.dataset, h.body.device), h);
+        }
+        for (p, _) in read_dir_files(&dir.join("dropped"))? {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let mut id = [0u8; 32];
+            if hex::decode_to_slice(name, &mut id).is_ok() {
+                st.dropped.insert(id);
+            }
         }
         // Provenance only counts entries against a peer's bound: an unreadable record counts
         // for nobody.
@@ -455,6 +470,13 @@ impl Registry {
         let h = Holding::decode(bytes).map_err(|e| e.to_string())?;
         let (dataset, device) = (h.body.dataset, h.body.device);
         let mut st = self.lock();
+        if st.dropped.contains(&h.id()) {
+            return Err(format!(
+                "this holding record of device {} failed a challenge here: only a new one is \
+                 taken",
+                hex::encode(device)
+            ));
+        }
         if !st.volunteers.contains_key(&device) {
             return Err(format!(
                 "device {} has not volunteered at this registry: run `lode mirror volunteer` \
@@ -479,6 +501,31 @@ impl Registry {
         write_atomic(&self.dir.join("holdings").join(file), bytes).map_err(|e| e.to_string())?;
         st.holdings.insert((dataset, device), h);
         Ok(true)
+    }
+
+    /// Up to `n` holding records picked at random, to challenge.
+    pub(super) fn pick_holdings(&self, n: usize) -> Vec<Holding> {
+        use rand::seq::IteratorRandom;
+        let st = self.lock();
+        (st.holdings.values().cloned()).choose_multiple(&mut rand::thread_rng(), n)
+    }
+
+    /// Drops holding record `h`, which failed a challenge, if it is still the one kept
+    /// here; it is remembered so that no peer brings it back. Returns whether it was kept.
+    pub(super) fn drop_holding(&self, h: &Holding) -> bool {
+        let key = (h.body.dataset, h.body.device);
+        let mut st = self.lock();
+        if st.holdings.get(&key).is_none_or(|k| k.id() != h.id()) {
+            return false;
+        }
+        st.holdings.remove(&key);
+        let file = format!("{}-{}", hex::encode(key.0), hex::encode(key.1));
+        let _ = std::fs::remove_file(self.dir.join("holdings").join(file));
+        if st.dropped.len() < MAX_HOLDINGS {
+            st.dropped.insert(h.id());
+            let _ = write_atomic(&self.dir.join("dropped").join(hex::encode(h.id())), &[]);
+        }
+        true
     }
 
     /// The holding records of `dataset` (all when `None`), bounded by the message size.
