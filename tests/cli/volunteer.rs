@@ -447,3 +447,44 @@ fn a_storage_manager_that_deleted_its_copy_fails_a_challenge_and_loses_its_recor
     });
     assert_eq!(copies(&env, "worm-tracks", &r1.ticket)["copies"], 1);
 }
+
+#[test]
+fn an_adopted_dataset_its_registry_taints_is_deleted_and_not_adopted_again() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let id = env.dataset_id("worms");
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    env.ok(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    // Volunteering at a registry follows its notices.
+    volunteer(&env, "m", &reg.ticket, &[]);
+    env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(mirrored(&env, "m"), BTreeSet::from([id.clone()]));
+    // The registry's operator takes the dataset down.
+    env.ok_as(
+        "r",
+        "",
+        &[
+            "registry",
+            "taint",
+            "--dataset",
+            &id,
+            "--reason",
+            "illegal content",
+            "--registry",
+            &reg.ticket,
+        ],
+    );
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    let notices = r["notices"].as_array().unwrap();
+    assert!(notices.len() == 1 && notices[0]["obeyed"] == true, "{r}");
+    assert!(mirrored(&env, "m").is_empty(), "{r}");
+    assert!(!env.path(&format!("m/mirrors/{id}")).exists());
+    // The registry no longer lists it, so the next round does not adopt it again.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+    assert!(mirrored(&env, "m").is_empty());
+}
