@@ -265,13 +265,16 @@ async fn adopt(
     out
 }
 
+/// Seconds after which an unchanged holding record is signed and sent again.
+const RESEND: u64 = 24 * 3600;
+
 /// Sends `reg` a holding record for each mirrored public dataset whose head (or where it is
-/// served) changed since the last report there (kept in `volunteered/REGISTRY-ID.held`).
+/// served) changed since the last report there, or was last reported a day ago or more (kept in `volunteered/REGISTRY-ID.held`).
 async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<()> {
     let key = home.device_key()?;
     let device = key.verifying_key().to_bytes();
     let held_path = dir(home).join(format!("{}.held", hex::encode(reg.key())));
-    let sent: BTreeMap<String, String> = std::fs::read(&held_path)
+    let sent: BTreeMap<String, (String, u64)> = std::fs::read(&held_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -301,11 +304,16 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
             head.body.seq,
             provider.as_ref().map(|p| &p.addrs)
         );
-        let unchanged = sent.get(&name) == Some(&what);
-        now_held.insert(name, what);
-        if unchanged {
-            continue;
+        let now = crate::ops::access::now();
+        // Unchanged and recent: not sent again (a record a registry dropped after a failed
+        // challenge is replaced by a newer one at most a day later).
+        if let Some((was, at)) = sent.get(&name) {
+            if *was == what && now.saturating_sub(*at) < RESEND {
+                now_held.insert(name, (what, *at));
+                continue;
+            }
         }
+        now_held.insert(name, (what, now));
         let body = HoldingBody {
             version: 0,
             device,
@@ -313,7 +321,7 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
             seq: head.body.seq,
             commit,
             provider,
-            time: crate::ops::access::now(),
+            time: now,
         };
         records.push(Holding::sign(body, &key)?.encode());
     }
