@@ -488,3 +488,40 @@ fn an_adopted_dataset_its_registry_taints_is_deleted_and_not_adopted_again() {
     assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
     assert!(mirrored(&env, "m").is_empty());
 }
+
+#[test]
+fn a_peer_of_the_previous_registry_protocol_is_told_to_upgrade() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    let t: lode::ticket::RegistryTicket = reg.ticket.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(async {
+        let net = lode::net::endpoint::bind(&fresh_key(), &loopback())
+            .await
+            .unwrap();
+        let id = net.learn(&t.0.providers[0]).unwrap();
+        // What a lode of `lode-registry/3` sends for `lode search`.
+        let search = lode::net::proto::encode(&lode::net::registry::Request::Search {
+            term: "x".into(),
+        });
+        let bytes = lode::net::endpoint::exchange(
+            &net,
+            id,
+            b"lode-registry/3",
+            &search,
+            1 << 20,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        net.endpoint.close().await;
+        lode::net::proto::decode::<lode::net::registry::Response>(&bytes).unwrap()
+    });
+    match answer {
+        lode::net::registry::Response::Error(msg) => assert!(
+            msg.contains("speaks lode-registry/4") && msg.contains("upgrade lode"),
+            "{msg}"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
