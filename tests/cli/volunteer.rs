@@ -501,9 +501,8 @@ fn a_peer_of_the_previous_registry_protocol_is_told_to_upgrade() {
             .unwrap();
         let id = net.learn(&t.0.providers[0]).unwrap();
         // What a lode of `lode-registry/3` sends for `lode search`.
-        let search = lode::net::proto::encode(&lode::net::registry::Request::Search {
-            term: "x".into(),
-        });
+        let search =
+            lode::net::proto::encode(&lode::net::registry::Request::Search { term: "x".into() });
         let bytes = lode::net::endpoint::exchange(
             &net,
             id,
@@ -524,4 +523,37 @@ fn a_peer_of_the_previous_registry_protocol_is_told_to_upgrade() {
         ),
         other => panic!("expected an error, got {other:?}"),
     }
+}
+
+#[test]
+fn the_gateway_page_shows_the_copies_its_registry_counts() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let id = env.dataset_id("worms");
+    // The owner serves the dataset with the gateway beside it, and publishes it: the
+    // registry it used is the one whose copies its pages show.
+    let gw = crate::gateway::start(&env, &["worms"]);
+    env.ok(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    let page = format!("{}/d/{id}/", gw.url);
+    for m in ["m1", "m2"] {
+        volunteer(&env, m, &reg.ticket, &[]);
+        let r = env.json_as(m, "", &["mirror", "sync"]);
+        assert_eq!(r["adopted"].as_array().unwrap().len(), 1, "{r}");
+    }
+    eventually("the page counts both copies", || {
+        let (code, _, body) = crate::gateway::curl(&[&format!("{page}?format=json")]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        code == 200 && v["copies"]["current"] == 2 && v["copies"]["older"] == 0
+    });
+    let (code, _, body) = crate::gateway::curl(&[&page]);
+    let html = String::from_utf8_lossy(&body);
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("<dt>Copies</dt><dd>2 storage managers hold the current version</dd>"),
+        "{html}"
+    );
 }

@@ -567,13 +567,42 @@ pub async fn holdings(
     opts: &NetOptions,
 ) -> Result<Vec<Holding>> {
     match call(reg, &Request::Holdings { dataset }, opts).await? {
-        Response::Holdings(h) => Ok(h
-            .iter()
-            .filter_map(|b| Holding::decode(b).ok())
-            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
-            .collect()),
+        Response::Holdings(h) => Ok(checked_holdings(&h, dataset)),
         _ => Err(unexpected(reg)),
     }
+}
+
+/// The holding records a registry sent that verify (and are of `dataset`, when given).
+fn checked_holdings(h: &[Vec<u8>], dataset: Option<[u8; 32]>) -> Vec<Holding> {
+    h.iter()
+        .filter_map(|b| Holding::decode(b).ok())
+        .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+        .collect()
+}
+
+/// The holding records `reg` keeps for each of `datasets`, verified, asked over one
+/// endpoint (one request each).
+pub async fn holdings_of(
+    reg: &RegistryTicket,
+    datasets: &[[u8; 32]],
+    opts: &NetOptions,
+) -> Result<Vec<Holding>> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let mut out = Vec::new();
+    let mut r = Ok(());
+    for d in datasets {
+        match call_on(&net, reg, &Request::Holdings { dataset: Some(*d) }).await {
+            Ok(Response::Holdings(h)) => out.extend(checked_holdings(&h, Some(*d))),
+            Ok(_) => r = Err(unexpected(reg)),
+            Err(e) => r = Err(e),
+        }
+        if r.is_err() {
+            break;
+        }
+    }
+    net.endpoint.close().await;
+    r.map(|()| out)
 }
 
 /// How many storage managers hold one head of a dataset.

@@ -38,9 +38,9 @@ mod store;
 mod wire;
 
 pub use client::{
-    approvals, approve, copies, hold_raw, holdings, known, notices, notices_raw, publish,
-    publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw, Copies,
-    CopiesAsked, HeadCopies, Published,
+    approvals, approve, copies, hold_raw, holdings, holdings_of, known, notices, notices_raw,
+    publish, publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw,
+    Copies, CopiesAsked, HeadCopies, Published,
 };
 pub use node::serve;
 pub use store::{
