@@ -95,7 +95,7 @@ async fn ask(net: &Net, h: &Holding, v: &mut Verdict) -> Result<()> {
         };
         let entries = fetch::list_commit(&mut client, main, &published.peer).await?;
         let files: Vec<_> = (entries.iter())
-            .filter(|e| e.kind == EntryKind::File && e.size > 0)
+            .filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Executable) && e.size > 0)
             .collect();
         if files.is_empty() {
             return Ok(None);
