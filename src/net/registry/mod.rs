@@ -27,6 +27,9 @@
 //! dataset it sends holding records (signed, the head it holds), which `lode copies` counts.
 //! Both replicate like entries: the newest offer per device, the newest record per (dataset,
 //! device), records only from devices that volunteered, at most 10,000 per device.
+//! A publisher asks for N copies in its entry (`lode publish --copies N`); volunteers stop
+//! adopting once N others hold the head. Every `--challenge` seconds a registry challenges a
+//! few random holding records (`net::challenge`) and drops those that fail, for good.
 //!
 //! Names: a registry refuses to list a name another dataset already holds there (first come);
 //! replication may still bring two datasets under one name from two registries, and then
