@@ -44,8 +44,10 @@ pub const MAX_KEYWORDS: usize = 32;
 pub const MAX_PROVIDERS: usize = 16;
 
 const VERSION: u8 = 1;
-/// Version of entries (2: with a publisher).
-pub const ENTRY_VERSION: u8 = 2;
+/// Version of entries (2: with a publisher; 3: with the copies the publisher asks for).
+pub const ENTRY_VERSION: u8 = 3;
+/// Most copies a publisher may ask for.
+pub const MAX_COPIES: u32 = 64;
 /// Every catalog object carries its signer's key right after the version byte.
 const SIGNER_AT: usize = 1;
 
@@ -83,6 +85,9 @@ pub struct EntryBody {
     pub providers: Vec<Provider>,
     /// When the owner signed it (seconds since the epoch).
     pub time: u64,
+    /// How many storage managers the publisher asks to hold its current head (`lode publish
+    /// --copies N`; 0: no minimum asked).
+    pub copies: u32,
     /// Who published it: a device key (the key of the publisher's `lodeid1` card).
     pub publisher: [u8; 32],
     /// The publisher's signature (context [`PUBLISHER_CONTEXT`]) over this body with this
@@ -114,6 +119,7 @@ impl EntryBody {
             || self.keywords.len() > MAX_KEYWORDS
             || self.keywords.iter().any(|k| k.len() > 64)
             || self.providers.len() > MAX_PROVIDERS
+            || self.copies > MAX_COPIES
             || self
                 .providers
                 .iter()
@@ -580,6 +586,7 @@ mod tests {
                 relay: None,
             }],
             time: 5,
+            copies: 0,
             publisher: [0; 32],
             publisher_sig: vec![],
         }

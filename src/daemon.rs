@@ -28,6 +28,10 @@ use crate::repo::{Repo, RepoOptions};
 use crate::ticket::Ticket;
 use crate::trust::Bundle;
 
+/// How often the gateway asks the registries this user knows for the copies of what it
+/// serves (and whenever a page finds them stale).
+const COPIES_EVERY: Duration = Duration::from_secs(300);
+
 /// What the daemon serves, and how.
 pub struct Options {
     pub home: Home,
@@ -117,6 +121,9 @@ pub async fn run(
                 .map_err(|e| Error::Net(format!("HTTP listener on {addr}: {e}")))?;
             let gw = Arc::new(Gateway::new(open(&mirror_paths)?)?);
             tasks.spawn(gateway::run(listener, gw.clone(), limits));
+            // Dataset pages show the copies the registries this user knows count.
+            let (copies, net) = (gw.clone(), net.clone());
+            tasks.spawn(async move { copies.follow_copies(&net, COPIES_EVERY).await });
             Some((gw, url))
         }
     };

@@ -175,6 +175,16 @@ pub(super) fn dataset(v: &DatasetView) -> String {
             v.entries.len()
         ),
     );
+    if let Some(c) = &v.copies {
+        let mut s = match c.current {
+            1 => "1 storage manager holds the current version".to_string(),
+            n => format!("{n} storage managers hold the current version"),
+        };
+        if c.older > 0 {
+            s.push_str(&format!(", {} an older one", c.older));
+        }
+        fact("Copies", s);
+    }
     for (k, val) in &m.extra {
         fact(&escape(k), escape(val));
     }

@@ -64,6 +64,9 @@ pub(super) struct DatasetView {
     pub bytes: u64,
     pub entries: Vec<EntryView>,
     pub readme: Option<ReadmeView>,
+    /// How many storage managers hold the dataset, when a registry this user knows said
+    /// (signed claims, see docs/SECURITY.md).
+    pub copies: Option<super::state::CopiesView>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +256,7 @@ pub(super) fn dataset(
         bytes,
         entries,
         readme,
+        copies: gw.copies_of(at.dataset, main),
     })
 }
 

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::reach::{published_refs, walk_commits, Reach};
 use crate::error::Result;
 use crate::id::ObjectId;
+use crate::net::endpoint::NetOptions;
 use crate::repo::Repo;
 
 /// The datasets a gateway serves, by id (hex).
@@ -20,7 +22,26 @@ pub struct Gateway {
     pub(super) readers: tokio::sync::Semaphore,
     /// The serving peer's ticket of each dataset, by dataset id (hex), once it is known.
     tickets: std::sync::RwLock<HashMap<String, String>>,
+    /// What the registries this user knows said of the datasets' copies, and when.
+    copies: std::sync::RwLock<Option<(std::time::Instant, Holders)>>,
+    /// Woken when a page finds the copies stale.
+    stale: tokio::sync::Notify,
 }
+
+/// Per dataset id (hex), the (`main` commit, device) of each holding record.
+type Holders = HashMap<String, Vec<([u8; 32], [u8; 32])>>;
+
+/// How many storage managers hold a dataset, as the registries this user knows say.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(super) struct CopiesView {
+    /// Those whose holding record names the published `main`.
+    pub current: usize,
+    /// Those holding another version only.
+    pub older: usize,
+}
+
+/// How long the copies shown stay fresh: a page after that asks for them again.
+const COPIES_FRESH: Duration = Duration::from_secs(10);
 
 /// How many requests read repositories at once; the others wait their turn.
 const MAX_READERS: usize = 16;
@@ -40,6 +61,68 @@ impl Gateway {
             reach: std::sync::Mutex::new(HashMap::new()),
             readers: tokio::sync::Semaphore::new(MAX_READERS),
             tickets: std::sync::RwLock::new(HashMap::new()),
+            copies: std::sync::RwLock::new(None),
+            stale: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Keeps the copies of the served datasets that the registries this user knows (`lode
+    /// publish`, `lode mirror volunteer`, … used them) hold records of: asked at once, then
+    /// every `every` or when a page finds them stale. Runs until dropped.
+    pub async fn follow_copies(&self, opts: &NetOptions, every: Duration) {
+        let Some(home) = self.repos.first().map(|(_, r)| r.home().clone()) else {
+            return;
+        };
+        let ids: Vec<[u8; 32]> = (self.repos.iter())
+            .filter_map(|(id, _)| {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(id, &mut d).ok().map(|_| d)
+            })
+            .collect();
+        loop {
+            let mut by: Holders = HashMap::new();
+            let mut answered = false;
+            for reg in crate::net::registry::known(&home).iter().take(4) {
+                let Ok(held) = crate::net::registry::holdings_of(reg, &ids, opts).await else {
+                    continue;
+                };
+                answered = true;
+                for h in held {
+                    let devices = by.entry(hex::encode(h.body.dataset)).or_default();
+                    if !devices.iter().any(|(_, d)| *d == h.body.device) {
+                        devices.push((h.body.commit, h.body.device));
+                    }
+                }
+            }
+            if answered {
+                *self.copies.write().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), by));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.stale.notified() => {}
+            }
+        }
+    }
+
+    /// The copies of dataset `id` whose published `main` is `main`, once a registry told
+    /// them; asks for them again when they are stale.
+    pub(super) fn copies_of(&self, id: &str, main: Option<ObjectId>) -> Option<CopiesView> {
+        let known = self.copies.read().unwrap_or_else(|e| e.into_inner());
+        if known
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() > COPIES_FRESH)
+        {
+            self.stale.notify_one();
+        }
+        let (_, by) = known.as_ref()?;
+        let held = by.get(id).map(Vec::as_slice).unwrap_or_default();
+        let current = (held.iter())
+            .filter(|(c, _)| main.is_some_and(|m| m.0 == *c))
+            .count();
+        Some(CopiesView {
+            current,
+            older: held.len() - current,
         })
     }
 

@@ -20,8 +20,11 @@
 //! - [`uri`]: `lode://` referral URIs, resolved through the providers seen before.
 //! - [`volunteer`]: `lode mirror volunteer`: storage managers offer registries to mirror a
 //!   subject, adopt matching datasets at each follow round and send signed holding records.
+//! - [`challenge`]: honesty challenges of holding records: a random range of a random file
+//!   of the head claimed, verified against its BLAKE3 id.
 //! - [`source`]: a URI or ticket argument resolved to providers, capability, paths, revision.
 
+pub mod challenge;
 pub mod endpoint;
 pub mod fetch;
 pub mod limit;

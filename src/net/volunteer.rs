@@ -151,9 +151,9 @@ pub async fn follow(
     round
 }
 
-/// Bytes of the current version of a public dataset (its `main` tree), or why it is not
-/// adopted (restricted, unreachable).
-async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<u64> {
+/// Bytes of the current version of a public dataset (its `main` tree) and its `main`
+/// commit, or why it is not adopted (restricted, unreachable).
+async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<(u64, [u8; 32])> {
     let mut client = Client::new(home, ticket, None, opts).await?;
     let got = async {
         let published = client.list_refs().await?;
@@ -163,12 +163,11 @@ async fn size_of(home: &Home, ticket: &Ticket, opts: &NetOptions) -> Result<u64>
             ));
         }
         let listing = fetch::list(&mut client, None).await?;
-        Ok(listing
-            .entries
-            .iter()
+        let bytes = (listing.entries.iter())
             .filter(|e| e.kind != EntryKind::Dir)
             .map(|e| e.size)
-            .sum())
+            .sum();
+        Ok((bytes, listing.commit.0))
     }
     .await;
     client.close().await;
@@ -224,13 +223,26 @@ async fn adopt(
             continue;
         }
         let ticket = Ticket { dataset, providers };
-        let Ok(bytes) = size_of(home, &ticket, opts).await else {
+        let Ok((bytes, main)) = size_of(home, &ticket, opts).await else {
             continue;
         };
         let over_limit = v.max_dataset.is_some_and(|m| bytes > m);
         let over_quota = v.quota.is_some_and(|q| used.saturating_add(bytes) > q);
         if over_limit || over_quota {
             continue;
+        }
+        // Its publisher asked for N copies: none is taken once N others hold this head.
+        if entry.body.copies > 0 {
+            let Ok(held) = registry::holdings(reg, Some(dataset), opts).await else {
+                continue;
+            };
+            let others: std::collections::BTreeSet<[u8; 32]> = (held.iter())
+                .filter(|h| h.body.device != me && h.body.commit == main)
+                .map(|h| h.body.device)
+                .collect();
+            if others.len() >= entry.body.copies as usize {
+                continue;
+            }
         }
         let res = mirror::add(home, &ticket, None, opts, &crate::progress::NoProgress).await;
         let result = res.and_then(|(repo, _)| {
@@ -253,13 +265,16 @@ async fn adopt(
     out
 }
 
-/// Sends `reg` a holding record for each mirrored dataset whose head (or where it is served)
-/// changed since the last report there (kept in `volunteered/REGISTRY-ID.held`).
+/// Seconds after which an unchanged holding record is signed and sent again.
+const RESEND: u64 = 24 * 3600;
+
+/// Sends `reg` a holding record for each mirrored public dataset whose head (or where it is
+/// served) changed since the last report there, or was last reported a day ago or more (kept in `volunteered/REGISTRY-ID.held`).
 async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<()> {
     let key = home.device_key()?;
     let device = key.verifying_key().to_bytes();
     let held_path = dir(home).join(format!("{}.held", hex::encode(reg.key())));
-    let sent: BTreeMap<String, String> = std::fs::read(&held_path)
+    let sent: BTreeMap<String, (String, u64)> = std::fs::read(&held_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -275,7 +290,8 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
         let (Ok(Some(head)), Ok(dataset)) = (head, dataset) else {
             continue;
         };
-        let Some(commit) = head.body.main else {
+        // A restricted copy cannot be challenged without a ticket: it is not claimed.
+        let Some(commit) = head.body.main.filter(|_| !head.body.private) else {
             continue;
         };
         let provider = std::fs::read_to_string(p.join(".lode").join("serve.ticket"))
@@ -288,11 +304,16 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
             head.body.seq,
             provider.as_ref().map(|p| &p.addrs)
         );
-        let unchanged = sent.get(&name) == Some(&what);
-        now_held.insert(name, what);
-        if unchanged {
-            continue;
+        let now = crate::ops::access::now();
+        // Unchanged and recent: not sent again (a record a registry dropped after a failed
+        // challenge is replaced by a newer one at most a day later).
+        if let Some((was, at)) = sent.get(&name) {
+            if *was == what && now.saturating_sub(*at) < RESEND {
+                now_held.insert(name, (what, *at));
+                continue;
+            }
         }
+        now_held.insert(name, (what, now));
         let body = HoldingBody {
             version: 0,
             device,
@@ -300,7 +321,7 @@ async fn report(home: &Home, reg: &RegistryTicket, opts: &NetOptions) -> Result<
             seq: head.body.seq,
             commit,
             provider,
-            time: crate::ops::access::now(),
+            time: now,
         };
         records.push(Holding::sign(body, &key)?.encode());
     }

@@ -415,6 +415,13 @@ fn a_damaged_registry_file_is_named_and_bad_tickets_are_refused() {
     std::fs::write(dir.join("0".repeat(64)), b"not an entry").unwrap();
     let err = env.fails_as("r", "", &["registry", "serve"], "is damaged");
     assert!(err.contains(&"0".repeat(64)), "{err}");
+    // An entry of an older version (2, before entries carried the copies asked) is left for
+    // its owner to publish again: the registry starts without it.
+    let old_dir = env.path("r2/registry/entries");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::write(old_dir.join("1".repeat(64)), b"\x02an entry of version 2").unwrap();
+    let r2 = registry(&env, "r2", &[]);
+    assert!(names(&env, "", &r2.ticket).is_empty());
     // Malformed registry tickets are refused before anything is sent.
     env.fails_as(
         "q",
@@ -473,6 +480,7 @@ fn throwaway(
         keywords: vec![title.into()],
         providers: vec![nowhere()],
         time: 1,
+        copies: 0,
         publisher: [0; 32],
         publisher_sig: vec![],
     };

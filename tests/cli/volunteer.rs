@@ -285,3 +285,275 @@ fn a_volunteer_adopts_only_public_datasets_of_its_subject_at_one_sync() {
     let r = env.json_as("m", "", &["mirror", "sync"]);
     assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
 }
+
+/// `lode publish NAME --registry REG EXTRA` in `dir`; returns its stderr (it must succeed).
+fn publish_notes(env: &TestEnv, dir: &str, name: &str, reg: &str, extra: &[&str]) -> String {
+    let mut args = vec!["publish", name, "--registry", reg];
+    args.extend_from_slice(extra);
+    let out = env.cmd(dir, &args).output().expect("run lode");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "lode {args:?}: {err}");
+    err
+}
+
+#[test]
+fn publish_copies_says_when_too_few_volunteer_and_stops_adoption_at_enough() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    // Two storage managers volunteer for its subject; a third takes nothing over 1 byte.
+    volunteer(&env, "m1", &reg.ticket, &[]);
+    volunteer(&env, "m2", &reg.ticket, &[]);
+    volunteer(&env, "m3", &reg.ticket, &["--max-dataset", "1"]);
+
+    // Three copies asked, two volunteers that fit: the publisher is told it cannot be had.
+    let err = publish_notes(
+        &env,
+        "worms",
+        "worm-tracks",
+        &reg.ticket,
+        &["--copies", "3"],
+    );
+    assert!(
+        err.contains("2 storage managers volunteer for this dataset; 3 copies asked")
+            && err.contains("cannot be reached")
+            && err.contains("1 more volunteer(s) for its subject but take nothing of 5 bytes")
+            && err.contains("lode mirror volunteer"),
+        "{err}"
+    );
+    let v = env.json(
+        "worms",
+        &[
+            "publish",
+            "worm-tracks",
+            "--registry",
+            &reg.ticket,
+            "--copies",
+            "3",
+        ],
+    );
+    assert_eq!(v["copies"]["wanted"], 3, "{v}");
+    assert_eq!(v["copies"]["volunteers"], 2, "{v}");
+    assert_eq!(v["copies"]["too_small"], 1, "{v}");
+    assert_eq!(v["copies"]["holding"], 0, "{v}");
+    assert_eq!(copies(&env, "worm-tracks", &reg.ticket)["wanted"], 3);
+
+    // One copy asked: the first volunteer adopts it, the second sees it held and does not.
+    let err = publish_notes(
+        &env,
+        "worms",
+        "worm-tracks",
+        &reg.ticket,
+        &["--copies", "1"],
+    );
+    assert!(!err.contains("cannot be reached"), "{err}");
+    let r = env.json_as("m1", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 1, "{r}");
+    let r = env.json_as("m2", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+    assert!(mirrored(&env, "m2").is_empty());
+    let c = copies(&env, "worm-tracks", &reg.ticket);
+    assert_eq!(
+        (c["copies"].clone(), c["wanted"].clone()),
+        (1.into(), 1.into()),
+        "{c}"
+    );
+    // Publishing again without --copies keeps the number asked, now reached.
+    let v = env.json(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    assert_eq!(v["copies"]["wanted"], 1, "{v}");
+    assert_eq!(v["copies"]["holding"], 1, "{v}");
+}
+
+/// `lode serve -q --mirrors EXTRA` as storage manager `home`, once it prints what it serves.
+fn serve_mirrors(env: &TestEnv, home: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["serve", "-q", "--mirrors"];
+    args.extend_from_slice(extra);
+    let (child, _lines) = spawn_lines(env.cmd_as(home, "", &args));
+    Server {
+        child,
+        ticket: String::new(),
+    }
+}
+
+/// The providers of the ticket `lode copies` gives for `name` at `reg`.
+fn copy_providers(env: &TestEnv, name: &str, reg: &str) -> usize {
+    let t: lode::ticket::Ticket = copies(env, name, reg)["ticket"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    t.providers.len()
+}
+
+#[test]
+fn a_storage_manager_that_deleted_its_copy_fails_a_challenge_and_loses_its_record() {
+    let env = TestEnv::new();
+    // r1 never challenges (only `copies --check` does there); r2 challenges every second.
+    let r1 = registry(&env, "r1", &["--challenge", "0"]);
+    let r2 = registry(&env, "r2", &["--challenge", "1"]);
+    let data = noise(100_000, 5);
+    dataset(&env, "worms", "C. elegans tracks", ("t.bin", &data));
+    let id = b3(&env.path("worms/t.bin"));
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    for r in [&r1, &r2] {
+        env.ok(
+            "worms",
+            &["publish", "worm-tracks", "--registry", &r.ticket],
+        );
+        volunteer(&env, "m", &r.ticket, &[]);
+    }
+    let manager = serve_mirrors(&env, "m", &["--follow", "1"]);
+    eventually("both registries know where m serves its copy", || {
+        copy_providers(&env, "worm-tracks", &r1.ticket) == 2
+            && copy_providers(&env, "worm-tracks", &r2.ticket) == 2
+    });
+    // Anyone can check a copy: a random range of the file, verified against its id.
+    let c = env.json_as(
+        "q",
+        "",
+        &["copies", "worm-tracks", "--registry", &r1.ticket, "--check"],
+    );
+    let v = &c[0]["checks"][0];
+    assert_eq!(v["ok"], true, "{c}");
+    assert_eq!(v["object"], id.as_str(), "{c}");
+    assert_eq!(v["device"], device_id(&env, "m").as_str(), "{c}");
+    let (a, b) = (
+        v["range"][0].as_u64().unwrap(),
+        v["range"][1].as_u64().unwrap(),
+    );
+    assert!(a % (16 << 10) == 0 && b > a && b - a <= 16 << 10, "{c}");
+
+    // m deletes its copy of the file and serves on (not following: nothing fetches it back).
+    drop(manager);
+    let mirror = format!("m/mirrors/{}", env.dataset_id("worms"));
+    std::fs::remove_file(env.object(&mirror, &id)).unwrap();
+    let _manager = serve_mirrors(&env, "m", &[]);
+    eventually("a check finds the copy gone", || {
+        let c = env.json_as(
+            "q",
+            "",
+            &["copies", "worm-tracks", "--registry", &r1.ticket, "--check"],
+        );
+        let v = &c[0]["checks"][0];
+        v["ok"] == false && v["error"].as_str().unwrap().contains("did not serve bytes")
+    });
+    // The registry that challenges drops its holding record; the other only counts claims.
+    eventually("r2 drops the record of the deleted copy", || {
+        copies(&env, "worm-tracks", &r2.ticket)["copies"] == 0
+    });
+    assert_eq!(copies(&env, "worm-tracks", &r1.ticket)["copies"], 1);
+}
+
+#[test]
+fn an_adopted_dataset_its_registry_taints_is_deleted_and_not_adopted_again() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let id = env.dataset_id("worms");
+    let (_origin, _) = serve_args(&env, "srv", "", &["worms"], 1);
+    env.ok(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    // Volunteering at a registry follows its notices.
+    volunteer(&env, "m", &reg.ticket, &[]);
+    env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(mirrored(&env, "m"), BTreeSet::from([id.clone()]));
+    // The registry's operator takes the dataset down.
+    env.ok_as(
+        "r",
+        "",
+        &[
+            "registry",
+            "taint",
+            "--dataset",
+            &id,
+            "--reason",
+            "illegal content",
+            "--registry",
+            &reg.ticket,
+        ],
+    );
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    let notices = r["notices"].as_array().unwrap();
+    assert!(notices.len() == 1 && notices[0]["obeyed"] == true, "{r}");
+    assert!(mirrored(&env, "m").is_empty(), "{r}");
+    assert!(!env.path(&format!("m/mirrors/{id}")).exists());
+    // The registry no longer lists it, so the next round does not adopt it again.
+    let r = env.json_as("m", "", &["mirror", "sync"]);
+    assert_eq!(r["adopted"].as_array().unwrap().len(), 0, "{r}");
+    assert!(mirrored(&env, "m").is_empty());
+}
+
+#[test]
+fn a_peer_of_the_previous_registry_protocol_is_told_to_upgrade() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    let t: lode::ticket::RegistryTicket = reg.ticket.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let answer = rt.block_on(async {
+        let net = lode::net::endpoint::bind(&fresh_key(), &loopback())
+            .await
+            .unwrap();
+        let id = net.learn(&t.0.providers[0]).unwrap();
+        // What a lode of `lode-registry/3` sends for `lode search`.
+        let search =
+            lode::net::proto::encode(&lode::net::registry::Request::Search { term: "x".into() });
+        let bytes = lode::net::endpoint::exchange(
+            &net,
+            id,
+            b"lode-registry/3",
+            &search,
+            1 << 20,
+            std::time::Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        net.endpoint.close().await;
+        lode::net::proto::decode::<lode::net::registry::Response>(&bytes).unwrap()
+    });
+    match answer {
+        lode::net::registry::Response::Error(msg) => assert!(
+            msg.contains("speaks lode-registry/4") && msg.contains("upgrade lode"),
+            "{msg}"
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_gateway_page_shows_the_copies_its_registry_counts() {
+    let env = TestEnv::new();
+    let reg = registry(&env, "r", &[]);
+    dataset(&env, "worms", "C. elegans tracks", ("t.csv", b"worm\n"));
+    let id = env.dataset_id("worms");
+    // The owner serves the dataset with the gateway beside it, and publishes it: the
+    // registry it used is the one whose copies its pages show.
+    let gw = crate::gateway::start(&env, &["worms"]);
+    env.ok(
+        "worms",
+        &["publish", "worm-tracks", "--registry", &reg.ticket],
+    );
+    let page = format!("{}/d/{id}/", gw.url);
+    for m in ["m1", "m2"] {
+        volunteer(&env, m, &reg.ticket, &[]);
+        let r = env.json_as(m, "", &["mirror", "sync"]);
+        assert_eq!(r["adopted"].as_array().unwrap().len(), 1, "{r}");
+    }
+    eventually("the page counts both copies", || {
+        let (code, _, body) = crate::gateway::curl(&[&format!("{page}?format=json")]);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        code == 200 && v["copies"]["current"] == 2 && v["copies"]["older"] == 0
+    });
+    let (code, _, body) = crate::gateway::curl(&[&page]);
+    let html = String::from_utf8_lossy(&body);
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("<dt>Copies</dt><dd>2 storage managers hold the current version</dd>"),
+        "{html}"
+    );
+}

@@ -172,6 +172,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             keywords: vec!["k".into()],
             providers: vec![provider.clone()],
             time: 5,
+            copies: 0,
             publisher: [0; 32],
             publisher_sig: vec![],
         },

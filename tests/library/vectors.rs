@@ -490,6 +490,7 @@ fn make() -> Vec<Vector> {
             relay: None,
         }],
         time: NOW,
+        copies: 0,
         publisher: [0; 32],
         publisher_sig: vec![],
     };

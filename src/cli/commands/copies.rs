@@ -18,6 +18,11 @@ pub struct CopiesArgs {
     /// The registry's ticket (lodereg1…) whose holding records to count.
     #[arg(long, value_name = "TICKET")]
     registry: String,
+    /// Also challenge each storage manager for a random range of the head it claims,
+    /// checked against the BLAKE3 tree (this checks; only the registry's own challenges drop
+    /// records).
+    #[arg(long)]
+    check: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -26,18 +31,28 @@ pub fn cmd_copies(ctx: &Ctx, ui: &mut Ui, args: CopiesArgs) -> CliResult {
     let CopiesArgs {
         dataset,
         registry: reg,
+        check,
         net,
     } = args;
     let reg: RegistryTicket = reg.parse()?;
-    let found = runtime()?.block_on(registry::copies(&reg, dataset.as_deref(), &net.options()))?;
+    let found = runtime()?.block_on(registry::copies(
+        &reg,
+        dataset.as_deref(),
+        check,
+        &net.options(),
+    ))?;
     registry::remember(&ctx.home, &reg);
     if ui.json {
         ui.json(&found)?;
         return Ok(());
     }
     for c in &found {
+        let wanted = match c.wanted {
+            0 => String::new(),
+            n => format!(" ({n} asked)"),
+        };
         ui.line(format!(
-            "{}  {}  {} {}",
+            "{}  {}  {} {}{wanted}",
             c.name,
             &c.dataset[..16],
             c.copies,
@@ -54,6 +69,19 @@ pub fn cmd_copies(ctx: &Ctx, ui: &mut Ui, args: CopiesArgs) -> CliResult {
                     .collect::<Vec<_>>()
                     .join(", ")
             ))?;
+        }
+        for v in &c.checks {
+            let what = match (&v.object, v.range) {
+                (Some(o), Some((a, b))) => format!("bytes {a}..{b} of {}", &o[..12]),
+                _ => "its head and tree".to_string(),
+            };
+            match &v.error {
+                None => ui.line(format!(
+                    "  check {}  passed: served {what}",
+                    &v.device[..12]
+                ))?,
+                Some(e) => ui.line(format!("  check {}  FAILED: {e}", &v.device[..12]))?,
+            }
         }
     }
     Ok(())

@@ -25,6 +25,11 @@ pub struct PublishArgs {
     /// keywords (otherwise only the name and providers are public).
     #[arg(long)]
     with_metadata: bool,
+    /// Ask for N storage managers to hold the current version: volunteers of its subject
+    /// adopt it until N hold it, and this says when N cannot be reached (0: no minimum;
+    /// default: as many as the listing there asked before).
+    #[arg(long, value_name = "N")]
+    copies: Option<u32>,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -35,20 +40,9 @@ pub fn cmd_publish(ctx: &Ctx, ui: &mut Ui, args: PublishArgs) -> CliResult {
         registry: reg,
         providers,
         with_metadata,
+        copies,
         net,
     } = args;
-    publish(ctx, ui, name, &reg, &providers, with_metadata, &net)
-}
-
-fn publish(
-    ctx: &Ctx,
-    ui: &mut Ui,
-    name: Option<String>,
-    reg: &str,
-    providers: &[String],
-    with_metadata: bool,
-    net: &NetArgs,
-) -> CliResult {
     let repo = ctx.repo()?;
     let reg: RegistryTicket = reg.parse()?;
     let extra: Vec<Ticket> = providers
@@ -70,6 +64,7 @@ fn publish(
         &name,
         &extra,
         with_metadata,
+        copies,
         &net.options(),
     ))?;
     if ui.json {
@@ -87,5 +82,45 @@ fn publish(
     } else {
         ui.note(format!("the registry already lists {:?} as it is", r.name));
     }
+    if let (Some(c), false) = (&r.copies, ui.json) {
+        copies_note(ui, c);
+    }
     Ok(())
+}
+
+/// Says how many of the copies asked for can be had, and what to do when too few.
+fn copies_note(ui: &mut Ui, c: &registry::CopiesAsked) {
+    let managers = |n: usize| match n {
+        1 => "1 storage manager".to_string(),
+        n => format!("{n} storage managers"),
+    };
+    let held = format!("{} hold(s) the current version", managers(c.holding));
+    if c.reachable() {
+        ui.note(format!(
+            "{} copies asked: {held}; {} volunteer for it",
+            c.wanted,
+            managers(c.volunteers)
+        ));
+        return;
+    }
+    let why = if c.restricted {
+        "a restricted dataset is not adopted by volunteers (each needs a relay ticket:          `lode ticket --relay` for it, then `lode mirror add` on its machine)"
+            .to_string()
+    } else if c.too_small > 0 {
+        format!(
+            "{} more volunteer(s) for its subject but take nothing of {} bytes",
+            c.too_small, c.bytes
+        )
+    } else {
+        "no other storage manager volunteers for its subject".to_string()
+    };
+    ui.note(format!(
+        "{} volunteer for this dataset; {} copies asked — {} cannot be reached: {why}. \
+         Ask more storage managers to run `lode mirror volunteer --registry TICKET --subject \
+         WORD` with a word of its title or keywords (or --all), or ask for fewer with \
+         --copies; {held}",
+        managers(c.volunteers),
+        c.wanted,
+        c.wanted,
+    ));
 }

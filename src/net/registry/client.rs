@@ -85,20 +85,59 @@ pub struct Published {
     pub publisher: String,
     /// False when the registry already had this entry.
     pub new: bool,
+    /// When copies are asked for (`--copies N`, or kept from the listing before): how many
+    /// can be had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copies: Option<CopiesAsked>,
+}
+
+/// Whether the copies a publisher asks for can be had at a registry: who holds the current
+/// head, and who volunteers for a dataset of this subject and size.
+#[derive(Debug, Serialize)]
+pub struct CopiesAsked {
+    /// Copies asked for.
+    pub wanted: u32,
+    /// Bytes of the current version (its `main` tree).
+    pub bytes: u64,
+    /// Storage managers whose holding records name the current `main` commit.
+    pub holding: usize,
+    /// Storage managers that hold it or whose offer takes it (its subject, its size within
+    /// their per-dataset limit and quota).
+    pub volunteers: usize,
+    /// Storage managers whose subjects match but whose limits are below its size.
+    pub too_small: usize,
+    /// A restricted dataset: volunteers do not adopt it (that needs a relay ticket).
+    pub restricted: bool,
+}
+
+impl CopiesAsked {
+    /// Whether `wanted` copies can be had from the volunteers there are.
+    pub fn reachable(&self) -> bool {
+        self.volunteers >= self.wanted as usize
+    }
 }
 
 /// Lists `repo`'s dataset at `reg` under `name`, with the metadata of its `main` commit (for
 /// a restricted dataset only with `with_metadata`) and the providers of its running
-/// `lode serve` plus `extra` tickets of the same dataset. Only the dataset's owner (who holds
-/// its key) can publish.
+/// `lode serve` plus `extra` tickets of the same dataset, asking for `copies` storage
+/// managers to hold it (`None`: as many as its listing there asked before). Only the
+/// dataset's owner (who holds its key) can publish. When copies are asked for, says how
+/// many can be had there ([`CopiesAsked`]).
 pub async fn publish(
     repo: &Repo,
     reg: &RegistryTicket,
     name: &str,
     extra: &[Ticket],
     with_metadata: bool,
+    copies: Option<u32>,
     opts: &NetOptions,
 ) -> Result<Published> {
+    if copies.is_some_and(|n| n > catalog::MAX_COPIES) {
+        return Err(Error::Other(format!(
+            "--copies takes at most {}",
+            catalog::MAX_COPIES
+        )));
+    }
     if !catalog::valid_name(name) {
         return Err(Error::Other(format!(
             "invalid name {name:?}: use 1-63 characters of a-z 0-9 . _ -, starting with a letter or digit"
@@ -120,6 +159,11 @@ pub async fn publish(
     };
     let mut providers: Vec<Provider> = Vec::new();
     let served = crate::net::fetch::served_ticket(repo)?;
+    let main = repo.main()?;
+    let bytes: u64 = (repo.flatten_commit(main.as_ref())?.values())
+        .filter(|e| e.kind != crate::object::EntryKind::Dir)
+        .map(|e| e.size)
+        .sum();
     repo.release_db();
     for t in served.iter().chain(extra) {
         if t.dataset != dataset.to_bytes() {
@@ -143,43 +187,127 @@ pub async fn publish(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let publisher = repo.home().device_key()?;
-    let body = EntryBody {
-        version: catalog::ENTRY_VERSION,
-        dataset: dataset.to_bytes(),
-        seq: now.as_millis() as u64,
-        name: name.to_string(),
-        title: meta.title.unwrap_or_default(),
-        description: meta.description.unwrap_or_default(),
-        license: meta.license.unwrap_or_default(),
-        keywords: meta.keywords,
-        providers,
-        time: now.as_secs(),
-        publisher: [0; 32],
-        publisher_sig: vec![],
-    };
-    let entry = Entry::sign(body, &key, &publisher)?;
-    let new = match call(
-        reg,
-        &Request::Publish {
+    let key_net = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key_net, opts).await?;
+    let r = async {
+        // Without --copies, the number asked before stays.
+        let copies = match copies {
+            Some(n) => n,
+            None => match call_on(&net, reg, &Request::Lookup { name: name.into() }).await {
+                Ok(Response::Entries(e)) => (verified(e).iter())
+                    .find(|e| e.body.dataset == dataset.to_bytes())
+                    .map_or(0, |e| e.body.copies),
+                _ => 0,
+            },
+        };
+        let body = EntryBody {
+            version: catalog::ENTRY_VERSION,
+            dataset: dataset.to_bytes(),
+            seq: now.as_millis() as u64,
+            name: name.to_string(),
+            title: meta.title.unwrap_or_default(),
+            description: meta.description.unwrap_or_default(),
+            license: meta.license.unwrap_or_default(),
+            keywords: meta.keywords,
+            providers,
+            time: now.as_secs(),
+            copies,
+            publisher: [0; 32],
+            publisher_sig: vec![],
+        };
+        let entry = Entry::sign(body, &key, &publisher)?;
+        let req = Request::Publish {
             entry: entry.encode(),
-        },
-        opts,
-    )
-    .await?
+        };
+        let new = match call_on(&net, reg, &req).await? {
+            Response::Published { new } => new,
+            _ => return Err(unexpected(reg)),
+        };
+        let asked = match (copies, main) {
+            (0, _) => None,
+            (wanted, main) => {
+                let held = match call_on(
+                    &net,
+                    reg,
+                    &Request::Holdings {
+                        dataset: Some(entry.body.dataset),
+                    },
+                )
+                .await?
+                {
+                    Response::Holdings(h) => h,
+                    _ => return Err(unexpected(reg)),
+                };
+                let offers = match call_on(&net, reg, &Request::Volunteers).await? {
+                    Response::Volunteers(v) => v,
+                    _ => return Err(unexpected(reg)),
+                };
+                Some(copies_asked(
+                    &entry, main, bytes, private, wanted, &held, &offers,
+                ))
+            }
+        };
+        Ok(Published {
+            name: name.to_string(),
+            metadata: with_metadata || !private,
+            dataset: hex::encode(dataset.to_bytes()),
+            seq: entry.body.seq,
+            providers: entry.body.providers.len(),
+            publisher: hex::encode(entry.body.publisher),
+            new,
+            copies: asked,
+        })
+    }
+    .await;
+    net.endpoint.close().await;
+    if r.is_ok() {
+        remember(repo.home(), reg);
+    }
+    r
+}
+
+/// How many of the copies asked for `entry` (whose current `main` is `main`, `bytes` big)
+/// can be had, from the holding records and storage offers a registry sent (each checked).
+fn copies_asked(
+    entry: &Entry,
+    main: Option<crate::id::ObjectId>,
+    bytes: u64,
+    restricted: bool,
+    wanted: u32,
+    held: &[Vec<u8>],
+    offers: &[Vec<u8>],
+) -> CopiesAsked {
+    let dataset = entry.body.dataset;
+    let holders: std::collections::BTreeSet<[u8; 32]> = (held.iter())
+        .filter_map(|b| Holding::decode(b).ok())
+        .filter(|h| h.body.dataset == dataset && main.is_some_and(|m| m.0 == h.body.commit))
+        .map(|h| h.body.device)
+        .collect();
+    let mut volunteers = holders.clone();
+    let mut too_small = 0;
+    for v in offers
+        .iter()
+        .filter_map(|b| catalog::Volunteer::decode(b).ok())
     {
-        Response::Published { new } => new,
-        _ => return Err(unexpected(reg)),
-    };
-    remember(repo.home(), reg);
-    Ok(Published {
-        name: name.to_string(),
-        metadata: with_metadata || !private,
-        dataset: hex::encode(dataset.to_bytes()),
-        seq: entry.body.seq,
-        providers: entry.body.providers.len(),
-        publisher: hex::encode(entry.body.publisher),
-        new,
-    })
+        if holders.contains(&v.body.device) || restricted || !v.body.wants(&entry.body) {
+            continue;
+        }
+        let fits = v.body.max_dataset.is_none_or(|m| bytes <= m)
+            && v.body.quota.is_none_or(|q| bytes <= q);
+        if fits {
+            volunteers.insert(v.body.device);
+        } else {
+            too_small += 1;
+        }
+    }
+    CopiesAsked {
+        wanted,
+        bytes,
+        holding: holders.len(),
+        volunteers: volunteers.len(),
+        too_small,
+        restricted,
+    }
 }
 
 /// Sends entries already signed (by whatever keys) to `reg` over one endpoint, one request
@@ -439,13 +567,42 @@ pub async fn holdings(
     opts: &NetOptions,
 ) -> Result<Vec<Holding>> {
     match call(reg, &Request::Holdings { dataset }, opts).await? {
-        Response::Holdings(h) => Ok(h
-            .iter()
-            .filter_map(|b| Holding::decode(b).ok())
-            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
-            .collect()),
+        Response::Holdings(h) => Ok(checked_holdings(&h, dataset)),
         _ => Err(unexpected(reg)),
     }
+}
+
+/// The holding records a registry sent that verify (and are of `dataset`, when given).
+fn checked_holdings(h: &[Vec<u8>], dataset: Option<[u8; 32]>) -> Vec<Holding> {
+    h.iter()
+        .filter_map(|b| Holding::decode(b).ok())
+        .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+        .collect()
+}
+
+/// The holding records `reg` keeps for each of `datasets`, verified, asked over one
+/// endpoint (one request each).
+pub async fn holdings_of(
+    reg: &RegistryTicket,
+    datasets: &[[u8; 32]],
+    opts: &NetOptions,
+) -> Result<Vec<Holding>> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let net = bind(&key, opts).await?;
+    let mut out = Vec::new();
+    let mut r = Ok(());
+    for d in datasets {
+        match call_on(&net, reg, &Request::Holdings { dataset: Some(*d) }).await {
+            Ok(Response::Holdings(h)) => out.extend(checked_holdings(&h, Some(*d))),
+            Ok(_) => r = Err(unexpected(reg)),
+            Err(e) => r = Err(e),
+        }
+        if r.is_err() {
+            break;
+        }
+    }
+    net.endpoint.close().await;
+    r.map(|()| out)
 }
 
 /// How many storage managers hold one head of a dataset.
@@ -468,19 +625,26 @@ pub struct Copies {
     pub seq: u64,
     /// How many storage managers claim a copy (of any head).
     pub copies: usize,
+    /// How many copies its publisher asks for (0: no minimum asked).
+    pub wanted: u32,
     /// A ticket naming the entry's providers, then the storage managers that said where
     /// they serve it (at most 16).
     pub ticket: String,
     /// Per head held, newest first.
     pub heads: Vec<HeadCopies>,
+    /// With `--check`: the challenge of each holding record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<crate::net::challenge::Verdict>,
 }
 
 /// The copies of the datasets listed at `reg`: the one named `which` (a name, or a dataset
 /// id in hex), or all of them (at most a search's worth) when `None`. Counts what storage
-/// managers claim in signed holding records: a claim, not a proof (docs/SECURITY.md).
+/// managers claim in signed holding records: a claim, not a proof (docs/SECURITY.md); with
+/// `check`, each record is challenged too (`net::challenge`), all at once.
 pub async fn copies(
     reg: &RegistryTicket,
     which: Option<&str>,
+    check: bool,
     opts: &NetOptions,
 ) -> Result<Vec<Copies>> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -525,7 +689,23 @@ pub async fn copies(
             .iter()
             .filter_map(|b| Holding::decode(b).ok())
             .collect();
-        Ok(entries.iter().map(|e| count_copies(e, &held)).collect())
+        let mut found: Vec<Copies> = entries.iter().map(|e| count_copies(e, &held)).collect();
+        if check {
+            let listed: std::collections::BTreeSet<[u8; 32]> =
+                entries.iter().map(|e| e.body.dataset).collect();
+            let asks = (held.iter())
+                .filter(|h| listed.contains(&h.body.dataset))
+                .map(|h| async {
+                    let v = crate::net::challenge::challenge(&net, h, crate::net::challenge::LIMIT);
+                    (hex::encode(h.body.dataset), v.await)
+                });
+            for (dataset, v) in n0_future::join_all(asks).await {
+                if let Some(c) = found.iter_mut().find(|c| c.dataset == dataset) {
+                    c.checks.push(v);
+                }
+            }
+        }
+        Ok(found)
     }
     .await;
     net.endpoint.close().await;
@@ -564,11 +744,13 @@ fn count_copies(entry: &Entry, held: &[Holding]) -> Copies {
         name: entry.body.name.clone(),
         seq: entry.body.seq,
         copies: devices.len(),
+        wanted: entry.body.copies,
         ticket: Ticket {
             dataset: entry.body.dataset,
             providers: providers.into_iter().take(catalog::MAX_PROVIDERS).collect(),
         }
         .to_string(),
         heads,
+        checks: vec![],
     }
 }

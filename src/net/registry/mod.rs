@@ -27,6 +27,9 @@
 //! dataset it sends holding records (signed, the head it holds), which `lode copies` counts.
 //! Both replicate like entries: the newest offer per device, the newest record per (dataset,
 //! device), records only from devices that volunteered, at most 10,000 per device.
+//! A publisher asks for N copies in its entry (`lode publish --copies N`); volunteers stop
+//! adopting once N others hold the head. Every `--challenge` seconds a registry challenges a
+//! few random holding records (`net::challenge`) and drops those that fail, for good.
 //!
 //! Names: a registry refuses to list a name another dataset already holds there (first come);
 //! replication may still bring two datasets under one name from two registries, and then
@@ -38,13 +41,14 @@ mod store;
 mod wire;
 
 pub use client::{
-    approvals, approve, copies, hold_raw, holdings, known, notices, notices_raw, publish,
-    publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw, Copies,
-    HeadCopies, Published,
+    approvals, approve, copies, hold_raw, holdings, holdings_of, known, notices, notices_raw,
+    publish, publish_signed, remember, resolve, resolve_known, search, taint, volunteer_raw,
+    Copies, CopiesAsked, HeadCopies, Published,
 };
 pub use node::serve;
 pub use store::{
-    default_dir, registry_key, Policy, Registry, DEFAULT_PER_PEER, DEFAULT_PER_PUBLISHER,
+    default_dir, registry_key, Policy, Registry, DEFAULT_CHALLENGE, DEFAULT_PER_PEER,
+    DEFAULT_PER_PUBLISHER,
 };
 pub(crate) use store::{read_tickets, write_atomic, write_tickets};
 pub use wire::{Request, Response, ALPN};

@@ -17,6 +17,9 @@ use crate::ticket::{Provider, RegistryTicket, Ticket};
 use super::store::*;
 use super::wire::*;
 
+/// Most holding records challenged in one round.
+const CHALLENGES_PER_ROUND: usize = 8;
+
 /// A running registry: its state and endpoint.
 pub(super) struct Node {
     pub(super) reg: Registry,
@@ -133,6 +136,22 @@ impl Node {
             };
             let new = tokio::task::block_in_place(|| self.merge(items, p.id));
             self.forward(new, p.id);
+        }
+    }
+
+    /// One round of challenges: a few random holding records, all at once; each that fails
+    /// is dropped.
+    pub(super) async fn challenge_round(self: &Arc<Self>) {
+        let picked = self.reg.pick_holdings(CHALLENGES_PER_ROUND);
+        let asks = picked.iter().map(|h| async move {
+            let v =
+                crate::net::challenge::challenge(&self.net, h, crate::net::challenge::LIMIT).await;
+            (h, v.ok)
+        });
+        for (h, ok) in n0_future::join_all(asks).await {
+            if !ok {
+                tokio::task::block_in_place(|| self.reg.drop_holding(h));
+            }
         }
     }
 
@@ -267,6 +286,7 @@ impl Node {
                 Response::Offered { new: count }
             }
             Request::Holdings { dataset } => Response::Holdings(self.reg.holdings(dataset)),
+            Request::Volunteers => Response::Volunteers(self.reg.volunteers()),
             Request::Offer {
                 entries,
                 notices,
@@ -363,6 +383,23 @@ impl ProtocolHandler for RegistryProtocol {
     }
 }
 
+/// Answers peers of the previous protocol with an error that says what to do.
+#[derive(Clone, Debug)]
+struct OldProtocol;
+
+impl ProtocolHandler for OldProtocol {
+    async fn accept(&self, conn: Connection) -> std::result::Result<(), AcceptError> {
+        answer_requests(conn, MAX_MESSAGE, |_, _| async {
+            encode(&Response::Error(format!(
+                "this registry speaks {}, not {}: upgrade lode",
+                String::from_utf8_lossy(ALPN),
+                String::from_utf8_lossy(OLD_ALPN)
+            )))
+        })
+        .await
+    }
+}
+
 /// Runs the registry of `dir` until `shutdown`: answers publishes, searches and lookups,
 /// replicates with `peers` (and every registry that syncs with it) every `sync` interval,
 /// starting at once. `ready` receives its ticket as soon as it listens.
@@ -391,6 +428,7 @@ pub async fn serve(
                 crate::net::limit::Limiter::new(crate::net::limit::Limits::REGISTRY),
             ),
         )
+        .accept(OLD_ALPN, OldProtocol)
         .spawn();
     let ticket = RegistryTicket(Ticket {
         dataset: node.reg.id(),
@@ -407,8 +445,20 @@ pub async fn serve(
             }
         })
     };
+    let challenging = node.reg.policy.challenge.map(|every| {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                node.challenge_round().await;
+            }
+        })
+    });
     shutdown.await;
     syncing.abort();
+    if let Some(c) = challenging {
+        c.abort();
+    }
     let _ = std::fs::remove_file(dir.join("registry.ticket"));
     router
         .shutdown()

@@ -49,7 +49,12 @@ pub struct Policy {
     pub per_publisher: usize,
     /// Most entries one peer brings (a peer registry, or the endpoint that published them).
     pub per_peer: usize,
+    /// How often a few random holding records are challenged (`None`: never).
+    pub challenge: Option<std::time::Duration>,
 }
+
+/// Default interval between rounds of challenges.
+pub const DEFAULT_CHALLENGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -58,6 +63,7 @@ impl Default for Policy {
             curators: vec![],
             per_publisher: DEFAULT_PER_PUBLISHER,
             per_peer: DEFAULT_PER_PEER,
+            challenge: Some(DEFAULT_CHALLENGE),
         }
     }
 }
@@ -86,6 +92,8 @@ pub(super) struct State {
     pub(super) volunteers: BTreeMap<[u8; 32], Volunteer>,
     /// The newest holding record per (dataset, device).
     pub(super) holdings: BTreeMap<([u8; 32], [u8; 32]), Holding>,
+    /// Holding records that failed a challenge here: never taken again.
+    pub(super) dropped: HashSet<[u8; 32]>,
     pub(super) peers: Vec<Provider>,
     /// Registries a peer named: they become peers once a sync with them succeeds.
     pub(super) candidates: Vec<Provider>,
@@ -142,6 +150,18 @@ pub(super) fn read_dir_files(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     Ok(out)
 }
 
+/// The first of `items` that fit in one answer.
+fn within_message(items: impl Iterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut budget = MAX_MESSAGE - 64 * 1024;
+    items
+        .take_while(|b| {
+            let fits = b.len() + 16 <= budget;
+            budget = budget.saturating_sub(b.len() + 16);
+            fits
+        })
+        .collect()
+}
+
 /// Loads the registry key of `dir`, creating it (and the directory) when missing.
 pub fn registry_key(dir: &Path) -> Result<SigningKey> {
     Home::new(dir).device_key_at("registry.key")
@@ -159,6 +179,13 @@ impl Registry {
             ))
         };
         for (p, bytes) in read_dir_files(&dir.join("entries"))? {
+            // An entry of an older version is left for its owner to publish again.
+            if bytes
+                .first()
+                .is_some_and(|v| *v < crate::catalog::ENTRY_VERSION)
+            {
+                continue;
+            }
             let e = Entry::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.entries.insert(e.body.dataset, e);
         }
@@ -177,6 +204,13 @@ impl Registry {
         for (p, bytes) in read_dir_files(&dir.join("holdings"))? {
             let h = Holding::decode(&bytes).map_err(|e| damaged(&p, e.to_string()))?;
             st.holdings.insert((h.body.dataset, h.body.device), h);
+        }
+        for (p, _) in read_dir_files(&dir.join("dropped"))? {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let mut id = [0u8; 32];
+            if hex::decode_to_slice(name, &mut id).is_ok() {
+                st.dropped.insert(id);
+            }
         }
         // Provenance only counts entries against a peer's bound: an unreadable record counts
         // for nobody.
@@ -436,6 +470,13 @@ impl Registry {
         let h = Holding::decode(bytes).map_err(|e| e.to_string())?;
         let (dataset, device) = (h.body.dataset, h.body.device);
         let mut st = self.lock();
+        if st.dropped.contains(&h.id()) {
+            return Err(format!(
+                "this holding record of device {} failed a challenge here: only a new one is \
+                 taken",
+                hex::encode(device)
+            ));
+        }
         if !st.volunteers.contains_key(&device) {
             return Err(format!(
                 "device {} has not volunteered at this registry: run `lode mirror volunteer` \
@@ -462,19 +503,44 @@ impl Registry {
         Ok(true)
     }
 
+    /// Up to `n` holding records picked at random, to challenge.
+    pub(super) fn pick_holdings(&self, n: usize) -> Vec<Holding> {
+        use rand::seq::IteratorRandom;
+        let st = self.lock();
+        (st.holdings.values().cloned()).choose_multiple(&mut rand::thread_rng(), n)
+    }
+
+    /// Drops holding record `h`, which failed a challenge, if it is still the one kept
+    /// here; it is remembered so that no peer brings it back. Returns whether it was kept.
+    pub(super) fn drop_holding(&self, h: &Holding) -> bool {
+        let key = (h.body.dataset, h.body.device);
+        let mut st = self.lock();
+        if st.holdings.get(&key).is_none_or(|k| k.id() != h.id()) {
+            return false;
+        }
+        st.holdings.remove(&key);
+        let file = format!("{}-{}", hex::encode(key.0), hex::encode(key.1));
+        let _ = std::fs::remove_file(self.dir.join("holdings").join(file));
+        if st.dropped.len() < MAX_HOLDINGS {
+            st.dropped.insert(h.id());
+            let _ = write_atomic(&self.dir.join("dropped").join(hex::encode(h.id())), &[]);
+        }
+        true
+    }
+
     /// The holding records of `dataset` (all when `None`), bounded by the message size.
     pub(super) fn holdings(&self, dataset: Option<[u8; 32]>) -> Vec<Vec<u8>> {
         let st = self.lock();
-        let mut budget = MAX_MESSAGE - 64 * 1024;
-        (st.holdings.values())
-            .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
-            .map(Holding::encode)
-            .take_while(|b| {
-                let fits = b.len() + 16 <= budget;
-                budget = budget.saturating_sub(b.len() + 16);
-                fits
-            })
-            .collect()
+        within_message(
+            (st.holdings.values())
+                .filter(|h| dataset.is_none_or(|d| h.body.dataset == d))
+                .map(Holding::encode),
+        )
+    }
+
+    /// Every storage offer held here, bounded by the message size.
+    pub(super) fn volunteers(&self) -> Vec<Vec<u8>> {
+        within_message(self.lock().volunteers.values().map(Volunteer::encode))
     }
 
     /// Adds a peer registry (not itself); returns whether it was new.

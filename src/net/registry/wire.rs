@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ticket::Provider;
 
-/// ALPN of the registry protocol.
-pub const ALPN: &[u8] = b"lode-registry/3";
+/// ALPN of the registry protocol (4: entries carry the copies asked for; offers listed;
+/// holding records challenged).
+pub const ALPN: &[u8] = b"lode-registry/4";
+/// ALPN of the previous registry protocol: a peer that speaks it gets an error telling it
+/// to upgrade (its `Response::Error` has the same encoding).
+pub(super) const OLD_ALPN: &[u8] = b"lode-registry/3";
 /// Largest request or answer.
 pub(super) const MAX_MESSAGE: usize = 8 << 20;
 
@@ -60,6 +64,8 @@ pub enum Request {
     Hold { records: Vec<Vec<u8>> },
     /// The holding records of `dataset` (all of them when `None`).
     Holdings { dataset: Option<[u8; 32]> },
+    /// Every storage offer this registry holds.
+    Volunteers,
 }
 
 /// What a registry answers.
@@ -85,7 +91,9 @@ pub enum Response {
     },
     Approvals(Vec<Vec<u8>>),
     Holdings(Vec<Vec<u8>>),
+    /// Keep it the eighth variant: peers of older protocols decode it (see `OLD_ALPNS`).
     Error(String),
+    Volunteers(Vec<Vec<u8>>),
 }
 
 /// What a registry holds, in short: (dataset id, entry seq, entry id), then the ids of its

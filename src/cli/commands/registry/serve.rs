@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// published them).
     #[arg(long, value_name = "N", default_value_t = lode::net::registry::DEFAULT_PER_PEER)]
     max_per_peer: usize,
+    /// Challenge a few random holding records every SECS seconds (0: never): a storage
+    /// manager that does not serve a random range of the head it claims loses its record.
+    #[arg(long, value_name = "SECS", default_value_t = lode::net::registry::DEFAULT_CHALLENGE.as_secs())]
+    challenge: u64,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -55,6 +59,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         curated_by,
         max_per_publisher,
         max_per_peer,
+        challenge,
         net,
     } = args;
     let curators: Vec<[u8; 32]> = (curated_by.iter())
@@ -70,6 +75,7 @@ pub fn cmd_serve(ctx: &Ctx, ui: &mut Ui, args: ServeArgs) -> CliResult {
         curators,
         per_publisher: max_per_publisher,
         per_peer: max_per_peer,
+        challenge: (challenge > 0).then(|| Duration::from_secs(challenge)),
     };
     let dir = dir
         .map(|d| ctx.cwd.join(d))
