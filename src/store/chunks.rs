@@ -163,42 +163,38 @@ impl Store {
         if self.has(&map.file) {
             return Ok(map.file);
         }
-        if self
+        let corrupt = || Error::ObjectCorrupt {
+            id: map.file,
+            path: None,
+        };
+        let chunks = ChunkReader::new(self.clone(), map.clone());
+        // Before a checkout, the bytes are also assembled into a temp file as they are
+        // hashed: the checkout renames it into place instead of reading them a second time.
+        let (n, assembled) = if self
             .prepared
             .enabled
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            // Assembled into a temp file while hashed: the checkout that follows renames it
-            // into place instead of reading and hashing the chunks a second time.
             let tmp = self.temp()?;
-            let n = copy_chunked(
-                ChunkReader::new(self.clone(), map.clone()),
-                &map.file,
-                tmp.as_file(),
-            )?;
-            if n != map.size {
-                return Err(Error::ObjectCorrupt {
-                    id: map.file,
-                    path: None,
-                });
+            (copy_chunked(chunks, &map.file, tmp.as_file())?, Some(tmp))
+        } else {
+            let (got, n) = super::hash_reader(chunks).map_err(|e| reader_error(e, &map.file))?;
+            if got != map.file {
+                return Err(corrupt());
             }
-            self.write_link(&map.file, map_id)?;
+            (n, None)
+        };
+        if n != map.size {
+            return Err(corrupt());
+        }
+        self.write_link(&map.file, map_id)?;
+        if let Some(tmp) = assembled {
             self.prepared
                 .files
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(map.file, tmp.into_temp_path());
-            return Ok(map.file);
         }
-        let (got, n) = super::hash_reader(ChunkReader::new(self.clone(), map.clone()))
-            .map_err(|e| reader_error(e, &map.file))?;
-        if got != map.file || n != map.size {
-            return Err(Error::ObjectCorrupt {
-                id: map.file,
-                path: None,
-            });
-        }
-        self.write_link(&map.file, map_id)?;
         Ok(map.file)
     }
 
