@@ -304,7 +304,7 @@ fn a_repository_of_the_previous_format_is_upgraded_and_says_so() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("upgraded the repository") && err.contains("from format 1 to 2"),
+        err.contains("upgraded the repository") && err.contains("from format 1 to 3"),
         "{err}"
     );
     let out = env.cmd(ds, &["status"]).output().unwrap();
@@ -319,9 +319,9 @@ fn a_repository_of_the_previous_format_is_upgraded_and_says_so() {
     let log = env.ok(ds, &["log"]);
     assert!(log.contains("v1") && log.contains("v2"), "{log}");
     // A repository of a newer format than this build knows is refused, not misread.
-    set_format(&env, 3);
+    set_format(&env, 4);
     let err = env.fails(ds, &["status"], "upgrade lode");
-    assert!(err.contains("format version 3"), "{err}");
+    assert!(err.contains("format version 4"), "{err}");
 }
 
 #[test]
