@@ -282,7 +282,9 @@ impl Store {
         if link {
             self.link_pack(&own, todo.iter().map(|&(at, id, n)| (id, at, n)).collect())?;
         } else {
-            pack.into_inner().unwrap_or_else(|p| p.into_inner()).finish()?;
+            pack.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .finish()?;
         }
         self.write_link(&map.file, map_id)?;
         if !drop_whole {

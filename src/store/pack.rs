@@ -366,7 +366,8 @@ impl PackWriter {
         let Some(tmp) = self.tmp.take() else {
             return Ok(());
         };
-        self.store.name_pack(PackSource::Temp(tmp), std::mem::take(&mut self.entries))
+        self.store
+            .name_pack(PackSource::Temp(tmp), std::mem::take(&mut self.entries))
     }
 }
 
