@@ -634,7 +634,7 @@ impl io::Seek for ObjectReader {
 
 /// Writes an object's bytes (a chunked file's, a packed object's) into `dest` while hashing
 /// them on a second thread; fails with `ObjectCorrupt` when they do not hash to `id`.
-pub(super) fn copy_hashed(mut r: impl Read, id: &ObjectId, dest: &File) -> Result<u64> {
+fn copy_hashed(mut r: impl Read, id: &ObjectId, dest: &File) -> Result<u64> {
     let (tx, spare, hasher) = hash_on_thread(4);
     let mut n = 0u64;
     let copied = (|| -> io::Result<()> {

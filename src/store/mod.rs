@@ -487,8 +487,23 @@ impl Store {
     pub fn copy_out(&self, id: &ObjectId, dest: &File) -> Result<u64> {
         let path = self.path(id);
         let src = match self.open(id) {
-            Err(Error::ObjectMissing { .. }) => match self.packed_reader(id) {
-                Some(r) => return chunks::copy_hashed(r, id, dest),
+            Err(Error::ObjectMissing { .. }) => match self.packed(id) {
+                // A packed object is at most a chunk: read, hashed and written from memory.
+                Some(loc) => {
+                    let data = loc
+                        .read()
+                        .map_err(|e| Error::io("cannot read object", self.pack_dir(), e))?;
+                    if ObjectId::of(&data) != *id {
+                        return Err(Error::ObjectCorrupt {
+                            id: *id,
+                            path: None,
+                        });
+                    }
+                    let mut d = dest;
+                    d.write_all(&data)
+                        .map_err(|e| Error::io("cannot copy object", self.pack_dir(), e))?;
+                    return Ok(data.len() as u64);
+                }
                 None => return self.copy_out_chunked(id, dest),
             },
             other => other?,

@@ -360,6 +360,30 @@ impl PackWriter {
         Ok(true)
     }
 
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.at
+    }
+
+    /// Appends small objects received whole (a fetched batch): each one's bytes are hashed
+    /// and must match its id, else `ObjectCorrupt` and nothing more is added. Returns how
+    /// many were new.
+    pub fn add_checked(&mut self, objects: &[(ObjectId, &[u8])]) -> Result<u64> {
+        let mut added = 0;
+        for (id, data) in objects {
+            if ObjectId::of(data) != *id {
+                return Err(Error::ObjectCorrupt {
+                    id: *id,
+                    path: None,
+                });
+            }
+            if self.add(*id, data)? {
+                added += 1;
+            }
+        }
+        Ok(added)
+    }
+
     /// Names the pack and its index; its objects are in the store from now on. Not synced
     /// (the caller syncs the store before making them reachable).
     pub fn finish(mut self) -> Result<()> {
