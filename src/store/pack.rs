@@ -68,12 +68,12 @@ impl Loc {
     }
 }
 
-/// One pack whose index was read.
+/// One pack whose index was read (its entries are in [`State::index`] only: at a million
+/// objects a second copy would cost 48 MB).
 #[derive(Debug)]
 struct Loaded {
     name: Arc<str>,
     file: Arc<File>,
-    entries: Vec<(ObjectId, u64, u32)>,
 }
 
 /// The packs of one objects directory that this process knows (shared by the clones of a
@@ -105,8 +105,9 @@ impl State {
         })
     }
 
-    fn insert(&mut self, p: Arc<Loaded>) {
-        for (id, offset, len) in &p.entries {
+    fn insert(&mut self, p: Arc<Loaded>, entries: &[(ObjectId, u64, u32)]) {
+        self.index.reserve(entries.len());
+        for (id, offset, len) in entries {
             self.index.insert(*id, (p.clone(), *offset, *len));
         }
         self.packs.insert(p.name.clone(), p);
@@ -147,25 +148,18 @@ impl State {
         }
         let before = self.packs.len();
         self.packs.retain(|name, _| names.contains(&**name));
-        let mut changed = before != self.packs.len();
+        if before != self.packs.len() {
+            self.index
+                .retain(|_, (p, _, _)| names.contains(&*p.name));
+        }
         self.bad.clear();
         for name in names {
             if self.packs.contains_key(name.as_str()) {
                 continue;
             }
             match load(dir, &name) {
-                Ok(p) => {
-                    self.packs.insert(p.name.clone(), Arc::new(p));
-                    changed = true;
-                }
+                Ok((p, entries)) => self.insert(Arc::new(p), &entries),
                 Err(e) => self.bad.push((name, e.to_string())),
-            }
-        }
-        if changed {
-            self.index.clear();
-            let packs: Vec<_> = self.packs.values().cloned().collect();
-            for p in packs {
-                self.insert(p);
             }
         }
     }
@@ -211,9 +205,9 @@ impl Packs {
         s.packs.get(name).cloned()
     }
 
-    fn add(&self, p: Loaded) {
+    fn add(&self, p: Loaded, entries: &[(ObjectId, u64, u32)]) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.insert(Arc::new(p));
+        s.insert(Arc::new(p), entries);
     }
 
     fn forget(&self, name: &str) {
@@ -225,7 +219,8 @@ impl Packs {
 }
 
 /// Reads and checks the index `dir/<name>.idx` and opens its pack.
-fn load(dir: &Path, name: &str) -> io::Result<Loaded> {
+#[allow(clippy::type_complexity)]
+fn load(dir: &Path, name: &str) -> io::Result<(Loaded, Vec<(ObjectId, u64, u32)>)> {
     let bytes = fs::read(dir.join(format!("{name}{IDX_SUFFIX}")))?;
     let entries = decode_idx(&bytes).map_err(|m| io::Error::new(io::ErrorKind::InvalidData, m))?;
     let file = File::open(dir.join(format!("{name}{PACK_SUFFIX}")))?;
@@ -239,11 +234,13 @@ fn load(dir: &Path, name: &str) -> io::Result<Loaded> {
             format!("its index places object {id} at {offset}+{len}, past the pack's end ({size} bytes)"),
         ));
     }
-    Ok(Loaded {
-        name: name.into(),
-        file: Arc::new(file),
+    Ok((
+        Loaded {
+            name: name.into(),
+            file: Arc::new(file),
+        },
         entries,
-    })
+    ))
 }
 
 /// The bytes of an index of `entries` (sorted here by id).
@@ -499,11 +496,13 @@ impl Store {
             Err(e) => return Err(Error::io("cannot store", &idx_path, e)),
         }
         let file = File::open(&pack_path).map_err(|e| Error::io("cannot open", &pack_path, e))?;
-        self.packs.add(Loaded {
-            name: name.into(),
-            file: Arc::new(file),
-            entries,
-        });
+        self.packs.add(
+            Loaded {
+                name: name.into(),
+                file: Arc::new(file),
+            },
+            &entries,
+        );
         Ok(())
     }
 
@@ -522,11 +521,17 @@ impl Store {
             let Some(old) = self.packs.loaded(&name) else {
                 continue;
             };
+            let idx = self.pack_dir().join(format!("{name}{IDX_SUFFIX}"));
+            let entries = fs::read(&idx)
+                .map_err(|e| Error::io("cannot read", &idx, e))
+                .and_then(|b| {
+                    decode_idx(&b).map_err(|m| Error::io("cannot read", &idx, io::Error::other(m)))
+                })?;
             let old_size = old.file.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
             let mut rest = self.pack_writer();
             rest.check_store = false;
             let mut buf = Vec::new();
-            for (id, offset, len) in &old.entries {
+            for (id, offset, len) in &entries {
                 if gone.contains(id) {
                     continue;
                 }

@@ -103,7 +103,7 @@ fn an_edit_stores_and_moves_only_the_chunks_around_it() {
     // The fetched file became the pack of its chunks: one file, not one per chunk, and
     // 24 MiB on disk, not twice that.
     let files = object_files(&env, "copy");
-    assert!(files <= 8, "{files} files in the clone's object store");
+    assert!(files <= 12, "{files} files in the clone's object store");
     let copy_store = stored(&env, "copy");
     assert!(copy_store < 25 * MIB as u64, "{copy_store} bytes");
 

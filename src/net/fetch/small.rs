@@ -38,6 +38,8 @@ impl Walk<'_> {
         // A repository whose checkouts hard-link files from the store needs a file per
         // object; any other takes them in packs.
         let packed = !crate::config::checkout_links(repo)?;
+        // The transfer is long: other processes (the owner's `status`) may open the database.
+        repo.release_db();
         let mut landing = Landing::start(repo.store().clone(), packed);
         let failed = self.fetch_batches(batches, &mut landing, files_done).await;
         self.objects += landing.finish().await?;
