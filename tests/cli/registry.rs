@@ -402,7 +402,7 @@ fn taint_notices_remove_data_from_following_mirrors() {
         1,
         "{listed}"
     );
-    assert!(!good_obj.exists());
+    assert!(!env.holds(&format!("m/mirrors/{ds_id}"), &good_id));
     drop((origin, other, r2));
 }
 
