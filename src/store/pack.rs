@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -527,7 +527,7 @@ impl Store {
                 .and_then(|b| {
                     decode_idx(&b).map_err(|m| Error::io("cannot read", &idx, io::Error::other(m)))
                 })?;
-            let old_size = old.file.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+            let old_size = old.file.metadata().map(|m| m.len()).unwrap_or(0);
             let mut rest = self.pack_writer();
             rest.check_store = false;
             let mut buf = Vec::new();
