@@ -149,8 +149,7 @@ impl State {
         let before = self.packs.len();
         self.packs.retain(|name, _| names.contains(&**name));
         if before != self.packs.len() {
-            self.index
-                .retain(|_, (p, _, _)| names.contains(&*p.name));
+            self.index.retain(|_, (p, _, _)| names.contains(&*p.name));
         }
         self.bad.clear();
         for name in names {
@@ -447,6 +446,16 @@ impl Store {
             ids: HashSet::new(),
             check_store: true,
         }
+    }
+
+    /// Makes the temp file `tmp` of this store a pack of the objects `entries` (id, offset,
+    /// length; their bytes checked by the caller).
+    pub(crate) fn pack_from_temp(
+        &self,
+        tmp: NamedTempFile,
+        entries: Vec<(ObjectId, u64, u32)>,
+    ) -> Result<()> {
+        self.name_pack(PackSource::Temp(tmp), entries)
     }
 
     /// Makes the object file `whole` of this store a pack of the objects `entries` (id,

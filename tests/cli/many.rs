@@ -77,7 +77,11 @@ fn many_small_files_clone_and_pull_whole() {
         .flatten()
         .collect();
     // (a pack per writer thread for each level of trees, and for the files)
-    assert!(!packs.is_empty() && packs.len() <= 16, "{} pack files", packs.len());
+    assert!(
+        !packs.is_empty() && packs.len() <= 16,
+        "{} pack files",
+        packs.len()
+    );
     for p in packs {
         assert!(p.metadata().unwrap().permissions().readonly(), "{p:?}");
     }
@@ -131,10 +135,7 @@ fn many_small_files_one_bad_object_names_the_peer_and_is_not_kept() {
     bytes[100] ^= 0xff;
     fs::write(&obj, &bytes).unwrap();
     clone_fails_naming(&env, "srv", &server.ticket, "copy");
-    assert!(
-        !env.holds("copy", &id),
-        "the bad object is not kept"
-    );
+    assert!(!env.holds("copy", &id), "the bad object is not kept");
     assert!(
         !env.path(&format!("copy/{bad}")).exists(),
         "nothing written to the working tree"
