@@ -244,7 +244,7 @@ fn load(dir: &Path, name: &str) -> io::Result<(Loaded, Vec<(ObjectId, u64, u32)>
 
 /// The bytes of an index of `entries` (sorted here by id).
 fn encode_idx(entries: &mut [(ObjectId, u64, u32)]) -> Vec<u8> {
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_unstable_by_key(|e| e.0);
     let mut out = Vec::with_capacity(16 + entries.len() * ENTRY + 32);
     out.extend_from_slice(IDX_MAGIC);
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
