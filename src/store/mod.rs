@@ -28,6 +28,7 @@ use crate::id::ObjectId;
 
 pub mod chunks;
 pub mod pack;
+pub mod pack_index;
 
 /// Files up to this size are read into memory in one piece; larger ones are streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
@@ -91,9 +92,9 @@ pub struct Store {
     tmp: PathBuf,
     /// For a quarantine ([`Store::quarantine`]): the objects directory of the store it sits
     /// in front of, and its packs. Reads fall through to it; writes never go there.
-    under: Option<(PathBuf, Arc<pack::Packs>)>,
+    under: Option<(PathBuf, Arc<pack_index::Packs>)>,
     /// The packs of `objects` this process has read ([`pack`]).
-    packs: Arc<pack::Packs>,
+    packs: Arc<pack_index::Packs>,
     /// Files assembled from their chunks (and hashed) while a fetch checked them, kept for
     /// the checkout that follows (shared by every clone of this store and its quarantines).
     prepared: Arc<Prepared>,
