@@ -284,7 +284,14 @@ async fn fetch_with(
     if opts.share.enabled && !published.head.body.private {
         let mut share = opts.share.clone();
         share.serve &= !mirror && !served_elsewhere(repo);
-        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
+        join_swarm(
+            client,
+            repo.home(),
+            swarm_store_dir(repo),
+            Some(repo),
+            &share,
+        )
+        .await?;
     }
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {

@@ -93,7 +93,14 @@ async fn fetch_content(
     if opts.share.enabled && !published.head.body.private {
         let mut share = opts.share.clone();
         share.serve &= !served_elsewhere(repo);
-        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
+        join_swarm(
+            client,
+            repo.home(),
+            swarm_store_dir(repo),
+            Some(repo),
+            &share,
+        )
+        .await?;
     }
     let dir = fetch_store_dir(repo);
     let store = open_store(&dir).await?;

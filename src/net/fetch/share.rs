@@ -67,11 +67,13 @@ pub(super) fn served_elsewhere(repo: &Repo) -> bool {
 }
 
 /// Starts the swarm session of a download of a public dataset on `client`'s endpoint (bound
-/// with the device key of `home`), its blob store in `dir`.
+/// with the device key of `home`), its blob store in `dir`; a download into `repo` also
+/// serves the small objects it lands in the repository's object store.
 pub(super) async fn join_swarm(
     client: &mut Client,
     home: &Home,
     dir: std::path::PathBuf,
+    repo: Option<&Repo>,
     share: &crate::net::endpoint::ShareOptions,
 ) -> Result<()> {
     let session = crate::net::swarm::session::Session::start(
@@ -81,6 +83,7 @@ pub(super) async fn join_swarm(
         client.providers.clone(),
         client.cap.as_ref().map(Bundle::encode),
         dir,
+        repo.map(crate::net::serve::blobs::Source::of),
         share,
     )
     .await?;

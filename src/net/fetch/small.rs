@@ -1,5 +1,6 @@
-//! Many small objects: `GetMany` batches, several in flight over the providers, checked and
-//! written by writer threads off the network task.
+//! Many small objects: `GetMany` batches, several in flight over the providers (and, with a
+//! swarm session, the swarm peers: `net::swarm::small`), checked and written by writer
+//! threads off the network task.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use n0_future::{BufferedStreamExt, StreamExt};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::pieces;
+use crate::net::swarm::session::Gate;
 use crate::repo::Repo;
 
 use super::walk::Walk;
@@ -23,20 +25,35 @@ impl Walk<'_> {
         sizes: &HashMap<ObjectId, u64>,
         files_done: &(dyn Fn(usize) + Sync),
     ) -> Result<()> {
+        // Cut in id order: downloaders of one head cut the same batches, which they can then
+        // trade in a swarm, whose batches are smaller so that there are more to trade.
+        let mut small = small;
+        small.sort_unstable();
+        let swarm = self.client.swarm.is_some();
+        let (most, most_bytes) = if swarm {
+            (SWARM_BATCH_OBJECTS, SWARM_BATCH_BYTES)
+        } else {
+            (BATCH_OBJECTS, BATCH_BYTES)
+        };
         let mut batches = vec![Vec::new()];
         let mut batch_bytes = 0u64;
         for h in small {
             let last = batches.last_mut().expect("never empty");
             last.push(h);
             batch_bytes += sizes[&ObjectId(*h.as_bytes())];
-            if last.len() >= BATCH_OBJECTS || batch_bytes >= BATCH_BYTES {
+            if last.len() >= most || batch_bytes >= most_bytes {
                 batches.push(Vec::new());
                 batch_bytes = 0;
             }
         }
         batches.retain(|b| !b.is_empty());
-        let mut landing = Landing::start(repo.store().clone());
-        let failed = self.fetch_batches(batches, &mut landing, files_done).await;
+        let gate = self.gate();
+        let mut landing = Landing::start(repo.store().clone(), gate);
+        let failed = if swarm {
+            self.swarm_batches(batches, &mut landing, files_done).await
+        } else {
+            self.fetch_batches(batches, &mut landing, files_done).await
+        };
         self.objects += landing.finish().await?;
         // Batches a provider failed go one at a time through the slower path that tries
         // the other providers and names a peer that lies.
@@ -78,11 +95,57 @@ impl Walk<'_> {
         };
         self.finish_writes().await?;
         let store = repo.store().clone();
+        let gate = self.gate();
         self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {
-            land(&store, &blobs)?;
+            land(&store, &blobs, gate.as_ref())?;
             Ok(blobs.len() as u64)
         }));
         Ok(())
+    }
+
+    /// The gate of the swarm session, when objects landing now may be served to its peers
+    /// (a verified head reaches them).
+    fn gate(&self) -> Option<Gate> {
+        self.served()
+            .filter(|_| self.serve_landed)
+            .map(|s| s.gate())
+    }
+
+    /// The swarm session of this download, when it serves other peers.
+    pub(super) fn served(&self) -> Option<&crate::net::swarm::Session> {
+        self.client.swarm.as_ref().filter(|s| s.serves())
+    }
+
+    /// [`Walk::fetch_batches`] with a swarm session: the batches dealt across the providers
+    /// and the swarm peers that hold them (`net::swarm::small`). Returns the batches nobody
+    /// delivered.
+    async fn swarm_batches(
+        &mut self,
+        batches: Vec<Vec<Hash>>,
+        landing: &mut Landing,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<Hash>>> {
+        let origins = self.client.batch_conns().await.unwrap_or_default();
+        let session = self.client.swarm.as_ref().expect("checked by the caller");
+        let mut land = |blobs: Vec<(Hash, bytes::Bytes)>| {
+            files_done(blobs.len());
+            landing.send(blobs).is_ok()
+        };
+        let got = crate::net::swarm::small::fetch(
+            session,
+            &self.client.net,
+            origins,
+            batches,
+            &mut land,
+            self.progress,
+        )
+        .await;
+        self.bytes += got.bytes;
+        self.client.peers.extend(got.peers);
+        for p in got.failed_origins {
+            self.client.batch_failed(p);
+        }
+        Ok(got.left)
     }
 
     /// Fetches `batches` of small objects with up to [`BATCHES_IN_FLIGHT`] `GetMany`
@@ -148,6 +211,9 @@ impl Walk<'_> {
 /// Small objects per `GetMany` request, and bytes (of their sizes) per request.
 const BATCH_OBJECTS: usize = 256;
 const BATCH_BYTES: u64 = 4 << 20;
+/// The same with a swarm session: smaller batches, more of them to trade between peers.
+const SWARM_BATCH_OBJECTS: usize = 64;
+const SWARM_BATCH_BYTES: u64 = 1 << 20;
 /// `GetMany` requests in flight at once (at most 64 MiB of small objects in memory).
 const BATCHES_IN_FLIGHT: usize = 16;
 /// Received batches waiting for a writer (bounds the memory when the disk is slower).
@@ -155,13 +221,22 @@ const LANDING_QUEUE: usize = 8;
 /// Threads that write received small objects (creating files is mostly kernel work).
 const WRITERS: usize = 2;
 
-/// Checks received blobs against their ids and writes them into `store`.
-fn land(store: &crate::store::Store, blobs: &[(Hash, bytes::Bytes)]) -> Result<u64> {
+/// Checks received blobs against their ids and writes them into `store`; then lets the
+/// swarm session behind `gate` (if any) serve them.
+fn land(
+    store: &crate::store::Store,
+    blobs: &[(Hash, bytes::Bytes)],
+    gate: Option<&Gate>,
+) -> Result<u64> {
     let objects: Vec<(ObjectId, &[u8])> = blobs
         .iter()
         .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
         .collect();
-    store.put_many(&objects)
+    let landed = store.put_many(&objects)?;
+    if let Some(gate) = gate {
+        gate.allow(blobs.iter().map(|(h, _)| *h));
+    }
+    Ok(landed)
 }
 
 /// Writers of received small objects: [`WRITERS`] threads off the network task, each
@@ -173,7 +248,7 @@ struct Landing {
 }
 
 impl Landing {
-    fn start(store: crate::store::Store) -> Landing {
+    fn start(store: crate::store::Store, gate: Option<Gate>) -> Landing {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
@@ -181,7 +256,8 @@ impl Landing {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..WRITERS)
             .map(|_| {
-                let (rx, stop, store) = (rx.clone(), stop.clone(), store.clone());
+                let (rx, stop, store, gate) =
+                    (rx.clone(), stop.clone(), store.clone(), gate.clone());
                 std::thread::spawn(move || -> Result<u64> {
                     let mut landed = 0;
                     while !stop.load(Ordering::Relaxed) {
@@ -190,7 +266,7 @@ impl Landing {
                             .map_err(|_| Error::Other("writer failed".into()))?
                             .recv();
                         let Ok(blobs) = next else { break };
-                        if let Err(e) = land(&store, &blobs) {
+                        if let Err(e) = land(&store, &blobs, gate.as_ref()) {
                             stop.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
