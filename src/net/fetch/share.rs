@@ -90,3 +90,23 @@ pub(super) async fn join_swarm(
     client.swarm = Some(session);
     Ok(())
 }
+
+/// Joins the swarm of a download into `repo` of a public dataset (none for a `private`
+/// one: docs/SECURITY.md). It serves unless told not to (`serve` off: a mirror's follow
+/// round, whose `lode serve` serves what the round completed) or another process serves
+/// the repository.
+pub(super) async fn join_repo_swarm(
+    client: &mut Client,
+    repo: &Repo,
+    private: bool,
+    share: &crate::net::endpoint::ShareOptions,
+    serve: bool,
+) -> Result<()> {
+    if !share.enabled || private {
+        return Ok(());
+    }
+    let mut share = share.clone();
+    share.serve &= serve && !served_elsewhere(repo);
+    let dir = super::store::swarm_store_dir(repo);
+    join_swarm(client, repo.home(), dir, Some(repo), &share).await
+}
