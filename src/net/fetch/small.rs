@@ -49,7 +49,8 @@ impl Walk<'_> {
         batches.retain(|b| !b.is_empty());
         let gate = self.gate();
         let mut landing = Landing::start(repo.store().clone(), gate);
-        let failed = if swarm {
+        // One batch (a level of commits and trees) is not worth dialling the swarm for.
+        let failed = if swarm && batches.len() > 1 {
             self.swarm_batches(batches, &mut landing, files_done).await
         } else {
             self.fetch_batches(batches, &mut landing, files_done).await

@@ -444,3 +444,44 @@ impl Sender for Send<'_> {
         self.0.send(item).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_in_front_answers_what_it_holds_and_the_object_files_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
+        objects.create().unwrap();
+        // A small object landed in the object store; a big one (several chunk groups, so
+        // with an outboard) held by the store in front.
+        let small = b"a small object, landed in the object store".to_vec();
+        let small_id = ObjectId::of(&small);
+        objects.put_many(&[(small_id, &small[..])]).unwrap();
+        let front = iroh_blobs::store::mem::MemStore::new();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let big_hash = front.add_bytes(big.clone()).await.unwrap().hash;
+        let source = Source {
+            objects,
+            outboards: dir.path().join("outboards"),
+        };
+        let blobs = ObjectBlobs::spawn_over(vec![source], Some((*front).clone()));
+        let api = blobs.api();
+        let small_hash = Hash::from_bytes(small_id.0);
+        assert_eq!(api.get_bytes(small_hash).await.unwrap(), small);
+        assert_eq!(api.get_bytes(big_hash).await.unwrap(), big);
+        assert!(matches!(
+            api.status(big_hash).await.unwrap(),
+            BlobStatus::Complete { size } if size == big.len() as u64
+        ));
+        let unknown = Hash::new(b"held by neither");
+        assert!(matches!(
+            api.status(unknown).await.unwrap(),
+            BlobStatus::NotFound
+        ));
+        assert!(api.get_bytes(unknown).await.is_err());
+        // What the store in front holds never needed an outboard of the object files'.
+        assert!(!dir.path().join("outboards").exists());
+    }
+}

@@ -226,6 +226,7 @@ pub async fn fetch(
             }
             _ = tick.tick() => {
                 // New swarm peers, from gossip and the trackers; refusals grow old.
+                order.retain(|i| !done[*i]);
                 let swarm_count = peers.values().filter(|x| !x.origin).count();
                 dialer.dial_new(swarm_count, |q| peers.contains_key(q));
             }
