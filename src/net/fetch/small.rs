@@ -181,7 +181,11 @@ impl Walk<'_> {
             match got {
                 Ok(blobs) => {
                     self.client.batch_served(p);
-                    self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    let n = blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    self.bytes += n;
+                    if let Some(session) = &self.client.swarm {
+                        session.count_received(&p, n);
+                    }
                     files_done(blobs.len());
                     if landing.send(blobs).is_err() {
                         // A writer failed: its error is what `Landing::finish` returns.
