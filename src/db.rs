@@ -36,10 +36,12 @@ const CACHE_SIZE: usize = 8 << 20;
 /// The on-disk format version this build writes and reads. Version 2 (chunked files: trees
 /// `LODT\x02`, chunk maps, links `objects/ab/<rest>.chunks`) reads version 1 unchanged; a
 /// version-1 repository is upgraded when this build opens it, since a build that knows only
-/// version 1 would take chunks for unreachable objects and `gc` them.
-pub const FORMAT_VERSION: u32 = 2;
+/// version 1 would take chunks for unreachable objects and `gc` them. Version 3 adds packs
+/// (`objects/pack/`), which a version-2 build would not see: it would call their objects
+/// missing.
+pub const FORMAT_VERSION: u32 = 3;
 /// The formats this build upgrades in place (nothing on disk changes but the number).
-pub const UPGRADES_FROM: &[u32] = &[1];
+pub const UPGRADES_FROM: &[u32] = &[1, 2];
 
 /// One staged path: what the next commit records, plus the stat cache.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -90,7 +90,7 @@ fn resolve_base(repo: &Repo, base: &str, rev: &str) -> Result<ObjectId> {
 /// that reads 5 bytes, before the whole object is read and checked.
 pub(crate) fn looks_like_commit(repo: &Repo, id: &ObjectId) -> bool {
     use std::io::Read;
-    let Ok(f) = repo.store().open(id) else {
+    let Ok(f) = repo.store().reader(id) else {
         return false;
     };
     let mut magic = [0u8; 5];

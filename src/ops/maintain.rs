@@ -243,6 +243,13 @@ pub fn verify(repo: &Repo, progress: &dyn Progress) -> Result<VerifyReport> {
     });
     let present: HashSet<ObjectId> = listed.iter().map(|(id, _)| *id).collect();
     let mut damaged = damaged.into_inner().expect("threads ended");
+    for (pack, why) in repo.store().pack_problems() {
+        damaged.push(Damaged {
+            id: pack.display().to_string(),
+            path: None,
+            problem: format!("pack index unreadable: {why}; the objects in it count as missing"),
+        });
+    }
     // Each file held in chunks: its link must name a map of that file (the chunks are
     // objects, re-hashed above; the map is checked against the file when the link is made).
     for (file, map_id) in repo.store().list_chunked()? {
@@ -306,6 +313,7 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
     }
     let mut report = GcReport::default();
     let mut removed = HashSet::new();
+    let mut remove = Vec::new();
     for (id, len) in repo.store().list()? {
         // A whole copy of a file also held in chunks (fetched whole, then cut): the chunks
         // are what stays.
@@ -315,12 +323,15 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
             report.objects_kept += 1;
             continue;
         }
-        if !dry_run {
-            repo.store().remove(&id)?;
-        }
+        remove.push(id);
         removed.insert(id);
         report.objects_removed += 1;
         report.bytes_freed += len;
+    }
+    // One call: each pack is rewritten once, whatever the number of objects leaving it.
+    if !dry_run {
+        repo.store().remove_objects(&remove)?;
+        report.bytes_freed += repo.store().remove_orphan_packs();
     }
     // Links of files held in chunks that nothing reaches (their maps and chunks went above).
     for (file, _) in repo.store().list_chunked()? {

@@ -44,13 +44,18 @@ impl Store {
     /// chunks, in order. Not hashed: a caller that makes the bytes visible hashes them.
     pub fn reader(&self, id: &ObjectId) -> Result<ObjectReader> {
         match self.open(id) {
-            Err(Error::ObjectMissing { .. }) => match self.chunked(id)? {
-                Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
-                None => Err(Error::ObjectMissing {
-                    id: *id,
-                    path: None,
-                }),
-            },
+            Err(Error::ObjectMissing { .. }) => {
+                if let Some(r) = self.packed_reader(id) {
+                    return Ok(ObjectReader::Packed(r));
+                }
+                match self.chunked(id)? {
+                    Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
+                    None => Err(Error::ObjectMissing {
+                        id: *id,
+                        path: None,
+                    }),
+                }
+            }
             other => other.map(ObjectReader::Whole),
         }
     }
@@ -59,13 +64,18 @@ impl Store {
     pub fn size_of(&self, id: &ObjectId) -> Result<u64> {
         match fs::metadata(self.path(id)) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.chunked(id)? {
-                Some(map) => Ok(map.size),
-                None => Err(Error::ObjectMissing {
-                    id: *id,
-                    path: None,
-                }),
-            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(loc) = self.packed(id) {
+                    return Ok(u64::from(loc.len));
+                }
+                match self.chunked(id)? {
+                    Some(map) => Ok(map.size),
+                    None => Err(Error::ObjectMissing {
+                        id: *id,
+                        path: None,
+                    }),
+                }
+            }
             Err(e) => Err(Error::io("cannot read object", self.path(id), e)),
         }
     }
@@ -74,7 +84,7 @@ impl Store {
     /// mismatch, `ObjectMissing` when the store does not hold it in chunks either).
     pub(super) fn copy_out_chunked(&self, id: &ObjectId, dest: &File) -> Result<u64> {
         match self.chunked(id)? {
-            Some(map) => copy_chunked(ChunkReader::new(self.clone(), map), id, dest),
+            Some(map) => copy_hashed(ChunkReader::new(self.clone(), map), id, dest),
             None => Err(Error::ObjectMissing {
                 id: *id,
                 path: None,
@@ -93,7 +103,7 @@ impl Store {
     fn link_path(&self, id: &ObjectId) -> PathBuf {
         let own = self.own_link_path(id);
         match &self.under {
-            Some(under) if fs::symlink_metadata(&own).is_err() => {
+            Some((under, _)) if fs::symlink_metadata(&own).is_err() => {
                 let mut p = super::object_path(under, id).into_os_string();
                 p.push(LINK_SUFFIX);
                 PathBuf::from(p)
@@ -176,7 +186,7 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed)
         {
             let tmp = self.temp()?;
-            (copy_chunked(chunks, &map.file, tmp.as_file())?, Some(tmp))
+            (copy_hashed(chunks, &map.file, tmp.as_file())?, Some(tmp))
         } else {
             let (got, n) = super::hash_reader(chunks).map_err(|e| reader_error(e, &map.file))?;
             if got != map.file {
@@ -215,10 +225,15 @@ impl Store {
                 path: None,
             });
         }
-        // The chunks not here, cut, checked and written by one thread per core (hashing and
-        // creating files dominate; a first clone of 1 GiB cuts about 4,000).
+        // The chunks not here, cut and checked by one thread per core. When they are most of
+        // the file and the whole copy is this store's own, the copy becomes their pack (a
+        // hard link: nothing is written); otherwise they are copied into a new pack.
         let todo: Vec<(u64, ObjectId, u32)> =
             map.offsets().filter(|(_, id, _)| !self.has(id)).collect();
+        let new_bytes: u64 = todo.iter().map(|(_, _, n)| u64::from(*n)).sum();
+        let own = self.own_path(&map.file);
+        let link = own == path && new_bytes >= map.size / 4 * 3;
+        let pack = std::sync::Mutex::new(self.pack_writer());
         let next = std::sync::atomic::AtomicUsize::new(0);
         let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -250,7 +265,11 @@ impl Store {
                                 path: None,
                             });
                         }
-                        if let Err(e) = self.put_hashed(&id, &buf) {
+                        if link {
+                            continue;
+                        }
+                        let added = pack.lock().unwrap_or_else(|p| p.into_inner()).add(id, &buf);
+                        if let Err(e) = added {
                             return fail(e);
                         }
                     }
@@ -260,13 +279,19 @@ impl Store {
         if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
+        if link {
+            self.link_pack(&own, todo.iter().map(|&(at, id, n)| (id, at, n)).collect())?;
+        } else {
+            pack.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .finish()?;
+        }
         self.write_link(&map.file, map_id)?;
         if !drop_whole {
             return Ok(map.file);
         }
         // The chunks must be durable before the only whole copy goes.
         self.sync()?;
-        let own = self.own_path(&map.file);
         if own == path {
             fs::remove_file(&own).map_err(|e| Error::io("cannot remove object", &own, e))?;
         }
@@ -327,26 +352,23 @@ impl Store {
         };
         let map = self.read_chunk_map(&map_id).ok();
         self.remove_link(id)?;
-        let mut freed = 0;
-        let mut drop_object = |o: &ObjectId| -> Result<()> {
-            let p = self.own_path(o);
-            if let Ok(m) = fs::symlink_metadata(&p) {
-                fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", &p, e))?;
-                freed += m.len();
-            }
-            Ok(())
-        };
+        let mut gone = Vec::new();
         if !keep(&map_id) {
-            drop_object(&map_id)?;
+            gone.push(map_id);
         }
         for (c, _) in map.map(|m| m.chunks).unwrap_or_default() {
             let n = refs.entry(c).or_insert(1);
             *n = n.saturating_sub(1);
             if *n == 0 && !keep(&c) {
-                drop_object(&c)?;
+                gone.push(c);
             }
         }
-        Ok(Some(freed))
+        // Only what this store holds itself (whole or in its packs) is removed.
+        gone.retain(|o| {
+            fs::symlink_metadata(self.own_path(o)).is_ok()
+                || self.packs.find(&self.pack_dir(), o).is_some()
+        });
+        Ok(Some(self.remove_objects(&gone)?))
     }
 
     /// Removes file `id`, stored whole or in chunks (then as [`Store::remove_chunked`];
@@ -363,6 +385,10 @@ impl Store {
             return Ok(m.len());
         }
         if !self.has_chunked(id) {
+            // An object in a pack (a small file whose bytes are also a chunk's).
+            if self.packs.find(&self.pack_dir(), id).is_some() {
+                return self.remove_objects(&[*id]);
+            }
             return Ok(0);
         }
         if refs.is_none() {
@@ -474,9 +500,10 @@ impl Store {
         }))
     }
 
-    /// A thread that hashes and stores, in order, the chunks sent to it (at most `queue`
-    /// waiting); returns their ids and lengths, in order, and how many bytes were new. It
-    /// stops at its first error (the sender then fails) and returns it.
+    /// A thread that hashes, in order, the chunks sent to it (at most `queue` waiting) and
+    /// writes those the store lacks into one new pack; returns their ids and lengths, in
+    /// order, and how many bytes were new. It stops at its first error (the sender then
+    /// fails) and returns it; the pack is named only once every chunk is in.
     #[allow(clippy::type_complexity)]
     fn store_on_thread(
         &self,
@@ -486,17 +513,19 @@ impl Store {
         std::thread::JoinHandle<Result<(Vec<(ObjectId, u32)>, u64)>>,
     ) {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
-        let store = self.clone();
+        let mut pack = self.pack_writer();
         let storer = std::thread::spawn(move || {
             let mut chunks = Vec::new();
             let mut stored = 0u64;
             for data in rx {
                 let id = ObjectId::of(&data);
-                if store.put_hashed(&id, &data)? {
+                if pack.add(id, &data)? {
                     stored += data.len() as u64;
                 }
                 chunks.push((id, data.len() as u32));
             }
+            // One pack for the new chunks of this file: one file created, not thousands.
+            pack.finish()?;
             Ok((chunks, stored))
         });
         (tx, storer)
@@ -509,8 +538,9 @@ pub struct ChunkedBytes {
     store: Store,
     map: ChunkMap,
     starts: Vec<u64>,
-    /// The chunk read last (reads come in order, 16 KiB at a time).
-    last: std::sync::Mutex<Option<(usize, std::sync::Arc<File>)>>,
+    /// The chunk read last (reads come in order, 16 KiB at a time): its index, the file
+    /// holding it and its offset there (0 for a chunk stored whole, else in a pack).
+    last: std::sync::Mutex<Option<(usize, std::sync::Arc<File>, u64)>>,
 }
 
 impl ChunkedBytes {
@@ -542,18 +572,27 @@ impl ChunkedBytes {
         let (id, len) = self.map.chunks[i];
         let within = at - self.starts[i];
         let want = (u64::from(len) - within).min(buf.len() as u64) as usize;
-        let f = {
+        let (f, base) = {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             match &*last {
-                Some((j, f)) if *j == i => f.clone(),
+                Some((j, f, base)) if *j == i => (f.clone(), *base),
                 _ => {
-                    let f = std::sync::Arc::new(File::open(self.store.path(&id))?);
-                    *last = Some((i, f.clone()));
-                    f
+                    let (f, base) = match File::open(self.store.path(&id)) {
+                        Ok(f) => (std::sync::Arc::new(f), 0),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            match self.store.packed(&id) {
+                                Some(loc) if loc.len == len => (loc.file, loc.offset),
+                                _ => return Err(e),
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    *last = Some((i, f.clone(), base));
+                    (f, base)
                 }
             }
         };
-        std::os::unix::fs::FileExt::read_at(&*f, &mut buf[..want], within)
+        std::os::unix::fs::FileExt::read_at(&*f, &mut buf[..want], base + within)
     }
 }
 
@@ -569,6 +608,7 @@ impl Store {
 /// An object open for reading ([`Store::reader`]).
 pub enum ObjectReader {
     Whole(File),
+    Packed(super::pack::PackSlice),
     Chunked(ChunkReader),
 }
 
@@ -576,6 +616,7 @@ impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             ObjectReader::Whole(f) => f.read(buf),
+            ObjectReader::Packed(r) => r.read(buf),
             ObjectReader::Chunked(r) => r.read(buf),
         }
     }
@@ -585,14 +626,15 @@ impl io::Seek for ObjectReader {
     fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
         match self {
             ObjectReader::Whole(f) => f.seek(to),
+            ObjectReader::Packed(r) => r.seek(to),
             ObjectReader::Chunked(r) => r.seek(to),
         }
     }
 }
 
-/// Writes a chunked file's bytes into `dest` while hashing them on a second thread; fails
-/// with `ObjectCorrupt` when they do not hash to `id`.
-fn copy_chunked(mut r: ChunkReader, id: &ObjectId, dest: &File) -> Result<u64> {
+/// Writes an object's bytes (a chunked file's, a packed object's) into `dest` while hashing
+/// them on a second thread; fails with `ObjectCorrupt` when they do not hash to `id`.
+fn copy_hashed(mut r: impl Read, id: &ObjectId, dest: &File) -> Result<u64> {
     let (tx, spare, hasher) = hash_on_thread(4);
     let mut n = 0u64;
     let copied = (|| -> io::Result<()> {

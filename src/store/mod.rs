@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 pub mod chunks;
+pub mod pack;
 
 /// Files up to this size are read into memory in one piece; larger ones are streamed.
 pub const SMALL_FILE: u64 = 1 << 20;
@@ -89,8 +90,10 @@ pub struct Store {
     objects: PathBuf,
     tmp: PathBuf,
     /// For a quarantine ([`Store::quarantine`]): the objects directory of the store it sits
-    /// in front of. Reads fall through to it; writes never go there.
-    under: Option<PathBuf>,
+    /// in front of, and its packs. Reads fall through to it; writes never go there.
+    under: Option<(PathBuf, Arc<pack::Packs>)>,
+    /// The packs of `objects` this process has read ([`pack`]).
+    packs: Arc<pack::Packs>,
     /// Files assembled from their chunks (and hashed) while a fetch checked them, kept for
     /// the checkout that follows (shared by every clone of this store and its quarantines).
     prepared: Arc<Prepared>,
@@ -128,6 +131,7 @@ impl Store {
             objects,
             tmp,
             under: None,
+            packs: Arc::default(),
             prepared: Arc::default(),
         }
     }
@@ -162,7 +166,8 @@ impl Store {
         let q = Store {
             objects: dir.join("objects"),
             tmp: dir.join("tmp"),
-            under: Some(self.objects.clone()),
+            under: Some((self.objects.clone(), self.packs.clone())),
+            packs: Arc::default(),
             prepared: self.prepared.clone(),
         };
         q.create()
@@ -174,7 +179,7 @@ impl Store {
     /// objects are durable here and may be made reachable. Returns how many moved.
     pub fn admit(&self, q: &Store) -> Result<u64> {
         let mut moved = 0;
-        for (id, _) in q.list()? {
+        for (id, _) in q.list_loose()? {
             let from = q.own_path(&id);
             let to = self.own_path(&id);
             if fs::symlink_metadata(&to).is_ok() {
@@ -183,6 +188,7 @@ impl Store {
             fs::rename(&from, &to).map_err(|e| Error::io("cannot admit object", &to, e))?;
             moved += 1;
         }
+        self.admit_packs(q)?;
         // Links last: each names chunks that are in by now.
         for (id, _) in q.list_chunked()? {
             let (from, to) = (q.own_link_path(&id), self.own_link_path(&id));
@@ -208,7 +214,7 @@ impl Store {
     pub fn path(&self, id: &ObjectId) -> PathBuf {
         let own = self.own_path(id);
         match &self.under {
-            Some(under) if fs::symlink_metadata(&own).is_err() => object_path(under, id),
+            Some((under, _)) if fs::symlink_metadata(&own).is_err() => object_path(under, id),
             _ => own,
         }
     }
@@ -239,9 +245,12 @@ impl Store {
         &self.tmp
     }
 
-    /// Reports whether the object is present: stored whole, or (a file) in chunks.
+    /// Reports whether the object is present: stored whole, in a pack, or (a file) in
+    /// chunks.
     pub fn has(&self, id: &ObjectId) -> bool {
-        fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id)
+        fs::symlink_metadata(self.path(id)).is_ok()
+            || self.has_chunked(id)
+            || self.packed(id).is_some()
     }
 
     /// A temp file in `.lode/tmp`, named `object-<pid>-XXXXXX` so that a later command can
@@ -327,7 +336,7 @@ impl Store {
     /// Reads an object of at most [`SMALL_FILE`] bytes whole and checks its hash
     /// (`ObjectCorrupt` on mismatch); `None` when it is larger (stream it instead).
     pub fn read_small(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
-        let f = self.open(id)?;
+        let f = self.reader(id)?;
         let mut buf = Vec::new();
         f.take(SMALL_FILE + 1)
             .read_to_end(&mut buf)
@@ -478,7 +487,25 @@ impl Store {
     pub fn copy_out(&self, id: &ObjectId, dest: &File) -> Result<u64> {
         let path = self.path(id);
         let src = match self.open(id) {
-            Err(Error::ObjectMissing { .. }) => return self.copy_out_chunked(id, dest),
+            Err(Error::ObjectMissing { .. }) => match self.packed(id) {
+                // A packed object is at most a chunk: read, hashed and written from memory.
+                Some(loc) => {
+                    let data = loc
+                        .read()
+                        .map_err(|e| Error::io("cannot read object", self.pack_dir(), e))?;
+                    if ObjectId::of(&data) != *id {
+                        return Err(Error::ObjectCorrupt {
+                            id: *id,
+                            path: None,
+                        });
+                    }
+                    let mut d = dest;
+                    d.write_all(&data)
+                        .map_err(|e| Error::io("cannot copy object", self.pack_dir(), e))?;
+                    return Ok(data.len() as u64);
+                }
+                None => return self.copy_out_chunked(id, dest),
+            },
             other => other?,
         };
         let (got, hashed, copied) = copy_and_hash(&path, &src, dest)
@@ -518,9 +545,17 @@ impl Store {
         Ok(())
     }
 
+    /// Lists every object: id and size, stored whole or in a pack (not counting files held
+    /// in chunks: [`Store::list_chunked`]).
+    pub fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+        let mut out = self.list_loose()?;
+        out.extend(self.list_packed());
+        Ok(out)
+    }
+
     /// Lists every object file: id and size. Files that are not named like objects are
     /// skipped.
-    pub fn list(&self) -> Result<Vec<(ObjectId, u64)>> {
+    fn list_loose(&self) -> Result<Vec<(ObjectId, u64)>> {
         let mut out = Vec::new();
         self.each_entry(|name, entry| {
             if let Ok(id) = name.parse::<ObjectId>() {
@@ -550,14 +585,42 @@ impl Store {
                 out.push(id);
             }
         }
+        let hex = prefix.to_ascii_lowercase();
+        for (id, _) in self.list_packed() {
+            if id.to_hex().starts_with(&hex) && !out.contains(&id) {
+                out.push(id);
+            }
+        }
         Ok(out)
     }
 
-    /// Deletes an object stored whole ([`Store::remove_chunked`] removes a file held in
-    /// chunks).
+    /// Deletes an object stored whole or in a pack ([`Store::remove_chunked`] removes a
+    /// file held in chunks).
     pub fn remove(&self, id: &ObjectId) -> Result<()> {
-        let p = self.own_path(id);
-        fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", p, e))
+        self.remove_objects(&[*id]).map(|_| ())
+    }
+
+    /// Deletes objects stored whole or in packs (each pack they are in is rewritten once,
+    /// whatever the number of them it held); returns the bytes freed.
+    pub fn remove_objects(&self, ids: &[ObjectId]) -> Result<u64> {
+        let mut freed = 0;
+        let mut packed = std::collections::HashSet::new();
+        for id in ids {
+            let p = self.own_path(id);
+            match fs::symlink_metadata(&p) {
+                Ok(m) => {
+                    fs::remove_file(&p).map_err(|e| Error::io("cannot remove object", &p, e))?;
+                    freed += m.len();
+                }
+                Err(_) => {
+                    packed.insert(*id);
+                }
+            }
+        }
+        if !packed.is_empty() {
+            freed += self.unpack(&packed)?;
+        }
+        Ok(freed)
     }
 
     /// Flushes everything written to the store's filesystem to disk (one `syncfs`).

@@ -679,8 +679,7 @@ fn owner_reader_mirror_and_revocation_end_to_end() {
     // A reader keeps plaintext only: no ciphertext of the big file stays in its store.
     let (ciphers, _) = sealed_ids(&env, "ds");
     for c in &ciphers {
-        let p = env.object("b2", c);
-        let kept = p.exists();
+        let kept = env.holds("b2", c);
         let small = fs::metadata(env.object("ds", c))
             .map(|m| m.len() < 4096)
             .unwrap_or(true);
@@ -820,7 +819,9 @@ fn restricted_ciphertexts_are_padded_at_the_mirror() {
     let at_mirror = |data: &[u8]| -> (usize, usize) {
         let plain = lode::ObjectId(*blake3::hash(data).as_bytes());
         let (cipher, _) = manifest.map[&plain];
-        let c = fs::read(env.object("mirror", &cipher.to_hex())).expect("held by the mirror");
+        let c = env
+            .object_bytes("mirror", &cipher.to_hex())
+            .expect("held by the mirror");
         let listed = envelope
             .objects
             .iter()

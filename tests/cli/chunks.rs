@@ -52,6 +52,21 @@ fn pull(env: &TestEnv, copy: &str, ds: &str, file: &str) -> u64 {
     r["bytes"].as_u64().unwrap()
 }
 
+/// The number of files in a repository's object store (objects, links, packs, indexes).
+fn object_files(env: &TestEnv, repo: &str) -> usize {
+    fn count(p: &Path) -> usize {
+        fs::read_dir(p).map_or(0, |rd| {
+            rd.flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => count(&e.path()),
+                    _ => 1,
+                })
+                .sum()
+        })
+    }
+    count(&env.path(&format!("{repo}/.lode/objects")))
+}
+
 #[test]
 fn an_edit_stores_and_moves_only_the_chunks_around_it() {
     let env = TestEnv::new();
@@ -72,6 +87,9 @@ fn an_edit_stores_and_moves_only_the_chunks_around_it() {
         v1_store < 25 * MIB as u64,
         "24 MiB stored in {v1_store} bytes"
     );
+    // Its ~100 chunks went into one pack (and its index), not a file each.
+    let files = object_files(&env, ds);
+    assert!(files <= 8, "{files} files in the object store");
 
     let server = serve(&env, "srv", ds);
     let r = env.json("", &["clone", &server.ticket, "copy"]);
@@ -82,6 +100,12 @@ fn an_edit_stores_and_moves_only_the_chunks_around_it() {
     // chunks, and dropped the whole copy once its swarm session ended.
     assert!(!env.object("copy", &id).exists(), "no whole copy left");
     assert!(Path::new(&format!("{}.chunks", env.object("copy", &id).display())).exists());
+    // The fetched file became the pack of its chunks: one file, not one per chunk, and
+    // 24 MiB on disk, not twice that.
+    let files = object_files(&env, "copy");
+    assert!(files <= 12, "{files} files in the clone's object store");
+    let copy_store = stored(&env, "copy");
+    assert!(copy_store < 25 * MIB as u64, "{copy_store} bytes");
 
     // A 1 MiB edit in the middle: the publisher stores about that much more, and the pull
     // receives the chunks it touches, one or two on each side (chunks are at most 1 MiB).
@@ -191,11 +215,20 @@ fn a_peer_lying_about_a_chunk_or_a_chunk_map_is_named_and_nothing_is_written() {
     let link = format!("{}.chunks", env.object(ds, &id).display());
     let map_id = hex::encode(fs::read(&link).unwrap());
     let map = ChunkMap::decode(&fs::read(env.object(ds, &map_id)).unwrap()).unwrap();
-    let chunk = env.object(ds, &map.chunks[3].0.to_hex());
-    fs::set_permissions(&chunk, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mut bytes = fs::read(&chunk).unwrap();
-    bytes[1000] ^= 0xff;
-    fs::write(&chunk, &bytes).unwrap();
+    // `add` wrote the file's chunks, in order, into one pack.
+    let packs: Vec<_> = fs::read_dir(env.path("ds/.lode/objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let at: u64 = map.chunks[..3].iter().map(|c| u64::from(c.1)).sum::<u64>() + 1000;
+    let pack = &packs[0];
+    fs::set_permissions(pack, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(pack).unwrap();
+    bytes[at as usize] ^= 0xff;
+    fs::write(pack, &bytes).unwrap();
     clone_fails_naming(&env, "srv", &server.ticket, "copy");
     assert!(!env.path("copy/big.bin").exists(), "nothing visible");
     drop(server);
@@ -304,7 +337,7 @@ fn a_repository_of_the_previous_format_is_upgraded_and_says_so() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("upgraded the repository") && err.contains("from format 1 to 2"),
+        err.contains("upgraded the repository") && err.contains("from format 1 to 3"),
         "{err}"
     );
     let out = env.cmd(ds, &["status"]).output().unwrap();
@@ -319,9 +352,9 @@ fn a_repository_of_the_previous_format_is_upgraded_and_says_so() {
     let log = env.ok(ds, &["log"]);
     assert!(log.contains("v1") && log.contains("v2"), "{log}");
     // A repository of a newer format than this build knows is refused, not misread.
-    set_format(&env, 3);
+    set_format(&env, 4);
     let err = env.fails(ds, &["status"], "upgrade lode");
-    assert!(err.contains("format version 3"), "{err}");
+    assert!(err.contains("format version 4"), "{err}");
 }
 
 #[test]

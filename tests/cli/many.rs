@@ -67,10 +67,24 @@ fn many_small_files_clone_and_pull_whole() {
     );
     same_files(&env, ds, "copy");
     assert_eq!(env.head("copy"), env.head(ds));
-    // Objects and files are read-only objects and ordinary working files.
+    // Objects are read-only (the clone wrote them into packs, a handful of files, not one
+    // per object), and files are ordinary working files.
     let id = b3(&env.path("copy/d00/f000.bin"));
-    let perm = fs::metadata(env.object("copy", &id)).unwrap().permissions();
-    assert!(perm.readonly());
+    assert!(!env.object("copy", &id).exists());
+    assert!(env.object_bytes("copy", &id).is_some());
+    let packs: Vec<_> = fs::read_dir(env.path("copy/.lode/objects/pack"))
+        .unwrap()
+        .flatten()
+        .collect();
+    // (a pack per writer thread for each level of trees, and for the files)
+    assert!(
+        !packs.is_empty() && packs.len() <= 16,
+        "{} pack files",
+        packs.len()
+    );
+    for p in packs {
+        assert!(p.metadata().unwrap().permissions().readonly(), "{p:?}");
+    }
     assert!(!fs::metadata(env.path("copy/d00/f000.bin"))
         .unwrap()
         .permissions()
@@ -121,10 +135,7 @@ fn many_small_files_one_bad_object_names_the_peer_and_is_not_kept() {
     bytes[100] ^= 0xff;
     fs::write(&obj, &bytes).unwrap();
     clone_fails_naming(&env, "srv", &server.ticket, "copy");
-    assert!(
-        !env.object("copy", &id).exists(),
-        "the bad object is not kept"
-    );
+    assert!(!env.holds("copy", &id), "the bad object is not kept");
     assert!(
         !env.path(&format!("copy/{bad}")).exists(),
         "nothing written to the working tree"

@@ -172,8 +172,7 @@ fn a_mirror_over_quota_drops_the_oldest_unreferenced_versions() {
     assert!(list[0]["bytes"].as_u64().unwrap() <= 5 << 20, "{list}");
     assert_eq!(list[0]["dropped"], 1);
     let mirror_dir = format!("m/mirrors/{id}");
-    let obj = |h: &str| env.object(&mirror_dir, h);
-    assert!(!obj(&old_id).exists() && obj(&new_id).exists());
+    assert!(!env.holds(&mirror_dir, &old_id) && env.holds(&mirror_dir, &new_id));
     // What was dropped on purpose is not reported missing.
     env.ok_as("m", &mirror_dir, &["verify"]);
 

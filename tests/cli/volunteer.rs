@@ -430,7 +430,9 @@ fn a_storage_manager_that_deleted_its_copy_fails_a_challenge_and_loses_its_recor
     // m deletes its copy of the file and serves on (not following: nothing fetches it back).
     drop(manager);
     let mirror = format!("m/mirrors/{}", env.dataset_id("worms"));
-    std::fs::remove_file(env.object(&mirror, &id)).unwrap();
+    let gone: lode::ObjectId = id.parse().unwrap();
+    env.store(&mirror).remove(&gone).unwrap();
+    assert!(env.object_bytes(&mirror, &id).is_none());
     let _manager = serve_mirrors(&env, "m", &[]);
     eventually("a check finds the copy gone", || {
         let c = env.json_as(

@@ -176,7 +176,7 @@ impl Cache {
         if let Err(err) = self.store.copy_out(&e.id, &file) {
             // A damaged cache object is removed, so that the next load fetches it again.
             if matches!(err, Error::ObjectCorrupt { .. }) {
-                let _ = std::fs::remove_file(self.store.path(&e.id));
+                let _ = self.store.remove(&e.id);
             }
             return Err(err);
         }

@@ -47,8 +47,13 @@ impl Walk<'_> {
             }
         }
         batches.retain(|b| !b.is_empty());
+        // A repository whose checkouts hard-link files from the store needs a file per
+        // object; any other takes them in packs.
+        let packed = !crate::config::checkout_links(repo)?;
+        // The transfer is long: other processes (the owner's `status`) may open the database.
+        repo.release_db();
         let gate = self.gate();
-        let mut landing = Landing::start(repo.store().clone(), gate);
+        let mut landing = Landing::start(repo.store().clone(), packed, gate);
         // One batch (a level of commits and trees) is not worth dialling the swarm for.
         let failed = if swarm && batches.len() > 1 {
             self.swarm_batches(batches, &mut landing, files_done).await
@@ -223,8 +228,15 @@ const SWARM_BATCH_BYTES: u64 = 1 << 20;
 const BATCHES_IN_FLIGHT: usize = 16;
 /// Received batches waiting for a writer (bounds the memory when the disk is slower).
 const LANDING_QUEUE: usize = 8;
-/// Threads that write received small objects (creating files is mostly kernel work).
+/// Threads that write received small objects.
 const WRITERS: usize = 2;
+/// Each writer appends the objects it receives to a pack of its own, named (and so made
+/// visible) once it holds this many bytes, and at the end: a clone of 300,000 small files
+/// creates a few packs instead of 300,000 object files beside the working files.
+const PACK_BYTES: u64 = 64 << 20;
+/// The same for a download that serves its swarm: a pack per batch or so, so that what it
+/// landed is soon served (its objects are in the store only once the pack is named).
+const SWARM_PACK_BYTES: u64 = 256 << 10;
 
 /// Checks received blobs against their ids and writes them into `store`; then lets the
 /// swarm session behind `gate` (if any) serve them.
@@ -244,16 +256,25 @@ fn land(
     Ok(landed)
 }
 
+/// Lets the swarm session behind `gate` (if any) serve `hashes`, now in the store.
+fn open_gate(gate: Option<&Gate>, hashes: &mut Vec<Hash>) {
+    match gate {
+        Some(gate) => gate.allow(hashes.drain(..)),
+        None => hashes.clear(),
+    }
+}
+
 /// Writers of received small objects: [`WRITERS`] threads off the network task, each
-/// checking and writing whole batches ([`crate::store::Store::put_many`]). The first error
-/// stops them all.
+/// checking whole batches and appending them to its pack
+/// ([`crate::store::pack::PackWriter::add_checked`]). The first error stops them all (an
+/// unnamed pack leaves nothing).
 struct Landing {
     tx: Option<std::sync::mpsc::SyncSender<Vec<(Hash, bytes::Bytes)>>>,
     workers: Vec<std::thread::JoinHandle<Result<u64>>>,
 }
 
 impl Landing {
-    fn start(store: crate::store::Store, gate: Option<Gate>) -> Landing {
+    fn start(store: crate::store::Store, packed: bool, gate: Option<Gate>) -> Landing {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
@@ -265,18 +286,54 @@ impl Landing {
                     (rx.clone(), stop.clone(), store.clone(), gate.clone());
                 std::thread::spawn(move || -> Result<u64> {
                     let mut landed = 0;
+                    let mut pack = store.pack_writer();
+                    // The objects of the pack being written: served to the swarm once it is
+                    // named (before, the store does not hold them). A sharing download names
+                    // its packs sooner, so that what it landed is soon served.
+                    let mut in_pack: Vec<Hash> = Vec::new();
+                    let pack_bytes = if gate.is_some() {
+                        SWARM_PACK_BYTES
+                    } else {
+                        PACK_BYTES
+                    };
                     while !stop.load(Ordering::Relaxed) {
                         let next = rx
                             .lock()
                             .map_err(|_| Error::Other("writer failed".into()))?
                             .recv();
                         let Ok(blobs) = next else { break };
-                        if let Err(e) = land(&store, &blobs, gate.as_ref()) {
+                        if !packed {
+                            if let Err(e) = land(&store, &blobs, gate.as_ref()) {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                            landed += blobs.len() as u64;
+                            continue;
+                        }
+                        let objects: Vec<(ObjectId, &[u8])> = blobs
+                            .iter()
+                            .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
+                            .collect();
+                        let mut wrote = pack.add_checked(&objects);
+                        in_pack.extend(blobs.iter().map(|(h, _)| *h));
+                        if wrote.is_ok() && pack.bytes() >= pack_bytes {
+                            let full = std::mem::replace(&mut pack, store.pack_writer());
+                            wrote = full.finish().and(wrote);
+                            if wrote.is_ok() {
+                                open_gate(gate.as_ref(), &mut in_pack);
+                            }
+                        }
+                        if let Err(e) = wrote {
                             stop.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
                         landed += blobs.len() as u64;
                     }
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(landed);
+                    }
+                    pack.finish()?;
+                    open_gate(gate.as_ref(), &mut in_pack);
                     Ok(landed)
                 })
             })

@@ -110,6 +110,8 @@ struct Found {
 #[derive(Clone)]
 enum Data {
     File(Arc<File>),
+    /// An object in a pack: the pack, the object's offset in it and its length.
+    Slice(Arc<File>, u64, u64),
     Chunks(Arc<crate::store::chunks::ChunkedBytes>),
 }
 
@@ -117,6 +119,10 @@ impl Data {
     fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
         match self {
             Data::File(f) => std::os::unix::fs::FileExt::read_at(&**f, buf, at),
+            Data::Slice(f, offset, len) => {
+                let want = len.saturating_sub(at).min(buf.len() as u64) as usize;
+                std::os::unix::fs::FileExt::read_at(&**f, &mut buf[..want], offset + at)
+            }
             Data::Chunks(c) => c.read_at(buf, at),
         }
     }
@@ -155,6 +161,13 @@ impl Inner {
                 return Some(Found {
                     file: Data::File(Arc::new(file)),
                     size,
+                    source: i,
+                });
+            }
+            if let Some(loc) = s.objects.packed(&id) {
+                return Some(Found {
+                    size: u64::from(loc.len),
+                    file: Data::Slice(loc.file, loc.offset, u64::from(loc.len)),
                     source: i,
                 });
             }

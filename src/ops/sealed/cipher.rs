@@ -122,7 +122,7 @@ pub(super) fn decrypt_object(
     padded: bool,
 ) -> Result<()> {
     let store = repo.store();
-    let input = BufReader::with_capacity(1 << 20, store.open(cipher)?);
+    let input = BufReader::with_capacity(1 << 20, store.reader(cipher)?);
     decrypt_from(store, input, cipher, plain, ids, padded)
 }
 

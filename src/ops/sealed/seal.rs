@@ -7,7 +7,7 @@ use std::str::FromStr;
 use age::secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::ObjectId;
 use crate::repo::Repo;
 
@@ -137,9 +137,7 @@ pub fn seal(repo: &Repo, readers: &BTreeMap<[u8; 32], String>) -> Result<ObjectI
         .chain(manifest.map.values().map(|(c, _)| *c))
     {
         if seen.insert(id) {
-            let size = std::fs::metadata(repo.store().path(&id))
-                .map_err(|e| Error::io("cannot read", repo.store().path(&id), e))?
-                .len();
+            let size = repo.store().size_of(&id)?;
             objects.push((id, size));
         }
     }

@@ -31,6 +31,33 @@ impl TestEnv {
         self.path(&format!("{repo}/.lode/objects/{}/{}", &id[..2], &id[2..]))
     }
 
+    /// `repo`'s object store, read through lode's own store (objects in their own files,
+    /// in packs, or in chunks).
+    pub fn store(&self, repo: &str) -> lode::store::Store {
+        lode::store::Store::new(
+            self.path(&format!("{repo}/.lode/objects")),
+            self.path(&format!("{repo}/.lode/tmp")),
+        )
+    }
+
+    /// Whether `repo`'s store holds object `id` (in its own file, a pack, or chunks).
+    pub fn holds(&self, repo: &str, id: &str) -> bool {
+        self.store(repo).has(&id.parse().expect("an object id"))
+    }
+
+    /// The bytes of object `id` in `repo`'s store, wherever it is kept; `None` when absent.
+    pub fn object_bytes(&self, repo: &str, id: &str) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let id: lode::ObjectId = id.parse().expect("an object id");
+        let mut out = Vec::new();
+        self.store(repo)
+            .reader(&id)
+            .ok()?
+            .read_to_end(&mut out)
+            .ok()?;
+        Some(out)
+    }
+
     /// A `lode` command started in `cwd` (relative to the temp dir).
     pub fn cmd(&self, cwd: &str, args: &[&str]) -> Command {
         self.cmd_as("home", cwd, args)
