@@ -88,7 +88,16 @@ fn from_others(r: &serde_json::Value, publisher: &str) -> u64 {
 
 /// Asserts that no downloader failed and downloaders `ks` hold the publisher's file.
 fn all_complete(env: &TestEnv, out: &BTreeMap<String, String>, ks: std::ops::RangeInclusive<u32>) {
-    assert!(!out.contains_key("failed"), "{out:?}");
+    let errors = || {
+        ks.clone()
+            .map(|k| {
+                let err = std::fs::read_to_string(env.path(&format!("c{k}.err")));
+                format!("downloader {k}: {}", err.unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!out.contains_key("failed"), "{out:?}\n{}", errors());
     for k in ks {
         assert_eq!(
             out.get(&format!("same{k}")).map(String::as_str),

@@ -54,11 +54,17 @@ impl Walk<'_> {
         repo.release_db();
         let gate = self.gate();
         let mut landing = Landing::start(repo.store().clone(), packed, gate);
-        // One batch (a level of commits and trees) is not worth dialling the swarm for.
-        let failed = if swarm && batches.len() > 1 {
-            self.swarm_batches(batches, &mut landing, files_done).await
-        } else {
-            self.fetch_batches(batches, &mut landing, files_done).await
+        // One batch (a level of commits and trees) is not worth dialling the swarm for,
+        // unless the providers fail it (the publisher may leave once the swarm holds all).
+        let failed = match (swarm, batches.len() > 1) {
+            (true, true) => self.swarm_batches(batches, &mut landing, files_done).await,
+            (true, false) => match self.fetch_batches(batches, &mut landing, files_done).await {
+                Ok(left) if !left.is_empty() => {
+                    self.swarm_batches(left, &mut landing, files_done).await
+                }
+                got => got,
+            },
+            (false, _) => self.fetch_batches(batches, &mut landing, files_done).await,
         };
         self.objects += landing.finish().await?;
         // Batches a provider failed go one at a time through the slower path that tries
@@ -234,9 +240,10 @@ const WRITERS: usize = 2;
 /// visible) once it holds this many bytes, and at the end: a clone of 300,000 small files
 /// creates a few packs instead of 300,000 object files beside the working files.
 const PACK_BYTES: u64 = 64 << 20;
-/// The same for a download that serves its swarm: a pack per batch or so, so that what it
-/// landed is soon served (its objects are in the store only once the pack is named).
-const SWARM_PACK_BYTES: u64 = 256 << 10;
+/// A download that serves its swarm also names a pack once its first object waited this
+/// long, so that what it landed is soon served (objects are in the store only once their
+/// pack is named): a pack a second or so per writer, not one per batch.
+const SWARM_PACK_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Checks received blobs against their ids and writes them into `store`; then lets the
 /// swarm session behind `gate` (if any) serve them.
@@ -287,15 +294,10 @@ impl Landing {
                 std::thread::spawn(move || -> Result<u64> {
                     let mut landed = 0;
                     let mut pack = store.pack_writer();
-                    // The objects of the pack being written: served to the swarm once it is
-                    // named (before, the store does not hold them). A sharing download names
-                    // its packs sooner, so that what it landed is soon served.
+                    // The objects of the pack being written (and since when): served to the
+                    // swarm once it is named (before, the store does not hold them).
                     let mut in_pack: Vec<Hash> = Vec::new();
-                    let pack_bytes = if gate.is_some() {
-                        SWARM_PACK_BYTES
-                    } else {
-                        PACK_BYTES
-                    };
+                    let mut begun = std::time::Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         let next = rx
                             .lock()
@@ -314,9 +316,13 @@ impl Landing {
                             .iter()
                             .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
                             .collect();
+                        if in_pack.is_empty() {
+                            begun = std::time::Instant::now();
+                        }
                         let mut wrote = pack.add_checked(&objects);
                         in_pack.extend(blobs.iter().map(|(h, _)| *h));
-                        if wrote.is_ok() && pack.bytes() >= pack_bytes {
+                        let due = gate.is_some() && begun.elapsed() >= SWARM_PACK_AGE;
+                        if wrote.is_ok() && (pack.bytes() >= PACK_BYTES || due) {
                             let full = std::mem::replace(&mut pack, store.pack_writer());
                             wrote = full.finish().and(wrote);
                             if wrote.is_ok() {
