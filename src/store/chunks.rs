@@ -439,10 +439,23 @@ impl Store {
             CHUNK_MAX as usize,
         );
         // Three stages, so the cutting (reads and the gear hash) never waits for the disk:
-        // this thread cuts, a second hashes the whole file, a third hashes and writes each
-        // chunk (creating a file per chunk is the slow part on most file systems).
+        // this thread cuts, a second hashes the whole file, a third hashes each chunk and
+        // (when the file shares chunks with the store) writes the new ones into a pack.
+        let mut chunker = chunker.peekable();
+        // A file whose first chunk the store lacks is taken to be new: the kernel copies it
+        // whole into what becomes its pack (a reflink where the file system can), while
+        // this thread cuts and hashes it, as a whole-file store would copy it.
+        let new_file = match chunker.peek() {
+            Some(Ok(c)) => !self.has(&ObjectId::of(&c.data)),
+            _ => false,
+        };
+        let copier = if new_file {
+            Some(self.copy_on_thread(path)?)
+        } else {
+            None
+        };
         let (tx, _, hasher) = hash_on_thread(8);
-        let (to_store, storer) = self.store_on_thread(8);
+        let (to_store, storer) = self.store_on_thread(8, !new_file);
         let mut total = 0u64;
         let mut failed = None;
         for chunk in chunker {
@@ -474,11 +487,22 @@ impl Store {
         if let Some(e) = failed {
             return Err(e);
         }
-        let (chunks, stored) = stored?;
-        if total != before.size {
+        let (chunks, mut stored) = stored?;
+        let copied = match copier {
+            Some(c) => Some(
+                c.join()
+                    .map_err(|_| Error::Other("the copying thread panicked".into()))?
+                    .map_err(io_err)?,
+            ),
+            None => None,
+        };
+        if total != before.size || copied.as_ref().is_some_and(|(_, n)| *n != total) {
             return Err(Error::FileChanged(path.to_path_buf()));
         }
         let stat = check_after(src)?;
+        if let Some((copy, _)) = copied {
+            stored = self.pack_copy(copy, src, &chunks, path)?;
+        }
         if self.has(&file) {
             return Ok(Some(Imported {
                 id: file,
@@ -508,6 +532,7 @@ impl Store {
     fn store_on_thread(
         &self,
         queue: usize,
+        write: bool,
     ) -> (
         std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
         std::thread::JoinHandle<Result<(Vec<(ObjectId, u32)>, u64)>>,
@@ -519,7 +544,7 @@ impl Store {
             let mut stored = 0u64;
             for data in rx {
                 let id = ObjectId::of(&data);
-                if pack.add(id, &data)? {
+                if write && pack.add(id, &data)? {
                     stored += data.len() as u64;
                 }
                 chunks.push((id, data.len() as u32));
@@ -529,6 +554,70 @@ impl Store {
             Ok((chunks, stored))
         });
         (tx, storer)
+    }
+}
+
+impl Store {
+    /// A thread copying the file at `path` into a temp file of the store (a reflink where
+    /// the file system can, else an in-kernel copy); returns it and the bytes copied.
+    #[allow(clippy::type_complexity)]
+    fn copy_on_thread(
+        &self,
+        path: &Path,
+    ) -> Result<std::thread::JoinHandle<io::Result<(tempfile::NamedTempFile, u64)>>> {
+        let tmp = self.temp()?;
+        let reader = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        Ok(std::thread::spawn(move || {
+            let n = if rustix::fs::ioctl_ficlone(tmp.as_file(), &reader).is_ok() {
+                tmp.as_file().metadata()?.len()
+            } else {
+                io::copy(&mut &reader, &mut tmp.as_file())?
+            };
+            Ok((tmp, n))
+        }))
+    }
+
+    /// Stores the chunks (`chunks`, in order) of the file `src` that the store lacks, given
+    /// `copy`, a whole copy of the file: when they are most of it, the copy becomes their
+    /// pack (the index names only them; the rest are dead bytes), else they are read from
+    /// `src` again, each checked against its id, into a new pack. Returns the new bytes.
+    fn pack_copy(
+        &self,
+        copy: tempfile::NamedTempFile,
+        src: &File,
+        chunks: &[(ObjectId, u32)],
+        path: &Path,
+    ) -> Result<u64> {
+        let mut seen = std::collections::HashSet::new();
+        let (mut at, mut new_bytes, mut entries) = (0u64, 0u64, Vec::new());
+        for (id, len) in chunks {
+            if seen.insert(*id) && !self.has(id) {
+                entries.push((*id, at, *len));
+                new_bytes += u64::from(*len);
+            }
+            at += u64::from(*len);
+        }
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        if new_bytes >= at / 4 * 3 {
+            self.pack_from_temp(copy, entries)?;
+            return Ok(new_bytes);
+        }
+        drop(copy);
+        let mut pack = self.pack_writer();
+        let mut buf = Vec::new();
+        for (id, at, len) in entries {
+            buf.resize(len as usize, 0);
+            std::os::unix::fs::FileExt::read_exact_at(src, &mut buf, at)
+                .map_err(|e| Error::io("cannot read", path, e))?;
+            if ObjectId::of(&buf) != id {
+                return Err(Error::FileChanged(path.to_path_buf()));
+            }
+            pack.add(id, &buf)?;
+        }
+        pack.finish()?;
+        Ok(new_bytes)
     }
 }
 
@@ -855,6 +944,42 @@ mod tests {
             grown < (1 << 20) + 4 * u64::from(CHUNK_MAX),
             "an edit of 1 MiB stored {grown} new bytes"
         );
+    }
+
+    #[test]
+    fn a_new_file_is_copied_into_its_pack_and_a_new_head_on_old_bytes_stores_only_it() {
+        let (dir, s) = store();
+        let data = noise(12 << 20, 4);
+        let a = add(&s, dir.path(), "a", &data);
+        assert_eq!(a.stored, data.len() as u64, "a new file: all of it");
+        // A new first chunk over bytes the store holds: its first chunk is new (the whole
+        // file is copied), but only the new chunks are kept.
+        let mut b = noise(200 << 10, 5);
+        b.extend_from_slice(&data);
+        let before: u64 = fs::read_dir(s.pack_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        let got = add(&s, dir.path(), "b", &b);
+        let after: u64 = fs::read_dir(s.pack_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(got.stored < 3 << 20, "stored {}", got.stored);
+        assert!(
+            after - before < 3 << 20,
+            "the packs grew {}",
+            after - before
+        );
+        assert!(
+            fs::read_dir(s.tmp_dir()).unwrap().next().is_none(),
+            "no temp left"
+        );
+        let mut out = Vec::new();
+        s.reader(&got.id).unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(out, b);
     }
 
     #[test]

@@ -448,6 +448,16 @@ impl Store {
         }
     }
 
+    /// Makes the temp file `tmp` of this store a pack of the objects `entries` (id, offset,
+    /// length; their bytes checked by the caller).
+    pub(crate) fn pack_from_temp(
+        &self,
+        tmp: NamedTempFile,
+        entries: Vec<(ObjectId, u64, u32)>,
+    ) -> Result<()> {
+        self.name_pack(PackSource::Temp(tmp), entries)
+    }
+
     /// Makes the object file `whole` of this store a pack of the objects `entries` (id,
     /// offset, length; their bytes checked by the caller): hard-linked, nothing copied.
     pub(crate) fn link_pack(&self, whole: &Path, entries: Vec<(ObjectId, u64, u32)>) -> Result<()> {
