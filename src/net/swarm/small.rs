@@ -103,6 +103,8 @@ pub async fn fetch(
         })
         .collect();
     let mut dialer = Dialer::new(session, net, &origin_ids, false);
+    // The swarm peers known now, at once: with no origin left, they are all there is.
+    dialer.dial_new(0, |_| false);
     let mut done = vec![false; count];
     let mut left = count;
     let mut inflight: Vec<Option<EndpointId>> = vec![None; count];
