@@ -166,9 +166,20 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
         .map_err(|_| Error::Net(format!("sent nothing for {}s", STALL.as_secs())))
 }
 
+/// Whether a decoding error means the peer sent bytes that do not hash to what was asked
+/// (rather than stopping or breaking off).
+pub fn fails_verification(e: &iroh_blobs::get::fsm::DecodeError) -> bool {
+    use iroh_blobs::get::fsm::DecodeError;
+    matches!(
+        e,
+        DecodeError::ParentHashMismatch { .. } | DecodeError::LeafHashMismatch { .. }
+    )
+}
+
 /// Fetches the whole blobs `hashes` over `conn` in one `GetMany` request (one stream, the
 /// blobs back to back): iroh-blobs verifies each blob against its hash as it streams.
-/// Returns every blob asked for, or fails; `counted(n)` is told of every blob received.
+/// Returns every blob asked for, or fails ([`Error::LyingPeer`], naming the peer, when a blob
+/// fails verification); `counted(n)` is told of every blob received.
 pub async fn get_many(
     conn: &Connection,
     hashes: &[Hash],
@@ -196,7 +207,16 @@ pub async fn get_many(
         };
         let (end, data) = within(child.next(hash).concatenate_into_vec())
             .await?
-            .map_err(|e| net(&e))?;
+            .map_err(|e| {
+                if fails_verification(&e) {
+                    Error::LyingPeer {
+                        peer: peer_name(conn.remote_id().as_bytes()),
+                        msg: format!("object {hash} fails BLAKE3 verification"),
+                    }
+                } else {
+                    net(&e)
+                }
+            })?;
         counted(data.len() as u64);
         out.push((hash, bytes::Bytes::from(data)));
         next = match end.next() {

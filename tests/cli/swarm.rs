@@ -88,7 +88,16 @@ fn from_others(r: &serde_json::Value, publisher: &str) -> u64 {
 
 /// Asserts that no downloader failed and downloaders `ks` hold the publisher's file.
 fn all_complete(env: &TestEnv, out: &BTreeMap<String, String>, ks: std::ops::RangeInclusive<u32>) {
-    assert!(!out.contains_key("failed"), "{out:?}");
+    let errors = || {
+        ks.clone()
+            .map(|k| {
+                let err = std::fs::read_to_string(env.path(&format!("c{k}.err")));
+                format!("downloader {k}: {}", err.unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(!out.contains_key("failed"), "{out:?}\n{}", errors());
     for k in ks {
         assert_eq!(
             out.get(&format!("same{k}")).map(String::as_str),
@@ -138,6 +147,67 @@ exit 0
         sent < size * 5 / 2,
         "the publisher sent {sent} bytes, {:.2}× the dataset",
         sent as f64 / size as f64
+    );
+}
+
+#[test]
+fn downloaders_trade_small_objects_in_batches() {
+    let env = TestEnv::new();
+    let (files, size) = (2000u64, 4096u64);
+    let dataset = files * size;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset_files "$W/owner" "$W/ds" 2000 4096
+peer 1 8mbit
+for k in 2 3 4; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" clone --json --seed 4s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+echo "publisher_sent=$(sent 1)"
+for k in 2 3 4; do
+  diff -r -q "$W/d$k/files" "$W/ds/files" >/dev/null &&
+    LODE_HOME=$W/h$k "$LODE" -C "$W/d$k" verify -q >/dev/null 2>>"$W/c$k.err" &&
+    echo "same$k=1"
+done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    all_complete(&env, &out, 2..=4);
+    let publisher = short_id(&env, "owner");
+    let mut traded = 0;
+    let mut served = 0;
+    for k in 2..=4 {
+        let r = report(&env, &format!("c{k}.json"));
+        traded += from_others(&r, &publisher);
+        served += from_map(&r, "sent_to").values().sum::<u64>();
+        eprintln!(
+            "downloader {k}: from other downloaders {} bytes, sent {} bytes",
+            from_others(&r, &publisher),
+            from_map(&r, "sent_to").values().sum::<u64>()
+        );
+    }
+    assert!(
+        traded > 0,
+        "no downloader received small objects from another downloader"
+    );
+    // What the downloaders say they received from each other, they say they sent.
+    assert!(served >= traded, "sent {served} bytes, received {traded}");
+    let sent: u64 = out["publisher_sent"].parse().unwrap();
+    eprintln!(
+        "publisher sent {sent} bytes, {:.2}× the dataset",
+        sent as f64 / dataset as f64
+    );
+    assert!(
+        sent < 3 * dataset,
+        "the publisher sent {sent} bytes, {:.2}× the dataset",
+        sent as f64 / dataset as f64
     );
 }
 

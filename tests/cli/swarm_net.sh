@@ -60,3 +60,10 @@ dataset() {
   head -c "$3" /dev/urandom >"$2/big.bin"
   LODE_HOME=$1 "$LODE" -C "$2" add -q . && LODE_HOME=$1 "$LODE" -C "$2" commit -q -m data
 }
+# dataset_files HOME DIR N SIZE: a repository DIR with N random files of SIZE bytes in files/.
+dataset_files() {
+  LODE_HOME=$1 "$LODE" init -q "$2" >/dev/null
+  mkdir -p "$2/files"
+  head -c $(($3 * $4)) /dev/urandom | split -b "$4" -a 4 - "$2/files/f"
+  LODE_HOME=$1 "$LODE" -C "$2" add -q . && LODE_HOME=$1 "$LODE" -C "$2" commit -q -m data
+}

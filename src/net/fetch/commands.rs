@@ -281,11 +281,14 @@ async fn fetch_with(
     // docs/SECURITY.md). A mirror's follow round too (`lode serve --mirrors --follow`
     // asks for it), which then serves nothing itself: its `lode serve` holds the mirror's
     // serve lock and serves what the round completed.
-    if opts.share.enabled && !published.head.body.private {
-        let mut share = opts.share.clone();
-        share.serve &= !mirror && !served_elsewhere(repo);
-        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
-    }
+    join_repo_swarm(
+        client,
+        repo,
+        published.head.body.private,
+        &opts.share,
+        !mirror,
+    )
+    .await?;
     let dir = fetch_store_dir(repo);
     let want = match (published.head.body.private, published.refs.head) {
         (true, Some(envelope)) => Want::Sealed {

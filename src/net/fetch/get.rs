@@ -150,7 +150,7 @@ async fn get_with(
     // session's, which serves what this get verified (pieces of big files as they arrive)
     // while it runs and seeds, and is removed when the session ends.
     let store = if opts.share.enabled {
-        super::share::join_swarm(client, home, dir.clone(), &opts.share).await?;
+        super::share::join_swarm(client, home, dir.clone(), None, &opts.share).await?;
         client.swarm.as_ref().expect("just joined").store.clone()
     } else {
         open_store(&dir).await?

@@ -16,8 +16,8 @@ use crate::trust::Bundle;
 
 use super::client::Client;
 use super::remotes::remote;
-use super::share::{join_swarm, served_elsewhere, Seeder};
-use super::store::{close_store, fetch_store_dir, open_store, swarm_store_dir};
+use super::share::{join_repo_swarm, Seeder};
+use super::store::{close_store, fetch_store_dir, open_store};
 use super::walk::{Sink, Walk};
 
 /// The error for a restricted dataset: its files arrive encrypted as one sealed whole.
@@ -90,11 +90,7 @@ async fn fetch_content(
 ) -> Result<()> {
     // The head is listed (and checked) first: the provider serves what it publishes.
     let published = client.list_refs().await?;
-    if opts.share.enabled && !published.head.body.private {
-        let mut share = opts.share.clone();
-        share.serve &= !served_elsewhere(repo);
-        join_swarm(client, repo.home(), swarm_store_dir(repo), &share).await?;
-    }
+    join_repo_swarm(client, repo, published.head.body.private, &opts.share, true).await?;
     let dir = fetch_store_dir(repo);
     let store = open_store(&dir).await?;
     let mut walk = Walk::new(client, dir.clone(), &store, Sink::Repo(repo), progress);

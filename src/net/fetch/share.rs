@@ -67,11 +67,13 @@ pub(super) fn served_elsewhere(repo: &Repo) -> bool {
 }
 
 /// Starts the swarm session of a download of a public dataset on `client`'s endpoint (bound
-/// with the device key of `home`), its blob store in `dir`.
+/// with the device key of `home`), its blob store in `dir`; a download into `repo` also
+/// serves the small objects it lands in the repository's object store.
 pub(super) async fn join_swarm(
     client: &mut Client,
     home: &Home,
     dir: std::path::PathBuf,
+    repo: Option<&Repo>,
     share: &crate::net::endpoint::ShareOptions,
 ) -> Result<()> {
     let session = crate::net::swarm::session::Session::start(
@@ -81,9 +83,30 @@ pub(super) async fn join_swarm(
         client.providers.clone(),
         client.cap.as_ref().map(Bundle::encode),
         dir,
+        repo.map(crate::net::serve::blobs::Source::of),
         share,
     )
     .await?;
     client.swarm = Some(session);
     Ok(())
+}
+
+/// Joins the swarm of a download into `repo` of a public dataset (none for a `private`
+/// one: docs/SECURITY.md). It serves unless told not to (`serve` off: a mirror's follow
+/// round, whose `lode serve` serves what the round completed) or another process serves
+/// the repository.
+pub(super) async fn join_repo_swarm(
+    client: &mut Client,
+    repo: &Repo,
+    private: bool,
+    share: &crate::net::endpoint::ShareOptions,
+    serve: bool,
+) -> Result<()> {
+    if !share.enabled || private {
+        return Ok(());
+    }
+    let mut share = share.clone();
+    share.serve &= serve && !served_elsewhere(repo);
+    let dir = super::store::swarm_store_dir(repo);
+    join_swarm(client, repo.home(), dir, Some(repo), &share).await
 }

@@ -1,5 +1,6 @@
-//! Many small objects: `GetMany` batches, several in flight over the providers, checked and
-//! written by writer threads off the network task.
+//! Many small objects: `GetMany` batches, several in flight over the providers (and, with a
+//! swarm session, the swarm peers: `net::swarm::small`), checked and written by writer
+//! threads off the network task.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use n0_future::{BufferedStreamExt, StreamExt};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::pieces;
+use crate::net::swarm::session::Gate;
 use crate::repo::Repo;
 
 use super::walk::Walk;
@@ -23,13 +25,23 @@ impl Walk<'_> {
         sizes: &HashMap<ObjectId, u64>,
         files_done: &(dyn Fn(usize) + Sync),
     ) -> Result<()> {
+        // Cut in id order: downloaders of one head cut the same batches, which they can then
+        // trade in a swarm, whose batches are smaller so that there are more to trade.
+        let mut small = small;
+        small.sort_unstable();
+        let swarm = self.client.swarm.is_some();
+        let (most, most_bytes) = if swarm {
+            (SWARM_BATCH_OBJECTS, SWARM_BATCH_BYTES)
+        } else {
+            (BATCH_OBJECTS, BATCH_BYTES)
+        };
         let mut batches = vec![Vec::new()];
         let mut batch_bytes = 0u64;
         for h in small {
             let last = batches.last_mut().expect("never empty");
             last.push(h);
             batch_bytes += sizes[&ObjectId(*h.as_bytes())];
-            if last.len() >= BATCH_OBJECTS || batch_bytes >= BATCH_BYTES {
+            if last.len() >= most || batch_bytes >= most_bytes {
                 batches.push(Vec::new());
                 batch_bytes = 0;
             }
@@ -40,8 +52,20 @@ impl Walk<'_> {
         let packed = !crate::config::checkout_links(repo)?;
         // The transfer is long: other processes (the owner's `status`) may open the database.
         repo.release_db();
-        let mut landing = Landing::start(repo.store().clone(), packed);
-        let failed = self.fetch_batches(batches, &mut landing, files_done).await;
+        let gate = self.gate();
+        let mut landing = Landing::start(repo.store().clone(), packed, gate);
+        // One batch (a level of commits and trees) is not worth dialling the swarm for,
+        // unless the providers fail it (the publisher may leave once the swarm holds all).
+        let failed = match (swarm, batches.len() > 1) {
+            (true, true) => self.swarm_batches(batches, &mut landing, files_done).await,
+            (true, false) => match self.fetch_batches(batches, &mut landing, files_done).await {
+                Ok(left) if !left.is_empty() => {
+                    self.swarm_batches(left, &mut landing, files_done).await
+                }
+                got => got,
+            },
+            (false, _) => self.fetch_batches(batches, &mut landing, files_done).await,
+        };
         self.objects += landing.finish().await?;
         // Batches a provider failed go one at a time through the slower path that tries
         // the other providers and names a peer that lies.
@@ -83,11 +107,57 @@ impl Walk<'_> {
         };
         self.finish_writes().await?;
         let store = repo.store().clone();
+        let gate = self.gate();
         self.writing = Some(tokio::task::spawn_blocking(move || -> Result<u64> {
-            land(&store, &blobs)?;
+            land(&store, &blobs, gate.as_ref())?;
             Ok(blobs.len() as u64)
         }));
         Ok(())
+    }
+
+    /// The gate of the swarm session, when objects landing now may be served to its peers
+    /// (a verified head reaches them).
+    fn gate(&self) -> Option<Gate> {
+        self.served()
+            .filter(|_| self.serve_landed)
+            .map(|s| s.gate())
+    }
+
+    /// The swarm session of this download, when it serves other peers.
+    pub(super) fn served(&self) -> Option<&crate::net::swarm::Session> {
+        self.client.swarm.as_ref().filter(|s| s.serves())
+    }
+
+    /// [`Walk::fetch_batches`] with a swarm session: the batches dealt across the providers
+    /// and the swarm peers that hold them (`net::swarm::small`). Returns the batches nobody
+    /// delivered.
+    async fn swarm_batches(
+        &mut self,
+        batches: Vec<Vec<Hash>>,
+        landing: &mut Landing,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<Hash>>> {
+        let origins = self.client.batch_conns().await.unwrap_or_default();
+        let session = self.client.swarm.as_ref().expect("checked by the caller");
+        let mut land = |blobs: Vec<(Hash, bytes::Bytes)>| {
+            files_done(blobs.len());
+            landing.send(blobs).is_ok()
+        };
+        let got = crate::net::swarm::small::fetch(
+            session,
+            &self.client.net,
+            origins,
+            batches,
+            &mut land,
+            self.progress,
+        )
+        .await;
+        self.bytes += got.bytes;
+        self.client.peers.extend(got.peers);
+        for p in got.failed_origins {
+            self.client.batch_failed(p);
+        }
+        Ok(got.left)
     }
 
     /// Fetches `batches` of small objects with up to [`BATCHES_IN_FLIGHT`] `GetMany`
@@ -122,7 +192,11 @@ impl Walk<'_> {
             match got {
                 Ok(blobs) => {
                     self.client.batch_served(p);
-                    self.bytes += blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    let n = blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+                    self.bytes += n;
+                    if let Some(session) = &self.client.swarm {
+                        session.count_received(&p, n);
+                    }
                     files_done(blobs.len());
                     if landing.send(blobs).is_err() {
                         // A writer failed: its error is what `Landing::finish` returns.
@@ -153,6 +227,9 @@ impl Walk<'_> {
 /// Small objects per `GetMany` request, and bytes (of their sizes) per request.
 const BATCH_OBJECTS: usize = 256;
 const BATCH_BYTES: u64 = 4 << 20;
+/// The same with a swarm session: smaller batches, more of them to trade between peers.
+const SWARM_BATCH_OBJECTS: usize = 64;
+const SWARM_BATCH_BYTES: u64 = 1 << 20;
 /// `GetMany` requests in flight at once (at most 64 MiB of small objects in memory).
 const BATCHES_IN_FLIGHT: usize = 16;
 /// Received batches waiting for a writer (bounds the memory when the disk is slower).
@@ -163,14 +240,35 @@ const WRITERS: usize = 2;
 /// visible) once it holds this many bytes, and at the end: a clone of 300,000 small files
 /// creates a few packs instead of 300,000 object files beside the working files.
 const PACK_BYTES: u64 = 64 << 20;
+/// A download that serves its swarm also names a pack once its first object waited this
+/// long, so that what it landed is soon served (objects are in the store only once their
+/// pack is named): a pack a second or so per writer, not one per batch.
+const SWARM_PACK_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Checks received blobs against their ids and writes them into `store`.
-fn land(store: &crate::store::Store, blobs: &[(Hash, bytes::Bytes)]) -> Result<u64> {
+/// Checks received blobs against their ids and writes them into `store`; then lets the
+/// swarm session behind `gate` (if any) serve them.
+fn land(
+    store: &crate::store::Store,
+    blobs: &[(Hash, bytes::Bytes)],
+    gate: Option<&Gate>,
+) -> Result<u64> {
     let objects: Vec<(ObjectId, &[u8])> = blobs
         .iter()
         .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
         .collect();
-    store.put_many(&objects)
+    let landed = store.put_many(&objects)?;
+    if let Some(gate) = gate {
+        gate.allow(blobs.iter().map(|(h, _)| *h));
+    }
+    Ok(landed)
+}
+
+/// Lets the swarm session behind `gate` (if any) serve `hashes`, now in the store.
+fn open_gate(gate: Option<&Gate>, hashes: &mut Vec<Hash>) {
+    match gate {
+        Some(gate) => gate.allow(hashes.drain(..)),
+        None => hashes.clear(),
+    }
 }
 
 /// Writers of received small objects: [`WRITERS`] threads off the network task, each
@@ -183,7 +281,7 @@ struct Landing {
 }
 
 impl Landing {
-    fn start(store: crate::store::Store, packed: bool) -> Landing {
+    fn start(store: crate::store::Store, packed: bool, gate: Option<Gate>) -> Landing {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
@@ -191,32 +289,45 @@ impl Landing {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..WRITERS)
             .map(|_| {
-                let (rx, stop, store) = (rx.clone(), stop.clone(), store.clone());
+                let (rx, stop, store, gate) =
+                    (rx.clone(), stop.clone(), store.clone(), gate.clone());
                 std::thread::spawn(move || -> Result<u64> {
                     let mut landed = 0;
                     let mut pack = store.pack_writer();
+                    // The objects of the pack being written (and since when): served to the
+                    // swarm once it is named (before, the store does not hold them).
+                    let mut in_pack: Vec<Hash> = Vec::new();
+                    let mut begun = std::time::Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         let next = rx
                             .lock()
                             .map_err(|_| Error::Other("writer failed".into()))?
                             .recv();
                         let Ok(blobs) = next else { break };
-                        let objects: Vec<(ObjectId, &[u8])> = blobs
-                            .iter()
-                            .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
-                            .collect();
                         if !packed {
-                            if let Err(e) = store.put_many(&objects) {
+                            if let Err(e) = land(&store, &blobs, gate.as_ref()) {
                                 stop.store(true, Ordering::Relaxed);
                                 return Err(e);
                             }
                             landed += blobs.len() as u64;
                             continue;
                         }
+                        let objects: Vec<(ObjectId, &[u8])> = blobs
+                            .iter()
+                            .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
+                            .collect();
+                        if in_pack.is_empty() {
+                            begun = std::time::Instant::now();
+                        }
                         let mut wrote = pack.add_checked(&objects);
-                        if wrote.is_ok() && pack.bytes() >= PACK_BYTES {
+                        in_pack.extend(blobs.iter().map(|(h, _)| *h));
+                        let due = gate.is_some() && begun.elapsed() >= SWARM_PACK_AGE;
+                        if wrote.is_ok() && (pack.bytes() >= PACK_BYTES || due) {
                             let full = std::mem::replace(&mut pack, store.pack_writer());
                             wrote = full.finish().and(wrote);
+                            if wrote.is_ok() {
+                                open_gate(gate.as_ref(), &mut in_pack);
+                            }
                         }
                         if let Err(e) = wrote {
                             stop.store(true, Ordering::Relaxed);
@@ -228,6 +339,7 @@ impl Landing {
                         return Ok(landed);
                     }
                     pack.finish()?;
+                    open_gate(gate.as_ref(), &mut in_pack);
                     Ok(landed)
                 })
             })

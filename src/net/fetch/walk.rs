@@ -72,6 +72,9 @@ pub(super) struct Walk<'a> {
     pub(super) writing: Option<tokio::task::JoinHandle<Result<u64>>>,
     /// A lazy clone's walk: commits, trees and symlink targets, no file content.
     pub(super) lazy: bool,
+    /// Small objects landing now may be served to the swarm: a verified head reaches them
+    /// (off while a walk fetches its roots, the commits it has yet to verify).
+    pub(super) serve_landed: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -95,6 +98,7 @@ impl<'a> Walk<'a> {
             skip: HashSet::new(),
             writing: None,
             lazy: false,
+            serve_landed: true,
         }
     }
 
@@ -510,6 +514,10 @@ impl<'a> Walk<'a> {
         // Files held in chunks: (path, whole-file id, size, chunk map).
         let mut chunked: Vec<(String, ObjectId, u64, ObjectId)> = Vec::new();
         self.progress.scan("listing");
+        // The roots are served to the swarm once their signatures are checked; what they
+        // name (trees, parents, blobs) as it lands, signed for by them.
+        let serving = std::mem::replace(&mut self.serve_landed, false);
+        let mut roots = Some(level.iter().map(|i| i.id).collect::<Vec<_>>());
         while !level.is_empty() {
             level.retain(|i| seen.insert(i.id) || i.kind == Kind::Blob);
             let wanted: Vec<(ObjectId, u64)> = level.iter().map(|i| (i.id, i.size)).collect();
@@ -609,7 +617,16 @@ impl<'a> Walk<'a> {
                 }
             }
             level = next;
+            if let Some(roots) = roots.take() {
+                // Every root passed the checks (the walk stops at the first that fails).
+                self.serve_landed = serving;
+                if let (true, Sink::Repo(r), Some(s)) = (serving, self.sink, self.served()) {
+                    let held = roots.into_iter().filter(|id| r.store().has(id));
+                    s.gate().allow(held.map(|id| Hash::from_bytes(id.0)));
+                }
+            }
         }
+        self.serve_landed = serving;
         // Chunked files. Into a repository: their maps first (small); a file of which this
         // side holds at least half the chunks (an earlier version, another file) gets the
         // chunks it lacks, which join the other blobs (so the totals are known before

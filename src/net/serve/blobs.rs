@@ -29,6 +29,7 @@ use iroh_blobs::api::proto::{
 use iroh_blobs::api::Store as ApiStore;
 use iroh_blobs::store::IROH_BLOCK_SIZE;
 use iroh_blobs::Hash;
+use n0_future::StreamExt;
 use ref_cast::RefCast;
 
 use crate::id::ObjectId;
@@ -62,9 +63,18 @@ impl ObjectBlobs {
     /// Starts the store's task on the current runtime; it ends when every handle is dropped
     /// or on `shutdown`.
     pub fn spawn(sources: Vec<Source>) -> ObjectBlobs {
+        Self::spawn_over(sources, None)
+    }
+
+    /// [`ObjectBlobs::spawn`] in front of another store `first`: what `first` holds (whole or
+    /// in part) is answered from it, the rest from `sources`. A download's swarm session
+    /// serves this way: big objects (and the verified parts of those still arriving) from its
+    /// iroh-blobs store, small objects from the repository's object files they landed in.
+    pub fn spawn_over(sources: Vec<Source>, first: Option<ApiStore>) -> ObjectBlobs {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let inner = Arc::new(Inner {
             sources,
+            first,
             computing: Mutex::new(HashMap::new()),
         });
         tokio::spawn(run(inner, rx));
@@ -82,6 +92,8 @@ impl ObjectBlobs {
 
 struct Inner {
     sources: Vec<Source>,
+    /// A store asked before the sources (see [`ObjectBlobs::spawn_over`]).
+    first: Option<ApiStore>,
     /// One outboard computation per blob at a time: concurrent first requests wait for it.
     computing: Mutex<HashMap<Hash, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -132,6 +144,15 @@ impl bao_tree::io::mixed::ReadBytesAt for Data {
 }
 
 impl Inner {
+    /// The store in front of the sources, when it holds (some of) `hash`.
+    async fn first_holding(&self, hash: Hash) -> Option<&ApiStore> {
+        let first = self.first.as_ref()?;
+        match first.status(hash).await {
+            Ok(BlobStatus::NotFound) | Err(_) => None,
+            Ok(_) => Some(first),
+        }
+    }
+
     fn find(&self, hash: &Hash) -> Option<Found> {
         let id = ObjectId(*hash.as_bytes());
         self.sources.iter().enumerate().find_map(|(i, s)| {
@@ -239,15 +260,39 @@ async fn run(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::Receiver<Command>) {
                 ..
             }) => {
                 let inner = inner.clone();
-                tokio::spawn(async move { export_bao(&inner, hash, ranges, tx).await });
+                tokio::spawn(async move {
+                    if let Some(first) = inner.first_holding(hash).await {
+                        let mut items = std::pin::pin!(first.export_bao(hash, ranges).stream());
+                        while let Some(item) = items.next().await {
+                            if tx.send(item).await.is_err() {
+                                break;
+                            }
+                        }
+                        return;
+                    }
+                    export_bao(&inner, hash, ranges, tx).await
+                });
             }
             Command::Observe(ObserveMsg {
                 inner: ObserveRequest { hash },
                 tx,
                 ..
             }) => {
-                let found = inner.size(&hash);
+                let inner = inner.clone();
                 tokio::spawn(async move {
+                    if let Some(first) = inner.first_holding(hash).await {
+                        // Its bitfield and every range it adds, until it holds the blob whole.
+                        if let Ok(fields) = first.observe(hash).stream().await {
+                            let mut fields = std::pin::pin!(fields);
+                            while let Some(field) = fields.next().await {
+                                if tx.send(field).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    let found = inner.size(&hash);
                     let field = found.map_or_else(Bitfield::empty, Bitfield::complete);
                     if tx.send(field).await.is_ok() {
                         // Nothing changes here, but the observation stays open until the
@@ -258,11 +303,19 @@ async fn run(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::Receiver<Command>) {
                 });
             }
             Command::BlobStatus(cmd) => {
-                let status = match inner.size(&cmd.inner.hash) {
-                    Some(size) => BlobStatus::Complete { size },
-                    None => BlobStatus::NotFound,
-                };
-                cmd.tx.send(status).await.ok();
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    let hash = cmd.inner.hash;
+                    let status = match inner.first_holding(hash).await {
+                        Some(first) => first.status(hash).await.ok(),
+                        None => None,
+                    };
+                    let status = status.unwrap_or_else(|| match inner.size(&hash) {
+                        Some(size) => BlobStatus::Complete { size },
+                        None => BlobStatus::NotFound,
+                    });
+                    cmd.tx.send(status).await.ok();
+                });
             }
             Command::WaitIdle(cmd) => {
                 cmd.tx.send(()).await.ok();
@@ -402,5 +455,46 @@ impl Sender for Send<'_> {
     type Error = irpc::channel::SendError;
     async fn send(&mut self, item: EncodedItem) -> std::result::Result<(), Self::Error> {
         self.0.send(item).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_in_front_answers_what_it_holds_and_the_object_files_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
+        objects.create().unwrap();
+        // A small object landed in the object store; a big one (several chunk groups, so
+        // with an outboard) held by the store in front.
+        let small = b"a small object, landed in the object store".to_vec();
+        let small_id = ObjectId::of(&small);
+        objects.put_many(&[(small_id, &small[..])]).unwrap();
+        let front = iroh_blobs::store::mem::MemStore::new();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let big_hash = front.add_bytes(big.clone()).await.unwrap().hash;
+        let source = Source {
+            objects,
+            outboards: dir.path().join("outboards"),
+        };
+        let blobs = ObjectBlobs::spawn_over(vec![source], Some((*front).clone()));
+        let api = blobs.api();
+        let small_hash = Hash::from_bytes(small_id.0);
+        assert_eq!(api.get_bytes(small_hash).await.unwrap(), small);
+        assert_eq!(api.get_bytes(big_hash).await.unwrap(), big);
+        assert!(matches!(
+            api.status(big_hash).await.unwrap(),
+            BlobStatus::Complete { size } if size == big.len() as u64
+        ));
+        let unknown = Hash::new(b"held by neither");
+        assert!(matches!(
+            api.status(unknown).await.unwrap(),
+            BlobStatus::NotFound
+        ));
+        assert!(api.get_bytes(unknown).await.is_err());
+        // What the store in front holds never needed an outboard of the object files'.
+        assert!(!dir.path().join("outboards").exists());
     }
 }

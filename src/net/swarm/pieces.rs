@@ -18,8 +18,7 @@
 //! process was killed, or when a request failed), so nothing verified is fetched again (after
 //! a kill iroh-blobs rebuilds the entry's bitfield from its data and outboard). A peer whose data
 //! fails verification is named and never asked again; one that fails otherwise is dropped
-//! and may come back through the swarm. A flood of fake peers costs at most
-//! [`MAX_CONNECTING`] connection attempts at a time, each bounded by [`SWARM_CONNECT`].
+//! and may come back through the swarm. Peers are dialled by [`super::dial::Dialer`].
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -36,27 +35,21 @@ use rand::Rng;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::net::endpoint::{peer_name, Net};
-use crate::net::pieces::{connect_within, GROUP};
-use crate::ops::access::now;
+use crate::net::pieces::{fails_verification, GROUP};
 use crate::progress::Progress;
 
+use super::dial::Dialer;
 use super::session::{no_source, Session};
 
 /// Piece requests in flight per peer (an origin that other downloaders help: one).
 pub const LANES: usize = 2;
-/// Connection attempts to swarm peers in flight at once.
-pub const MAX_CONNECTING: usize = 8;
-/// Swarm peers connected at once (besides the origins).
-pub const MAX_PEERS: usize = 16;
-/// Longest a connection attempt to a swarm peer may take.
-pub const SWARM_CONNECT: Duration = Duration::from_secs(5);
 /// The end game (asking a second peer for a piece in flight) begins once every missing piece
 /// is in flight and at most this many are missing.
 const END_GAME: usize = 8;
 /// Longest one piece request may take.
 const PIECE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the download waits, with nothing in flight and nobody to ask, for a peer to appear.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The piece size for an object of `size` bytes: about 256 pieces, of 256 KiB to 4 MiB.
 pub fn piece_size(size: u64) -> u64 {
@@ -197,20 +190,10 @@ pub async fn fetch(
     // How many connected swarm peers hold each piece (rarest first; origins not counted).
     let mut holders: Vec<u16> = vec![0; count];
     let mut peers: HashMap<EndpointId, Peer> = HashMap::new();
-    let mut tried: HashSet<EndpointId> = HashSet::new();
     let mut delivered: HashSet<EndpointId> = HashSet::new();
     let mut bytes = 0u64;
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Event>(1024);
-    let mut connecting = FuturesUnordered::new();
-    let connect = |p: EndpointId, origin: bool, limit: Duration| async move {
-        (p, origin, connect_within(net, p, limit).await.ok())
-    };
-    for o in origins {
-        if !session.is_banned(o) {
-            tried.insert(*o);
-            connecting.push(connect(*o, true, crate::net::endpoint::CONNECT_TIMEOUT));
-        }
-    }
+    let mut dialer = Dialer::new(session, net, origins, true);
     let mut requests = FuturesUnordered::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_progress = Instant::now();
@@ -303,7 +286,7 @@ pub async fn fetch(
                 }
             }
         }
-        if requests.is_empty() && connecting.is_empty() && last_progress.elapsed() > PATIENCE {
+        if requests.is_empty() && dialer.is_idle() && last_progress.elapsed() > PATIENCE {
             let missing = done.iter().filter(|d| !**d).count();
             return Err(no_source(missing, count));
         }
@@ -331,11 +314,7 @@ pub async fn fetch(
                         let lied = matches!(
                             &e,
                             iroh_blobs::get::GetError::Decode { source, .. }
-                                if matches!(
-                                    source,
-                                    iroh_blobs::get::fsm::DecodeError::ParentHashMismatch { .. }
-                                        | iroh_blobs::get::fsm::DecodeError::LeafHashMismatch { .. }
-                                )
+                                if fails_verification(source)
                         );
                         // A peer that left closes its connection. One that keeps it open but
                         // fails a piece of an object it claims to hold either sent bytes that
@@ -374,7 +353,7 @@ pub async fn fetch(
                     progress.inc(mark_held(&held, &mut done, piece, size));
                 }
             }
-            Some((p, origin, conn)) = connecting.next() => {
+            (p, origin, conn) = dialer.next() => {
                 let Some(conn) = conn else { continue };
                 dirty = true;
                 let observer = (!origin).then(|| {
@@ -417,23 +396,7 @@ pub async fn fetch(
             _ = tick.tick() => {
                 // New swarm peers, from gossip and the trackers.
                 let swarm_count = peers.values().filter(|p| !p.origin).count();
-                let mut room = MAX_PEERS.saturating_sub(swarm_count + connecting.len());
-                for provider in session.book.peers(now()) {
-                    if room == 0 || connecting.len() >= MAX_CONNECTING {
-                        break;
-                    }
-                    let Ok(pid) = net.learn(&provider) else { continue };
-                    if tried.contains(&pid) || session.is_banned(&pid) {
-                        continue;
-                    }
-                    tried.insert(pid);
-                    room -= 1;
-                    connecting.push(connect(pid, false, SWARM_CONNECT));
-                }
-                // A swarm peer dropped earlier may be tried again later.
-                if tried.len() > 4 * MAX_PEERS {
-                    tried.retain(|p| peers.contains_key(p) || origins.contains(p));
-                }
+                dialer.dial_new(swarm_count, |p| peers.contains_key(p));
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::net::endpoint::ShareOptions;
 use crate::net::endpoint::{peer_name, Net};
 use crate::net::serve::authz::{blobs_protocol_metered, Policy};
+use crate::net::serve::blobs::{ObjectBlobs, Source};
 use crate::progress::Progress;
 
 use super::announce::PeerBook;
@@ -54,6 +55,18 @@ pub struct Session {
     _tracker: AbortOnDropHandle<()>,
 }
 
+/// Opens a session's gate to objects from threads other than the download's (see
+/// [`Session::gate`]).
+#[derive(Clone)]
+pub struct Gate(Arc<RwLock<HashSet<Hash>>>);
+
+impl Gate {
+    /// Lets other peers fetch `hashes` (objects a verified head reaches, now held).
+    pub fn allow(&self, hashes: impl IntoIterator<Item = Hash>) {
+        self.0.write().expect("not poisoned").extend(hashes);
+    }
+}
+
 /// What a session did: bytes to and from each peer (short endpoint ids), and the peers
 /// dropped for sending bad data.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -69,7 +82,10 @@ impl Session {
     /// Starts sharing on `net`'s endpoint (which must not have a router yet): a blob store in
     /// `dir`, the blob and gossip protocols, the topic of `dataset` (bootstrapped from
     /// `origins`), and polling of the origins' peer lists. With `share.serve` off, it only
-    /// listens (no router, no announcement) and uses the swarm to download.
+    /// listens (no router, no announcement) and uses the swarm to download. With `objects`
+    /// (a download into a repository), what the blob store lacks is served from the
+    /// repository's object files: the small objects, which land there directly.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         net: &Net,
         key: &SigningKey,
@@ -77,6 +93,7 @@ impl Session {
         origins: Vec<EndpointId>,
         ticket: Option<Vec<u8>>,
         dir: PathBuf,
+        objects: Option<Source>,
         share: &ShareOptions,
     ) -> Result<Session> {
         let store = crate::net::transfer_store::open_store(&dir).await?;
@@ -90,7 +107,13 @@ impl Session {
                 let allowed = allowed.clone();
                 Arc::new(move |_peer, hash| allowed.read().expect("not poisoned").contains(hash))
             };
-            let blobs = blobs_protocol_metered(&store, policy, Some(meter.clone()));
+            let blobs = match objects {
+                Some(source) => {
+                    let front = ObjectBlobs::spawn_over(vec![source], Some((*store).clone()));
+                    blobs_protocol_metered(front.api(), policy, Some(meter.clone()))
+                }
+                None => blobs_protocol_metered(&store, policy, Some(meter.clone())),
+            };
             let router = Router::builder(net.endpoint.clone())
                 .accept(iroh_blobs::ALPN, blobs)
                 .accept(iroh_gossip::ALPN, gossip.clone())
@@ -124,6 +147,11 @@ impl Session {
     /// Lets other peers fetch `hash` (an object a verified head of the dataset reaches).
     pub fn allow(&self, hash: Hash) {
         self.allowed.write().expect("not poisoned").insert(hash);
+    }
+
+    /// A handle that lets other peers fetch objects, for the threads that land them.
+    pub fn gate(&self) -> Gate {
+        Gate(self.allowed.clone())
     }
 
     /// Counts `bytes` received from `peer`.
