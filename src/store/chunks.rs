@@ -364,10 +364,6 @@ impl Store {
             }
         }
         // Only what this store holds itself (whole or in its packs) is removed.
-        gone.retain(|o| {
-            fs::symlink_metadata(self.own_path(o)).is_ok()
-                || self.packs.find(&self.pack_dir(), o).is_some()
-        });
         Ok(Some(self.remove_objects(&gone)?))
     }
 
@@ -385,11 +381,8 @@ impl Store {
             return Ok(m.len());
         }
         if !self.has_chunked(id) {
-            // An object in a pack (a small file whose bytes are also a chunk's).
-            if self.packs.find(&self.pack_dir(), id).is_some() {
-                return self.remove_objects(&[*id]);
-            }
-            return Ok(0);
+            // An object in a pack (a small file whose bytes are also a chunk's), or nothing.
+            return self.remove_objects(&[*id]);
         }
         if refs.is_none() {
             *refs = Some(self.chunk_refs()?);

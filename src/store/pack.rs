@@ -35,7 +35,9 @@ use tempfile::NamedTempFile;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-use super::pack_index::{decode_idx, encode_idx, Loaded, Loc, IDX_SUFFIX, PACK_DIR, PACK_SUFFIX};
+use super::pack_index::{
+    decode_idx, encode_idx, names_with, Loaded, Loc, IDX_SUFFIX, PACK_DIR, PACK_SUFFIX,
+};
 use super::{create_whole, Store, Whole};
 
 /// An object read from a pack ([`Store::reader`]).
@@ -325,20 +327,12 @@ impl Store {
     /// Moves the packs of quarantine `q` into this store (each pack before its index).
     pub(super) fn admit_packs(&self, q: &Store) -> Result<()> {
         let from = q.pack_dir();
-        let Ok(rd) = fs::read_dir(&from) else {
+        let Ok(names) = names_with(&from, IDX_SUFFIX) else {
             return Ok(());
         };
         let to = self.pack_dir();
         fs::create_dir_all(&to).map_err(|e| Error::io("cannot create", &to, e))?;
-        for entry in rd.flatten() {
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(IDX_SUFFIX))
-                .map(str::to_string)
-            else {
-                continue;
-            };
+        for name in names {
             for suffix in [PACK_SUFFIX, IDX_SUFFIX] {
                 let (a, b) = (
                     from.join(format!("{name}{suffix}")),
@@ -354,23 +348,16 @@ impl Store {
     /// last changed over an hour ago; returns how many bytes went.
     pub(crate) fn remove_orphan_packs(&self) -> u64 {
         let dir = self.pack_dir();
-        let Ok(rd) = fs::read_dir(&dir) else {
+        let Ok(names) = names_with(&dir, PACK_SUFFIX) else {
             return 0;
         };
         let mut freed = 0;
-        for entry in rd.flatten() {
-            let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(PACK_SUFFIX))
-                .map(str::to_string)
-            else {
-                continue;
-            };
+        for name in names {
             if dir.join(format!("{name}{IDX_SUFFIX}")).exists() {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else {
+            let pack = dir.join(format!("{name}{PACK_SUFFIX}"));
+            let Ok(meta) = fs::metadata(&pack) else {
                 continue;
             };
             let old = meta
@@ -378,7 +365,7 @@ impl Store {
                 .ok()
                 .and_then(|m| m.elapsed().ok())
                 .is_some_and(|age| age > Duration::from_secs(3600));
-            if old && fs::remove_file(entry.path()).is_ok() {
+            if old && fs::remove_file(&pack).is_ok() {
                 freed += meta.len();
             }
         }

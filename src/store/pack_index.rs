@@ -108,19 +108,10 @@ impl State {
             }
         }
         self.listed = Some((mtime, Instant::now()));
-        let Ok(rd) = fs::read_dir(dir) else {
+        let Ok(names) = names_with(dir, IDX_SUFFIX) else {
             return;
         };
-        let mut names = HashSet::new();
-        for entry in rd.flatten() {
-            if let Some(name) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(IDX_SUFFIX))
-            {
-                names.insert(name.to_string());
-            }
-        }
+        let names: HashSet<String> = names.into_iter().collect();
         let before = self.packs.len();
         self.packs.retain(|name, _| names.contains(&**name));
         if before != self.packs.len() {
@@ -190,6 +181,19 @@ impl Packs {
             s.index.retain(|_, (p, _, _)| &*p.name != name);
         }
     }
+}
+
+/// The names of the files of `dir` that end in `suffix`, without it (`<name>.idx` → name).
+pub(crate) fn names_with(dir: &Path, suffix: &str) -> io::Result<Vec<String>> {
+    Ok(fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(suffix))
+                .map(str::to_string)
+        })
+        .collect())
 }
 
 /// Reads and checks the index `dir/<name>.idx` and opens its pack.

@@ -252,11 +252,7 @@ fn land(
     blobs: &[(Hash, bytes::Bytes)],
     gate: Option<&Gate>,
 ) -> Result<u64> {
-    let objects: Vec<(ObjectId, &[u8])> = blobs
-        .iter()
-        .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
-        .collect();
-    let landed = store.put_many(&objects)?;
+    let landed = store.put_many(&as_objects(blobs))?;
     if let Some(gate) = gate {
         gate.allow(blobs.iter().map(|(h, _)| *h));
     }
@@ -268,6 +264,56 @@ fn open_gate(gate: Option<&Gate>, hashes: &mut Vec<Hash>) {
     match gate {
         Some(gate) => gate.allow(hashes.drain(..)),
         None => hashes.clear(),
+    }
+}
+
+/// Received blobs as (id, bytes) for the store.
+fn as_objects(blobs: &[(Hash, bytes::Bytes)]) -> Vec<(ObjectId, &[u8])> {
+    blobs
+        .iter()
+        .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
+        .collect()
+}
+
+/// One writer thread of [`Landing`]: the pack it appends received batches to, and the
+/// objects in that pack not yet served to the swarm (they are once it is named: before,
+/// the store does not hold them).
+struct Writer {
+    store: crate::store::Store,
+    /// False in a repository whose checkouts hard-link: a file per object, no pack.
+    packed: bool,
+    gate: Option<Gate>,
+    pack: crate::store::pack::PackWriter,
+    in_pack: Vec<Hash>,
+    /// When the first object of the current pack arrived.
+    begun: std::time::Instant,
+}
+
+impl Writer {
+    /// Checks and writes one received batch; names the pack when it is full, or, in a
+    /// sharing download, when its first object has waited [`SWARM_PACK_AGE`].
+    fn land(&mut self, blobs: &[(Hash, bytes::Bytes)]) -> Result<()> {
+        if !self.packed {
+            return land(&self.store, blobs, self.gate.as_ref()).map(|_| ());
+        }
+        if self.in_pack.is_empty() {
+            self.begun = std::time::Instant::now();
+        }
+        self.pack.add_checked(&as_objects(blobs))?;
+        self.in_pack.extend(blobs.iter().map(|(h, _)| *h));
+        let due = self.gate.is_some() && self.begun.elapsed() >= SWARM_PACK_AGE;
+        if self.pack.bytes() >= PACK_BYTES || due {
+            self.name_pack()?;
+        }
+        Ok(())
+    }
+
+    /// Names the current pack (its objects are in the store from now on) and serves them.
+    fn name_pack(&mut self) -> Result<()> {
+        let full = std::mem::replace(&mut self.pack, self.store.pack_writer());
+        full.finish()?;
+        open_gate(self.gate.as_ref(), &mut self.in_pack);
+        Ok(())
     }
 }
 
@@ -292,54 +338,30 @@ impl Landing {
                 let (rx, stop, store, gate) =
                     (rx.clone(), stop.clone(), store.clone(), gate.clone());
                 std::thread::spawn(move || -> Result<u64> {
+                    let mut writer = Writer {
+                        pack: store.pack_writer(),
+                        store,
+                        packed,
+                        gate,
+                        in_pack: Vec::new(),
+                        begun: std::time::Instant::now(),
+                    };
                     let mut landed = 0;
-                    let mut pack = store.pack_writer();
-                    // The objects of the pack being written (and since when): served to the
-                    // swarm once it is named (before, the store does not hold them).
-                    let mut in_pack: Vec<Hash> = Vec::new();
-                    let mut begun = std::time::Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         let next = rx
                             .lock()
                             .map_err(|_| Error::Other("writer failed".into()))?
                             .recv();
                         let Ok(blobs) = next else { break };
-                        if !packed {
-                            if let Err(e) = land(&store, &blobs, gate.as_ref()) {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                            landed += blobs.len() as u64;
-                            continue;
-                        }
-                        let objects: Vec<(ObjectId, &[u8])> = blobs
-                            .iter()
-                            .map(|(h, b)| (ObjectId(*h.as_bytes()), &b[..]))
-                            .collect();
-                        if in_pack.is_empty() {
-                            begun = std::time::Instant::now();
-                        }
-                        let mut wrote = pack.add_checked(&objects);
-                        in_pack.extend(blobs.iter().map(|(h, _)| *h));
-                        let due = gate.is_some() && begun.elapsed() >= SWARM_PACK_AGE;
-                        if wrote.is_ok() && (pack.bytes() >= PACK_BYTES || due) {
-                            let full = std::mem::replace(&mut pack, store.pack_writer());
-                            wrote = full.finish().and(wrote);
-                            if wrote.is_ok() {
-                                open_gate(gate.as_ref(), &mut in_pack);
-                            }
-                        }
-                        if let Err(e) = wrote {
+                        if let Err(e) = writer.land(&blobs) {
                             stop.store(true, Ordering::Relaxed);
                             return Err(e);
                         }
                         landed += blobs.len() as u64;
                     }
-                    if stop.load(Ordering::Relaxed) {
-                        return Ok(landed);
+                    if !stop.load(Ordering::Relaxed) {
+                        writer.name_pack()?;
                     }
-                    pack.finish()?;
-                    open_gate(gate.as_ref(), &mut in_pack);
                     Ok(landed)
                 })
             })
