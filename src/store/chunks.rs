@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{ChunkMap, MAX_CHUNK_MAP_SIZE};
 
+use super::cut::{Piece, Pool};
 use super::{create_whole, Imported, Stat, Store, Whole, CHUNK};
 
 /// Files of at least this many bytes are stored in chunks (smaller ones whole: their chunks
@@ -425,12 +426,7 @@ impl Store {
             return Ok(None);
         }
         let io_err = |e| Error::io("cannot read", path, e);
-        let chunker = fastcdc::v2020::StreamCDC::new(
-            src,
-            CHUNK_MIN as usize,
-            CHUNK_AVG as usize,
-            CHUNK_MAX as usize,
-        );
+        let chunker = super::cut::Cutter::new(src, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
         // Three stages, so the cutting (reads and the gear hash) never waits for the disk:
         // this thread cuts, a second hashes the whole file, a third hashes each chunk and
         // (when the file shares chunks with the store) writes the new ones into a pack.
@@ -439,7 +435,7 @@ impl Store {
         // whole into what becomes its pack (a reflink where the file system can), while
         // this thread cuts and hashes it, as a whole-file store would copy it.
         let new_file = match chunker.peek() {
-            Some(Ok(c)) => !self.has(&ObjectId::of(&c.data)),
+            Some(Ok(c)) => !self.has(&ObjectId::of(c)),
             _ => false,
         };
         let copier = if new_file {
@@ -447,19 +443,15 @@ impl Store {
         } else {
             None
         };
-        let (tx, _, hasher) = hash_on_thread(8);
+        let (tx, hasher) = hash_on_thread(8);
         let (to_store, storer) = self.store_on_thread(8, !new_file);
         let mut total = 0u64;
         let mut failed = None;
         for chunk in chunker {
             let data = match chunk {
-                Ok(c) => std::sync::Arc::new(c.data),
-                Err(fastcdc::v2020::Error::IoError(e)) => {
-                    failed = Some(io_err(e));
-                    break;
-                }
+                Ok(c) => c,
                 Err(e) => {
-                    failed = Some(io_err(io::Error::other(e.to_string())));
+                    failed = Some(io_err(e));
                     break;
                 }
             };
@@ -527,10 +519,10 @@ impl Store {
         queue: usize,
         write: bool,
     ) -> (
-        std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
+        std::sync::mpsc::SyncSender<Piece>,
         std::thread::JoinHandle<Result<(Vec<(ObjectId, u32)>, u64)>>,
     ) {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(queue);
         let mut pack = self.pack_writer();
         let storer = std::thread::spawn(move || {
             let mut chunks = Vec::new();
@@ -717,30 +709,23 @@ impl io::Seek for ObjectReader {
 /// Writes an object's bytes (a chunked file's, a packed object's) into `dest` while hashing
 /// them on a second thread; fails with `ObjectCorrupt` when they do not hash to `id`.
 fn copy_hashed(mut r: impl Read, id: &ObjectId, dest: &File) -> Result<u64> {
-    let (tx, spare, hasher) = hash_on_thread(4);
+    let (tx, hasher) = hash_on_thread(4);
+    let pool = Pool::default();
     let mut n = 0u64;
     let copied = (|| -> io::Result<()> {
         let mut d = dest;
         loop {
-            let mut buf = spare.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
-            let mut k = 0;
-            while k < buf.len() {
-                match r.read(&mut buf[k..]) {
-                    Ok(0) => break,
-                    Ok(m) => k += m,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if k == 0 {
+            let (block, ended) = pool.read_block(&mut r, CHUNK)?;
+            if block.is_empty() {
                 return Ok(());
             }
-            buf.truncate(k);
-            d.write_all(&buf)?;
-            n += k as u64;
-            if tx.send(std::sync::Arc::new(buf)).is_err() {
+            d.write_all(&block)?;
+            n += block.len() as u64;
+            if tx.send(block).is_err() {
                 return Err(io::Error::other("the hashing thread stopped"));
+            }
+            if ended {
+                return Ok(());
             }
         }
     })();
@@ -764,30 +749,23 @@ fn copy_hashed(mut r: impl Read, id: &ObjectId, dest: &File) -> Result<u64> {
     Ok(n)
 }
 
-/// A thread that hashes, in order, the buffers sent to it (at most `queue` waiting) and
-/// returns the BLAKE3 id of them all once the sender is dropped. A buffer nobody else holds
-/// once hashed comes back on the second channel, for reuse (a fresh 1 MiB buffer is zeroed).
-#[allow(clippy::type_complexity)]
+/// A thread that hashes, in order, the pieces sent to it (at most `queue` waiting) and
+/// returns the BLAKE3 id of them all once the sender is dropped.
 fn hash_on_thread(
     queue: usize,
 ) -> (
-    std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
-    std::sync::mpsc::Receiver<Vec<u8>>,
+    std::sync::mpsc::SyncSender<Piece>,
     std::thread::JoinHandle<ObjectId>,
 ) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(queue);
-    let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(queue + 2);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(queue);
     let hasher = std::thread::spawn(move || {
         let mut h = blake3::Hasher::new();
         for b in rx {
             h.update(&b);
-            if let Ok(v) = std::sync::Arc::try_unwrap(b) {
-                let _ = back.try_send(v);
-            }
         }
         ObjectId::from(h.finalize())
     });
-    (tx, spare, hasher)
+    (tx, hasher)
 }
 
 /// Maps a read error of an assembled file: a missing chunk is `ObjectMissing` of the file.

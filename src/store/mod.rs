@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 pub mod chunks;
+pub mod cut;
 pub mod pack;
 pub mod pack_index;
 
