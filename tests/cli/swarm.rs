@@ -305,6 +305,66 @@ exit 0
     assert!(named > 0, "no downloader named the corrupt peer {bad}");
 }
 
+/// A downloader whose small objects rotted on disk while it seeds sends none of them: its
+/// serving store checks each object against its id as it sends (a `GetMany` of damaged
+/// objects fails at the peer instead of delivering bad bytes), and the others take the
+/// batches elsewhere and complete.
+#[test]
+fn a_peer_whose_small_objects_rotted_sends_none_and_the_others_complete() {
+    let env = TestEnv::new();
+    let Some(out) = run(
+        &env,
+        r#"
+dataset_files "$W/owner" "$W/ds" 400 4096
+for k in 1 2 3 4; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+in_peer 2 "$W/bad" clone --json --seed 90s "$TICKET" "$W/bad-clone" >"$W/bad.json" 2>"$W/bad.err"
+BAD=$!
+for _ in $(seq 1 600); do
+  [[ $(ls "$W/bad-clone/files" 2>/dev/null | wc -l) == 400 ]] && break
+  sleep 0.1
+done
+[[ $(ls "$W/bad-clone/files" 2>/dev/null | wc -l) == 400 ]] || { echo "bad_failed=1"; exit 0; }
+# The bad peer's packs rot while it serves: every byte changed (b -> b+1), in place.
+packs=0
+for p in "$W"/bad-clone/.lode/objects/pack/*.pack; do
+  [[ -f $p ]] || continue
+  tr '\000-\377' '\001-\377\000' <"$p" >"$W/rot"
+  dd if="$W/rot" of="$p" conv=notrunc status=none
+  packs=$((packs + 1))
+done
+echo "packs=$packs"
+sleep 3
+C=()
+for k in 3 4; do
+  in_peer "$k" "$W/h$k" clone --json --seed 2s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+for k in 3 4; do
+  diff -r -q "$W/d$k/files" "$W/ds/files" >/dev/null &&
+    LODE_HOME=$W/h$k "$LODE" -C "$W/d$k" verify -q >/dev/null 2>>"$W/c$k.err" &&
+    echo "same$k=1"
+done
+kill "$BAD" 2>/dev/null
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    assert!(!out.contains_key("bad_failed"), "{out:?}");
+    assert_ne!(out.get("packs").map(String::as_str), Some("0"), "{out:?}");
+    all_complete(&env, &out, 3..=4);
+    let bad = short_id(&env, "bad");
+    for k in 3..=4 {
+        let from = from_map(&report(&env, &format!("c{k}.json")), "received_from");
+        assert!(
+            from.get(&bad).is_none_or(|n| *n == 0),
+            "downloader {k} took bytes from the rotten peer {bad}: {from:?}"
+        );
+    }
+}
+
 #[test]
 fn no_share_uploads_nothing_and_restricted_datasets_have_no_swarm() {
     let env = TestEnv::new();
