@@ -74,7 +74,16 @@ struct Job {
     dir: PathBuf,
     rel: String,
     ignores: Arc<Vec<Gitignore>>,
+    /// A part of a large directory already read: its entries (sorted) and the range this
+    /// job handles. `None`: the whole directory, to be read.
+    part: Option<(Entries, std::ops::Range<usize>)>,
 }
+
+type Entries = Arc<Vec<(std::ffi::OsString, fs::DirEntry)>>;
+
+/// A directory with more entries than this is handled in parts of this many, by all the
+/// walking threads (one flat directory of a million files is walked in parallel too).
+const PART: usize = 4096;
 
 struct Queue {
     jobs: Vec<Job>,
@@ -113,6 +122,7 @@ where
             dir: root.to_path_buf(),
             rel: String::new(),
             ignores: Arc::new(vec![]),
+            part: None,
         }],
         active: 0,
         error: None,
@@ -122,31 +132,27 @@ where
         .map_or(2, |n| n.get())
         .min(8);
     let process = |job: Job| -> Result<Vec<Job>> {
-        let read_err = |e| Error::io("cannot read", &job.dir, e);
-        // In name order: a directory's paths then meet a sorted index in order (status finds
-        // each one next to the last), and every walk visits paths in the same order.
-        let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(&job.dir)
-            .map_err(read_err)?
-            .map(|e| e.map(|e| (e.file_name(), e)))
-            .collect::<std::io::Result<_>>()
-            .map_err(read_err)?;
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut ignores = job.ignores.clone();
-        if entries.iter().any(|(name, _)| name == IGNORE_FILE) {
-            let mut b = GitignoreBuilder::new(&job.dir);
-            let file = job.dir.join(IGNORE_FILE);
-            if let Some(e) = b.add(&file) {
-                return Err(Error::Other(format!("cannot read {}: {e}", file.display())));
-            }
-            let g = b
-                .build()
-                .map_err(|e| Error::Other(format!("bad pattern in {}: {e}", file.display())))?;
-            let mut v = (*ignores).clone();
-            v.push(g);
-            ignores = Arc::new(v);
-        }
         let mut sub = Vec::new();
-        for (name, entry) in entries {
+        let (entries, range, ignores) = match job.part {
+            Some((entries, range)) => (entries, range, job.ignores.clone()),
+            None => {
+                let (entries, ignores) = read_sorted(&job.dir, &job.ignores)?;
+                let entries = Arc::new(entries);
+                if entries.len() > PART {
+                    // In parts, for every walking thread to take.
+                    let parts = (0..entries.len()).step_by(PART).map(|at| Job {
+                        dir: job.dir.clone(),
+                        rel: job.rel.clone(),
+                        ignores: ignores.clone(),
+                        part: Some((entries.clone(), at..(at + PART).min(entries.len()))),
+                    });
+                    return Ok(parts.collect());
+                }
+                let all = 0..entries.len();
+                (entries, all, ignores)
+            }
+        };
+        for (name, entry) in &entries[range] {
             let Some(name) = name.to_str() else {
                 return Err(Error::NonUtf8Name(entry.path()));
             };
@@ -191,6 +197,7 @@ where
                     dir: abs.clone(),
                     rel: rel.clone(),
                     ignores: ignores.clone(),
+                    part: None,
                 });
             }
             if in_scope(&rel) {
@@ -240,6 +247,37 @@ where
     }
 }
 
+/// The entries of directory `dir` in name order (a directory's paths then meet a sorted
+/// index in order: status finds each one next to the last, and every walk visits paths in
+/// the same order), and the ignore files that apply in it (`ignores`, and its own).
+#[allow(clippy::type_complexity)]
+fn read_sorted(
+    dir: &Path,
+    ignores: &Arc<Vec<Gitignore>>,
+) -> Result<(Vec<(std::ffi::OsString, fs::DirEntry)>, Arc<Vec<Gitignore>>)> {
+    let read_err = |e| Error::io("cannot read", dir, e);
+    let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(dir)
+        .map_err(read_err)?
+        .map(|e| e.map(|e| (e.file_name(), e)))
+        .collect::<std::io::Result<_>>()
+        .map_err(read_err)?;
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if !entries.iter().any(|(name, _)| name == IGNORE_FILE) {
+        return Ok((entries, ignores.clone()));
+    }
+    let mut b = GitignoreBuilder::new(dir);
+    let file = dir.join(IGNORE_FILE);
+    if let Some(e) = b.add(&file) {
+        return Err(Error::Other(format!("cannot read {}: {e}", file.display())));
+    }
+    let g = b
+        .build()
+        .map_err(|e| Error::Other(format!("bad pattern in {}: {e}", file.display())))?;
+    let mut v = (**ignores).clone();
+    v.push(g);
+    Ok((entries, Arc::new(v)))
+}
+
 /// Applies ignore files from the innermost outwards; the first that decides wins.
 fn ignored(ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
     for g in ignores.iter().rev() {
@@ -250,4 +288,41 @@ fn ignored(ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_directory_is_walked_in_parts_once_each_with_its_ignore_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        fs::create_dir_all(big.join("sub")).unwrap();
+        let n = 2 * PART + 5;
+        let mut want = vec!["big".to_string(), "big/.lodeignore".to_string()];
+        for i in 0..n {
+            let name = format!("f{i:05}");
+            fs::write(big.join(&name), b"x").unwrap();
+            want.push(format!("big/{name}"));
+            if i % 1000 == 0 {
+                fs::write(big.join(format!("{name}.skip")), b"x").unwrap();
+            }
+        }
+        fs::write(big.join(".lodeignore"), "*.skip\n").unwrap();
+        fs::write(big.join("sub/inner"), b"x").unwrap();
+        fs::write(big.join("sub/inner.skip"), b"x").unwrap();
+        want.extend(["big/sub".to_string(), "big/sub/inner".to_string()]);
+        let seen = Mutex::new(Vec::new());
+        walk(dir.path(), &[String::new()], |item| {
+            seen.lock().unwrap().push(item.rel);
+            Ok(())
+        })
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        want.sort();
+        assert_eq!(seen.len(), want.len(), "every path once, none ignored");
+        assert!(seen == want);
+    }
 }
