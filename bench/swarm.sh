@@ -72,6 +72,7 @@ LOOP_SIZE=${LOOP_SIZE-1G}
 LOOP_REPS=${LOOP_REPS:-$REPS}
 BENCH_DIR=${BENCH_DIR:-/tmp/lode-bench-swarm}
 RESULTS=${RESULTS:-$REPO_DIR/bench/results-swarm.md}
+RESULTS=$(realpath -m "$RESULTS")
 SRC_BIN=${LODE_BIN:-$REPO_DIR/target/release/lode}
 [[ -x $SRC_BIN ]] || die "no lode binary at $SRC_BIN (build it with cargo build --release, or set LODE_BIN)"
 
