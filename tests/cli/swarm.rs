@@ -274,12 +274,7 @@ for i in 0 1 2 3 4 5 6 7; do
   printf '\xff' | dd of="$obj" bs=1 seek=$((i * 1048576 + 4096)) conv=notrunc status=none
 done
 sleep 3
-C=()
-for k in 3 4; do
-  in_peer "$k" "$W/h$k" clone --json --seed 2s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
-  C+=($!)
-done
-for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+clone_all 2s 3 4
 for k in 3 4; do cmp -s "$W/d$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"; done
 kill "$BAD" 2>/dev/null
 exit 0
@@ -335,12 +330,7 @@ for p in "$W"/bad-clone/.lode/objects/pack/*.pack; do
 done
 echo "packs=$packs"
 sleep 3
-C=()
-for k in 3 4; do
-  in_peer "$k" "$W/h$k" clone --json --seed 2s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
-  C+=($!)
-done
-for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+clone_all 2s 3 4
 for k in 3 4; do
   diff -r -q "$W/d$k/files" "$W/ds/files" >/dev/null &&
     LODE_HOME=$W/h$k "$LODE" -C "$W/d$k" verify -q >/dev/null 2>>"$W/c$k.err" &&

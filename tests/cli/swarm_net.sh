@@ -54,6 +54,19 @@ serve_as() {
   TICKET=$(sed -n 's/^ticket: //p' "$W/serve$k.out" | head -1)
   [[ -n $TICKET ]] || { echo "serve $k did not start: $(cat "$W/serve$k.err")"; exit 1; }
 }
+# clone_all SEED K...: peers K clone TICKET at once into $W/dK (home $W/hK, --json report in
+# $W/cK.json, errors in $W/cK.err, --seed SEED) and are waited for; each failure prints
+# failed=PID.
+clone_all() {
+  local seed=$1 k p
+  shift
+  local started=()
+  for k in "$@"; do
+    in_peer "$k" "$W/h$k" clone --json --seed "$seed" "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
+    started+=($!)
+  done
+  for p in "${started[@]}"; do wait "$p" || echo "failed=$p"; done
+}
 # dataset HOME DIR SIZE: a repository DIR with one random file big.bin of SIZE.
 dataset() {
   LODE_HOME=$1 "$LODE" init -q "$2" >/dev/null
