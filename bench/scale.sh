@@ -14,7 +14,9 @@
 # Time is wall seconds, memory the peak RSS of the largest process (`/usr/bin/time -f %M`).
 #
 # Environment: LODE_BIN, BENCH_DIR (default /tmp/lode-scale, wiped), REPS (default 5),
-# SHAPES (default "dirs flat"), RESULTS (markdown file, default bench/results-scale.md).
+# SHAPES (default "dirs flat"), RESULTS (markdown file, default bench/results-scale.md),
+# SETTLE (seconds to wait after each untimed preparation, for the disk to finish the
+# write-back and deletions of the round before; default 0).
 set -euo pipefail
 export LC_ALL=C
 
@@ -24,6 +26,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 REPS=${REPS:-5}
 SHAPES=${SHAPES:-dirs flat}
 BENCH_DIR=${BENCH_DIR:-/tmp/lode-scale}
+SETTLE=${SETTLE:-0}
 RESULTS=${RESULTS:-$SCRIPT_DIR/results-scale.md}
 
 say() { printf '[scale %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -87,6 +90,7 @@ fresh() {  # fresh TOOL SHAPE: a new work dir with a hard-linked copy of the dat
   cd "$w"
   if [[ $1 == lode ]]; then "$LODE_BIN" init -q >/dev/null; else git init -q; fi
   sync
+  sleep "$SETTLE"
 }
 
 for shape in $SHAPES; do
