@@ -79,7 +79,9 @@ struct Job {
     part: Option<(Entries, std::ops::Range<usize>)>,
 }
 
-type Entries = Arc<Vec<(std::ffi::OsString, fs::DirEntry)>>;
+/// A directory entry and its name (the sort key).
+type Entry = (std::ffi::OsString, fs::DirEntry);
+type Entries = Arc<Vec<Entry>>;
 
 /// A directory with more entries than this is handled in parts of this many, by all the
 /// walking threads (one flat directory of a million files is walked in parallel too).
@@ -250,13 +252,12 @@ where
 /// The entries of directory `dir` in name order (a directory's paths then meet a sorted
 /// index in order: status finds each one next to the last, and every walk visits paths in
 /// the same order), and the ignore files that apply in it (`ignores`, and its own).
-#[allow(clippy::type_complexity)]
 fn read_sorted(
     dir: &Path,
     ignores: &Arc<Vec<Gitignore>>,
-) -> Result<(Vec<(std::ffi::OsString, fs::DirEntry)>, Arc<Vec<Gitignore>>)> {
+) -> Result<(Vec<Entry>, Arc<Vec<Gitignore>>)> {
     let read_err = |e| Error::io("cannot read", dir, e);
-    let mut entries: Vec<(std::ffi::OsString, fs::DirEntry)> = fs::read_dir(dir)
+    let mut entries: Vec<Entry> = fs::read_dir(dir)
         .map_err(read_err)?
         .map(|e| e.map(|e| (e.file_name(), e)))
         .collect::<std::io::Result<_>>()

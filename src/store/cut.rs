@@ -1,13 +1,13 @@
 //! Cutting a stream into content-defined chunks without copying it around.
 //!
-//! [`Cutter`] reads its source in large blocks and hands out each chunk as a [`Piece`]: a
+//! [`Cutter`] reads its source in 4 MiB blocks and hands out each chunk as a [`Piece`]: a
 //! range of a shared block, sent as is to the threads that hash and store it. Its cut points
 //! are exactly those of `fastcdc::v2020::StreamCDC` with the same bounds (normalization
 //! level 1, the default gear table) — the chunks of a file do not depend on which of the two
 //! cut it — but it does not copy every chunk out of its buffer and shift the rest of the
-//! buffer down after each chunk, which cost `add` about a fifth of its CPU time (measured
-//! with `perf`, docs/PERFORMANCE.md "Versions as diffs"). Only a chunk that may straddle two
-//! blocks is cut from a small joined buffer (the tail of one block and the head of the next).
+//! buffer down after each chunk, which was 11 % of `add`'s CPU samples (measured with
+//! `perf`, docs/PERFORMANCE.md "`add` with the block chunker"). Only the tail of a block
+//! (less than one chunk) is copied, to the front of the next block.
 //!
 //! Blocks come from a [`Pool`] and go back to it when their last piece is dropped, so
 //! memory is bounded by the pieces in flight and a block is zeroed only once.

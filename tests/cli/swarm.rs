@@ -118,12 +118,7 @@ fn downloaders_serve_each_other_and_spare_the_publisher() {
 dataset "$W/owner" "$W/ds" 16M
 for k in 1 2 3 4 5; do peer "$k" 40mbit; done
 serve_as 1 "$W/owner" "$W/ds"
-C=()
-for k in 2 3 4 5; do
-  in_peer "$k" "$W/h$k" clone --json --seed 4s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
-  C+=($!)
-done
-for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+clone_all 4s 2 3 4 5
 echo "publisher_sent=$(sent 1)"
 for k in 2 3 4 5; do
   cmp -s "$W/d$k/big.bin" "$W/ds/big.bin" && echo "same$k=1"
@@ -162,12 +157,7 @@ dataset_files "$W/owner" "$W/ds" 2000 4096
 peer 1 8mbit
 for k in 2 3 4; do peer "$k" 40mbit; done
 serve_as 1 "$W/owner" "$W/ds"
-C=()
-for k in 2 3 4; do
-  in_peer "$k" "$W/h$k" clone --json --seed 4s "$TICKET" "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
-  C+=($!)
-done
-for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+clone_all 4s 2 3 4
 echo "publisher_sent=$(sent 1)"
 for k in 2 3 4; do
   diff -r -q "$W/d$k/files" "$W/ds/files" >/dev/null &&
