@@ -148,12 +148,7 @@ pub async fn run(
     // session serves nothing (this process serves the mirrors, once a round completed their
     // objects and the server re-read them) and does not linger.
     let follow_net = NetOptions {
-        share: crate::net::endpoint::ShareOptions {
-            enabled: true,
-            serve: false,
-            seed: Some(Duration::ZERO),
-            max_upload: None,
-        },
+        share: crate::net::endpoint::ShareOptions::mirror_round(),
         ..net.clone()
     };
     if let Some(every) = every {

@@ -97,6 +97,27 @@ impl ShareArgs {
     }
 }
 
+/// How a mirror's round by hand (`mirror add`, `mirror sync`) takes part in the swarm: as
+/// `lode serve --mirrors --follow` does, it takes pieces from the other peers and serves
+/// nothing itself (the mirror's `lode serve` does).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct MirrorShareArgs {
+    /// Stay out of the dataset's swarm: fetch from the origin's providers only.
+    #[arg(long, env = "LODE_NO_SHARE")]
+    pub(crate) no_share: bool,
+}
+
+impl MirrorShareArgs {
+    /// Network options of `net` for a mirror's round.
+    pub(crate) fn options(&self, net: &NetArgs) -> lode::net::endpoint::NetOptions {
+        let mut opts = net.options();
+        if !self.no_share {
+            opts.share = lode::net::swarm::ShareOptions::mirror_round();
+        }
+        opts
+    }
+}
+
 fn seed_arg(s: &str) -> Result<u64, String> {
     lode::trust::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration such as 30s, 10m or 2h"))

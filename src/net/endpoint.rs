@@ -55,6 +55,21 @@ pub struct ShareOptions {
     pub max_upload: Option<u64>,
 }
 
+impl ShareOptions {
+    /// A mirror's follow round (`lode serve --mirrors --follow`, `lode mirror sync`,
+    /// `lode mirror add`): pieces and batches from the swarm's peers, the origin asked only
+    /// for the rest; the round itself serves nothing and does not linger (the mirror's
+    /// `lode serve` serves what the round completed).
+    pub fn mirror_round() -> ShareOptions {
+        ShareOptions {
+            enabled: true,
+            serve: false,
+            seed: Some(std::time::Duration::ZERO),
+            max_upload: None,
+        }
+    }
+}
+
 /// An endpoint and the address book that tickets fill.
 #[derive(Clone)]
 pub struct Net {

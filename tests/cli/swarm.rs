@@ -613,16 +613,16 @@ exit 0
 }
 
 #[test]
-fn a_mirror_follows_through_the_swarm_from_another_mirror() {
+fn mirrors_follow_through_the_swarm_from_other_mirrors() {
     let env = TestEnv::new();
     let size = 8 * MIB;
     let Some(out) = run(
         &env,
         r#"
 dataset "$W/owner" "$W/ds" 64k
-peer 1 20mbit; peer 2; peer 3; peer 4
+peer 1 20mbit; peer 2; peer 3; peer 4; peer 5
 serve_as 1 "$W/owner" "$W/ds"
-for k in 2 3; do
+for k in 2 3 5; do
   in_peer "$k" "$W/m$k" mirror add -q "$TICKET" >/dev/null 2>"$W/add$k.err"
   wait $! || { echo "add_failed=$k"; exit 0; }
 done
@@ -645,12 +645,17 @@ sleep 2
 T3=$(sed -n 's/^ticket: //p' "$W/m3.out" | head -1)
 in_peer 4 "$W/h4" clone -q --no-share "$T3" "$W/copy" >/dev/null 2>"$W/copy.err"
 wait $! && cmp -s "$W/copy/new.bin" "$W/ds/new.bin" && echo "copy_same=1"
+# Mirror 5's round by hand (`mirror sync`) goes through the swarm too.
+before=$(sent 1)
+in_peer 5 "$W/m5" mirror sync --json >"$W/m5.json" 2>"$W/m5.err"
+wait $! || { echo "m5_failed=1"; exit 0; }
+echo "origin_sent5=$(( $(sent 1) - before ))"
 exit 0
 "#,
     ) else {
         return;
     };
-    for k in ["add_failed", "m2_failed", "m3_failed"] {
+    for k in ["add_failed", "m2_failed", "m3_failed", "m5_failed"] {
         assert!(!out.contains_key(k), "{out:?}");
     }
     let m2 = short_id(&env, "m2");
@@ -669,6 +674,18 @@ exit 0
         Some("1"),
         "{}",
         std::fs::read_to_string(env.path("copy.err")).unwrap_or_default()
+    );
+    let m5 = report(&env, "m5.json");
+    let fetched = &m5["mirrors"][0];
+    let others = from_others(fetched, &short_id(&env, "owner"));
+    assert!(
+        others >= size / 2,
+        "mirror 5's sync took {others} bytes from the other mirrors: {m5}"
+    );
+    let sent: u64 = out["origin_sent5"].parse().unwrap();
+    assert!(
+        sent < size / 2,
+        "the origin sent {sent} bytes during mirror 5's sync"
     );
 }
 

@@ -4,7 +4,7 @@ use clap::Args;
 use lode::progress::Progress as _;
 use lode::Error;
 
-use crate::cli::args::{ticket_arg, CapArg, NetArgs};
+use crate::cli::args::{ticket_arg, CapArg, MirrorShareArgs, NetArgs};
 use crate::cli::output::{human, print_transfer, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -22,6 +22,8 @@ pub struct AddArgs {
     cap: CapArg,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: MirrorShareArgs,
 }
 
 pub fn cmd_add(ctx: &Ctx, ui: &mut Ui, args: AddArgs) -> CliResult {
@@ -30,6 +32,7 @@ pub fn cmd_add(ctx: &Ctx, ui: &mut Ui, args: AddArgs) -> CliResult {
         quota,
         cap,
         net,
+        share,
     } = args;
     let quota = quota
         .map(|q| {
@@ -44,7 +47,7 @@ pub fn cmd_add(ctx: &Ctx, ui: &mut Ui, args: AddArgs) -> CliResult {
         &ctx.home,
         &ticket,
         cap,
-        &net.options(),
+        &share.options(&net),
         &bar,
     ))?;
     bar.finish();

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::cli::args::NetArgs;
+use crate::cli::args::{MirrorShareArgs, NetArgs};
 use crate::cli::output::{report_round, Ui};
 use crate::cli::{runtime, CliResult, Ctx};
 
@@ -13,13 +13,15 @@ use crate::cli::{runtime, CliResult, Ctx};
 pub struct SyncArgs {
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    share: MirrorShareArgs,
 }
 
 pub fn cmd_sync(ctx: &Ctx, ui: &mut Ui, args: SyncArgs) -> CliResult {
-    let SyncArgs { net } = args;
+    let SyncArgs { net, share } = args;
     let round = runtime()?.block_on(lode::net::volunteer::follow(
         &ctx.home,
-        &net.options(),
+        &share.options(&net),
         &|| {},
     ));
     report_round(&round, ui.quiet || ui.json);
