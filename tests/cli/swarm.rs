@@ -613,6 +613,65 @@ exit 0
 }
 
 #[test]
+fn gets_trade_small_objects_in_batches_with_clones() {
+    let env = TestEnv::new();
+    let (files, size) = (1500u64, 4096u64);
+    let dataset = files * size;
+    let Some(out) = run(
+        &env,
+        r#"
+dataset_files "$W/owner" "$W/ds" 1500 4096
+peer 1 8mbit
+for k in 2 3 4 5; do peer "$k" 40mbit; done
+serve_as 1 "$W/owner" "$W/ds"
+C=()
+for k in 2 3 4; do
+  in_peer "$k" "$W/h$k" get --json --seed 4s "$TICKET" files --to "$W/d$k" >"$W/c$k.json" 2>"$W/c$k.err"
+  C+=($!)
+done
+in_peer 5 "$W/h5" clone --json --seed 4s "$TICKET" "$W/d5" >"$W/c5.json" 2>"$W/c5.err"
+C+=($!)
+for p in "${C[@]}"; do wait "$p" || echo "failed=$p"; done
+echo "publisher_sent=$(sent 1)"
+for k in 2 3 4 5; do
+  diff -r -q "$W/d$k/files" "$W/ds/files" >/dev/null && echo "same$k=1"
+done
+exit 0
+"#,
+    ) else {
+        return;
+    };
+    all_complete(&env, &out, 2..=5);
+    let publisher = short_id(&env, "owner");
+    let (mut traded, mut gets) = (0, 0);
+    for k in 2..=5 {
+        let r = report(&env, &format!("c{k}.json"));
+        // Nobody was taken for a liar: a get serves a small object only once it is whole.
+        assert_eq!(r["swarm"]["dropped"], serde_json::json!([]), "{r}");
+        let from = from_others(&r, &publisher);
+        eprintln!("downloader {k}: {from} bytes from the others");
+        if k < 5 {
+            gets += from;
+        }
+        traded += from;
+    }
+    assert!(
+        gets >= dataset / 2,
+        "the gets took {gets} bytes from the other downloaders"
+    );
+    assert!(
+        traded >= dataset,
+        "the gets and the clone took {traded} bytes from each other"
+    );
+    let sent: u64 = out["publisher_sent"].parse().unwrap();
+    assert!(
+        sent < 3 * dataset,
+        "the publisher sent {sent} bytes, {:.2}× the dataset",
+        sent as f64 / dataset as f64
+    );
+}
+
+#[test]
 fn mirrors_follow_through_the_swarm_from_other_mirrors() {
     let env = TestEnv::new();
     let size = 8 * MIB;

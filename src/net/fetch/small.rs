@@ -25,28 +25,8 @@ impl Walk<'_> {
         sizes: &HashMap<ObjectId, u64>,
         files_done: &(dyn Fn(usize) + Sync),
     ) -> Result<()> {
-        // Cut in id order: downloaders of one head cut the same batches, which they can then
-        // trade in a swarm, whose batches are smaller so that there are more to trade.
-        let mut small = small;
-        small.sort_unstable();
         let swarm = self.client.swarm.is_some();
-        let (most, most_bytes) = if swarm {
-            (SWARM_BATCH_OBJECTS, SWARM_BATCH_BYTES)
-        } else {
-            (BATCH_OBJECTS, BATCH_BYTES)
-        };
-        let mut batches = vec![Vec::new()];
-        let mut batch_bytes = 0u64;
-        for h in small {
-            let last = batches.last_mut().expect("never empty");
-            last.push(h);
-            batch_bytes += sizes[&ObjectId(*h.as_bytes())];
-            if last.len() >= most || batch_bytes >= most_bytes {
-                batches.push(Vec::new());
-                batch_bytes = 0;
-            }
-        }
-        batches.retain(|b| !b.is_empty());
+        let batches = cut_batches(small, sizes, swarm);
         // A repository whose checkouts hard-link files from the store needs a file per
         // object; any other takes them in packs.
         let packed = !crate::config::checkout_links(repo)?;
@@ -76,6 +56,27 @@ impl Walk<'_> {
         }
         self.finish_writes().await?;
         Ok(())
+    }
+
+    /// Into a get's transfer store, which its swarm session serves from: the small objects
+    /// `small` (sizes in `sizes`) in `GetMany` batches dealt across the providers and the swarm
+    /// peers that hold them, as a clone takes them ([`Walk::land_small`]); each batch is
+    /// imported into the store and then served. Returns the objects nobody delivered (one
+    /// batch's worth is not worth dialling the swarm for: all of it is returned).
+    pub(super) async fn store_small(
+        &mut self,
+        small: Vec<Hash>,
+        sizes: &HashMap<ObjectId, u64>,
+        files_done: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Hash>> {
+        let batches = cut_batches(small, sizes, true);
+        if batches.len() < 2 {
+            return Ok(batches.concat());
+        }
+        let mut landing = Landing::importing(self.store.clone(), self.gate());
+        let left = self.swarm_batches(batches, &mut landing, files_done).await;
+        self.objects += landing.finish().await?;
+        Ok(left?.concat())
     }
 
     /// Fetches small objects into memory (verified while they stream) and writes them to the
@@ -224,6 +225,35 @@ impl Walk<'_> {
     }
 }
 
+/// `small` (sizes in `sizes`) cut into `GetMany` batches in id order: downloaders of one
+/// head cut the same batches, which they can then trade in a swarm, whose batches are
+/// smaller so that there are more to trade.
+fn cut_batches(
+    mut small: Vec<Hash>,
+    sizes: &HashMap<ObjectId, u64>,
+    swarm: bool,
+) -> Vec<Vec<Hash>> {
+    small.sort_unstable();
+    let (most, most_bytes) = if swarm {
+        (SWARM_BATCH_OBJECTS, SWARM_BATCH_BYTES)
+    } else {
+        (BATCH_OBJECTS, BATCH_BYTES)
+    };
+    let mut batches = vec![Vec::new()];
+    let mut batch_bytes = 0u64;
+    for h in small {
+        let last = batches.last_mut().expect("never empty");
+        last.push(h);
+        batch_bytes += sizes[&ObjectId(*h.as_bytes())];
+        if last.len() >= most || batch_bytes >= most_bytes {
+            batches.push(Vec::new());
+            batch_bytes = 0;
+        }
+    }
+    batches.retain(|b| !b.is_empty());
+    batches
+}
+
 /// Small objects per `GetMany` request, and bytes (of their sizes) per request.
 const BATCH_OBJECTS: usize = 256;
 const BATCH_BYTES: u64 = 4 << 20;
@@ -369,6 +399,44 @@ impl Landing {
         Landing {
             tx: Some(tx),
             workers,
+        }
+    }
+
+    /// A landing into a get's transfer store (an iroh-blobs store) instead of the object
+    /// store: one thread imports each batch (every object already verified against its id
+    /// while it streamed; the store hashes it again, and a mismatch stops the landing), then
+    /// lets the swarm session behind `gate` (if any) serve it.
+    fn importing(store: iroh_blobs::store::fs::FsStore, gate: Option<Gate>) -> Landing {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Hash, bytes::Bytes)>>(LANDING_QUEUE);
+        let runtime = tokio::runtime::Handle::current();
+        let worker = std::thread::spawn(move || -> Result<u64> {
+            let mut landed = 0;
+            while let Ok(blobs) = rx.recv() {
+                runtime.block_on(async {
+                    for (h, b) in &blobs {
+                        let tag = store
+                            .add_bytes(b.clone())
+                            .temp_tag()
+                            .await
+                            .map_err(|e| Error::Net(format!("blob store: {e}")))?;
+                        if tag.hash() != *h {
+                            return Err(Error::Other(format!(
+                                "object {h} changed on its way into the blob store"
+                            )));
+                        }
+                    }
+                    Ok(())
+                })?;
+                if let Some(gate) = &gate {
+                    gate.allow(blobs.iter().map(|(h, _)| *h));
+                }
+                landed += blobs.len() as u64;
+            }
+            Ok(landed)
+        });
+        Landing {
+            tx: Some(tx),
+            workers: vec![worker],
         }
     }
 

@@ -415,24 +415,29 @@ impl<'a> Walk<'a> {
             }
             missing = left;
         }
-        // Into a get's transfer store with a swarm session (the session's store): big objects
-        // come in pieces from the providers and the swarm; every object fetched is served
-        // to the other peers (a verified head reaches it).
-        if let (Sink::Store, Some(session)) = (self.sink, &self.client.swarm) {
+        // Into a get's transfer store with a swarm session (the session's store): small
+        // objects in batches and big ones in pieces, from the providers and the swarm; every
+        // object fetched is served to the other peers (a verified head reaches it), a big
+        // one piece by piece as it arrives (peers learn which from its bitfield), a small one
+        // once it is whole in the store.
+        if let (Sink::Store, true) = (self.sink, self.client.swarm.is_some()) {
             let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
-            for h in &missing {
-                session.allow(*h);
+            let (small, big): (Vec<Hash>, Vec<Hash>) =
+                std::mem::take(&mut missing).into_iter().partition(|h| {
+                    sizes
+                        .get(&ObjectId(*h.as_bytes()))
+                        .is_some_and(|n| *n <= SMALL_BLOB)
+                });
+            let left = self.store_small(small, &sizes, &files_done).await?;
+            let session = self.client.swarm.as_ref().expect("checked above");
+            if self.serve_landed {
+                big.iter().for_each(|h| session.allow(*h));
             }
             let (mut origins, dead) = self.client.by_liveness();
             origins.extend(dead);
-            let mut left = Vec::new();
-            for h in std::mem::take(&mut missing) {
+            for h in big {
                 let id = ObjectId(*h.as_bytes());
                 let size = sizes.get(&id).copied().unwrap_or(0);
-                if size <= SMALL_BLOB {
-                    left.push(h);
-                    continue;
-                }
                 let net = &self.client.net;
                 let got = crate::net::swarm::pieces::fetch(
                     session,
@@ -477,6 +482,10 @@ impl<'a> Walk<'a> {
             puts.into_iter().collect::<Result<()>>()?;
             self.objects += missing.len() as u64;
             files_done(missing.len());
+            // A get's, now whole in its transfer store: served from now on.
+            if let (Sink::Store, true, Some(s)) = (self.sink, self.serve_landed, self.served()) {
+                s.gate().allow(missing.iter().copied());
+            }
         }
         Ok(())
     }
@@ -620,9 +629,14 @@ impl<'a> Walk<'a> {
             if let Some(roots) = roots.take() {
                 // Every root passed the checks (the walk stops at the first that fails).
                 self.serve_landed = serving;
-                if let (true, Sink::Repo(r), Some(s)) = (serving, self.sink, self.served()) {
-                    let held = roots.into_iter().filter(|id| r.store().has(id));
-                    s.gate().allow(held.map(|id| Hash::from_bytes(id.0)));
+                if let (true, Some(s)) = (serving, self.served()) {
+                    let mut held = Vec::new();
+                    for id in roots {
+                        if self.has(&id).await {
+                            held.push(Hash::from_bytes(id.0));
+                        }
+                    }
+                    s.gate().allow(held);
                 }
             }
         }
