@@ -74,17 +74,18 @@ struct Job {
     dir: PathBuf,
     rel: String,
     ignores: Arc<Vec<Gitignore>>,
-    /// A part of a large directory already read: its entries (sorted) and the range this
-    /// job handles. `None`: the whole directory, to be read.
-    part: Option<(Entries, std::ops::Range<usize>)>,
+    /// A part of a large directory already read (sorted by name). `None`: the whole
+    /// directory, to be read.
+    part: Option<Vec<Entry>>,
 }
 
 /// A directory entry and its name (the sort key).
 type Entry = (std::ffi::OsString, fs::DirEntry);
-type Entries = Arc<Vec<Entry>>;
 
-/// A directory with more entries than this is handled in parts of this many, by all the
-/// walking threads (one flat directory of a million files is walked in parallel too).
+/// A directory with more entries than this is read and handled in parts of this many: the
+/// walk holds a few parts of it at a time, not all its entries (a flat directory of a
+/// million files costs no more memory than a thousand directories of a thousand), and the
+/// parts go to every walking thread.
 const PART: usize = 4096;
 
 struct Queue {
@@ -133,83 +134,111 @@ where
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8);
-    let process = |job: Job| -> Result<Vec<Job>> {
-        let mut sub = Vec::new();
-        let (entries, range, ignores) = match job.part {
-            Some((entries, range)) => (entries, range, job.ignores.clone()),
-            None => {
-                let (entries, ignores) = read_sorted(&job.dir, &job.ignores)?;
-                let entries = Arc::new(entries);
-                if entries.len() > PART {
-                    // In parts, for every walking thread to take.
-                    let parts = (0..entries.len()).step_by(PART).map(|at| Job {
-                        dir: job.dir.clone(),
-                        rel: job.rel.clone(),
-                        ignores: ignores.clone(),
-                        part: Some((entries.clone(), at..(at + PART).min(entries.len()))),
-                    });
-                    return Ok(parts.collect());
+    // The entries of one directory (or a part of one), in name order.
+    let handle =
+        |dir: &Job, entries: &[Entry], ignores: &Arc<Vec<Gitignore>>| -> Result<Vec<Job>> {
+            let mut sub = Vec::new();
+            for (name, entry) in entries {
+                let Some(name) = name.to_str() else {
+                    return Err(Error::NonUtf8Name(entry.path()));
+                };
+                // `.lode` (in any spelling a file system resolves to it) is a control directory:
+                // the repository's own at the top, a nested repository's below. Never recorded.
+                if crate::object::is_control_name(name) {
+                    continue;
                 }
-                let all = 0..entries.len();
-                (entries, all, ignores)
-            }
-        };
-        for (name, entry) in &entries[range] {
-            let Some(name) = name.to_str() else {
-                return Err(Error::NonUtf8Name(entry.path()));
-            };
-            // `.lode` (in any spelling a file system resolves to it) is a control directory:
-            // the repository's own at the top, a nested repository's below. Never recorded.
-            if crate::object::is_control_name(name) {
-                continue;
-            }
-            let rel = if job.rel.is_empty() {
-                name.to_string()
-            } else {
-                format!("{}/{name}", job.rel)
-            };
-            if !descend(&rel) {
-                continue;
-            }
-            let abs = entry.path();
-            let is_dir = entry
-                .file_type()
-                .map_err(|e| Error::io("cannot stat", &abs, e))?
-                .is_dir();
-            if ignored(&ignores, &abs, is_dir) {
-                continue;
-            }
-            let meta = entry
-                .metadata()
-                .map_err(|e| Error::io("cannot stat", &abs, e))?;
-            let kind = WalkKind::of(&meta);
-            if crate::leftover::parse(name).is_some() {
+                let rel = if dir.rel.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{}/{name}", dir.rel)
+                };
+                if !descend(&rel) {
+                    continue;
+                }
+                let abs = entry.path();
+                let is_dir = entry
+                    .file_type()
+                    .map_err(|e| Error::io("cannot stat", &abs, e))?
+                    .is_dir();
+                if ignored(ignores, &abs, is_dir) {
+                    continue;
+                }
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io("cannot stat", &abs, e))?;
+                let kind = WalkKind::of(&meta);
+                if crate::leftover::parse(name).is_some() {
+                    if in_scope(&rel) {
+                        leftover(WalkItem {
+                            rel,
+                            abs,
+                            kind,
+                            meta,
+                        });
+                    }
+                    continue;
+                }
+                if kind == WalkKind::Dir {
+                    sub.push(Job {
+                        dir: abs.clone(),
+                        rel: rel.clone(),
+                        ignores: ignores.clone(),
+                        part: None,
+                    });
+                }
                 if in_scope(&rel) {
-                    leftover(WalkItem {
+                    f(WalkItem {
                         rel,
                         abs,
                         kind,
                         meta,
-                    });
+                    })?;
                 }
-                continue;
             }
-            if kind == WalkKind::Dir {
-                sub.push(Job {
-                    dir: abs.clone(),
-                    rel: rel.clone(),
-                    ignores: ignores.clone(),
-                    part: None,
-                });
+            Ok(sub)
+        };
+    // Queues a part of a large directory for another thread, unless enough work waits
+    // already (then the reading thread handles it itself: the parts held stay few).
+    let hand_off = |part: Job| -> Option<Job> {
+        let mut q = queue.lock().expect("no panic while held");
+        if q.jobs.len() >= threads {
+            return Some(part);
+        }
+        q.jobs.push(part);
+        wake.notify_one();
+        None
+    };
+    let process = |job: Job| -> Result<Vec<Job>> {
+        if let Some(part) = &job.part {
+            return handle(&job, part, &job.ignores);
+        }
+        let read_err = |e| Error::io("cannot read", &job.dir, e);
+        let mut dir = fs::read_dir(&job.dir).map_err(read_err)?;
+        let mut entries = read_some(&mut dir, &job.dir, PART + 1)?;
+        if entries.len() <= PART {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let has_ignore_file = entries.iter().any(|(name, _)| name == IGNORE_FILE);
+            let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
+            return handle(&job, &entries, &ignores);
+        }
+        // A large directory: its ignore file looked up by name (it may come in any part),
+        // then part after part, each sorted, handed to other threads or handled here.
+        let has_ignore_file = fs::symlink_metadata(job.dir.join(IGNORE_FILE)).is_ok();
+        let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
+        let mut sub = Vec::new();
+        while !entries.is_empty() {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let part = Job {
+                dir: job.dir.clone(),
+                rel: job.rel.clone(),
+                ignores: ignores.clone(),
+                part: Some(entries),
+            };
+            if let Some(part) = hand_off(part) {
+                let entries = part.part.as_deref().unwrap_or_default();
+                sub.extend(handle(&part, entries, &ignores)?);
             }
-            if in_scope(&rel) {
-                f(WalkItem {
-                    rel,
-                    abs,
-                    kind,
-                    meta,
-                })?;
-            }
+            entries = read_some(&mut dir, &job.dir, PART)?;
         }
         Ok(sub)
     };
@@ -249,22 +278,23 @@ where
     }
 }
 
-/// The entries of directory `dir` in name order (a directory's paths then meet a sorted
-/// index in order: status finds each one next to the last, and every walk visits paths in
-/// the same order), and the ignore files that apply in it (`ignores`, and its own).
-fn read_sorted(
-    dir: &Path,
-    ignores: &Arc<Vec<Gitignore>>,
-) -> Result<(Vec<Entry>, Arc<Vec<Gitignore>>)> {
-    let read_err = |e| Error::io("cannot read", dir, e);
-    let mut entries: Vec<Entry> = fs::read_dir(dir)
-        .map_err(read_err)?
+/// Up to `n` more entries of directory `dir` (read through `rd`), with their names.
+fn read_some(rd: &mut fs::ReadDir, dir: &Path, n: usize) -> Result<Vec<Entry>> {
+    rd.by_ref()
+        .take(n)
         .map(|e| e.map(|e| (e.file_name(), e)))
         .collect::<std::io::Result<_>>()
-        .map_err(read_err)?;
-    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if !entries.iter().any(|(name, _)| name == IGNORE_FILE) {
-        return Ok((entries, ignores.clone()));
+        .map_err(|e| Error::io("cannot read", dir, e))
+}
+
+/// The ignore files that apply in directory `dir`: `ignores`, and its own when it has one.
+fn with_ignore_file(
+    dir: &Path,
+    ignores: &Arc<Vec<Gitignore>>,
+    has_one: bool,
+) -> Result<Arc<Vec<Gitignore>>> {
+    if !has_one {
+        return Ok(ignores.clone());
     }
     let mut b = GitignoreBuilder::new(dir);
     let file = dir.join(IGNORE_FILE);
@@ -276,7 +306,7 @@ fn read_sorted(
         .map_err(|e| Error::Other(format!("bad pattern in {}: {e}", file.display())))?;
     let mut v = (**ignores).clone();
     v.push(g);
-    Ok((entries, Arc::new(v)))
+    Ok(Arc::new(v))
 }
 
 /// Applies ignore files from the innermost outwards; the first that decides wins.
