@@ -93,14 +93,32 @@ impl Index {
             .ok()
     }
 
-    /// Like [`Index::position`], trying first the position after `hint` (a walk in path
-    /// order finds most paths there, without a search).
+    /// Like [`Index::position`], searching from the position after `hint` onwards first,
+    /// in steps that double (a walk in path order finds most paths there or a few entries
+    /// on, as does one through the sorted parts of a large directory), then everywhere.
     pub fn position_after(&self, hint: usize, path: &str) -> Option<usize> {
-        let next = hint.wrapping_add(1);
-        match self.entries.get(next) {
-            Some((p, _)) if p == path => Some(next),
-            _ => self.position(path),
+        let start = hint.wrapping_add(1);
+        let key = |i: usize| self.entries[i].0.as_str();
+        if start >= self.entries.len() || key(start) > path {
+            return self.position(path);
         }
+        // entries[lo] <= path; find hi with entries[hi] > path (or the end).
+        let (mut lo, mut step) = (start, 1);
+        let hi = loop {
+            let probe = lo + step;
+            if probe >= self.entries.len() {
+                break self.entries.len();
+            }
+            if key(probe) > path {
+                break probe;
+            }
+            lo = probe;
+            step *= 2;
+        };
+        self.entries[lo..hi]
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()
+            .map(|i| lo + i)
     }
 
     /// The entry at position `i` of path order.
@@ -353,5 +371,22 @@ mod tests {
         assert_eq!(index.position_after(3, "b/c"), Some(1));
         assert_eq!(index.position_after(usize::MAX, "zz"), None);
         assert_eq!(index.position_after(2, "b"), None);
+        // Every hint, every path present or not, on an index with gaps: the same answer as
+        // the plain search.
+        let index = Index::from_sorted(
+            (0..300)
+                .map(|i| (format!("f{:04}", i * 3), entry.clone()))
+                .collect(),
+        );
+        for hint in (0..300).chain([usize::MAX]) {
+            for n in 0..905 {
+                let path = format!("f{n:04}");
+                assert_eq!(
+                    index.position_after(hint, &path),
+                    index.position(&path),
+                    "{hint} {path}"
+                );
+            }
+        }
     }
 }

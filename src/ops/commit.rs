@@ -1,11 +1,12 @@
 //! `commit`: turn the index into trees, sign a commit with the device key, move the branch.
 
-use crate::db::{Index, IndexEntry, CONFIG, REFS};
+use crate::db::{IndexEntry, CONFIG, INDEX, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{Commit, CommitBody, EntryKind, Tree, TreeEntry};
 use crate::repo::Repo;
 use crate::worktree::under;
+use redb::ReadableTable;
 
 /// What `commit` made.
 #[derive(Debug, serde::Serialize)]
@@ -182,11 +183,18 @@ impl<'r> TreeWriter<'r> {
     }
 }
 
-/// Stores the trees for `index` and returns the root tree id and (file count, total size).
-pub fn write_trees(repo: &Repo, index: &Index) -> Result<(ObjectId, u64, u64)> {
+/// Stores the trees of the index and returns the root tree id and (file count, total size).
+/// The index is read from the database entry by entry, in order, never loaded whole: with
+/// the [`TreeWriter`], memory holds one directory per level.
+pub fn write_trees(repo: &Repo) -> Result<(ObjectId, u64, u64)> {
+    let db = repo.db()?;
+    let tx = db.db.begin_read()?;
+    let table = tx.open_table(INDEX)?;
     let mut w = TreeWriter::new(repo);
-    for (path, e) in index {
-        w.add(path, e)?;
+    for item in table.iter()? {
+        let (path, value) = item?;
+        let e = IndexEntry::decode(path.value(), value.value())?;
+        w.add(path.value(), &e)?;
     }
     w.finish()
 }
@@ -198,9 +206,8 @@ pub fn commit(repo: &Repo, message: &str, allow_empty: bool) -> Result<CommitRep
     }
     let _lock = repo.lock()?;
     let head = repo.head()?;
-    let (index, _) = repo.load_index()?;
     let metadata = repo.pending_metadata()?;
-    let (tree, files, bytes) = write_trees(repo, &index)?;
+    let (tree, files, bytes) = write_trees(repo)?;
     if let Some(parent) = &head.commit {
         let p = repo.read_commit(parent)?;
         if p.body.tree == tree && p.body.metadata == metadata && !allow_empty {
