@@ -3,6 +3,7 @@
 //! and visits only the requested paths.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -10,6 +11,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 
 use crate::error::{Error, Result};
+use crate::store::Stat;
 
 /// The name of the per-directory ignore file.
 pub const IGNORE_FILE: &str = ".lodeignore";
@@ -26,16 +28,53 @@ pub enum WalkKind {
 impl WalkKind {
     /// Classifies `lstat` metadata.
     pub fn of(m: &fs::Metadata) -> WalkKind {
-        let ft = m.file_type();
-        if ft.is_symlink() {
-            WalkKind::Symlink
-        } else if ft.is_dir() {
-            WalkKind::Dir
-        } else if ft.is_file() {
-            WalkKind::File
-        } else {
-            WalkKind::Other
+        WalkKind::of_mode(m.mode())
+    }
+
+    /// Classifies the `st_mode` of an `lstat`.
+    pub fn of_mode(mode: u32) -> WalkKind {
+        match mode & 0o170_000 {
+            0o120_000 => WalkKind::Symlink,
+            0o040_000 => WalkKind::Dir,
+            0o100_000 => WalkKind::File,
+            _ => WalkKind::Other,
         }
+    }
+}
+
+/// What an `lstat` of a path told: its kind and the fields of the stat cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    pub kind: WalkKind,
+    pub stat: Stat,
+}
+
+impl Meta {
+    /// From `std`'s metadata of an `lstat`.
+    pub fn of(m: &fs::Metadata) -> Meta {
+        Meta {
+            kind: WalkKind::of(m),
+            stat: Stat::of(m),
+        }
+    }
+
+    /// From the `lstat` the walk makes relative to its directory's handle.
+    fn of_raw(st: &rustix::fs::Stat) -> Meta {
+        let stat = Stat {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+            ino: st.st_ino,
+            mode: st.st_mode,
+        };
+        Meta {
+            kind: WalkKind::of_mode(stat.mode),
+            stat,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == WalkKind::Dir
     }
 }
 
@@ -45,7 +84,7 @@ pub struct WalkItem {
     pub rel: String,
     pub abs: PathBuf,
     pub kind: WalkKind,
-    pub meta: fs::Metadata,
+    pub meta: Meta,
 }
 
 /// Converts an absolute path below `root` to a repository path.
@@ -74,24 +113,95 @@ struct Job {
     dir: PathBuf,
     rel: String,
     ignores: Arc<Vec<Gitignore>>,
-    /// A part of a large directory already read (sorted by name). `None`: the whole
-    /// directory, to be read.
-    part: Option<Vec<Entry>>,
+    /// A part of a large directory already listed: the listing and the range of it this
+    /// job handles. `None`: the whole directory, to be listed.
+    part: Option<(Arc<Listing>, std::ops::Range<usize>)>,
 }
 
-/// A directory entry and its name (the sort key).
-type Entry = (std::ffi::OsString, fs::DirEntry);
-
-/// A directory with more entries than this is read and handled in parts of this many: the
-/// walk holds a few parts of it at a time, not all its entries (a flat directory of a
-/// million files costs no more memory than a thousand directories of a thousand), and the
-/// parts go to every walking thread.
+/// A directory with more entries than this is handled in parts of this many, by all the
+/// walking threads (one flat directory of a million files is walked in parallel too).
 const PART: usize = 4096;
 
 struct Queue {
     jobs: Vec<Job>,
     active: usize,
     error: Option<Error>,
+}
+
+/// The names in one directory, in name order, held compactly (all names in one buffer:
+/// a flat directory of a million files costs a few tens of MiB, not a `DirEntry` and two
+/// name allocations each), with the open directory that entries are `lstat`ed through.
+struct Listing {
+    dir: rustix::fs::Dir,
+    names: Vec<u8>,
+    /// Each entry's name (`names[start..end]`) and whether `readdir` called it a
+    /// directory (`None`: the file system did not say).
+    spans: Vec<(u32, u32, Option<bool>)>,
+}
+
+impl Listing {
+    /// Lists directory `path`; a symlink in its place is followed only when `follow` (the
+    /// walk's root), never below, where `lstat` said it was a directory.
+    fn read(path: &Path, follow: bool) -> Result<Listing> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        let err = |e: rustix::io::Errno| Error::io("cannot read", path, std::io::Error::from(e));
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if !follow {
+            flags |= OFlags::NOFOLLOW;
+        }
+        let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(err)?;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(err)?;
+        let (mut names, mut spans) = (Vec::new(), Vec::new());
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(err)?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let start = names.len();
+            names.extend_from_slice(name);
+            let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(names.len())) else {
+                return Err(Error::Other(format!(
+                    "{}: too many names in one directory to walk",
+                    path.display()
+                )));
+            };
+            let is_dir = match entry.file_type() {
+                FileType::Unknown => None,
+                t => Some(t == FileType::Directory),
+            };
+            spans.push((start, end, is_dir));
+        }
+        spans.sort_unstable_by(|a, b| {
+            names[a.0 as usize..a.1 as usize].cmp(&names[b.0 as usize..b.1 as usize])
+        });
+        spans.shrink_to_fit();
+        names.shrink_to_fit();
+        Ok(Listing { dir, names, spans })
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn name(&self, i: usize) -> &[u8] {
+        let (start, end, _) = self.spans[i];
+        &self.names[start as usize..end as usize]
+    }
+
+    /// Whether `readdir` called entry `i` a directory, if it said.
+    fn is_dir(&self, i: usize) -> Option<bool> {
+        self.spans[i].2
+    }
+
+    /// `lstat` of the entry named `name`, relative to the directory's handle.
+    fn lstat(&self, name: &str, abs: &Path) -> Result<Meta> {
+        let err = |e: rustix::io::Errno| Error::io("cannot stat", abs, std::io::Error::from(e));
+        let fd = self.dir.fd().map_err(err)?;
+        let st =
+            rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+        Ok(Meta::of_raw(&st))
+    }
 }
 
 /// Walks `targets` (repository paths; "" is everything) in parallel and calls `f` for each
@@ -134,111 +244,93 @@ where
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(8);
-    // The entries of one directory (or a part of one), in name order.
-    let handle =
-        |dir: &Job, entries: &[Entry], ignores: &Arc<Vec<Gitignore>>| -> Result<Vec<Job>> {
-            let mut sub = Vec::new();
-            for (name, entry) in entries {
-                let Some(name) = name.to_str() else {
-                    return Err(Error::NonUtf8Name(entry.path()));
-                };
-                // `.lode` (in any spelling a file system resolves to it) is a control directory:
-                // the repository's own at the top, a nested repository's below. Never recorded.
-                if crate::object::is_control_name(name) {
-                    continue;
-                }
-                let rel = if dir.rel.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{}/{name}", dir.rel)
-                };
-                if !descend(&rel) {
-                    continue;
-                }
-                let abs = entry.path();
-                let is_dir = entry
-                    .file_type()
-                    .map_err(|e| Error::io("cannot stat", &abs, e))?
-                    .is_dir();
-                if ignored(ignores, &abs, is_dir) {
-                    continue;
-                }
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| Error::io("cannot stat", &abs, e))?;
-                let kind = WalkKind::of(&meta);
-                if crate::leftover::parse(name).is_some() {
-                    if in_scope(&rel) {
-                        leftover(WalkItem {
-                            rel,
-                            abs,
-                            kind,
-                            meta,
-                        });
-                    }
-                    continue;
-                }
-                if kind == WalkKind::Dir {
-                    sub.push(Job {
-                        dir: abs.clone(),
-                        rel: rel.clone(),
+    let process = |job: Job| -> Result<Vec<Job>> {
+        let mut sub = Vec::new();
+        let (listing, range, ignores) = match job.part {
+            Some((listing, range)) => (listing, range, job.ignores.clone()),
+            None => {
+                let listing = Arc::new(Listing::read(&job.dir, job.rel.is_empty())?);
+                let has_ignore_file =
+                    (0..listing.len()).any(|i| listing.name(i) == IGNORE_FILE.as_bytes());
+                let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
+                if listing.len() > PART {
+                    // In parts, for every walking thread to take.
+                    let parts = (0..listing.len()).step_by(PART).map(|at| Job {
+                        dir: job.dir.clone(),
+                        rel: job.rel.clone(),
                         ignores: ignores.clone(),
-                        part: None,
+                        part: Some((listing.clone(), at..(at + PART).min(listing.len()))),
                     });
+                    return Ok(parts.collect());
                 }
+                let all = 0..listing.len();
+                (listing, all, ignores)
+            }
+        };
+        for i in range {
+            let name = listing.name(i);
+            let Ok(name) = std::str::from_utf8(name) else {
+                use std::os::unix::ffi::OsStrExt;
+                let name = std::ffi::OsStr::from_bytes(name);
+                return Err(Error::NonUtf8Name(job.dir.join(name)));
+            };
+            // `.lode` (in any spelling a file system resolves to it) is a control directory:
+            // the repository's own at the top, a nested repository's below. Never recorded.
+            if crate::object::is_control_name(name) {
+                continue;
+            }
+            let rel = if job.rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{}/{name}", job.rel)
+            };
+            if !descend(&rel) {
+                continue;
+            }
+            let abs = job.dir.join(name);
+            // An ignored entry is not `lstat`ed when `readdir` said what it is.
+            let (is_dir, meta) = match listing.is_dir(i) {
+                Some(is_dir) => (is_dir, None),
+                None => {
+                    let meta = listing.lstat(name, &abs)?;
+                    (meta.is_dir(), Some(meta))
+                }
+            };
+            if ignored(&ignores, &abs, is_dir) {
+                continue;
+            }
+            let meta = match meta {
+                Some(meta) => meta,
+                None => listing.lstat(name, &abs)?,
+            };
+            let kind = meta.kind;
+            if crate::leftover::parse(name).is_some() {
                 if in_scope(&rel) {
-                    f(WalkItem {
+                    leftover(WalkItem {
                         rel,
                         abs,
                         kind,
                         meta,
-                    })?;
+                    });
                 }
+                continue;
             }
-            Ok(sub)
-        };
-    // Queues a part of a large directory for another thread, unless enough work waits
-    // already (then the reading thread handles it itself: the parts held stay few).
-    let hand_off = |part: Job| -> Option<Job> {
-        let mut q = queue.lock().expect("no panic while held");
-        if q.jobs.len() >= threads {
-            return Some(part);
-        }
-        q.jobs.push(part);
-        wake.notify_one();
-        None
-    };
-    let process = |job: Job| -> Result<Vec<Job>> {
-        if let Some(part) = &job.part {
-            return handle(&job, part, &job.ignores);
-        }
-        let read_err = |e| Error::io("cannot read", &job.dir, e);
-        let mut dir = fs::read_dir(&job.dir).map_err(read_err)?;
-        let mut entries = read_some(&mut dir, &job.dir, PART + 1)?;
-        if entries.len() <= PART {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let has_ignore_file = entries.iter().any(|(name, _)| name == IGNORE_FILE);
-            let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
-            return handle(&job, &entries, &ignores);
-        }
-        // A large directory: its ignore file looked up by name (it may come in any part),
-        // then part after part, each sorted, handed to other threads or handled here.
-        let has_ignore_file = fs::symlink_metadata(job.dir.join(IGNORE_FILE)).is_ok();
-        let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
-        let mut sub = Vec::new();
-        while !entries.is_empty() {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let part = Job {
-                dir: job.dir.clone(),
-                rel: job.rel.clone(),
-                ignores: ignores.clone(),
-                part: Some(entries),
-            };
-            if let Some(part) = hand_off(part) {
-                let entries = part.part.as_deref().unwrap_or_default();
-                sub.extend(handle(&part, entries, &ignores)?);
+            if kind == WalkKind::Dir {
+                sub.push(Job {
+                    dir: abs.clone(),
+                    rel: rel.clone(),
+                    ignores: ignores.clone(),
+                    part: None,
+                });
             }
-            entries = read_some(&mut dir, &job.dir, PART)?;
+            if in_scope(&rel) {
+                f(WalkItem {
+                    rel,
+                    abs,
+                    kind,
+                    meta,
+                })?;
+            }
         }
         Ok(sub)
     };
@@ -278,15 +370,6 @@ where
     }
 }
 
-/// Up to `n` more entries of directory `dir` (read through `rd`), with their names.
-fn read_some(rd: &mut fs::ReadDir, dir: &Path, n: usize) -> Result<Vec<Entry>> {
-    rd.by_ref()
-        .take(n)
-        .map(|e| e.map(|e| (e.file_name(), e)))
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io("cannot read", dir, e))
-}
-
 /// The ignore files that apply in directory `dir`: `ignores`, and its own when it has one.
 fn with_ignore_file(
     dir: &Path,
@@ -324,6 +407,32 @@ fn ignored(ignores: &[Gitignore], path: &Path, is_dir: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walks_lstat_gives_what_std_gives() {
+        // The stat cache compares what the walk saw with what an `lstat` through `std` saw
+        // (named paths, older index entries): the two must agree field for field.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join("file"), b"some bytes").unwrap();
+        std::os::unix::fs::symlink("file", p.join("link")).unwrap();
+        fs::create_dir(p.join("sub")).unwrap();
+        let listing = Listing::read(p, true).unwrap();
+        for (name, kind) in [
+            ("file", WalkKind::File),
+            ("link", WalkKind::Symlink),
+            ("sub", WalkKind::Dir),
+        ] {
+            let abs = p.join(name);
+            let ours = listing.lstat(name, &abs).unwrap();
+            let std = Meta::of(&fs::symlink_metadata(&abs).unwrap());
+            assert_eq!(ours.kind, kind);
+            assert_eq!((ours.kind, ours.stat), (std.kind, std.stat), "{name}");
+        }
+        // Listed in name order, `.` and `..` left out.
+        let names: Vec<&[u8]> = (0..listing.len()).map(|i| listing.name(i)).collect();
+        assert_eq!(names, [&b"file"[..], b"link", b"sub"]);
+    }
 
     #[test]
     fn a_large_directory_is_walked_in_parts_once_each_with_its_ignore_file() {

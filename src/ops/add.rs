@@ -13,7 +13,7 @@ use crate::object::EntryKind;
 use crate::progress::Progress;
 use crate::repo::Repo;
 use crate::store::{ImportMode, Stat};
-use crate::worktree::{self, under, WalkKind};
+use crate::worktree::{self, under, Meta, WalkKind};
 
 use super::{parent, racy, write_index};
 
@@ -57,12 +57,11 @@ enum Outcome {
 fn stage_path(
     repo: &Repo,
     abs: &Path,
-    meta: &fs::Metadata,
+    meta: &Meta,
     old: Option<&IndexEntry>,
     index_time: i64,
 ) -> Result<Outcome> {
-    let stat = Stat::of(meta);
-    let kind = WalkKind::of(meta);
+    let (stat, kind) = (meta.stat, meta.kind);
     if kind != WalkKind::Dir {
         if let Some(old) = old {
             if old.stat == Some(stat) && !racy(stat.mtime_ns, index_time) {
@@ -196,7 +195,7 @@ pub fn add(
             Ok(m) if m.is_dir() => walk_targets.push(p.clone()),
             Ok(m) => record(
                 p.clone(),
-                stage_path(repo, &abs, &m, index.get(p), index_time)?,
+                stage_path(repo, &abs, &Meta::of(&m), index.get(p), index_time)?,
             ),
             Err(_) if index.keys().any(|k| under(k, p)) => {}
             Err(_) => return Err(Error::NoMatch(p.clone())),
@@ -239,7 +238,7 @@ pub fn add(
         match fs::symlink_metadata(&abs) {
             Ok(m) if m.is_dir() && old.kind == EntryKind::Dir => {}
             Ok(m) if !m.is_dir() => {
-                let outcome = stage_path(repo, &abs, &m, Some(old), index_time)?;
+                let outcome = stage_path(repo, &abs, &Meta::of(&m), Some(old), index_time)?;
                 unmet.push((path.clone(), outcome));
             }
             _ => {
@@ -433,7 +432,7 @@ fn modified(repo: &Repo, path: &str, e: &IndexEntry) -> Result<bool> {
     if e.stat == Some(Stat::of(&m)) || e.kind == EntryKind::Dir {
         return Ok(false);
     }
-    let now = super::status::hash_path(&abs, &m)?;
+    let now = super::status::hash_path(&abs, &Meta::of(&m))?;
     Ok(now.is_none_or(|n| n.id != e.id || n.kind != e.kind))
 }
 

@@ -186,7 +186,12 @@ fn materialize_commit(
         let Ok(meta) = fs::symlink_metadata(&abs) else {
             continue;
         };
-        if hash_path(&abs, &meta).ok().flatten().as_ref() == Some(want) {
+        if hash_path(&abs, &crate::worktree::Meta::of(&meta))
+            .ok()
+            .flatten()
+            .as_ref()
+            == Some(want)
+        {
             adopted.insert(p.clone(), Stat::of(&meta));
         }
     }

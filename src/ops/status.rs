@@ -19,7 +19,7 @@ use crate::leftover::{self, Leftover};
 use crate::object::EntryKind;
 use crate::repo::{FlatEntry, Repo};
 use crate::store::{hash_reader, Stat};
-use crate::worktree::{self, WalkKind};
+use crate::worktree::{self, Meta, WalkKind};
 
 use super::racy;
 
@@ -196,9 +196,8 @@ impl Worktree {
 }
 
 /// Hashes the working file or link at `abs` as the entry kind it is now.
-pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEntry>> {
-    let ft = meta.file_type();
-    if ft.is_symlink() {
+pub(crate) fn hash_path(abs: &Path, meta: &Meta) -> Result<Option<FlatEntry>> {
+    if meta.kind == WalkKind::Symlink {
         let t = fs::read_link(abs).map_err(|e| Error::io("cannot read link", abs, e))?;
         let bytes = t.as_os_str().as_bytes();
         return Ok(Some(FlatEntry {
@@ -207,12 +206,12 @@ pub(crate) fn hash_path(abs: &Path, meta: &fs::Metadata) -> Result<Option<FlatEn
             size: bytes.len() as u64,
         }));
     }
-    if !ft.is_file() {
+    if meta.kind != WalkKind::File {
         return Ok(None);
     }
     let f = fs::File::open(abs).map_err(|e| Error::io("cannot read", abs, e))?;
     let (id, size) = hash_reader(f).map_err(|e| Error::io("cannot read", abs, e))?;
-    let kind = if Stat::of(meta).executable() {
+    let kind = if meta.stat.executable() {
         EntryKind::Executable
     } else {
         EntryKind::File
@@ -226,8 +225,8 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
     let changed = Mutex::new(BTreeMap::new());
     let untracked = Mutex::new(BTreeMap::new());
     let refreshed = Mutex::new(Vec::new());
-    let check = |rel: &str, abs: &Path, meta: &fs::Metadata, e: &IndexEntry| -> Result<()> {
-        let stat = Stat::of(meta);
+    let check = |rel: &str, abs: &Path, meta: &Meta, e: &IndexEntry| -> Result<()> {
+        let stat = meta.stat;
         let now = if e.kind == EntryKind::Dir {
             if meta.is_dir() {
                 return Ok(());
@@ -282,7 +281,7 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
                     untracked
                         .lock()
                         .expect("not poisoned")
-                        .insert(item.rel, item.meta.len());
+                        .insert(item.rel, item.meta.stat.size);
                 }
                 None => {}
             }
@@ -316,7 +315,7 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
         if !seen[i].load(Ordering::Relaxed) {
             let abs = repo.abs(p);
             match fs::symlink_metadata(&abs) {
-                Ok(meta) => check(p, &abs, &meta, e)?,
+                Ok(meta) => check(p, &abs, &Meta::of(&meta), e)?,
                 Err(_) if is_absent(e) => absent.push(p.clone()),
                 Err(_) => {
                     changed
