@@ -264,10 +264,24 @@ fn decode_body<'a, T: Deserialize<'a>>(
 }
 
 fn encode_body<T: Serialize>(magic: &[u8; 5], value: &T) -> Vec<u8> {
-    let mut out = magic.to_vec();
     // Serializing plain structs, strings and vectors into a Vec cannot fail.
-    out.extend(postcard::to_stdvec(value).expect("postcard encodes in-memory values"));
-    out
+    postcard::to_extend(value, magic.to_vec()).expect("postcard encodes in-memory values")
+}
+
+/// The entries of a tree as version 1 encodes them, made one at a time as they are
+/// serialized (the same bytes as a `Vec<EntryV1>`, without that second copy of a large
+/// directory's entries).
+struct EntriesV1<'a>(&'a [TreeEntry]);
+
+impl Serialize for EntriesV1<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|e| EntryV1 {
+            name: &e.name,
+            kind: e.kind,
+            size: e.size,
+            id: e.id,
+        }))
+    }
 }
 
 impl Tree {
@@ -276,17 +290,7 @@ impl Tree {
         if self.entries.iter().any(|e| e.chunks.is_some()) {
             return encode_body(TREE_CHUNKED_MAGIC, self);
         }
-        let v1: Vec<EntryV1<'_>> = self
-            .entries
-            .iter()
-            .map(|e| EntryV1 {
-                name: &e.name,
-                kind: e.kind,
-                size: e.size,
-                id: e.id,
-            })
-            .collect();
-        encode_body(TREE_MAGIC, &v1)
+        encode_body(TREE_MAGIC, &EntriesV1(&self.entries))
     }
 
     /// Decodes and validates a tree.
@@ -500,6 +504,22 @@ mod tests {
         old.extend(ObjectId::of(b"x").0);
         assert_eq!(bytes, old);
         assert_eq!(Tree::decode(&bytes).unwrap(), plain);
+        // Entries made as they are serialized: the bytes of a vector of them, at a length
+        // whose count takes two bytes too.
+        let many = Tree {
+            entries: (0..300).map(|i| entry(&format!("f{i:03}"))).collect(),
+        };
+        let v1: Vec<EntryV1<'_>> = (many.entries.iter())
+            .map(|e| EntryV1 {
+                name: &e.name,
+                kind: e.kind,
+                size: e.size,
+                id: e.id,
+            })
+            .collect();
+        let mut want = TREE_MAGIC.to_vec();
+        want.extend(postcard::to_stdvec(&v1).unwrap());
+        assert_eq!(many.encode(), want);
 
         let mut chunked = plain.clone();
         chunked.entries[1].chunks = Some(ObjectId::of(b"map"));
