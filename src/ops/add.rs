@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::object::EntryKind;
 use crate::progress::Progress;
 use crate::repo::Repo;
+use crate::store::pack::PackWriter;
 use crate::store::{ImportMode, Stat};
 use crate::worktree::{self, under, Meta, WalkKind};
 
@@ -89,9 +90,17 @@ fn stage_path(
     }
 }
 
-/// Reads and stores one file found by the walk.
-fn hash_file(repo: &Repo, rel: &str, stat: &Stat, opts: AddOptions) -> Result<Outcome> {
-    let imp = repo.store().import_file(&repo.abs(rel), stat, opts.mode)?;
+/// Reads and stores one file found by the walk (a small one into `pack`, when given).
+fn hash_file(
+    repo: &Repo,
+    rel: &str,
+    stat: &Stat,
+    opts: AddOptions,
+    pack: Option<&mut PackWriter>,
+) -> Result<Outcome> {
+    let imp = repo
+        .store()
+        .import_file_into(&repo.abs(rel), stat, opts.mode, pack)?;
     let kind = if stat.executable() {
         EntryKind::Executable
     } else {
@@ -105,6 +114,9 @@ fn hash_file(repo: &Repo, rel: &str, stat: &Stat, opts: AddOptions) -> Result<Ou
     };
     Ok(Outcome::Staged(e, imp.stored))
 }
+
+/// A worker of `add` names its pack of small files once it holds this many bytes.
+const PACK_BYTES: u64 = 64 << 20;
 
 /// Hashes the pending files of `results` on as many threads as the walk uses, reporting a
 /// `hashing` phase whose totals are known before it starts.
@@ -130,6 +142,11 @@ fn hash_pending(
         .map_or(2, |n| n.get())
         .min(8)
         .min(pending);
+    // Small files go into packs, one per worker (named at PACK_BYTES and at the end), not
+    // a file each: the one `syncfs` before the index names them then writes a few large
+    // files instead of an inode and a block per file. A repository whose checkouts
+    // hard-link from the store needs a file per object; `--link` links files whole.
+    let packed = opts.mode == ImportMode::Copy && !crate::config::checkout_links(repo)?;
     // Workers take small runs of the results in turn and hash their pending files in
     // place: no second vector of outcomes.
     let runs = Mutex::new(results.chunks_mut(64));
@@ -137,6 +154,7 @@ fn hash_pending(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
+                    let mut pack = packed.then(|| repo.store().pack_writer());
                     while !failed.load(Ordering::Relaxed) {
                         let Some(run) = runs.lock().expect("not poisoned").next() else {
                             break;
@@ -146,7 +164,7 @@ fn hash_pending(
                                 continue;
                             };
                             let stat = *stat;
-                            match hash_file(repo, rel, &stat, opts) {
+                            match hash_file(repo, rel, &stat, opts, pack.as_mut()) {
                                 Ok(o) => *outcome = o,
                                 Err(e) => {
                                     failed.store(true, Ordering::Relaxed);
@@ -156,7 +174,15 @@ fn hash_pending(
                             progress.inc(stat.size);
                             progress.file_done();
                         }
+                        if pack.as_ref().is_some_and(|p| p.bytes() >= PACK_BYTES) {
+                            let full = pack.replace(repo.store().pack_writer());
+                            full.map(PackWriter::finish).transpose()?;
+                        }
                     }
+                    if failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    pack.map(PackWriter::finish).transpose()?;
                     Ok(())
                 })
             })

@@ -358,6 +358,19 @@ impl Store {
     /// Brings the regular file at `path` into the store, detecting changes made while it
     /// is read. `before` is the `lstat` the caller walked with.
     pub fn import_file(&self, path: &Path, before: &Stat, mode: ImportMode) -> Result<Imported> {
+        self.import_file_into(path, before, mode, None)
+    }
+
+    /// [`Store::import_file`], a copied file of at most [`SMALL_FILE`] bytes appended to
+    /// `pack` (when given) rather than stored as a file of its own: its object is in the
+    /// store once the caller names the pack.
+    pub fn import_file_into(
+        &self,
+        path: &Path,
+        before: &Stat,
+        mode: ImportMode,
+        pack: Option<&mut pack::PackWriter>,
+    ) -> Result<Imported> {
         let io_err = |e| Error::io("cannot read", path, e);
         let src = File::open(path).map_err(io_err)?;
         let opened = Stat::of(&src.metadata().map_err(io_err)?);
@@ -414,13 +427,17 @@ impl Store {
             }
             let stat = check_after(&src)?;
             let id = ObjectId::of(&buf);
-            let stored = !self.has(&id);
-            if stored {
-                let mut tmp = self.temp()?;
-                tmp.write_all(&buf)
-                    .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
-                self.persist(tmp, &id)?;
-            }
+            let stored = match pack {
+                Some(pack) => pack.add(id, &buf)?,
+                None if self.has(&id) => false,
+                None => {
+                    let mut tmp = self.temp()?;
+                    tmp.write_all(&buf)
+                        .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+                    self.persist(tmp, &id)?;
+                    true
+                }
+            };
             let stored = if stored { before.size } else { 0 };
             return Ok(Imported { id, stat, stored });
         }

@@ -171,6 +171,20 @@ impl Store {
         packs.find(&under.join(PACK_DIR), id)
     }
 
+    /// The pack file holding object `id` and where its bytes start in it (for messages
+    /// and tools that name the file a damaged object is in).
+    pub fn pack_file_of(&self, id: &ObjectId) -> Option<(PathBuf, u64)> {
+        let loc = self.packed(id)?;
+        let own = self.pack_dir().join(format!("{}{PACK_SUFFIX}", loc.pack));
+        let file = match (&self.under, own.exists()) {
+            (Some((under, _)), false) => under
+                .join(PACK_DIR)
+                .join(format!("{}{PACK_SUFFIX}", loc.pack)),
+            _ => own,
+        };
+        Some((file, loc.offset))
+    }
+
     /// Object `id` from a pack, as a reader.
     pub(crate) fn packed_reader(&self, id: &ObjectId) -> Option<PackSlice> {
         self.packed(id).map(|loc| PackSlice { loc, pos: 0 })

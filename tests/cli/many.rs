@@ -129,11 +129,7 @@ fn many_small_files_one_bad_object_names_the_peer_and_is_not_kept() {
     // do not hash to the id it announces.
     let bad = name(1234);
     let id = b3(&env.path(&format!("ds/{bad}")));
-    let obj = env.object("ds", &id);
-    fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mut bytes = fs::read(&obj).unwrap();
-    bytes[100] ^= 0xff;
-    fs::write(&obj, &bytes).unwrap();
+    env.rot("ds", &id, 100);
     clone_fails_naming(&env, "srv", &server.ticket, "copy");
     assert!(!env.holds("copy", &id), "the bad object is not kept");
     assert!(

@@ -226,22 +226,8 @@ fn a_peer_serving_corrupt_bytes_is_named_and_nothing_is_kept() {
         // Damage the object after the server prepared it: it now sends bytes that do not
         // hash to the id it announces.
         let id = b3(&env.path(&format!("ds/{file}")));
-        let obj = env.object("ds", &id);
-        fs::set_permissions(&obj, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-        {
-            // Bit rot in place: same length, one byte flipped.
-            use std::io::{Read, Seek, SeekFrom, Write};
-            let mut f = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&obj)
-                .unwrap();
-            let mut b = [0u8; 1];
-            f.seek(SeekFrom::Start(at)).unwrap();
-            f.read_exact(&mut b).unwrap();
-            f.seek(SeekFrom::Start(at)).unwrap();
-            f.write_all(&[b[0] ^ 0xff]).unwrap();
-        }
+        // Bit rot in place: same length, one byte flipped.
+        env.rot("ds", &id, at);
         clone_fails_naming(&env, "srv", &server.ticket, "copy");
         assert!(!env.holds("copy", &id));
         assert!(

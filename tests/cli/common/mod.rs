@@ -58,6 +58,34 @@ impl TestEnv {
         Some(out)
     }
 
+    /// Bit rot in place: flips the byte at `at` of object `id` in `repo`'s store, in its own
+    /// file or in the pack that holds it (same length, same inode: a server that opened it
+    /// reads the damage).
+    pub fn rot(&self, repo: &str, id: &str, at: u64) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        use std::os::unix::fs::PermissionsExt;
+        let own = self.object(repo, id);
+        let (file, start) = if own.exists() {
+            (own, 0)
+        } else {
+            let id: lode::ObjectId = id.parse().expect("an object id");
+            self.store(repo)
+                .pack_file_of(&id)
+                .unwrap_or_else(|| panic!("{repo} holds no object {id}"))
+        };
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(start + at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        f.seek(SeekFrom::Start(start + at)).unwrap();
+        f.write_all(&[b[0] ^ 0xff]).unwrap();
+    }
+
     /// A `lode` command started in `cwd` (relative to the temp dir).
     pub fn cmd(&self, cwd: &str, args: &[&str]) -> Command {
         self.cmd_as("home", cwd, args)
