@@ -115,11 +115,8 @@ fn hash_file(
     Ok(Outcome::Staged(e, imp.stored))
 }
 
-/// A worker of `add` names its pack of small files once it holds this many bytes or this
-/// many objects (what it keeps per object until then is ~100 bytes: a million files of
-/// 1 KiB make about 60 packs and cost a few MiB).
+/// A worker of `add` names its pack of small files once it holds this many bytes.
 const PACK_BYTES: u64 = 64 << 20;
-const PACK_OBJECTS: usize = 16384;
 
 /// Hashes the pending files of `results` on as many threads as the walk uses, reporting a
 /// `hashing` phase whose totals are known before it starts.
@@ -177,9 +174,7 @@ fn hash_pending(
                             progress.inc(stat.size);
                             progress.file_done();
                         }
-                        let full =
-                            |p: &PackWriter| p.bytes() >= PACK_BYTES || p.objects() >= PACK_OBJECTS;
-                        if pack.as_ref().is_some_and(full) {
+                        if pack.as_ref().is_some_and(|p| p.bytes() >= PACK_BYTES) {
                             let full = pack.replace(repo.store().pack_writer());
                             full.map(PackWriter::finish).transpose()?;
                         }

@@ -116,11 +116,6 @@ impl PackWriter {
         self.at
     }
 
-    /// Objects written so far.
-    pub fn objects(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Appends small objects received whole (a fetched batch): each one's bytes are hashed
     /// and must match its id, else `ObjectCorrupt` and nothing more is added. Returns how
     /// many were new.
