@@ -98,9 +98,9 @@ fn hash_file(
     opts: AddOptions,
     pack: Option<&mut PackWriter>,
 ) -> Result<Outcome> {
-    let imp = repo
-        .store()
-        .import_file_into(&repo.abs(rel), stat, opts.mode, pack)?;
+    let imp =
+        repo.store()
+            .import_file_into(&repo.abs(rel), stat, opts.mode, pack.map(|p| p as _))?;
     let kind = if stat.executable() {
         EntryKind::Executable
     } else {

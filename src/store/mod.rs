@@ -361,15 +361,15 @@ impl Store {
         self.import_file_into(path, before, mode, None)
     }
 
-    /// [`Store::import_file`], a copied file of at most [`SMALL_FILE`] bytes appended to
-    /// `pack` (when given) rather than stored as a file of its own: its object is in the
-    /// store once the caller names the pack.
+    /// [`Store::import_file`], a copied file of at most [`SMALL_FILE`] bytes handed to
+    /// `pack` (a [`pack::PackWriter`], when given) rather than stored as a file of its own:
+    /// its object is in the store once the caller names the pack.
     pub fn import_file_into(
         &self,
         path: &Path,
         before: &Stat,
         mode: ImportMode,
-        pack: Option<&mut pack::PackWriter>,
+        pack: Option<&mut dyn ObjectSink>,
     ) -> Result<Imported> {
         let io_err = |e| Error::io("cannot read", path, e);
         let src = File::open(path).map_err(io_err)?;
@@ -649,6 +649,12 @@ impl Store {
         rustix::fs::syncfs(&dir)
             .map_err(|e| Error::io("cannot sync", &self.objects, io::Error::from(e)))
     }
+}
+
+/// Where small objects can go instead of a file each (a pack being written): `add` returns
+/// whether the object was written (false: the store or the sink holds it already).
+pub trait ObjectSink {
+    fn add(&mut self, id: ObjectId, data: &[u8]) -> Result<bool>;
 }
 
 /// What [`create_whole`] did.

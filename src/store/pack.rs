@@ -146,6 +146,12 @@ impl PackWriter {
     }
 }
 
+impl super::ObjectSink for PackWriter {
+    fn add(&mut self, id: ObjectId, data: &[u8]) -> Result<bool> {
+        PackWriter::add(self, id, data)
+    }
+}
+
 /// Where a new pack's bytes come from.
 enum PackSource<'a> {
     /// A temp file of the store, renamed into place.
