@@ -462,18 +462,23 @@ impl Repo {
         let t = tx.open_table(INDEX)?;
         // redb yields keys in order: the index is that vector, sized once.
         let mut entries = Vec::with_capacity(usize::try_from(t.len()?).unwrap_or(0));
-        for item in t.iter()? {
-            let (k, v) = item?;
-            entries.push((
-                k.value().to_string(),
-                IndexEntry::decode(k.value(), v.value())?,
-            ));
-        }
+        index_rows(&t, |path, e| {
+            entries.push((path.to_string(), e));
+            Ok(())
+        })?;
         let out = Index::from_sorted(entries);
         let time = db::get_config(&tx, "index-time")?
             .and_then(|b| b.try_into().ok().map(i64::from_le_bytes))
             .unwrap_or(0);
         Ok((out, time))
+    }
+
+    /// Hands each staged path and its entry to `f`, in path order, without loading the
+    /// index whole (`commit` writes its trees so).
+    pub fn each_index_entry(&self, f: impl FnMut(&str, IndexEntry) -> Result<()>) -> Result<()> {
+        let db = self.db()?;
+        let tx = db.db.begin_read()?;
+        index_rows(&tx.open_table(INDEX)?, f)
     }
 
     /// Returns the metadata the next commit will record.
@@ -545,6 +550,18 @@ impl Repo {
             self.root.join(rel)
         }
     }
+}
+
+/// Decodes the rows of the index table in path order, handing each to `f`.
+fn index_rows(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    mut f: impl FnMut(&str, IndexEntry) -> Result<()>,
+) -> Result<()> {
+    for item in table.iter()? {
+        let (k, v) = item?;
+        f(k.value(), IndexEntry::decode(k.value(), v.value())?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

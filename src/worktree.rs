@@ -83,7 +83,6 @@ pub struct WalkItem {
     /// `/`-separated path relative to the repository root.
     pub rel: String,
     pub abs: PathBuf,
-    pub kind: WalkKind,
     pub meta: Meta,
 }
 
@@ -189,6 +188,14 @@ impl Listing {
         &self.names[start as usize..end as usize]
     }
 
+    /// Whether the directory has an entry named `name` (the listing is sorted).
+    fn contains(&self, name: &[u8]) -> bool {
+        (self.spans.binary_search_by(|&(start, end, _)| {
+            self.names[start as usize..end as usize].cmp(name)
+        }))
+        .is_ok()
+    }
+
     /// Whether `readdir` called entry `i` a directory, if it said.
     fn is_dir(&self, i: usize) -> Option<bool> {
         self.spans[i].2
@@ -250,8 +257,7 @@ where
             Some((listing, range)) => (listing, range, job.ignores.clone()),
             None => {
                 let listing = Arc::new(Listing::read(&job.dir, job.rel.is_empty())?);
-                let has_ignore_file =
-                    (0..listing.len()).any(|i| listing.name(i) == IGNORE_FILE.as_bytes());
+                let has_ignore_file = listing.contains(IGNORE_FILE.as_bytes());
                 let ignores = with_ignore_file(&job.dir, &job.ignores, has_ignore_file)?;
                 if listing.len() > PART {
                     // In parts, for every walking thread to take.
@@ -303,19 +309,13 @@ where
                 Some(meta) => meta,
                 None => listing.lstat(name, &abs)?,
             };
-            let kind = meta.kind;
             if crate::leftover::parse(name).is_some() {
                 if in_scope(&rel) {
-                    leftover(WalkItem {
-                        rel,
-                        abs,
-                        kind,
-                        meta,
-                    });
+                    leftover(WalkItem { rel, abs, meta });
                 }
                 continue;
             }
-            if kind == WalkKind::Dir {
+            if meta.is_dir() {
                 sub.push(Job {
                     dir: abs.clone(),
                     rel: rel.clone(),
@@ -324,12 +324,7 @@ where
                 });
             }
             if in_scope(&rel) {
-                f(WalkItem {
-                    rel,
-                    abs,
-                    kind,
-                    meta,
-                })?;
+                f(WalkItem { rel, abs, meta })?;
             }
         }
         Ok(sub)

@@ -232,7 +232,7 @@ pub fn add(
         worktree::walk(repo.root(), &walk_targets, |item| {
             let old = index.get(&item.rel);
             let outcome = stage_path(repo, &item.abs, &item.meta, old, index_time)?;
-            if item.kind != WalkKind::Dir {
+            if !item.meta.is_dir() {
                 progress.file_done();
             }
             record(item.rel, outcome);

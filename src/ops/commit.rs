@@ -1,12 +1,11 @@
 //! `commit`: turn the index into trees, sign a commit with the device key, move the branch.
 
-use crate::db::{IndexEntry, CONFIG, INDEX, REFS};
+use crate::db::{IndexEntry, CONFIG, REFS};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::object::{Commit, CommitBody, EntryKind, Tree, TreeEntry};
 use crate::repo::Repo;
 use crate::worktree::under;
-use redb::ReadableTable;
 
 /// What `commit` made.
 #[derive(Debug, serde::Serialize)]
@@ -187,15 +186,8 @@ impl<'r> TreeWriter<'r> {
 /// The index is read from the database entry by entry, in order, never loaded whole: with
 /// the [`TreeWriter`], memory holds one directory per level.
 pub fn write_trees(repo: &Repo) -> Result<(ObjectId, u64, u64)> {
-    let db = repo.db()?;
-    let tx = db.db.begin_read()?;
-    let table = tx.open_table(INDEX)?;
     let mut w = TreeWriter::new(repo);
-    for item in table.iter()? {
-        let (path, value) = item?;
-        let e = IndexEntry::decode(path.value(), value.value())?;
-        w.add(path.value(), &e)?;
-    }
+    repo.each_index_entry(|path, e| w.add(path, &e))?;
     w.finish()
 }
 

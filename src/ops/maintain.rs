@@ -378,7 +378,7 @@ pub fn gc(repo: &Repo, dry_run: bool) -> Result<GcReport> {
             let name = item.abs.file_name().and_then(|n| n.to_str());
             if let Some((kind, owner)) = name.and_then(crate::leftover::parse) {
                 found.lock().expect("not poisoned").push(Leftover {
-                    is_dir: item.kind == crate::worktree::WalkKind::Dir,
+                    is_dir: item.meta.is_dir(),
                     rel: item.rel,
                     abs: item.abs,
                     kind,

@@ -277,7 +277,7 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
                     seen[i].store(true, Ordering::Relaxed);
                     check(&item.rel, &item.abs, &item.meta, index.at(i).1)?;
                 }
-                None if matches!(item.kind, WalkKind::File | WalkKind::Symlink) => {
+                None if matches!(item.meta.kind, WalkKind::File | WalkKind::Symlink) => {
                     untracked
                         .lock()
                         .expect("not poisoned")
@@ -303,7 +303,7 @@ pub fn scan_worktree(repo: &Repo, index: &Index, index_time: i64) -> Result<Work
                     abs: item.abs,
                     kind,
                     owner,
-                    is_dir: item.kind == WalkKind::Dir,
+                    is_dir: item.meta.is_dir(),
                 });
             }
         },
