@@ -58,34 +58,104 @@ pub(crate) struct Packs {
     state: Mutex<State>,
 }
 
+/// Where one object is: which loaded pack (its slot in [`State::slots`]), at which offset.
+/// 48 bytes; a hash map of the same costs about twice that at a million objects (its
+/// slack and control bytes), and all of it is touched.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: ObjectId,
+    offset: u64,
+    len: u32,
+    slot: u32,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// The directory's modification time when it was last listed, and when that was.
     listed: Option<(SystemTime, Instant)>,
     /// When the directory's time was last looked at.
     looked: Option<Instant>,
-    packs: HashMap<Arc<str>, Arc<Loaded>>,
-    index: HashMap<ObjectId, (Arc<Loaded>, u64, u32)>,
+    /// Loaded packs by name: their slot.
+    packs: HashMap<Arc<str>, u32>,
+    /// Loaded packs by slot (`None`: forgotten; slots are not reused).
+    slots: Vec<Option<Arc<Loaded>>>,
+    /// Every loaded pack's entries, sorted by id; an object two packs hold has two.
+    index: Vec<Entry>,
     /// Packs whose index could not be read: name and why (`verify` reports them).
     bad: Vec<(String, String)>,
 }
 
 impl State {
+    /// The entries of object `id` (one per pack that holds it).
+    fn entries(&self, id: &ObjectId) -> &[Entry] {
+        let from = self.index.partition_point(|e| e.id < *id);
+        let to = from + self.index[from..].partition_point(|e| e.id == *id);
+        &self.index[from..to]
+    }
+
     fn loc(&self, id: &ObjectId) -> Option<Loc> {
-        self.index.get(id).map(|(p, offset, len)| Loc {
-            file: p.file.clone(),
-            offset: *offset,
-            len: *len,
-            pack: p.name.clone(),
+        self.entries(id).iter().find_map(|e| {
+            let p = self.slots[e.slot as usize].as_ref()?;
+            Some(Loc {
+                file: p.file.clone(),
+                offset: e.offset,
+                len: e.len,
+                pack: p.name.clone(),
+            })
         })
     }
 
+    /// Adds a loaded pack and its entries (sorted by id, as an index holds them), merged
+    /// into the index in place from its end: no second copy of the index.
     fn insert(&mut self, p: Arc<Loaded>, entries: &[(ObjectId, u64, u32)]) {
-        self.index.reserve(entries.len());
-        for (id, offset, len) in entries {
-            self.index.insert(*id, (p.clone(), *offset, *len));
+        debug_assert!(entries.windows(2).all(|w| w[0].0 <= w[1].0));
+        let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 packs loaded");
+        self.packs.insert(p.name.clone(), slot);
+        self.slots.push(Some(p));
+        let old = self.index.len();
+        self.index.reserve_exact(entries.len());
+        let blank = Entry {
+            id: ObjectId([0; 32]),
+            offset: 0,
+            len: 0,
+            slot,
+        };
+        self.index.resize(old + entries.len(), blank);
+        let (mut i, mut k) = (old, old + entries.len());
+        for &(id, offset, len) in entries.iter().rev() {
+            while i > 0 && self.index[i - 1].id > id {
+                self.index[k - 1] = self.index[i - 1];
+                i -= 1;
+                k -= 1;
+            }
+            self.index[k - 1] = Entry {
+                id,
+                offset,
+                len,
+                slot,
+            };
+            k -= 1;
         }
-        self.packs.insert(p.name.clone(), p);
+    }
+
+    /// Forgets the loaded packs for which `gone` says so, and their entries.
+    fn forget_where(&mut self, gone: impl Fn(&str) -> bool) {
+        let mut dropped = Vec::new();
+        self.packs.retain(|name, slot| {
+            let keep = !gone(name);
+            if !keep {
+                dropped.push(*slot);
+            }
+            keep
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        for slot in &dropped {
+            self.slots[*slot as usize] = None;
+        }
+        let slots = &self.slots;
+        self.index.retain(|e| slots[e.slot as usize].is_some());
     }
 
     /// Lists `dir` again if it changed since it was last listed: loads new indexes, forgets
@@ -112,11 +182,7 @@ impl State {
             return;
         };
         let names: HashSet<String> = names.into_iter().collect();
-        let before = self.packs.len();
-        self.packs.retain(|name, _| names.contains(&**name));
-        if before != self.packs.len() {
-            self.index.retain(|_, (p, _, _)| names.contains(&*p.name));
-        }
+        self.forget_where(|name| !names.contains(name));
         self.bad.clear();
         for name in names {
             if self.packs.contains_key(name.as_str()) {
@@ -146,15 +212,29 @@ impl Packs {
         s.loc(id)
     }
 
-    /// Every object in the packs of `dir`: id and length.
+    /// The names of every pack in `dir` that holds object `id` (there can be more than
+    /// one: two writers stored it at once, or a repack is under way).
+    pub(crate) fn holding(&self, dir: &Path, id: &ObjectId) -> Vec<Arc<str>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.refresh(dir);
+        s.entries(id)
+            .iter()
+            .filter_map(|e| s.slots[e.slot as usize].as_ref().map(|p| p.name.clone()))
+            .collect()
+    }
+
+    /// Every object in the packs of `dir`: id and length, each id once, in id order.
     pub(crate) fn list(&self, dir: &Path) -> Vec<(ObjectId, u64)> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.listed = None;
         s.refresh(dir);
-        s.index
-            .iter()
-            .map(|(id, (_, _, len))| (*id, u64::from(*len)))
-            .collect()
+        let mut out: Vec<(ObjectId, u64)> = Vec::with_capacity(s.index.len());
+        for e in &s.index {
+            if out.last().is_none_or(|(id, _)| *id != e.id) {
+                out.push((e.id, u64::from(e.len)));
+            }
+        }
+        out
     }
 
     /// Packs of `dir` whose index is damaged: name and why.
@@ -167,19 +247,22 @@ impl Packs {
 
     pub(crate) fn loaded(&self, name: &str) -> Option<Arc<Loaded>> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.packs.get(name).cloned()
+        let slot = *s.packs.get(name)?;
+        s.slots[slot as usize].clone()
     }
 
+    /// Adds a pack this process named (`entries` sorted by id).
     pub(crate) fn add(&self, p: Loaded, entries: &[(ObjectId, u64, u32)]) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.packs.contains_key(&p.name) {
+            return;
+        }
         s.insert(Arc::new(p), entries);
     }
 
     pub(crate) fn forget(&self, name: &str) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.packs.remove(name).is_some() {
-            s.index.retain(|_, (p, _, _)| &*p.name != name);
-        }
+        s.forget_where(|n| n == name);
     }
 }
 
@@ -262,4 +345,67 @@ pub(crate) fn decode_idx(bytes: &[u8]) -> std::result::Result<Vec<(ObjectId, u64
         out.push((id, offset, len));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(name: &str) -> Arc<Loaded> {
+        Arc::new(Loaded {
+            name: name.into(),
+            file: Arc::new(tempfile::tempfile().expect("temp file")),
+        })
+    }
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::of(&[n])
+    }
+
+    /// Entries of ids `ns` (offset = n, length = pack number), sorted by id as an index.
+    fn entries(ns: &[u8], pack: u32) -> Vec<(ObjectId, u64, u32)> {
+        let mut v: Vec<_> = ns.iter().map(|&n| (id(n), u64::from(n), pack)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
+    #[test]
+    fn packs_merged_into_one_sorted_index_find_every_object_until_forgotten() {
+        let mut s = State::default();
+        s.insert(pack("a"), &entries(&[1, 3, 5, 7, 9], 1));
+        s.insert(pack("b"), &entries(&[2, 3, 4, 10], 2));
+        s.insert(pack("c"), &entries(&[], 3));
+        s.insert(pack("d"), &entries(&[0, 11, 9, 6, 8], 4));
+        assert!(s.index.windows(2).all(|w| w[0].id <= w[1].id));
+        assert_eq!(s.index.len(), 14);
+        for n in 0..=11u8 {
+            let loc = s.loc(&id(n)).expect("every object is found");
+            assert_eq!(loc.offset, u64::from(n));
+        }
+        assert!(s.loc(&id(12)).is_none());
+        // Object 3 is in packs a and b, 9 in a and d.
+        let names = |s: &State, n| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .entries(&id(n))
+                .iter()
+                .map(|e| s.slots[e.slot as usize].as_ref().unwrap().name.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&s, 3), ["a", "b"]);
+        assert_eq!(names(&s, 9), ["a", "d"]);
+        // Forgetting a: what only it held goes, what b or d hold too stays.
+        s.forget_where(|n| n == "a");
+        assert_eq!(s.index.len(), 9);
+        for n in [1u8, 5, 7] {
+            assert!(s.loc(&id(n)).is_none(), "object {n} was only in a");
+        }
+        assert_eq!(&*s.loc(&id(3)).unwrap().pack, "b");
+        assert_eq!(&*s.loc(&id(9)).unwrap().pack, "d");
+        assert!(!s.packs.contains_key("a"));
+        // A new pack after a forgotten one takes a new slot.
+        s.insert(pack("e"), &entries(&[1], 5));
+        assert_eq!(&*s.loc(&id(1)).unwrap().pack, "e");
+    }
 }
