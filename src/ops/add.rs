@@ -13,7 +13,7 @@ use crate::object::EntryKind;
 use crate::progress::Progress;
 use crate::repo::Repo;
 use crate::store::pack::PackWriter;
-use crate::store::{ImportMode, Stat};
+use crate::store::{ImportMode, Stat, Store};
 use crate::worktree::{self, under, Meta, WalkKind};
 
 use super::{parent, racy, write_index};
@@ -147,6 +147,11 @@ fn hash_pending(
     // files instead of an inode and a block per file. A repository whose checkouts
     // hard-link from the store needs a file per object; `--link` links files whole.
     let packed = opts.mode == ImportMode::Copy && !crate::config::checkout_links(repo)?;
+    // The writers look objects up in the packs there were before this `add`, not in those
+    // it names (at a million files, an index entry held for every object just written): a
+    // content found twice, by two writers or across one writer's packs, is stored twice,
+    // which costs its bytes, never correctness. Nothing else in `add` reads them back.
+    let pack_store = packed.then(|| repo.store().with_packs_as_now());
     // Workers take small runs of the results in turn and hash their pending files in
     // place: no second vector of outcomes.
     let runs = Mutex::new(results.chunks_mut(64));
@@ -154,7 +159,7 @@ fn hash_pending(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut pack = packed.then(|| repo.store().pack_writer());
+                    let mut pack = pack_store.as_ref().map(Store::pack_writer);
                     while !failed.load(Ordering::Relaxed) {
                         let Some(run) = runs.lock().expect("not poisoned").next() else {
                             break;
@@ -175,7 +180,10 @@ fn hash_pending(
                             progress.file_done();
                         }
                         if pack.as_ref().is_some_and(|p| p.bytes() >= PACK_BYTES) {
-                            let full = pack.replace(repo.store().pack_writer());
+                            let full = std::mem::replace(
+                                &mut pack,
+                                pack_store.as_ref().map(Store::pack_writer),
+                            );
                             full.map(PackWriter::finish).transpose()?;
                         }
                     }

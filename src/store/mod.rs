@@ -160,6 +160,18 @@ impl Store {
             .remove(id)
     }
 
+    /// This store, but seeing only the packs it holds now: the packs its writers name from
+    /// here on are not loaded into this process (an object in one of them is not found
+    /// through this view; another view, or another process, finds it). For writers whose
+    /// objects are known distinct, like `add`'s small files: at a million files, the
+    /// process would otherwise hold an index entry for every object it just wrote.
+    pub fn with_packs_as_now(&self) -> Store {
+        Store {
+            packs: Arc::new(pack_index::Packs::snapshot(&self.pack_dir())),
+            ..self.clone()
+        }
+    }
+
     /// Creates a quarantine in `dir` (git's since 2.11, for received pushes): a store whose
     /// writes land in `dir` while reads also see this store's objects. Nothing written there
     /// is visible to readers of this store until [`Store::admit`] moves it in; deleting `dir`

@@ -83,6 +83,8 @@ struct State {
     index: Vec<Entry>,
     /// Packs whose index could not be read: name and why (`verify` reports them).
     bad: Vec<(String, String)>,
+    /// A snapshot ([`Packs::snapshot`]): never listed again, packs named later not added.
+    frozen: bool,
 }
 
 impl State {
@@ -161,6 +163,9 @@ impl State {
     /// Lists `dir` again if it changed since it was last listed: loads new indexes, forgets
     /// removed packs.
     fn refresh(&mut self, dir: &Path) {
+        if self.frozen {
+            return;
+        }
         self.looked = Some(Instant::now());
         let Ok(meta) = fs::metadata(dir) else {
             if !self.packs.is_empty() {
@@ -197,6 +202,17 @@ impl State {
 }
 
 impl Packs {
+    /// The packs of `dir` as they are now, and only those: packs named later, by this
+    /// process or another, are not loaded (see [`crate::store::Store::with_packs_as_now`]).
+    pub(crate) fn snapshot(dir: &Path) -> Packs {
+        let mut s = State::default();
+        s.refresh(dir);
+        s.frozen = true;
+        Packs {
+            state: Mutex::new(s),
+        }
+    }
+
     /// Where object `id` is, if a pack in `dir` holds it. A pack another process removed
     /// (`gc`, a taint notice) is forgotten within [`RELIST`]: its bytes are not served on
     /// from a handle kept open.
@@ -254,7 +270,7 @@ impl Packs {
     /// Adds a pack this process named (`entries` sorted by id).
     pub(crate) fn add(&self, p: Loaded, entries: &[(ObjectId, u64, u32)]) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.packs.contains_key(&p.name) {
+        if s.frozen || s.packs.contains_key(&p.name) {
             return;
         }
         s.insert(Arc::new(p), entries);
