@@ -190,10 +190,9 @@ impl Listing {
 
     /// Whether the directory has an entry named `name` (the listing is sorted).
     fn contains(&self, name: &[u8]) -> bool {
-        (self.spans.binary_search_by(|&(start, end, _)| {
-            self.names[start as usize..end as usize].cmp(name)
-        }))
-        .is_ok()
+        self.spans
+            .binary_search_by(|&(start, end, _)| self.names[start as usize..end as usize].cmp(name))
+            .is_ok()
     }
 
     /// Whether `readdir` called entry `i` a directory, if it said.

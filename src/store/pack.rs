@@ -312,10 +312,7 @@ impl Store {
     /// other is rewritten without them (a new pack of the rest, then the old one goes).
     /// Returns the bytes freed on disk.
     pub(crate) fn unpack(&self, gone: &HashSet<ObjectId>) -> Result<u64> {
-        let mut names: HashSet<Arc<str>> = HashSet::new();
-        for id in gone {
-            names.extend(self.packs.holding(&self.pack_dir(), id));
-        }
+        let names = self.packs.holding(&self.pack_dir(), gone);
         let mut freed = 0;
         for name in names {
             let Some(old) = self.packs.loaded(&name) else {

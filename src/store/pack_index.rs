@@ -228,15 +228,25 @@ impl Packs {
         s.loc(id)
     }
 
-    /// The names of every pack in `dir` that holds object `id` (there can be more than
-    /// one: two writers stored it at once, or a repack is under way).
-    pub(crate) fn holding(&self, dir: &Path, id: &ObjectId) -> Vec<Arc<str>> {
+    /// The names of every pack in `dir` that holds one of the objects `ids` (an object can
+    /// be in more than one: two writers stored it at once, or a repack is under way). The
+    /// directory is looked at once, whatever the number of ids.
+    pub(crate) fn holding<'a>(
+        &self,
+        dir: &Path,
+        ids: impl IntoIterator<Item = &'a ObjectId>,
+    ) -> HashSet<Arc<str>> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.refresh(dir);
-        s.entries(id)
-            .iter()
-            .filter_map(|e| s.slots[e.slot as usize].as_ref().map(|p| p.name.clone()))
-            .collect()
+        let mut names = HashSet::new();
+        for id in ids {
+            for e in s.entries(id) {
+                if let Some(p) = &s.slots[e.slot as usize] {
+                    names.insert(p.name.clone());
+                }
+            }
+        }
+        names
     }
 
     /// Every object in the packs of `dir`: id and length, each id once, in id order.
