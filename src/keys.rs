@@ -104,12 +104,17 @@ impl Home {
         }
     }
 
-    /// This device's identity card: its ed25519 key and age recipient, self-signed.
+    /// This device's identity card: its ed25519 key and age recipient, self-signed, dated
+    /// when the device key was made, so printing it twice gives the same card.
     pub fn card(&self) -> Result<crate::trust::Card> {
         let key = self.device_key()?;
         let age = self.age_identity()?.to_public().to_string();
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        // When the device key was made (its file's time), not when the card is printed: the
+        // same identity gives the same card every time (ed25519 signatures are deterministic).
+        let created = fs::metadata(self.device_path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let person = self.person()?;

@@ -28,6 +28,7 @@ pub struct CardBody {
     pub key: [u8; 32],
     /// The device's age X25519 recipient (`age1…`).
     pub age: String,
+    /// When the device key was made (seconds since the epoch; 0 when unknown).
     pub created: u64,
     /// The name (email, ORCID iD) signed into a version-2 card; `None` in version 1.
     pub person: Option<Person>,
