@@ -268,15 +268,44 @@ fn encode_body<T: Serialize>(magic: &[u8; 5], value: &T) -> Vec<u8> {
     postcard::to_extend(value, magic.to_vec()).expect("postcard encodes in-memory values")
 }
 
-/// The entries of a tree as version 1 encodes them, made one at a time as they are
-/// serialized (the same bytes as a `Vec<EntryV1>`, without that second copy of a large
-/// directory's entries).
-struct EntriesV1<'a>(&'a [TreeEntry]);
+/// A tree entry borrowed from wherever its writer keeps it (fields as [`TreeEntry`]'s, in
+/// the same order, so that it serializes to the same bytes).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct EntryRef<'a> {
+    pub name: &'a str,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub id: ObjectId,
+    pub chunks: Option<ObjectId>,
+}
 
-impl Serialize for EntriesV1<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|e| EntryV1 {
+impl<'a> From<&'a TreeEntry> for EntryRef<'a> {
+    fn from(e: &'a TreeEntry) -> Self {
+        EntryRef {
             name: &e.name,
+            kind: e.kind,
+            size: e.size,
+            id: e.id,
+            chunks: e.chunks,
+        }
+    }
+}
+
+/// The entries of a tree, made one at a time as they are serialized: as version 1 encodes
+/// them (the same bytes as a `Vec<EntryV1>`), or with their chunk maps (the same bytes as
+/// a `Vec<TreeEntry>`), without a second copy of a large directory's entries.
+struct Entries<I> {
+    entries: I,
+    v1: bool,
+}
+
+impl<'a, I: Iterator<Item = EntryRef<'a>> + Clone> Serialize for Entries<I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.v1 {
+            return s.collect_seq(self.entries.clone());
+        }
+        s.collect_seq(self.entries.clone().map(|e| EntryV1 {
+            name: e.name,
             kind: e.kind,
             size: e.size,
             id: e.id,
@@ -284,13 +313,30 @@ impl Serialize for EntriesV1<'_> {
     }
 }
 
+/// Encodes a tree of `entries` (sorted by name) canonically, as [`Tree::encode`] does, into
+/// a buffer sized once: version 1 unless an entry names a chunk map.
+pub fn encode_tree<'a, I>(entries: I) -> Vec<u8>
+where
+    I: ExactSizeIterator<Item = EntryRef<'a>> + Clone,
+{
+    let v1 = entries.clone().all(|e| e.chunks.is_none());
+    // At most: name length (a varint of a u32), name, kind, size (a varint of a u64), id,
+    // and the chunk map's tag and id.
+    let most: usize = entries
+        .clone()
+        .map(|e| 5 + e.name.len() + 1 + 10 + 32 + if v1 { 0 } else { 33 })
+        .sum();
+    let magic = if v1 { TREE_MAGIC } else { TREE_CHUNKED_MAGIC };
+    let mut out = Vec::with_capacity(magic.len() + 10 + most);
+    out.extend_from_slice(&magic[..]);
+    // A tree (version 2) is the struct `{ entries }`: postcard encodes it as that one field.
+    postcard::to_extend(&Entries { entries, v1 }, out).expect("postcard encodes in-memory values")
+}
+
 impl Tree {
     /// Encodes the tree canonically: version 1 unless an entry names a chunk map.
     pub fn encode(&self) -> Vec<u8> {
-        if self.entries.iter().any(|e| e.chunks.is_some()) {
-            return encode_body(TREE_CHUNKED_MAGIC, self);
-        }
-        encode_body(TREE_MAGIC, &EntriesV1(&self.entries))
+        encode_tree(self.entries.iter().map(EntryRef::from))
     }
 
     /// Decodes and validates a tree.
@@ -526,6 +572,11 @@ mod tests {
         let cbytes = chunked.encode();
         assert_eq!(&cbytes[..5], b"LODT\x02");
         assert_eq!(Tree::decode(&cbytes).unwrap(), chunked);
+        // Version 2 is the derived encoding of the `Tree` struct, whose entries are made one
+        // at a time as they are serialized too.
+        let mut derived = b"LODT\x02".to_vec();
+        derived.extend(postcard::to_stdvec(&chunked).unwrap());
+        assert_eq!(cbytes, derived);
         // A version-2 tree without any chunk map is not canonical (version 1 encodes it).
         let mut v2 = b"LODT\x02".to_vec();
         v2.extend(postcard::to_stdvec(&plain).unwrap());

@@ -83,16 +83,13 @@ fn refresh_stats(
     refreshed: &[(String, crate::store::Stat)],
 ) -> Result<()> {
     let now = now_ns();
-    let updates: Vec<(&String, IndexEntry)> = refreshed
+    // Entries are refreshed one at a time in the transaction (no vector of every updated
+    // entry: after a change of every file's ctime, a million of them).
+    let fresh = refreshed
         .iter()
         .filter(|(_, st)| !racy(st.mtime_ns, now))
-        .filter_map(|(p, st)| {
-            let mut e = index.get(p)?.clone();
-            e.stat = Some(*st);
-            Some((p, e))
-        })
-        .collect();
-    if updates.is_empty() {
+        .filter_map(|(p, st)| Some((p, index.get(p)?, st)));
+    if fresh.clone().next().is_none() {
         return Ok(());
     }
     let Ok(_lock) = crate::db::WriteLock::acquire(&repo.lock_path(), std::time::Duration::ZERO)
@@ -105,10 +102,14 @@ fn refresh_stats(
     let tx = db.db.begin_write()?;
     {
         let mut t = tx.open_table(INDEX)?;
-        for (p, e) in updates {
+        for (p, old, st) in fresh {
             let current = t.get(p.as_str())?.map(|v| v.value().to_vec());
             if let Some(bytes) = current {
-                if IndexEntry::decode(p, &bytes)?.id == e.id {
+                if IndexEntry::decode(p, &bytes)?.id == old.id {
+                    let e = IndexEntry {
+                        stat: Some(*st),
+                        ..old.clone()
+                    };
                     t.insert(p.as_str(), e.encode().as_slice())?;
                 }
             }

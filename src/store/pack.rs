@@ -37,9 +37,9 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 use super::pack_index::{
-    decode_idx, encode_idx, names_with, Loaded, Loc, IDX_SUFFIX, PACK_DIR, PACK_SUFFIX,
+    decode_idx, names_with, write_idx, Loaded, Loc, IDX_SUFFIX, PACK_DIR, PACK_SUFFIX,
 };
-use super::{create_whole, Store, Whole};
+use super::Store;
 
 /// An object read from a pack ([`Store::reader`]).
 pub struct PackSlice {
@@ -264,8 +264,12 @@ impl Store {
     fn name_pack(&self, src: PackSource, mut entries: Vec<(ObjectId, u64, u32)>) -> Result<()> {
         let dir = self.pack_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-        let idx = encode_idx(&mut entries);
-        let name = blake3::hash(&idx).to_hex().to_string();
+        // The index is written first, to a temp file: its hash names the pack.
+        let mut idx = self.temp()?;
+        let name = write_idx(&mut entries, idx.as_file_mut())
+            .map_err(|e| Error::io("cannot write", idx.path(), e))?
+            .to_hex()
+            .to_string();
         let pack_path = dir.join(format!("{name}{PACK_SUFFIX}"));
         match src {
             PackSource::Temp(tmp) => {
@@ -283,19 +287,14 @@ impl Store {
             },
         }
         let idx_path = dir.join(format!("{name}{IDX_SUFFIX}"));
-        match create_whole(&idx_path, &idx, 0o444) {
-            Ok(Whole::Created(_) | Whole::Exists) => {}
-            Ok(Whole::Unsupported) => {
-                let mut tmp = self.temp()?;
-                tmp.write_all(&idx)
-                    .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
-                let _ = tmp
-                    .as_file()
-                    .set_permissions(fs::Permissions::from_mode(0o444));
-                tmp.persist(&idx_path)
-                    .map_err(|e| Error::io("cannot store", &idx_path, e.error))?;
-            }
-            Err(e) => return Err(Error::io("cannot store", &idx_path, e)),
+        let _ = idx
+            .as_file()
+            .set_permissions(fs::Permissions::from_mode(0o444));
+        match idx.persist_noclobber(&idx_path) {
+            Ok(_) => {}
+            // An index of this name is these bytes: it stands already.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot store", &idx_path, e.error)),
         }
         let file = File::open(&pack_path).map_err(|e| Error::io("cannot open", &pack_path, e))?;
         self.packs.add(

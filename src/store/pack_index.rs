@@ -330,20 +330,37 @@ pub(crate) fn load(dir: &Path, name: &str) -> io::Result<(Loaded, Vec<(ObjectId,
     ))
 }
 
-/// The bytes of an index of `entries` (sorted here by id).
-pub(crate) fn encode_idx(entries: &mut [(ObjectId, u64, u32)]) -> Vec<u8> {
+/// Writes the index of `entries` (sorted here by id) to `out` as it encodes it, and returns
+/// its name: the BLAKE3 hash of its bytes. No buffer of the whole index (44 bytes an
+/// object: 2.9 MB for a pack writer's 64 MiB of 1 KiB files, two writers at once in `add`).
+pub(crate) fn write_idx(
+    entries: &mut [(ObjectId, u64, u32)],
+    out: impl io::Write,
+) -> io::Result<blake3::Hash> {
+    use io::Write as _;
     entries.sort_unstable_by_key(|e| e.0);
-    let mut out = Vec::with_capacity(16 + entries.len() * ENTRY + 32);
-    out.extend_from_slice(IDX_MAGIC);
-    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    // The checksum ends the index and covers what is before it; the name covers all of it.
+    let (mut body, mut all) = (blake3::Hasher::new(), blake3::Hasher::new());
+    let mut out = io::BufWriter::with_capacity(64 << 10, out);
+    let mut put = |bytes: &[u8]| {
+        body.update(bytes);
+        all.update(bytes);
+        out.write_all(bytes)
+    };
+    put(IDX_MAGIC)?;
+    put(&(entries.len() as u64).to_le_bytes())?;
     for (id, offset, len) in entries.iter() {
-        out.extend_from_slice(&id.0);
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
+        let mut row = [0u8; ENTRY];
+        row[..32].copy_from_slice(&id.0);
+        row[32..40].copy_from_slice(&offset.to_le_bytes());
+        row[40..].copy_from_slice(&len.to_le_bytes());
+        put(&row)?;
     }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
-    out
+    let sum = body.finalize();
+    all.update(sum.as_bytes());
+    out.write_all(sum.as_bytes())?;
+    out.flush()?;
+    Ok(all.finalize())
 }
 
 /// Decodes an index, strictly: magic, count, entries in id order, checksum.
