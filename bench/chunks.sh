@@ -347,7 +347,11 @@ run_row() {  # SCEN ROW ROUND
   esac
   timed "$dir" "$cmd" || { fail "$s" "$row" "command failed (round $r)"; return 0; }
   if [[ $bytes == rsync ]]; then record "$s" "$row" "$r" "$(rsync_bytes)"
-  else record "$s" "$row" "$r" "$(json "$bytes")" "objects=$(json "${bytes/bytes/objects}")"; fi
+  else
+    # lode's own split of its time: the transfer's seconds, and any seeding after it.
+    record "$s" "$row" "$r" "$(json "$bytes")" \
+      "objects=$(json "${bytes/bytes/objects}") transfer_s=$(json .seconds) seeded_s=$(json .swarm.seeded_seconds)"
+  fi
   same "$s" "$row" "$r" "$from" "$to" || true
 }
 
