@@ -383,8 +383,9 @@ fn materialize_all<'a>(
 ) -> Vec<(&'a String, &'a FlatEntry, Result<Option<Stat>>)> {
     let run = |part: &[(&'a String, &'a FlatEntry)]| {
         let mut out = Vec::with_capacity(part.len());
+        let mut parent = Parent::default();
         for &(p, e) in part {
-            let written = materialize(repo, p, e, link);
+            let written = materialize(repo, p, e, link, &mut parent);
             let stop = written.is_err();
             if !stop {
                 progress.inc(e.size);
@@ -409,15 +410,27 @@ fn materialize_all<'a>(
     })
 }
 
-/// Makes sure every directory above `rel` is a real directory inside the working tree.
-/// Two workers may create the same directory at once: one that appeared meanwhile is fine.
-fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
+/// The directory a checkout worker last wrote into (entries come sorted by path: the files
+/// of one directory one after the other), made sure of then.
+#[derive(Default)]
+struct Parent {
+    dir: String,
+    /// Whether this worker created it (it held nothing then).
+    made: bool,
+}
+
+/// Makes sure every directory above `rel` is a real directory inside the working tree;
+/// returns whether the last of them was created now, by this call. Two workers may create
+/// the same directory at once: one that appeared meanwhile is fine (and not made by this
+/// call).
+fn ensure_parents(repo: &Repo, rel: &str) -> Result<bool> {
     let mut cur = repo.root().to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
+    let mut made = false;
     for part in &parts[..parts.len() - 1] {
         cur.push(part);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
+        made = match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => false,
             Ok(m) if m.file_type().is_symlink() || m.is_file() => {
                 // Replaced by a directory in the target: only tracked content stands here
                 // (the dirty check ran), so remove it.
@@ -432,35 +445,51 @@ fn ensure_parents(repo: &Repo, rel: &str) -> Result<()> {
                 return Err(Error::PathInTheWay(cur.display().to_string()));
             }
             Err(_) => create_dir(&cur)?,
-        }
+        };
     }
-    Ok(())
+    Ok(made)
 }
 
-/// Creates directory `p`, or finds it already made (by the other worker).
-fn create_dir(p: &Path) -> Result<()> {
+/// Creates directory `p`, or finds it already made (by the other worker); returns whether
+/// this call created it.
+fn create_dir(p: &Path) -> Result<bool> {
     match fs::create_dir(p) {
-        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir()) => {
-            Err(Error::io("cannot create directory", p, e))
-        }
-        _ => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(false),
+        Err(e) => Err(Error::io("cannot create directory", p, e)),
     }
 }
 
 /// Writes one entry into the working tree atomically and returns its new stat. With `link`,
 /// a regular file is a read-only hard link to its object (copied where linking fails, as
-/// across filesystems).
-fn materialize(repo: &Repo, rel: &str, e: &FlatEntry, link: bool) -> Result<Option<Stat>> {
+/// across filesystems). `parent` is the directory the caller's last entry went into.
+fn materialize(
+    repo: &Repo,
+    rel: &str,
+    e: &FlatEntry,
+    link: bool,
+    parent: &mut Parent,
+) -> Result<Option<Stat>> {
     // Trees are checked when decoded; this second check keeps a path naming `.lode` (or
     // leaving the tree) from ever being written, whatever produced it.
     if !rel.split('/').all(crate::object::valid_name) {
         return Err(Error::InsideLodeDir(rel.into()));
     }
-    ensure_parents(repo, rel)?;
+    let dir = rel.rsplit_once('/').map_or("", |(dir, _)| dir);
+    if dir != parent.dir {
+        parent.dir.clear();
+        parent.made = ensure_parents(repo, rel)?;
+        parent.dir.push_str(dir);
+    }
     let dest = repo.abs(rel);
-    // Whatever stands at the destination and is not what we write goes first.
+    // Whatever stands at the destination and is not what we write goes first (nothing can,
+    // in a directory this checkout made: each path is written once).
     let mut free = true;
-    if let Ok(m) = fs::symlink_metadata(&dest) {
+    let standing = match parent.made {
+        true => None,
+        false => fs::symlink_metadata(&dest).ok(),
+    };
+    if let Some(m) = standing {
         free = false;
         if m.is_dir() && e.kind != EntryKind::Dir {
             fs::remove_dir_all(&dest).map_err(|err| Error::io("cannot remove", &dest, err))?;

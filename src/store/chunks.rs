@@ -38,25 +38,23 @@ pub const CHUNK_AVG: u32 = 256 << 10;
 pub const CHUNK_MAX: u32 = 1 << 20;
 
 /// The suffix of a link file beside the objects.
-const LINK_SUFFIX: &str = ".chunks";
+pub(super) const LINK_SUFFIX: &str = ".chunks";
 
 impl Store {
     /// Opens an object for reading: a file stored whole, or the chunks of one stored in
     /// chunks, in order. Not hashed: a caller that makes the bytes visible hashes them.
     pub fn reader(&self, id: &ObjectId) -> Result<ObjectReader> {
+        if let Some(r) = self.packed_reader(id) {
+            return Ok(ObjectReader::Packed(r));
+        }
         match self.open(id) {
-            Err(Error::ObjectMissing { .. }) => {
-                if let Some(r) = self.packed_reader(id) {
-                    return Ok(ObjectReader::Packed(r));
-                }
-                match self.chunked(id)? {
-                    Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
-                    None => Err(Error::ObjectMissing {
-                        id: *id,
-                        path: None,
-                    }),
-                }
-            }
+            Err(Error::ObjectMissing { .. }) => match self.chunked(id)? {
+                Some(map) => Ok(ObjectReader::Chunked(ChunkReader::new(self.clone(), map))),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
             other => other.map(ObjectReader::Whole),
         }
     }
@@ -684,6 +682,16 @@ pub enum ObjectReader {
     Whole(File),
     Packed(super::pack::PackSlice),
     Chunked(ChunkReader),
+}
+
+impl ObjectReader {
+    /// The bytes left to read, where known without a system call (a packed object's).
+    pub fn known_len(&self) -> Option<u64> {
+        match self {
+            ObjectReader::Packed(r) => Some(r.left()),
+            ObjectReader::Whole(_) | ObjectReader::Chunked(_) => None,
+        }
+    }
 }
 
 impl Read for ObjectReader {

@@ -15,6 +15,7 @@
 //!
 //! Plain files rather than iroh-blobs' `FsStore`: see docs/ARCHITECTURE.md ("Why not FsStore").
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -262,9 +263,60 @@ impl Store {
     /// Reports whether the object is present: stored whole, in a pack, or (a file) in
     /// chunks.
     pub fn has(&self, id: &ObjectId) -> bool {
-        fs::symlink_metadata(self.path(id)).is_ok()
+        self.packed(id).is_some()
+            || fs::symlink_metadata(self.path(id)).is_ok()
             || self.has_chunked(id)
-            || self.packed(id).is_some()
+    }
+
+    /// A [`Store::has`] for a caller asking about many objects at once, to fetch those
+    /// missing. Objects stored whole and chunk links live in fan-out directories
+    /// (`objects/ab`); one that holds few names (as in a store whose objects are in packs)
+    /// is listed once, instead of a `stat` per object asked about: a clone into packs makes
+    /// no `stat` per object. The pack directories are looked at once, at the first object.
+    /// An object stored after its directory was looked at may be reported missing (and
+    /// fetched again: harmless).
+    pub fn has_each(&self) -> impl FnMut(&ObjectId) -> bool + '_ {
+        let mut listed: Vec<Option<Option<HashSet<String>>>> = vec![None; 256];
+        let mut first = true;
+        move |id| {
+            let packed = match std::mem::take(&mut first) {
+                true => self.packed(id),
+                false => self.packed_loaded(id),
+            };
+            if packed.is_some() {
+                return true;
+            }
+            let hex = id.to_hex();
+            let names = listed[usize::from(id.0[0])].get_or_insert_with(|| {
+                let mut names = HashSet::new();
+                for objects in std::iter::once(&self.objects)
+                    .chain(self.under.as_ref().map(|(under, _)| under))
+                {
+                    match fs::read_dir(objects.join(&hex[..2])) {
+                        Ok(rd) => {
+                            for e in rd {
+                                let name = e.ok()?.file_name().into_string().ok()?;
+                                if names.len() == FEW_NAMES {
+                                    return None;
+                                }
+                                names.insert(name);
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(_) => return None,
+                    }
+                }
+                Some(names)
+            });
+            match names {
+                Some(names) => {
+                    let rest = &hex[2..];
+                    names.contains(rest)
+                        || names.contains(&format!("{rest}{}", chunks::LINK_SUFFIX))
+                }
+                None => fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id),
+            }
+        }
     }
 
     /// A temp file in `.lode/tmp`, named `object-<pid>-XXXXXX` so that a later command can
@@ -351,7 +403,8 @@ impl Store {
     /// (`ObjectCorrupt` on mismatch); `None` when it is larger (stream it instead).
     pub fn read_small(&self, id: &ObjectId) -> Result<Option<Vec<u8>>> {
         let f = self.reader(id)?;
-        let mut buf = Vec::new();
+        // Sized once where the length is known: one read, not a read per doubling.
+        let mut buf = Vec::with_capacity(f.known_len().map_or(0, |n| n.min(SMALL_FILE)) as usize);
         f.take(SMALL_FILE + 1)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io("cannot read object", self.path(id), e))?;
@@ -635,7 +688,7 @@ impl Store {
     /// whatever the number of them it held); returns the bytes freed.
     pub fn remove_objects(&self, ids: &[ObjectId]) -> Result<u64> {
         let mut freed = 0;
-        let mut packed = std::collections::HashSet::new();
+        let mut packed = HashSet::new();
         for id in ids {
             let p = self.own_path(id);
             match fs::symlink_metadata(&p) {
@@ -739,6 +792,9 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<(ObjectId, u64)> {
     Ok((hasher.finalize().into(), n))
 }
 
+/// A fan-out directory holding at most this many names is listed by [`Store::has_each`].
+const FEW_NAMES: usize = 512;
+
 /// Objects up to this size are copied through memory on the calling thread.
 const INLINE_COPY: u64 = 1 << 20;
 
@@ -787,6 +843,56 @@ pub(crate) mod tests {
         let s = Store::new(dir.path().join("objects"), dir.path().join("tmp"));
         s.create().unwrap();
         (dir, s)
+    }
+
+    #[test]
+    fn has_each_agrees_with_has_in_packs_loose_chunked_quarantined_and_crowded_directories() {
+        let (dir, s) = store();
+        let blob = |n: u32| n.to_le_bytes().repeat(8);
+        let (a, b, c, d) = (blob(1), blob(2), blob(3), blob(4));
+        let (ia, ib, ic, id) = (
+            ObjectId::of(&a),
+            ObjectId::of(&b),
+            ObjectId::of(&c),
+            ObjectId::of(&d),
+        );
+        s.put_bytes(&a).unwrap();
+        let mut w = s.pack_writer();
+        w.add(ib, &b).unwrap();
+        w.finish().unwrap();
+        // A chunk link (as `put_chunked` leaves one) stands for a file held in chunks.
+        let mut link = s.own_path(&ic).into_os_string();
+        link.push(chunks::LINK_SUFFIX);
+        fs::write(&link, [0u8; 32]).unwrap();
+        let q = s.quarantine(&dir.path().join("q")).unwrap();
+        let e = blob(5);
+        let ie = q.put_bytes(&e).unwrap();
+        for (store, present, absent) in [
+            (&s, vec![ia, ib, ic], vec![id, ie]),
+            (&q, vec![ia, ib, ic, ie], vec![id]),
+        ] {
+            let mut has = store.has_each();
+            for i in &present {
+                assert!(store.has(i) && has(i), "{i} is present");
+            }
+            for i in &absent {
+                assert!(!store.has(i) && !has(i), "{i} is absent");
+            }
+        }
+        // A fan-out directory with more names than are listed is asked object by object.
+        let fan_out = s.own_path(&ia).parent().unwrap().to_path_buf();
+        for n in 0..=FEW_NAMES {
+            fs::write(fan_out.join(format!("x{n}")), b"").unwrap();
+        }
+        let same_dir = (100..10_000)
+            .map(blob)
+            .find(|o| ObjectId::of(o).0[0] == ia.0[0])
+            .unwrap();
+        let mut has = s.has_each();
+        assert!(has(&ia));
+        assert!(!has(&ObjectId::of(&same_dir)));
+        s.put_bytes(&same_dir).unwrap();
+        assert!(has(&ObjectId::of(&same_dir)), "not listed: looked at each time");
     }
 
     #[test]

@@ -47,10 +47,16 @@ pub struct PackSlice {
     pos: u64,
 }
 
+impl PackSlice {
+    /// The bytes left to read.
+    pub(crate) fn left(&self) -> u64 {
+        u64::from(self.loc.len).saturating_sub(self.pos)
+    }
+}
+
 impl Read for PackSlice {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = u64::from(self.loc.len).saturating_sub(self.pos);
-        let want = left.min(buf.len() as u64) as usize;
+        let want = self.left().min(buf.len() as u64) as usize;
         if want == 0 {
             return Ok(0);
         }
@@ -84,6 +90,9 @@ impl Seek for PackSlice {
 pub struct PackWriter {
     store: Store,
     tmp: Option<NamedTempFile>,
+    /// Bytes not yet written to `tmp`: objects are appended in writes of [`PACK_WRITE`]
+    /// bytes, not a system call each.
+    pending: Vec<u8>,
     at: u64,
     entries: Vec<(ObjectId, u64, u32)>,
     /// Positions in `entries`, hashed by id: what this pack holds, in 5 bytes an entry
@@ -113,15 +122,33 @@ impl PackWriter {
         if self.tmp.is_none() {
             self.tmp = Some(self.store.temp()?);
         }
-        let tmp = self.tmp.as_mut().expect("made above");
-        tmp.write_all(data)
-            .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+        self.pending.extend_from_slice(data);
+        if self.pending.len() >= PACK_WRITE {
+            self.write_pending()?;
+        }
         self.entries.push((id, self.at, len));
         let entries = &self.entries;
         self.ids
             .insert_unique(id_hash(&id), at, |&i| id_hash(&entries[i as usize].0));
         self.at += u64::from(len);
         Ok(true)
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        if let Some(tmp) = self.tmp.as_mut() {
+            tmp.write_all(&self.pending)
+                .map_err(|e| Error::io("cannot write", tmp.path(), e))?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// This writer for objects its caller found missing (a fetch's): the store is not asked
+    /// again for each; one that arrived meanwhile is written again (an object may be in two
+    /// packs).
+    pub fn for_missing(mut self) -> PackWriter {
+        self.check_store = false;
+        self
     }
 
     /// Bytes written so far.
@@ -151,6 +178,7 @@ impl PackWriter {
     /// Names the pack and its index; its objects are in the store from now on. Not synced
     /// (the caller syncs the store before making them reachable).
     pub fn finish(mut self) -> Result<()> {
+        self.write_pending()?;
         let Some(tmp) = self.tmp.take() else {
             return Ok(());
         };
@@ -164,6 +192,9 @@ impl super::ObjectSink for PackWriter {
         PackWriter::add(self, id, data)
     }
 }
+
+/// A pack writer writes its objects in pieces of about this many bytes.
+const PACK_WRITE: usize = 1 << 20;
 
 /// An object id's hash for a hash table: its first 8 bytes (it is a BLAKE3 hash already).
 fn id_hash(id: &ObjectId) -> u64 {
@@ -193,6 +224,14 @@ impl Store {
         }
         let (under, packs) = self.under.as_ref()?;
         packs.find(&under.join(PACK_DIR), id)
+    }
+
+    /// [`Store::packed`] among the packs this process has loaded, without looking at the
+    /// pack directories again.
+    pub(crate) fn packed_loaded(&self, id: &ObjectId) -> Option<Loc> {
+        self.packs
+            .find_loaded(id)
+            .or_else(|| self.under.as_ref()?.1.find_loaded(id))
     }
 
     /// The pack file holding object `id` and where its bytes start in it (for messages
@@ -234,6 +273,7 @@ impl Store {
         PackWriter {
             store: self.clone(),
             tmp: None,
+            pending: Vec::new(),
             at: 0,
             entries: Vec::new(),
             ids: HashTable::new(),

@@ -228,6 +228,11 @@ impl Packs {
         s.loc(id)
     }
 
+    /// [`Packs::find`] among the packs loaded already, without looking at the directory.
+    pub(crate) fn find_loaded(&self, id: &ObjectId) -> Option<Loc> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).loc(id)
+    }
+
     /// The names of every pack in `dir` that holds one of the objects `ids` (an object can
     /// be in more than one: two writers stored it at once, or a repack is under way). The
     /// directory is looked at once, whatever the number of ids.

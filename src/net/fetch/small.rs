@@ -340,7 +340,7 @@ impl Writer {
 
     /// Names the current pack (its objects are in the store from now on) and serves them.
     fn name_pack(&mut self) -> Result<()> {
-        let full = std::mem::replace(&mut self.pack, self.store.pack_writer());
+        let full = std::mem::replace(&mut self.pack, self.store.pack_writer().for_missing());
         full.finish()?;
         open_gate(self.gate.as_ref(), &mut self.in_pack);
         Ok(())
@@ -369,7 +369,7 @@ impl Landing {
                     (rx.clone(), stop.clone(), store.clone(), gate.clone());
                 std::thread::spawn(move || -> Result<u64> {
                     let mut writer = Writer {
-                        pack: store.pack_writer(),
+                        pack: store.pack_writer().for_missing(),
                         store,
                         packed,
                         gate,

@@ -370,12 +370,25 @@ impl<'a> Walk<'a> {
         let mut missing = Vec::new();
         let mut queued = HashSet::new();
         let mut missing_bytes = 0u64;
+        // Into the repository: one look per fan-out directory, not a `stat` per object.
+        let mut has_each = match self.sink {
+            Sink::Repo(r) => Some(r.store().has_each()),
+            Sink::Store => None,
+        };
         for (id, size) in wanted {
-            if queued.insert(*id) && !self.skip.contains(id) && !self.has(id).await {
+            if !queued.insert(*id) || self.skip.contains(id) {
+                continue;
+            }
+            let held = match &mut has_each {
+                Some(has) => has(id),
+                None => self.has(id).await,
+            };
+            if !held {
                 missing.push(Hash::from_bytes(id.0));
                 missing_bytes += size;
             }
         }
+        drop(has_each);
         let progress = self.progress;
         let files_done = |n: usize| {
             if phase.is_some() {
