@@ -892,7 +892,10 @@ pub(crate) mod tests {
         assert!(has(&ia));
         assert!(!has(&ObjectId::of(&same_dir)));
         s.put_bytes(&same_dir).unwrap();
-        assert!(has(&ObjectId::of(&same_dir)), "not listed: looked at each time");
+        assert!(
+            has(&ObjectId::of(&same_dir)),
+            "not listed: looked at each time"
+        );
     }
 
     #[test]

@@ -370,6 +370,8 @@ impl<'a> Walk<'a> {
         let mut missing = Vec::new();
         let mut queued = HashSet::new();
         let mut missing_bytes = 0u64;
+        // The sizes of the missing objects.
+        let mut sizes: HashMap<ObjectId, u64> = HashMap::new();
         // Into the repository: one look per fan-out directory, not a `stat` per object.
         let mut has_each = match self.sink {
             Sink::Repo(r) => Some(r.store().has_each()),
@@ -385,6 +387,7 @@ impl<'a> Walk<'a> {
             };
             if !held {
                 missing.push(Hash::from_bytes(id.0));
+                sizes.insert(*id, *size);
                 missing_bytes += size;
             }
         }
@@ -402,7 +405,6 @@ impl<'a> Walk<'a> {
         // object store directly: iroh-blobs' file store would create three files and
         // fsync each of them for every blob (about 1 ms per object here).
         if let Sink::Repo(repo) = self.sink {
-            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
             let (small, big): (Vec<Hash>, Vec<Hash>) = missing.iter().partition(|h| {
                 sizes
                     .get(&ObjectId(*h.as_bytes()))
@@ -416,7 +418,6 @@ impl<'a> Walk<'a> {
         // iroh-blobs downloader below.
         if let (Sink::Repo(repo), false) = (self.sink, missing.is_empty()) {
             let mut left = Vec::new();
-            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
             for h in std::mem::take(&mut missing) {
                 let id = ObjectId(*h.as_bytes());
                 let size = sizes.get(&id).copied().unwrap_or(0);
@@ -434,7 +435,6 @@ impl<'a> Walk<'a> {
         // one piece by piece as it arrives (peers learn which from its bitfield), a small one
         // once it is whole in the store.
         if let (Sink::Store, true) = (self.sink, self.client.swarm.is_some()) {
-            let sizes: HashMap<ObjectId, u64> = wanted.iter().copied().collect();
             let (small, big): (Vec<Hash>, Vec<Hash>) =
                 std::mem::take(&mut missing).into_iter().partition(|h| {
                     sizes
