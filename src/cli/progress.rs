@@ -141,6 +141,9 @@ impl Bar {
             return;
         }
         let mut current = self.current.lock().expect("not poisoned");
+        // The clock's thread draws too: stopped (joined) first, so that no frame shows the
+        // new phase's name in the old phase's template.
+        self.bar.disable_steady_tick();
         self.end_phase(&mut current);
         *self.shared.name.lock().expect("not poisoned") = name.to_string();
         self.shared.files.store(0, Relaxed);
