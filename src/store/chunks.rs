@@ -38,7 +38,7 @@ pub const CHUNK_AVG: u32 = 256 << 10;
 pub const CHUNK_MAX: u32 = 1 << 20;
 
 /// The suffix of a link file beside the objects.
-pub(super) const LINK_SUFFIX: &str = ".chunks";
+const LINK_SUFFIX: &str = ".chunks";
 
 impl Store {
     /// Opens an object for reading: a file stored whole, or the chunks of one stored in
@@ -99,6 +99,12 @@ impl Store {
     }
 
     /// The link of file `id` (for a quarantine: in it, else in the store behind it).
+    /// The name of a chunk link in its fan-out directory, given the rest of its file's
+    /// hex id after the directory's two digits.
+    pub(super) fn link_name(rest: &str) -> String {
+        format!("{rest}{LINK_SUFFIX}")
+    }
+
     fn link_path(&self, id: &ObjectId) -> PathBuf {
         let own = self.own_link_path(id);
         match &self.under {

@@ -311,8 +311,7 @@ impl Store {
             match names {
                 Some(names) => {
                     let rest = &hex[2..];
-                    names.contains(rest)
-                        || names.contains(&format!("{rest}{}", chunks::LINK_SUFFIX))
+                    names.contains(rest) || names.contains(&Store::link_name(rest))
                 }
                 None => fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id),
             }
@@ -861,8 +860,8 @@ pub(crate) mod tests {
         w.add(ib, &b).unwrap();
         w.finish().unwrap();
         // A chunk link (as `put_chunked` leaves one) stands for a file held in chunks.
-        let mut link = s.own_path(&ic).into_os_string();
-        link.push(chunks::LINK_SUFFIX);
+        let hex = ic.to_hex();
+        let link = s.objects.join(&hex[..2]).join(Store::link_name(&hex[2..]));
         fs::write(&link, [0u8; 32]).unwrap();
         let q = s.quarantine(&dir.path().join("q")).unwrap();
         let e = blob(5);
