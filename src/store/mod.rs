@@ -263,9 +263,12 @@ impl Store {
     /// Reports whether the object is present: stored whole, in a pack, or (a file) in
     /// chunks.
     pub fn has(&self, id: &ObjectId) -> bool {
-        self.packed(id).is_some()
-            || fs::symlink_metadata(self.path(id)).is_ok()
-            || self.has_chunked(id)
+        self.packed(id).is_some() || self.has_unpacked(id)
+    }
+
+    /// Whether the object is stored whole or (a file) in chunks: a `stat` or two.
+    fn has_unpacked(&self, id: &ObjectId) -> bool {
+        fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id)
     }
 
     /// A [`Store::has`] for a caller asking about many objects at once, to fetch those
@@ -313,7 +316,7 @@ impl Store {
                     let rest = &hex[2..];
                     names.contains(rest) || names.contains(&Store::link_name(rest))
                 }
-                None => fs::symlink_metadata(self.path(id)).is_ok() || self.has_chunked(id),
+                None => self.has_unpacked(id),
             }
         }
     }
