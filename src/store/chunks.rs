@@ -723,10 +723,10 @@ impl io::Seek for ObjectReader {
 /// Bytes per `write` of an assembled file. Blocks are read a MiB at a time, but written in
 /// these pieces: with a MiB per `write`, a pull of a 1 GiB file spent 1.3–2.7 s of kernel
 /// time copying it into the page cache whenever free memory was short (the page cache full,
-/// as on any machine that has been up a while), against 0.5 s with 64 KiB writes as rsync
-/// makes them (docs/PERFORMANCE.md, "Assembling a file in 64 KiB writes"). Linux gives an
-/// ext4 file large page-cache folios sized by the write; finding those when memory is short
-/// is the likely cost.
+/// as on any machine that has been up a while), against 0.5 s with 64 KiB writes (rsync's
+/// receiver writes 256 KiB at a time; docs/PERFORMANCE.md, "Assembling a file in 64 KiB
+/// writes"). Linux gives an ext4 file large page-cache folios sized by the write; finding
+/// those when memory is short is the likely cost.
 const WRITE_PIECE: usize = 64 << 10;
 
 /// Writes an object's bytes (a chunked file's, a packed object's) into `dest` while hashing
