@@ -98,13 +98,13 @@ impl Store {
         PathBuf::from(p)
     }
 
-    /// The link of file `id` (for a quarantine: in it, else in the store behind it).
     /// The name of a chunk link in its fan-out directory, given the rest of its file's
     /// hex id after the directory's two digits.
     pub(super) fn link_name(rest: &str) -> String {
         format!("{rest}{LINK_SUFFIX}")
     }
 
+    /// The link of file `id` (for a quarantine: in it, else in the store behind it).
     fn link_path(&self, id: &ObjectId) -> PathBuf {
         let own = self.own_link_path(id);
         match &self.under {

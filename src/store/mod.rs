@@ -863,9 +863,7 @@ pub(crate) mod tests {
         w.add(ib, &b).unwrap();
         w.finish().unwrap();
         // A chunk link (as `put_chunked` leaves one) stands for a file held in chunks.
-        let hex = ic.to_hex();
-        let link = s.objects.join(&hex[..2]).join(Store::link_name(&hex[2..]));
-        fs::write(&link, [0u8; 32]).unwrap();
+        fs::write(s.own_link_path(&ic), [0u8; 32]).unwrap();
         let q = s.quarantine(&dir.path().join("q")).unwrap();
         let e = blob(5);
         let ie = q.put_bytes(&e).unwrap();
