@@ -59,22 +59,22 @@ impl Store {
         }
     }
 
-    /// The size of object `id`, stored whole or in chunks.
+    /// The size of object `id`, stored in a pack, whole or in chunks (the packs first, as
+    /// [`Store::reader`]: a lookup in memory, where the path of a packed object is a
+    /// failed `stat`).
     pub fn size_of(&self, id: &ObjectId) -> Result<u64> {
+        if let Some(loc) = self.packed(id) {
+            return Ok(u64::from(loc.len));
+        }
         match fs::metadata(self.path(id)) {
             Ok(m) => Ok(m.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(loc) = self.packed(id) {
-                    return Ok(u64::from(loc.len));
-                }
-                match self.chunked(id)? {
-                    Some(map) => Ok(map.size),
-                    None => Err(Error::ObjectMissing {
-                        id: *id,
-                        path: None,
-                    }),
-                }
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.chunked(id)? {
+                Some(map) => Ok(map.size),
+                None => Err(Error::ObjectMissing {
+                    id: *id,
+                    path: None,
+                }),
+            },
             Err(e) => Err(Error::io("cannot read object", self.path(id), e)),
         }
     }

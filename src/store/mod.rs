@@ -748,7 +748,12 @@ pub fn create_whole(dest: &Path, data: &[u8], mode: u32) -> io::Result<Whole> {
         _ => Path::new("."),
     };
     let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(0o600)) {
+    // Created with its final permissions where the umask leaves them whole (a `fchmod` per
+    // file saved); where the umask would take bits away, or is not known, they are set
+    // after the write.
+    let keeps_mode = umask().is_some_and(|m| m & mode == 0);
+    let create_mode = if keeps_mode { mode } else { 0o600 };
+    let fd = match rustix::fs::openat(CWD, dir, flags, Mode::from_raw_mode(create_mode)) {
         Ok(fd) => fd,
         Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {
             return Ok(Whole::Unsupported)
@@ -757,7 +762,9 @@ pub fn create_whole(dest: &Path, data: &[u8], mode: u32) -> io::Result<Whole> {
     };
     let mut file = File::from(fd);
     file.write_all(data)?;
-    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    if !keeps_mode {
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    }
     let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
     match rustix::fs::linkat(CWD, &proc_path, CWD, dest, AtFlags::SYMLINK_FOLLOW) {
         Ok(()) => Ok(Whole::Created(file)),
@@ -768,6 +775,17 @@ pub fn create_whole(dest: &Path, data: &[u8], mode: u32) -> io::Result<Whole> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// This process's umask, read once from `/proc/self/status` (reading it with `umask(2)`
+/// would set it, racing threads that create files); `None` where that cannot be read.
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
 }
 
 /// The path of an object's file in the objects directory `objects`.

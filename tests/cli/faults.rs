@@ -486,26 +486,12 @@ fn group_or_world_readable_key_files_are_refused() {
 fn secrets_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
-    let script = format!(
-        "umask 000 && {b} init --private ds && cd ds && {b} id --card >/dev/null && echo a > a.csv && {b} add a.csv && {b} commit -m one",
-        b = lode_bin()
-    );
-    let mut sh = std::process::Command::new("sh");
-    sh.env_clear();
-    for (k, v) in env.cmd("", &[]).get_envs() {
-        if let Some(v) = v {
-            sh.env(k, v);
-        }
-    }
-    let out = sh
-        .current_dir(env.path(""))
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    sh_ok(
+        &env,
+        &format!(
+            "umask 000 && {b} init --private ds && cd ds && {b} id --card >/dev/null && echo a > a.csv && {b} add a.csv && {b} commit -m one",
+            b = lode_bin()
+        ),
     );
     let mode = |rel: &str| fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o777;
     // The umask did apply to the files lode does not treat as secret.
@@ -520,6 +506,60 @@ fn secrets_are_private_whatever_the_umask() {
         format!("home/datasets/{dataset}.key"),
     ] {
         assert_eq!(mode(&f), 0o600, "{f}");
+    }
+    env.ok("ds", &["status"]);
+}
+
+/// Runs `script` with `sh -c` in the test's directory, with the environment lode's commands
+/// get there; fails the test unless it succeeds.
+fn sh_ok(env: &TestEnv, script: &str) {
+    let mut sh = std::process::Command::new("sh");
+    sh.env_clear();
+    for (k, v) in env.cmd("", &[]).get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    let out = sh
+        .current_dir(env.path(""))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A checked-out file is 0644 (0755 when executable) under any umask: one that would take
+/// bits away (077), one that takes none (000) and the usual one (022). (Small files are
+/// created with their mode where the umask allows it, and set after the write otherwise.)
+/// The files are deleted first, so `--force` discards nothing.
+#[test]
+fn checked_out_files_have_their_modes_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    env.ok("", &["init", "ds"]);
+    env.write("ds/a.csv", "a,b\n1,2\n");
+    env.write("ds/sub/run.sh", "#!/bin/sh\necho hi\n");
+    fs::set_permissions(env.path("ds/sub/run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok("ds", &["add", "."]);
+    env.ok("ds", &["commit", "-m", "one"]);
+    let mode = |rel: &str| fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o777;
+    for umask in ["077", "000", "022"] {
+        fs::remove_file(env.path("ds/a.csv")).unwrap();
+        fs::remove_file(env.path("ds/sub/run.sh")).unwrap();
+        sh_ok(
+            &env,
+            &format!(
+                "umask {umask} && cd ds && {b} checkout --force main a.csv sub/run.sh",
+                b = lode_bin()
+            ),
+        );
+        assert_eq!(mode("ds/a.csv"), 0o644, "umask {umask}");
+        assert_eq!(mode("ds/sub/run.sh"), 0o755, "umask {umask}");
+        assert_eq!(fs::read(env.path("ds/a.csv")).unwrap(), b"a,b\n1,2\n");
     }
     env.ok("ds", &["status"]);
 }

@@ -156,18 +156,21 @@ impl Inner {
     fn find(&self, hash: &Hash) -> Option<Found> {
         let id = ObjectId(*hash.as_bytes());
         self.sources.iter().enumerate().find_map(|(i, s)| {
+            // The packs first (held in memory), as `Store::reader` does: most objects of
+            // a store of many small files are there, and a path that is not there is a
+            // failed `open` (a path walk and a negative dentry) per object served.
+            if let Some(loc) = s.objects.packed(&id) {
+                return Some(Found {
+                    size: u64::from(loc.len),
+                    file: Data::Slice(loc.file, loc.offset, u64::from(loc.len)),
+                    source: i,
+                });
+            }
             if let Ok(file) = File::open(s.objects.path(&id)) {
                 let size = file.metadata().ok()?.len();
                 return Some(Found {
                     file: Data::File(Arc::new(file)),
                     size,
-                    source: i,
-                });
-            }
-            if let Some(loc) = s.objects.packed(&id) {
-                return Some(Found {
-                    size: u64::from(loc.len),
-                    file: Data::Slice(loc.file, loc.offset, u64::from(loc.len)),
                     source: i,
                 });
             }
@@ -180,16 +183,13 @@ impl Inner {
         })
     }
 
-    /// The size of an object, from its file's metadata (nothing is opened), or from its
-    /// chunk map for a file held in chunks.
+    /// The size of an object, from the packs, its file's metadata (nothing is opened), or
+    /// its chunk map for a file held in chunks.
     fn size(&self, hash: &Hash) -> Option<u64> {
         let id = ObjectId(*hash.as_bytes());
-        self.sources.iter().find_map(|s| {
-            std::fs::metadata(s.objects.path(&id))
-                .map(|m| m.len())
-                .ok()
-                .or_else(|| s.objects.size_of(&id).ok())
-        })
+        self.sources
+            .iter()
+            .find_map(|s| s.objects.size_of(&id).ok())
     }
 
     /// The outboard of a blob larger than one chunk group: read from the cache, or computed
