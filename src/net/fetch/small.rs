@@ -37,10 +37,14 @@ impl Walk<'_> {
         // One batch (a level of commits and trees) is not worth dialling the swarm for,
         // unless the providers fail it (the publisher may leave once the swarm holds all).
         let failed = match (swarm, batches.len() > 1) {
-            (true, true) => self.swarm_batches(batches, &mut landing, files_done).await,
+            (true, true) => {
+                self.swarm_batches(batches, sizes, &mut landing, files_done)
+                    .await
+            }
             (true, false) => match self.fetch_batches(batches, &mut landing, files_done).await {
                 Ok(left) if !left.is_empty() => {
-                    self.swarm_batches(left, &mut landing, files_done).await
+                    self.swarm_batches(left, sizes, &mut landing, files_done)
+                        .await
                 }
                 got => got,
             },
@@ -74,7 +78,9 @@ impl Walk<'_> {
             return Ok(batches.concat());
         }
         let mut landing = Landing::importing(self.store.clone(), self.gate());
-        let left = self.swarm_batches(batches, &mut landing, files_done).await;
+        let left = self
+            .swarm_batches(batches, sizes, &mut landing, files_done)
+            .await;
         self.objects += landing.finish().await?;
         Ok(left?.concat())
     }
@@ -129,12 +135,13 @@ impl Walk<'_> {
         self.client.swarm.as_ref().filter(|s| s.serves())
     }
 
-    /// [`Walk::fetch_batches`] with a swarm session: the batches dealt across the providers
-    /// and the swarm peers that hold them (`net::swarm::small`). Returns the batches nobody
-    /// delivered.
+    /// [`Walk::fetch_batches`] with a swarm session: the batches (their objects' sizes in
+    /// `sizes`) dealt across the providers and the swarm peers that hold them
+    /// (`net::swarm::small`). Returns the batches nobody delivered.
     async fn swarm_batches(
         &mut self,
         batches: Vec<Vec<Hash>>,
+        sizes: &HashMap<ObjectId, u64>,
         landing: &mut Landing,
         files_done: &(dyn Fn(usize) + Sync),
     ) -> Result<Vec<Vec<Hash>>> {
@@ -144,11 +151,16 @@ impl Walk<'_> {
             files_done(blobs.len());
             landing.send(blobs).is_ok()
         };
+        let batch_bytes: Vec<u64> = batches
+            .iter()
+            .map(|b| b.iter().map(|h| sizes[&ObjectId(*h.as_bytes())]).sum())
+            .collect();
         let got = crate::net::swarm::small::fetch(
             session,
             &self.client.net,
             origins,
             batches,
+            &batch_bytes,
             &mut land,
             self.progress,
         )

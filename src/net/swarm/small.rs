@@ -11,7 +11,8 @@
 //!
 //! Swarm peers are asked first, [`LANES`] batches at a time each; an origin is asked for a
 //! batch only when every connected swarm peer refused it in the last [`TRUSTED`], and, once
-//! swarm peers are connected, for one batch at a time ([`ORIGIN_LANES`] before): the
+//! swarm peers are connected, for one batch at a time (before, for up to [`ORIGIN_BYTES`]
+//! in flight, [`ORIGIN_MOST_LANES`] batches at most): the
 //! publisher's uplink sends each batch about once and the downloaders trade the rest. Every
 //! object is verified against its id by iroh-blobs as it streams, a batch is held in memory
 //! only until the writers take it, and the batches in flight are bounded by the peers' lanes.
@@ -38,8 +39,13 @@ use super::dial::Dialer;
 use super::pieces::LANES;
 use super::session::Session;
 
-/// Batches in flight at an origin before any swarm peer is connected.
-pub const ORIGIN_LANES: usize = 4;
+/// Bytes of batches in flight at an origin before any swarm peer is connected: four
+/// batches of 1 MiB, or up to [`ORIGIN_MOST_LANES`] batches of many tiny objects (a batch
+/// is at most 64 objects: 64 KiB of 1 KiB files, for which four in flight leave the link
+/// and the provider idle between requests).
+pub const ORIGIN_BYTES: u64 = 4 << 20;
+/// Batches in flight at an origin before any swarm peer is connected, however small.
+pub const ORIGIN_MOST_LANES: usize = 16;
 /// A swarm peer that refused a batch is asked for it again after this long.
 pub const RECHECK: Duration = Duration::from_millis(500);
 /// An origin is asked for a batch only when every connected swarm peer refused it this
@@ -68,18 +74,33 @@ struct Peer {
     conn: Connection,
     origin: bool,
     inflight: usize,
+    /// Bytes of the batches in flight.
+    inflight_bytes: u64,
     /// Batches it refused, and when.
     refused: HashMap<usize, Instant>,
 }
 
-/// Fetches `batches` from `origins` (connected) and the swarm of `session`, handing each
-/// received batch (every object verified against its id) to `land`, which returns false when
-/// it can take no more (then the rest is left).
+impl Peer {
+    fn new(conn: Connection, origin: bool) -> Peer {
+        Peer {
+            conn,
+            origin,
+            inflight: 0,
+            inflight_bytes: 0,
+            refused: HashMap::new(),
+        }
+    }
+}
+
+/// Fetches `batches` (with the bytes of each, `batch_bytes`) from `origins` (connected) and
+/// the swarm of `session`, handing each received batch (every object verified against its
+/// id) to `land`, which returns false when it can take no more (then the rest is left).
 pub async fn fetch(
     session: &Session,
     net: &Net,
     origins: Vec<(EndpointId, Connection)>,
     batches: Vec<Vec<Hash>>,
+    batch_bytes: &[u64],
     land: &mut (dyn FnMut(Vec<(Hash, bytes::Bytes)>) -> bool + Send),
     progress: &dyn Progress,
 ) -> Fetched {
@@ -92,15 +113,7 @@ pub async fn fetch(
     let mut peers: HashMap<EndpointId, Peer> = origins
         .into_iter()
         .filter(|(p, _)| !session.is_banned(p))
-        .map(|(p, conn)| {
-            let peer = Peer {
-                conn,
-                origin: true,
-                inflight: 0,
-                refused: HashMap::new(),
-            };
-            (p, peer)
-        })
+        .map(|(p, conn)| (p, Peer::new(conn, true)))
         .collect();
     let mut dialer = Dialer::new(session, net, &origin_ids, false);
     // The swarm peers known now, at once: with no origin left, they are all there is.
@@ -128,12 +141,12 @@ pub async fn fetch(
         dealers.extend(peers.iter().filter(|(_, x)| x.origin).map(|(p, _)| *p));
         for p in dealers {
             let origin = peers[&p].origin;
-            let lanes = match (origin, helped) {
-                (false, _) => LANES,
-                (true, false) => ORIGIN_LANES,
-                (true, true) => 1,
+            let room = |x: &Peer| match (origin, helped) {
+                (false, _) => x.inflight < LANES,
+                (true, false) => x.inflight < ORIGIN_MOST_LANES && x.inflight_bytes < ORIGIN_BYTES,
+                (true, true) => x.inflight < 1,
             };
-            while peers[&p].inflight < lanes {
+            while room(&peers[&p]) {
                 let fresh = |q: &EndpointId, i: usize, within: Duration| {
                     peers[q]
                         .refused
@@ -153,6 +166,7 @@ pub async fn fetch(
                 inflight[i] = Some(p);
                 let peer = peers.get_mut(&p).expect("known");
                 peer.inflight += 1;
+                peer.inflight_bytes += batch_bytes[i];
                 let conn = peer.conn.clone();
                 let batch = batches[i].clone();
                 requests.push(async move {
@@ -174,6 +188,7 @@ pub async fn fetch(
                 inflight[i] = None;
                 if let Some(peer) = peers.get_mut(&p) {
                     peer.inflight -= 1;
+                    peer.inflight_bytes -= batch_bytes[i];
                 }
                 match got {
                     Ok(Ok(blobs)) => {
@@ -222,8 +237,7 @@ pub async fn fetch(
             }
             (p, _, conn) = dialer.next() => {
                 if let Some(conn) = conn {
-                    let peer = Peer { conn, origin: false, inflight: 0, refused: HashMap::new() };
-                    peers.insert(p, peer);
+                    peers.insert(p, Peer::new(conn, false));
                 }
             }
             _ = tick.tick() => {
