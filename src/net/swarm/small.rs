@@ -186,9 +186,11 @@ pub async fn fetch(
         tokio::select! {
             Some((p, i, got)) = requests.next() => {
                 inflight[i] = None;
+                // Saturating: a peer dropped and dialled again meanwhile is a new entry,
+                // which did not count this request.
                 if let Some(peer) = peers.get_mut(&p) {
-                    peer.inflight -= 1;
-                    peer.inflight_bytes -= batch_bytes[i];
+                    peer.inflight = peer.inflight.saturating_sub(1);
+                    peer.inflight_bytes = peer.inflight_bytes.saturating_sub(batch_bytes[i]);
                 }
                 match got {
                     Ok(Ok(blobs)) => {
