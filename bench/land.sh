@@ -4,6 +4,7 @@
 #   bench/land.sh                 # N=100000 files of 1 KiB in directories of 100, REPS=3
 #   N=10000 REPS=1 bench/land.sh  # quick proof run
 #   FRESH_FS=1 N=1000000 bench/land.sh  # each copy into a fresh ext4 (root: a loop device)
+#   SHAPE=flat N=1000000 bench/land.sh   # all files in one directory
 #
 # Rows:
 #   lode   lode clone TICKET DIR (fetch, verify every object, write the object store, check
@@ -32,6 +33,8 @@ fi
 ip link set lo up
 
 N=${N:-100000}
+SHAPE=${SHAPE:-dirs}
+[[ $SHAPE == dirs || $SHAPE == flat ]] || die "SHAPE is dirs (directories of 100) or flat"
 REPS=${REPS:-3}
 BENCH_DIR=${BENCH_DIR:-/tmp/lode-bench-land}
 RSYNC_PORT=${RSYNC_PORT:-28730}
@@ -51,12 +54,18 @@ export LODE_BIND=127.0.0.1:0 LODE_RELAY=disabled LODE_NO_DISCOVERY=true
 owner() { LODE_HOME=$BENCH_DIR/home/owner "$LODE" "$@"; }
 reader() { LODE_HOME=$BENCH_DIR/home/reader "$LODE" "$@"; }
 
-say "making $N files of 1 KiB in directories of 100"
+say "making $N files of 1 KiB ($SHAPE: in directories of 100, or all in one)"
 DATA=$BENCH_DIR/data
 mkdir -p "$DATA"
-python3 - "$DATA" "$N" <<'EOF'
+python3 - "$DATA" "$N" "$SHAPE" <<'EOF'
 import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
+root, n, shape = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if shape == "flat":
+    os.mkdir(os.path.join(root, "all"))
+    for i in range(n):
+        with open(os.path.join(root, "all", f"f{i:07}.bin"), "wb") as f:
+            f.write(os.urandom(1024))
+    sys.exit(0)
 for d in range((n + 99) // 100):
     dd = os.path.join(root, f"d{d:05}")
     os.mkdir(dd)
@@ -142,7 +151,7 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 ML=$(echo "${T[lode]}" | median); MR=$(echo "${T[rsync]}" | median)
 FS_NOTE=""; [[ $FRESH_FS == 1 ]] && FS_NOTE=", each copy into a fresh ext4"
-echo "# Cloning many small files ($(date -u +%Y-%m-%d), $(nproc) cores, N=$N x 1 KiB, REPS=$REPS$FS_NOTE)"
+echo "# Cloning many small files ($(date -u +%Y-%m-%d), $(nproc) cores, N=$N x 1 KiB, SHAPE=$SHAPE, REPS=$REPS$FS_NOTE)"
 echo
 echo "| row | median s | all runs (s) |"
 echo "|---|---|---|"

@@ -11,8 +11,8 @@
 //!
 //! Swarm peers are asked first, [`LANES`] batches at a time each; an origin is asked for a
 //! batch only when every connected swarm peer refused it in the last [`TRUSTED`], and, once
-//! swarm peers are connected, for one batch at a time (before, for up to [`ORIGIN_BYTES`]
-//! in flight, [`ORIGIN_MOST_LANES`] batches at most): the
+//! swarm peers are connected, for one batch at a time (before, [`ORIGIN_LANES`] batches,
+//! and more small ones up to [`ORIGIN_BYTES`] in flight, [`ORIGIN_MOST_LANES`] at most): the
 //! publisher's uplink sends each batch about once and the downloaders trade the rest. Every
 //! object is verified against its id by iroh-blobs as it streams, a batch is held in memory
 //! only until the writers take it, and the batches in flight are bounded by the peers' lanes.
@@ -39,11 +39,14 @@ use super::dial::Dialer;
 use super::pieces::LANES;
 use super::session::Session;
 
-/// Bytes of batches in flight at an origin before any swarm peer is connected: four
-/// batches of 1 MiB, or up to [`ORIGIN_MOST_LANES`] batches of many tiny objects (a batch
-/// is at most 64 objects: 64 KiB of 1 KiB files, for which four in flight leave the link
-/// and the provider idle between requests).
-pub const ORIGIN_BYTES: u64 = 4 << 20;
+/// Batches in flight at an origin before any swarm peer is connected.
+pub const ORIGIN_LANES: usize = 4;
+/// More batches in flight at an origin before any swarm peer is connected, while their
+/// bytes stay under this: a batch is at most 64 objects, 64 KiB of 1 KiB files, and four of
+/// those in flight leave the link and the provider idle between requests. Batches of
+/// 256 KiB or more get the [`ORIGIN_LANES`] alone, as before: what a downloader asks of
+/// the origin before it meets its swarm is not traded.
+pub const ORIGIN_BYTES: u64 = 1 << 20;
 /// Batches in flight at an origin before any swarm peer is connected, however small.
 pub const ORIGIN_MOST_LANES: usize = 16;
 /// A swarm peer that refused a batch is asked for it again after this long.
@@ -143,7 +146,10 @@ pub async fn fetch(
             let origin = peers[&p].origin;
             let room = |x: &Peer| match (origin, helped) {
                 (false, _) => x.inflight < LANES,
-                (true, false) => x.inflight < ORIGIN_MOST_LANES && x.inflight_bytes < ORIGIN_BYTES,
+                (true, false) => {
+                    x.inflight < ORIGIN_LANES
+                        || (x.inflight < ORIGIN_MOST_LANES && x.inflight_bytes < ORIGIN_BYTES)
+                }
                 (true, true) => x.inflight < 1,
             };
             while room(&peers[&p]) {
